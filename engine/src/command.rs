@@ -1,0 +1,304 @@
+//! Commands, replies and effects: what goes into [`crate::Shard::apply`], what
+//! comes back to the caller, and what the layers around the engine must do
+//! (send an SMS, write history). These are the same types the protocol
+//! carries and the storage log records.
+
+use crate::code::Code;
+use crate::error::Rejection;
+use crate::validity::Validity;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+/// A client request id (DESIGN invariant 4): `source` is the POS device or
+/// verifier account that numbers its requests, `serial` its serial number.
+/// A retry with the same id returns the original reply and never applies
+/// twice; the same id with different content is `request_conflict`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RequestId {
+    /// The numbering party: a POS id or a verifier account id.
+    pub source: u64,
+    /// Its serial number.
+    pub serial: u64,
+}
+
+/// Issue a voucher for a paid order (ORD-1, ORD-2, ORD-3). The order id is
+/// the idempotency key: issuing the same order again with the same content
+/// returns the original reply; with other content, `order_conflict`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Issue {
+    /// Order id, 1..=64 bytes, unique per platform.
+    pub order_id: String,
+    /// Seller id.
+    pub seller_id: u64,
+    /// Product id.
+    pub product_id: u64,
+    /// Units bought, 1..=[`crate::limits::VOUCHER_UNITS_MAX`].
+    pub units: u32,
+    /// Unit price in yuan, 0 ≤ price ≤ 1,000,000, at most 2 decimals (fen).
+    pub unit_price: Decimal,
+    /// Buyer mobile, 5..=15 ASCII digits; its last four digits guard the code.
+    pub mobile: String,
+    /// Validity window (PUB-3).
+    pub validity: Validity,
+    /// Code length wanted, 6..=11 (the code provider's setting). May be
+    /// lengthened when that length is full (see `CODE_DENSITY_PPM_MAX`).
+    pub code_digits: u8,
+}
+
+/// Look a code up without consuming it (ORD-9). Needs the last four phone
+/// digits, like a redemption, so that it is no guessing oracle.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Lookup {
+    /// The code the buyer shows.
+    pub code: Code,
+    /// Last four digits of the buyer's phone, as ASCII digits.
+    pub phone_last4: String,
+}
+
+/// Redeem `units` of the voucher behind `code` (ORD-7, ORD-8, ORD-10).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Redeem {
+    /// Client request id (POS serial number).
+    pub request_id: RequestId,
+    /// The code the buyer shows.
+    pub code: Code,
+    /// Last four digits of the buyer's phone.
+    pub phone_last4: String,
+    /// Units to redeem, 1 ≤ units ≤ remaining.
+    pub units: u32,
+    /// Outlet where the redemption happens.
+    pub outlet_id: u64,
+    /// Verifier account.
+    pub verifier_id: u64,
+    /// POS id for device redemptions.
+    pub pos_id: Option<u64>,
+}
+
+/// Reverse (冲正) a redemption by its request id: once only, by the same POS
+/// or by the voucher's seller, within the reversal window. The units go back
+/// onto the voucher's current live code; when the voucher had none left, a
+/// new code is issued for them (Decision, see ARCHITECTURE.md).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Reverse {
+    /// This reversal's own request id.
+    pub request_id: RequestId,
+    /// Any code the voucher had: the one redeemed, or its replacement. Routes
+    /// the command to the voucher's shard.
+    pub code: Code,
+    /// Request id of the redemption to reverse.
+    pub redemption: RequestId,
+    /// The POS asking, when a POS asks; must equal the redemption's POS.
+    pub pos_id: Option<u64>,
+    /// The seller asking, when the seller asks; must be the voucher's seller.
+    pub seller_id: Option<u64>,
+}
+
+/// Read one page of vouchers of a shard, for the end-of-run audit.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct AuditVouchers {
+    /// Shard to read.
+    pub shard: u32,
+    /// First voucher slot to return.
+    pub from: u32,
+    /// Most vouchers to return (≤ `AUDIT_PAGE_ITEMS_MAX`).
+    pub limit: u32,
+}
+
+/// Read one page of a shard's verification log (ORD-10), for the audit.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct AuditRedemptions {
+    /// Shard to read.
+    pub shard: u32,
+    /// First log position to return.
+    pub from: u32,
+    /// Most entries to return (≤ `AUDIT_PAGE_ITEMS_MAX`).
+    pub limit: u32,
+}
+
+/// Every command the engine applies.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Command {
+    /// See [`Issue`].
+    Issue(Issue),
+    /// See [`Lookup`].
+    Lookup(Lookup),
+    /// See [`Redeem`].
+    Redeem(Redeem),
+    /// See [`Reverse`].
+    Reverse(Reverse),
+    /// See [`AuditVouchers`].
+    AuditVouchers(AuditVouchers),
+    /// See [`AuditRedemptions`].
+    AuditRedemptions(AuditRedemptions),
+}
+
+impl Command {
+    /// True for commands that may change state and so go into the log.
+    pub fn is_mutation(&self) -> bool {
+        matches!(
+            self,
+            Command::Issue(_) | Command::Redeem(_) | Command::Reverse(_)
+        )
+    }
+}
+
+/// Reply to an [`Issue`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Issued {
+    /// The voucher's code.
+    pub code: Code,
+    /// Units on the voucher.
+    pub units: u32,
+    /// Start of validity, unix milliseconds.
+    pub valid_from_ms: i64,
+    /// End of validity, exclusive, unix milliseconds: the first instant at
+    /// which the voucher is expired (00:00:00 of the day after the end date).
+    pub valid_until_ms: i64,
+}
+
+/// Reply to a [`Lookup`] (ORD-9).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LookedUp {
+    /// Order id.
+    pub order_id: String,
+    /// Seller id.
+    pub seller_id: u64,
+    /// Product id.
+    pub product_id: u64,
+    /// Units left.
+    pub units_remaining: u32,
+    /// Units bought.
+    pub units_total: u32,
+    /// Start of validity, unix ms.
+    pub valid_from_ms: i64,
+    /// End of validity, exclusive, unix ms.
+    pub valid_until_ms: i64,
+}
+
+/// Reply to a [`Redeem`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Redeemed {
+    /// Order id of the voucher.
+    pub order_id: String,
+    /// Units redeemed by this request.
+    pub units: u32,
+    /// Units left after it.
+    pub units_remaining: u32,
+    /// The new code for the remaining units (None when none remain).
+    pub new_code: Option<Code>,
+}
+
+/// Reply to a [`Reverse`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reversed {
+    /// Order id of the voucher.
+    pub order_id: String,
+    /// Units given back.
+    pub units: u32,
+    /// Units left after the reversal.
+    pub units_remaining: u32,
+    /// The voucher's live code after the reversal.
+    pub live_code: Code,
+}
+
+/// One voucher as the audit sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VoucherState {
+    /// Order id.
+    pub order_id: String,
+    /// Units bought.
+    pub units_total: u32,
+    /// Units left.
+    pub units_remaining: u32,
+    /// Units redeemed and not reversed.
+    pub units_redeemed: u32,
+    /// The live code, if units remain.
+    pub live_code: Option<Code>,
+}
+
+/// One verification-log entry (ORD-10) as the audit sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RedemptionEntry {
+    /// Request id of the redemption.
+    pub request_id: RequestId,
+    /// Order id of the voucher.
+    pub order_id: String,
+    /// Units redeemed.
+    pub units: u32,
+    /// Time of redemption, unix ms.
+    pub at_ms: i64,
+    /// Outlet.
+    pub outlet_id: u64,
+    /// Verifier account.
+    pub verifier_id: u64,
+    /// POS id, for device redemptions.
+    pub pos_id: Option<u64>,
+    /// Whether it was reversed.
+    pub reversed: bool,
+}
+
+/// A successful reply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// See [`Issued`].
+    Issued(Issued),
+    /// See [`LookedUp`].
+    LookedUp(LookedUp),
+    /// See [`Redeemed`].
+    Redeemed(Redeemed),
+    /// See [`Reversed`].
+    Reversed(Reversed),
+    /// A page of vouchers; `next` is the slot to ask for next, None at the end.
+    Vouchers {
+        /// The page.
+        items: Vec<VoucherState>,
+        /// Next `from`, or None when the shard has no more.
+        next: Option<u32>,
+    },
+    /// A page of the verification log.
+    Redemptions {
+        /// The page.
+        items: Vec<RedemptionEntry>,
+        /// Next `from`, or None at the end.
+        next: Option<u32>,
+    },
+}
+
+/// What a command returns: an outcome or a rejection.
+pub type Reply = Result<Outcome, Rejection>;
+
+/// Why a code is sent to the buyer's phone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SendReason {
+    /// First issue of the order (ORD-2).
+    Issued,
+    /// Replacement code after a partial redemption (ORD-8).
+    Replaced,
+    /// New code after a reversal gave units back to a used-up voucher.
+    Reversal,
+}
+
+/// Work the layers around the engine must do after the batch is durable.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Effect {
+    /// Send `code` to `mobile` by SMS (through the outbox).
+    SendCode {
+        /// Order id.
+        order_id: String,
+        /// Buyer mobile.
+        mobile: String,
+        /// The code to send.
+        code: Code,
+        /// Why.
+        reason: SendReason,
+    },
+    /// Tell the buyer that `units` were redeemed (ORD-8 success SMS).
+    RedemptionNotice {
+        /// Order id.
+        order_id: String,
+        /// Buyer mobile.
+        mobile: String,
+        /// Units redeemed.
+        units: u32,
+    },
+}

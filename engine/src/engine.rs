@@ -1,0 +1,57 @@
+//! A set of shards with the routing function, for in-process use (tests,
+//! benchmarks, replay). The server runs each shard on its own worker thread
+//! and routes with the same [`route`].
+
+use crate::command::{Command, Effect, Reply};
+use crate::shard::{EngineConfig, Shard};
+
+/// The shard that owns a command (DESIGN invariant 2): issue by the order
+/// id's xxh3 hash, code commands by the code's value, audit by its field.
+/// `shards` must be the engine's shard count.
+pub fn route(command: &Command, shards: u32) -> u32 {
+    let n = u64::from(shards);
+    let r = match command {
+        Command::Issue(c) => xxhash_rust::xxh3::xxh3_64(c.order_id.as_bytes()) % n,
+        Command::Lookup(c) => c.code.value() % n,
+        Command::Redeem(c) => c.code.value() % n,
+        Command::Reverse(c) => c.code.value() % n,
+        Command::AuditVouchers(c) => u64::from(c.shard) % n,
+        Command::AuditRedemptions(c) => u64::from(c.shard) % n,
+    };
+    r as u32
+}
+
+/// All shards of one engine in one value.
+pub struct Engine {
+    shards: Vec<Shard>,
+}
+
+impl Engine {
+    /// A new engine with `config.shards` empty shards seeded from `seed`.
+    ///
+    /// Errors: the message of [`EngineConfig::validate`].
+    pub fn new(config: EngineConfig, seed: [u8; 32]) -> Result<Engine, String> {
+        let shards = (0..config.shards)
+            .map(|i| Shard::new(i, config.clone(), seed))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Engine { shards })
+    }
+
+    /// Routes and applies one command at `now_ms`; see [`Shard::apply`].
+    pub fn apply(&mut self, now_ms: i64, command: &Command, effects: &mut Vec<Effect>) -> Reply {
+        let i = route(command, self.shards.len() as u32) as usize;
+        self.shards[i].apply(now_ms, command, effects)
+    }
+
+    /// The shards, for inspection.
+    pub fn shards(&self) -> &[Shard] {
+        &self.shards
+    }
+
+    /// Checks every shard's invariants; panics on a broken one.
+    pub fn check_invariants(&self) {
+        for s in &self.shards {
+            s.check_invariants();
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! Stable error codes. Numbers never change meaning once released; new
+//! errors get new numbers. Engine errors are 1..=99, protocol errors 100..
+//! (defined here too, so that every caller sees one table).
+
+use serde::{Deserialize, Serialize};
+
+/// A stable numeric error code with a snake_case name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[repr(u16)]
+pub enum ErrorCode {
+    /// A field is malformed or out of range (the message names it).
+    BadRequest = 1,
+    /// The code is unknown, replaced, expired, or the last four phone digits
+    /// do not match. These look the same to the caller on purpose (ORD-7,
+    /// DESIGN "code guessing"); the engine's rejection keeps the real reason.
+    CodeInvalid = 2,
+    /// Units to redeem must be at least 1 (ORD-7).
+    UnitsInvalid = 3,
+    /// More units asked than remain on the voucher (ORD-7).
+    UnitsInsufficient = 4,
+    /// The order id was already issued with different content (ORD-2).
+    OrderConflict = 5,
+    /// The request id was already used with different content (invariant 4).
+    RequestConflict = 6,
+    /// No free code is left at any allowed length (ORD-3 density limit).
+    CodeSpaceExhausted = 7,
+    /// The validity window is malformed or already over (PUB-3).
+    ValidityInvalid = 8,
+    /// The voucher's validity window has not started yet (PUB-3).
+    NotYetValid = 9,
+    /// No redemption with that request id exists on this voucher.
+    RedemptionUnknown = 10,
+    /// The reversal window of the redemption has passed.
+    ReversalWindowPassed = 11,
+    /// The redemption was already reversed (by another request id).
+    AlreadyReversed = 12,
+    /// Only the POS that redeemed, or the seller, may reverse.
+    ReversalNotPermitted = 13,
+    /// The client speaks a protocol version the server does not.
+    UnsupportedVersion = 100,
+    /// The handshake token is unknown, or a request came before the handshake.
+    Unauthenticated = 101,
+    /// A frame is malformed: bad header, unknown opcode or undecodable body.
+    MalformedFrame = 102,
+    /// A frame declares a body larger than `frame_bytes_max`.
+    FrameTooLarge = 103,
+    /// A batch frame holds more commands than `batch_commands_max`.
+    BatchTooLarge = 104,
+    /// The server is shutting down or its storage has failed.
+    Unavailable = 105,
+    /// The caller's role may not run this command.
+    NotPermitted = 106,
+}
+
+impl ErrorCode {
+    /// The stable snake_case name, e.g. `code_invalid`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::CodeInvalid => "code_invalid",
+            ErrorCode::UnitsInvalid => "units_invalid",
+            ErrorCode::UnitsInsufficient => "units_insufficient",
+            ErrorCode::OrderConflict => "order_conflict",
+            ErrorCode::RequestConflict => "request_conflict",
+            ErrorCode::CodeSpaceExhausted => "code_space_exhausted",
+            ErrorCode::ValidityInvalid => "validity_invalid",
+            ErrorCode::NotYetValid => "not_yet_valid",
+            ErrorCode::RedemptionUnknown => "redemption_unknown",
+            ErrorCode::ReversalWindowPassed => "reversal_window_passed",
+            ErrorCode::AlreadyReversed => "already_reversed",
+            ErrorCode::ReversalNotPermitted => "reversal_not_permitted",
+            ErrorCode::UnsupportedVersion => "unsupported_version",
+            ErrorCode::Unauthenticated => "unauthenticated",
+            ErrorCode::MalformedFrame => "malformed_frame",
+            ErrorCode::FrameTooLarge => "frame_too_large",
+            ErrorCode::BatchTooLarge => "batch_too_large",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::NotPermitted => "not_permitted",
+        }
+    }
+
+    /// The stable number.
+    pub fn number(self) -> u16 {
+        self as u16
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.name(), self.number())
+    }
+}
+
+/// Why a `code_invalid` was given. Kept in the log and in tracing, never
+/// sent to the caller (DESIGN "code guessing").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InvalidCodeReason {
+    /// No voucher ever had this code, or its quarantine ended.
+    Unknown,
+    /// The code was replaced after a partial redemption, or fully redeemed.
+    Replaced,
+    /// The voucher's validity window is over.
+    Expired,
+    /// The last four digits of the phone do not match.
+    WrongPhoneDigits,
+}
+
+/// A refused command: the stable code, a human message, and for
+/// `code_invalid` the hidden reason.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejection {
+    /// Stable error code.
+    pub code: ErrorCode,
+    /// Human-readable message for operators; never contains the hidden reason.
+    pub message: String,
+    /// Only for `code_invalid`; stripped before a reply leaves the server.
+    #[serde(skip)]
+    pub reason: Option<InvalidCodeReason>,
+}
+
+impl Rejection {
+    /// A rejection with a message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Rejection {
+            code,
+            message: message.into(),
+            reason: None,
+        }
+    }
+
+    /// The uniform `code_invalid` rejection with its hidden reason.
+    pub fn code_invalid(reason: InvalidCodeReason) -> Self {
+        Rejection {
+            code: ErrorCode::CodeInvalid,
+            message: "code not valid for redemption (check the code and the last four phone digits)"
+                .into(),
+            reason: Some(reason),
+        }
+    }
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for Rejection {}

@@ -1,0 +1,39 @@
+//! vouch-engine: the deterministic, sans-IO state machine of the e-voucher core.
+//!
+//! The engine issues vouchers for paid orders (ORD-2, ORD-3), looks codes up
+//! without consuming them (ORD-9), redeems units with an atomic code
+//! replacement (ORD-7, ORD-8), logs every redemption (ORD-10) and reverses a
+//! redemption (冲正) once, within a window.
+//!
+//! It never reads the clock, the OS random source, the disk or the network:
+//! every state change goes through [`Shard::apply`] with the current time as
+//! an argument, and randomness comes from a ChaCha20 generator that is part of
+//! the state. Same state + same commands ⇒ same replies, which is what makes
+//! recovery by log replay possible (DESIGN invariant 1).
+//!
+//! Layout:
+//! - [`code`]: the numeric code type (6–11 digits, leading zeros significant).
+//! - [`command`]: commands, replies and effects — the types the protocol
+//!   carries and the storage log records.
+//! - [`error`]: stable error codes.
+//! - [`shard`]: one shard of state; all state of a voucher lives in one shard
+//!   (DESIGN invariant 2).
+//! - [`engine`]: a set of shards with the routing function, for in-process use.
+//! - [`validity`]: validity windows in the platform time zone (PUB-3).
+//! - [`limits`]: every limit, with its unit in the name.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod code;
+pub mod command;
+pub mod engine;
+pub mod error;
+pub mod limits;
+pub mod shard;
+pub mod validity;
+
+pub use code::Code;
+pub use command::{Command, Effect, Outcome, Reply, RequestId};
+pub use engine::Engine;
+pub use error::{ErrorCode, Rejection};
+pub use shard::{EngineConfig, Shard};

@@ -1,0 +1,483 @@
+//! Rule tests of the engine core, driven directly with a virtual clock.
+//! Each test names the rule it proves.
+
+use jiff::civil::date;
+use rust_decimal::Decimal;
+use vouch_engine::command::*;
+use vouch_engine::validity::Validity;
+use vouch_engine::{Code, Command, Effect, Engine, EngineConfig, ErrorCode, Outcome};
+
+/// 2026-11-29 12:00:00 +08:00 in unix ms.
+const NOW: i64 = 1_764_388_800_000;
+const HOUR: i64 = 3_600_000;
+
+fn engine(shards: u32) -> Engine {
+    let config = EngineConfig {
+        shards,
+        ..EngineConfig::default()
+    };
+    Engine::new(config, [7; 32]).unwrap()
+}
+
+fn issue_cmd(order: &str, units: u32, digits: u8) -> Command {
+    Command::Issue(Issue {
+        order_id: order.into(),
+        seller_id: 10,
+        product_id: 20,
+        units,
+        unit_price: Decimal::new(1999, 2),
+        mobile: "13800001234".into(),
+        validity: Validity::DaysFromIssue(30),
+        code_digits: digits,
+    })
+}
+
+fn issue(e: &mut Engine, order: &str, units: u32) -> Code {
+    match e.apply(NOW, &issue_cmd(order, units, 8), &mut Vec::new()) {
+        Ok(Outcome::Issued(i)) => i.code,
+        other => panic!("issue failed: {other:?}"),
+    }
+}
+
+fn rid(serial: u64) -> RequestId {
+    RequestId { source: 900, serial }
+}
+
+fn redeem_cmd(code: Code, units: u32, serial: u64) -> Command {
+    Command::Redeem(Redeem {
+        request_id: rid(serial),
+        code,
+        phone_last4: "1234".into(),
+        units,
+        outlet_id: 3,
+        verifier_id: 4,
+        pos_id: Some(900),
+    })
+}
+
+fn redeem_at(e: &mut Engine, now: i64, code: Code, units: u32, serial: u64) -> Result<Redeemed, ErrorCode> {
+    match e.apply(now, &redeem_cmd(code, units, serial), &mut Vec::new()) {
+        Ok(Outcome::Redeemed(r)) => Ok(r),
+        Ok(other) => panic!("unexpected outcome {other:?}"),
+        Err(rej) => Err(rej.code),
+    }
+}
+
+fn lookup(e: &mut Engine, now: i64, code: Code, last4: &str) -> Result<LookedUp, ErrorCode> {
+    let cmd = Command::Lookup(Lookup {
+        code,
+        phone_last4: last4.into(),
+    });
+    match e.apply(now, &cmd, &mut Vec::new()) {
+        Ok(Outcome::LookedUp(l)) => Ok(l),
+        Ok(other) => panic!("unexpected outcome {other:?}"),
+        Err(rej) => Err(rej.code),
+    }
+}
+
+fn reverse_cmd(code: Code, redemption: u64, serial: u64, pos: Option<u64>, seller: Option<u64>) -> Command {
+    Command::Reverse(Reverse {
+        request_id: rid(serial),
+        code,
+        redemption: rid(redemption),
+        pos_id: pos,
+        seller_id: seller,
+    })
+}
+
+fn reverse_at(e: &mut Engine, now: i64, cmd: &Command) -> Result<Reversed, ErrorCode> {
+    match e.apply(now, cmd, &mut Vec::new()) {
+        Ok(Outcome::Reversed(r)) => Ok(r),
+        Ok(other) => panic!("unexpected outcome {other:?}"),
+        Err(rej) => Err(rej.code),
+    }
+}
+
+#[test]
+fn ord_2_issue_gives_one_live_code_and_sends_it() {
+    let mut e = engine(2);
+    let mut effects = Vec::new();
+    let r = e.apply(NOW, &issue_cmd("o-1", 3, 8), &mut effects).unwrap();
+    let Outcome::Issued(i) = r else { panic!() };
+    assert_eq!(i.units, 3);
+    assert_eq!(i.code.digits(), 8);
+    assert_eq!(effects.len(), 1);
+    assert!(matches!(&effects[0], Effect::SendCode { code, reason: SendReason::Issued, .. } if *code == i.code));
+    let l = lookup(&mut e, NOW, i.code, "1234").unwrap();
+    assert_eq!((l.units_remaining, l.units_total, l.order_id.as_str()), (3, 3, "o-1"));
+    e.check_invariants();
+}
+
+#[test]
+fn ord_2_same_order_again_returns_original_reply_other_content_conflicts() {
+    let mut e = engine(2);
+    let first = e.apply(NOW, &issue_cmd("o-1", 3, 8), &mut Vec::new()).unwrap();
+    let mut effects = Vec::new();
+    let again = e.apply(NOW + HOUR, &issue_cmd("o-1", 3, 8), &mut effects).unwrap();
+    assert_eq!(first, again);
+    assert!(effects.is_empty(), "a repeated issue sends nothing");
+    let other = e.apply(NOW, &issue_cmd("o-1", 4, 8), &mut Vec::new()).unwrap_err();
+    assert_eq!(other.code, ErrorCode::OrderConflict);
+    assert_eq!(e.shards().iter().map(|s| s.voucher_count()).sum::<usize>(), 1);
+}
+
+#[test]
+fn ord_1_issue_refuses_bad_fields_and_changes_nothing() {
+    let mut e = engine(2);
+    let bad = |f: &dyn Fn(&mut Issue)| {
+        let Command::Issue(mut i) = issue_cmd("o-x", 2, 8) else { unreachable!() };
+        f(&mut i);
+        Command::Issue(i)
+    };
+    let cases = [
+        bad(&|i| i.units = 0),
+        bad(&|i| i.units = vouch_engine::limits::VOUCHER_UNITS_MAX + 1),
+        bad(&|i| i.order_id = String::new()),
+        bad(&|i| i.order_id = "x".repeat(65)),
+        bad(&|i| i.unit_price = Decimal::new(-1, 2)),
+        bad(&|i| i.unit_price = Decimal::new(1001, 3)),
+        bad(&|i| i.mobile = "1380000123a".into()),
+        bad(&|i| i.mobile = "1234".into()),
+        bad(&|i| i.code_digits = 5),
+        bad(&|i| i.code_digits = 12),
+    ];
+    for c in &cases {
+        let err = e.apply(NOW, c, &mut Vec::new()).unwrap_err();
+        assert_eq!(err.code, ErrorCode::BadRequest, "{c:?}");
+    }
+    // 1.10 has a trailing zero but only two significant decimals: accepted.
+    let ok = bad(&|i| i.unit_price = Decimal::new(1100, 3));
+    assert!(e.apply(NOW, &ok, &mut Vec::new()).is_ok());
+    assert_eq!(e.shards().iter().map(|s| s.voucher_count()).sum::<usize>(), 1);
+}
+
+#[test]
+fn ord_7_redeem_boundaries_zero_remaining_and_one_more() {
+    let mut e = engine(2);
+    let code = issue(&mut e, "o-1", 3);
+    assert_eq!(redeem_at(&mut e, NOW, code, 0, 1), Err(ErrorCode::UnitsInvalid));
+    assert_eq!(redeem_at(&mut e, NOW, code, 4, 2), Err(ErrorCode::UnitsInsufficient));
+    // Refusals changed nothing: the code still works for all 3.
+    let r = redeem_at(&mut e, NOW, code, 3, 3).unwrap();
+    assert_eq!((r.units, r.units_remaining, r.new_code), (3, 0, None));
+    assert_eq!(redeem_at(&mut e, NOW, code, 1, 4), Err(ErrorCode::CodeInvalid));
+    e.check_invariants();
+}
+
+#[test]
+fn ord_7_unknown_replaced_expired_and_wrong_phone_look_the_same() {
+    let mut e = engine(1);
+    let code = issue(&mut e, "o-1", 3);
+    let wrong_phone = Command::Redeem(Redeem {
+        phone_last4: "9999".into(),
+        ..match redeem_cmd(code, 1, 1) {
+            Command::Redeem(r) => r,
+            _ => unreachable!(),
+        }
+    });
+    let wp = e.apply(NOW, &wrong_phone, &mut Vec::new()).unwrap_err();
+    let unknown_code = Code::new(8, (code.value() + 1) % 100_000_000).unwrap();
+    let unk = e.apply(NOW, &redeem_cmd(unknown_code, 1, 2), &mut Vec::new()).unwrap_err();
+    let r = redeem_at(&mut e, NOW, code, 1, 3).unwrap();
+    let repl = e.apply(NOW, &redeem_cmd(code, 1, 4), &mut Vec::new()).unwrap_err();
+    let expired_at = NOW + 31 * 24 * HOUR;
+    let exp = e
+        .apply(expired_at, &redeem_cmd(r.new_code.unwrap(), 1, 5), &mut Vec::new())
+        .unwrap_err();
+    for rej in [&wp, &unk, &repl, &exp] {
+        assert_eq!(rej.code, ErrorCode::CodeInvalid);
+        assert_eq!(rej.message, wp.message, "messages must not differ");
+    }
+    use vouch_engine::error::InvalidCodeReason as R;
+    assert_eq!(
+        [wp.reason, unk.reason, repl.reason, exp.reason],
+        [Some(R::WrongPhoneDigits), Some(R::Unknown), Some(R::Replaced), Some(R::Expired)]
+    );
+    // Serialized for the wire, the hidden reason is gone.
+    assert_eq!(format!("{}", wp), format!("{}", exp));
+}
+
+#[test]
+fn ord_8_partial_redemption_replaces_code_atomically() {
+    let mut e = engine(2);
+    let code = issue(&mut e, "o-1", 5);
+    let mut effects = Vec::new();
+    let r = match e.apply(NOW, &redeem_cmd(code, 2, 1), &mut effects).unwrap() {
+        Outcome::Redeemed(r) => r,
+        other => panic!("{other:?}"),
+    };
+    let new = r.new_code.unwrap();
+    assert_ne!(new, code);
+    assert_eq!(new.digits(), code.digits());
+    assert_eq!(r.units_remaining, 3);
+    assert_eq!(lookup(&mut e, NOW, code, "1234"), Err(ErrorCode::CodeInvalid));
+    assert_eq!(lookup(&mut e, NOW, new, "1234").unwrap().units_remaining, 3);
+    assert!(effects.iter().any(|f| matches!(f, Effect::RedemptionNotice { units: 2, .. })));
+    assert!(effects
+        .iter()
+        .any(|f| matches!(f, Effect::SendCode { code, reason: SendReason::Replaced, .. } if *code == new)));
+    // The new code lives in the same shard as the old one.
+    assert_eq!(new.value() % 2, code.value() % 2);
+    let total_live: usize = e.shards().iter().map(|s| s.live_code_count()).sum();
+    assert_eq!(total_live, 1);
+    e.check_invariants();
+}
+
+#[test]
+fn ord_9_lookup_does_not_consume_and_needs_phone_digits() {
+    let mut e = engine(2);
+    let code = issue(&mut e, "o-1", 2);
+    for _ in 0..3 {
+        assert_eq!(lookup(&mut e, NOW, code, "1234").unwrap().units_remaining, 2);
+    }
+    assert_eq!(lookup(&mut e, NOW, code, "4321"), Err(ErrorCode::CodeInvalid));
+    assert_eq!(lookup(&mut e, NOW, code, "12a4"), Err(ErrorCode::BadRequest));
+    assert_eq!(redeem_at(&mut e, NOW, code, 2, 1).unwrap().units_remaining, 0);
+}
+
+#[test]
+fn ord_10_every_redemption_is_logged_with_outlet_verifier_and_pos() {
+    let mut e = engine(1);
+    let code = issue(&mut e, "o-1", 4);
+    let r1 = redeem_at(&mut e, NOW, code, 1, 1).unwrap();
+    redeem_at(&mut e, NOW + 1000, r1.new_code.unwrap(), 2, 2).unwrap();
+    let page = e
+        .apply(NOW, &Command::AuditRedemptions(AuditRedemptions { shard: 0, from: 0, limit: 10 }), &mut Vec::new())
+        .unwrap();
+    let Outcome::Redemptions { items, next } = page else { panic!() };
+    assert_eq!(next, None);
+    assert_eq!(items.len(), 2);
+    assert_eq!(
+        (items[1].units, items[1].at_ms, items[1].outlet_id, items[1].verifier_id, items[1].pos_id),
+        (2, NOW + 1000, 3, 4, Some(900))
+    );
+    assert_eq!(items[0].request_id, rid(1));
+    assert!(items.iter().all(|i| i.order_id == "o-1" && !i.reversed));
+}
+
+#[test]
+fn inv_4_same_request_id_returns_original_reply_even_naming_old_code() {
+    let mut e = engine(2);
+    let code = issue(&mut e, "o-1", 3);
+    let first = redeem_at(&mut e, NOW, code, 1, 7).unwrap();
+    // The reply was lost; the POS retries with the same id and the old code.
+    let mut effects = Vec::new();
+    let retry = e.apply(NOW + 5000, &redeem_cmd(code, 1, 7), &mut effects).unwrap();
+    assert_eq!(retry, Outcome::Redeemed(first.clone()));
+    assert!(effects.is_empty(), "a retry sends nothing again");
+    assert_eq!(lookup(&mut e, NOW, first.new_code.unwrap(), "1234").unwrap().units_remaining, 2);
+    // Same id, different content.
+    let conflict = e.apply(NOW, &redeem_cmd(code, 2, 7), &mut Vec::new()).unwrap_err();
+    assert_eq!(conflict.code, ErrorCode::RequestConflict);
+    e.check_invariants();
+}
+
+#[test]
+fn rev_reversal_gives_units_back_to_the_current_live_code_once() {
+    let mut e = engine(2);
+    let code = issue(&mut e, "o-1", 5);
+    let r1 = redeem_at(&mut e, NOW, code, 2, 1).unwrap();
+    let live = r1.new_code.unwrap();
+    // Reverse naming the old code; units go onto the current live code.
+    let cmd = reverse_cmd(code, 1, 100, Some(900), None);
+    let rev = reverse_at(&mut e, NOW + 60_000, &cmd).unwrap();
+    assert_eq!((rev.units, rev.units_remaining, rev.live_code), (2, 5, live));
+    assert_eq!(lookup(&mut e, NOW, live, "1234").unwrap().units_remaining, 5);
+    // The same reversal request again: the original reply, no second effect.
+    assert_eq!(reverse_at(&mut e, NOW + 61_000, &cmd).unwrap(), rev);
+    // Another request id reversing the same redemption: refused.
+    let again = reverse_cmd(live, 1, 101, Some(900), None);
+    assert_eq!(reverse_at(&mut e, NOW + 61_000, &again), Err(ErrorCode::AlreadyReversed));
+    e.check_invariants();
+}
+
+#[test]
+fn rev_only_same_pos_or_seller_within_window() {
+    let mut e = engine(2);
+    let code = issue(&mut e, "o-1", 5);
+    let r1 = redeem_at(&mut e, NOW, code, 1, 1).unwrap();
+    let live = r1.new_code.unwrap();
+    let other_pos = reverse_cmd(live, 1, 200, Some(901), None);
+    assert_eq!(reverse_at(&mut e, NOW, &other_pos), Err(ErrorCode::ReversalNotPermitted));
+    let other_seller = reverse_cmd(live, 1, 201, None, Some(11));
+    assert_eq!(reverse_at(&mut e, NOW, &other_seller), Err(ErrorCode::ReversalNotPermitted));
+    let late = reverse_cmd(live, 1, 202, Some(900), None);
+    assert_eq!(reverse_at(&mut e, NOW + HOUR + 1, &late), Err(ErrorCode::ReversalWindowPassed));
+    let unknown = reverse_cmd(live, 999, 203, Some(900), None);
+    assert_eq!(reverse_at(&mut e, NOW, &unknown), Err(ErrorCode::RedemptionUnknown));
+    // Exactly at the window's end, the seller may still reverse.
+    let seller = reverse_cmd(live, 1, 204, None, Some(10));
+    assert_eq!(reverse_at(&mut e, NOW + HOUR, &seller).unwrap().units_remaining, 5);
+}
+
+#[test]
+fn rev_reversal_of_a_used_up_voucher_issues_a_new_code() {
+    let mut e = engine(2);
+    let code = issue(&mut e, "o-1", 2);
+    assert_eq!(redeem_at(&mut e, NOW, code, 2, 1).unwrap().new_code, None);
+    let mut effects = Vec::new();
+    let rev = match e.apply(NOW, &reverse_cmd(code, 1, 2, Some(900), None), &mut effects).unwrap() {
+        Outcome::Reversed(r) => r,
+        other => panic!("{other:?}"),
+    };
+    assert_ne!(rev.live_code, code, "a retired code is never revived");
+    assert_eq!(rev.units_remaining, 2);
+    assert!(matches!(&effects[..], [Effect::SendCode { reason: SendReason::Reversal, .. }]));
+    assert_eq!(lookup(&mut e, NOW, rev.live_code, "1234").unwrap().units_remaining, 2);
+    e.check_invariants();
+}
+
+#[test]
+fn pub_3_expiry_at_235959_vs_000000_next_day_shanghai() {
+    let mut e = engine(2);
+    let cmd = Command::Issue(Issue {
+        validity: Validity::Fixed {
+            start: date(2026, 11, 1),
+            end: date(2026, 11, 30),
+        },
+        ..match issue_cmd("o-1", 3, 8) {
+            Command::Issue(i) => i,
+            _ => unreachable!(),
+        }
+    });
+    let Outcome::Issued(i) = e.apply(NOW, &cmd, &mut Vec::new()).unwrap() else { panic!() };
+    // 2026-11-30 23:59:59 +08:00 = 15:59:59 UTC; the next midnight = 16:00:00 UTC.
+    let last_second: i64 = "2026-11-30T15:59:59Z".parse::<jiff::Timestamp>().unwrap().as_millisecond();
+    let midnight = last_second + 1000;
+    assert_eq!(i.valid_until_ms, midnight);
+    assert_eq!(redeem_at(&mut e, midnight, i.code, 1, 1), Err(ErrorCode::CodeInvalid));
+    assert_eq!(lookup(&mut e, midnight, i.code, "1234"), Err(ErrorCode::CodeInvalid));
+    let r = redeem_at(&mut e, last_second, i.code, 1, 2).unwrap();
+    assert_eq!(r.units_remaining, 2);
+}
+
+#[test]
+fn pub_3_not_yet_valid_before_start_date() {
+    let mut e = engine(1);
+    let cmd = Command::Issue(Issue {
+        validity: Validity::Fixed {
+            start: date(2026, 12, 1),
+            end: date(2026, 12, 31),
+        },
+        ..match issue_cmd("o-1", 3, 8) {
+            Command::Issue(i) => i,
+            _ => unreachable!(),
+        }
+    });
+    let Outcome::Issued(i) = e.apply(NOW, &cmd, &mut Vec::new()).unwrap() else { panic!() };
+    assert_eq!(redeem_at(&mut e, NOW, i.code, 1, 1), Err(ErrorCode::NotYetValid));
+    assert_eq!(redeem_at(&mut e, i.valid_from_ms, i.code, 1, 2).unwrap().units_remaining, 2);
+}
+
+#[test]
+fn ord_3_codes_with_leading_zeros_redeem_in_every_length() {
+    for digits in 6u8..=11 {
+        let mut e = engine(2);
+        let mut found = None;
+        for n in 0..2000 {
+            let order = format!("lz-{digits}-{n}");
+            let Outcome::Issued(i) = e.apply(NOW, &issue_cmd(&order, 2, digits), &mut Vec::new()).unwrap() else {
+                panic!()
+            };
+            assert_eq!(i.code.digits(), digits);
+            if i.code.to_string().starts_with('0') {
+                found = Some(i.code);
+                break;
+            }
+        }
+        let code = found.expect("one in ten codes starts with 0");
+        // The buyer types the string; parse it back, leading zero included.
+        let typed: Code = code.to_string().parse().unwrap();
+        assert_eq!(typed, code);
+        let r = redeem_at(&mut e, NOW, typed, 1, 1).unwrap();
+        assert_eq!(r.units_remaining, 1);
+        // Without the leading zero it is another (shorter, unknown) code.
+        let stripped = code.to_string()[1..].to_string();
+        if stripped.len() >= 6 {
+            let other: Code = stripped.parse().unwrap();
+            assert_ne!(other, code);
+        }
+    }
+}
+
+#[test]
+fn ord_3_codes_unique_uniform_and_in_their_shard() {
+    let mut e = engine(4);
+    let mut seen = std::collections::HashSet::new();
+    let mut first_digit = [0u32; 10];
+    let mut last_digit = [0u32; 10];
+    let n = 20_000;
+    for i in 0..n {
+        let code = issue(&mut e, &format!("u-{i}"), 1);
+        assert!(seen.insert(code), "duplicate live code {code}");
+        let s = code.to_string();
+        first_digit[(s.as_bytes()[0] - b'0') as usize] += 1;
+        last_digit[(s.as_bytes()[7] - b'0') as usize] += 1;
+    }
+    // Each digit expected 2,000 times; allow ±15 % (about 7 standard deviations).
+    for d in 0..10 {
+        assert!((1700..=2300).contains(&first_digit[d]), "first digit {d}: {}", first_digit[d]);
+        // Last digit: value ≡ shard (mod 4), so the last digit is only even
+        // or odd per shard, but overall each digit still appears.
+        assert!(last_digit[d] > 1000, "last digit {d}: {}", last_digit[d]);
+    }
+    e.check_invariants();
+}
+
+#[test]
+fn ord_3_density_limit_lengthens_codes() {
+    let mut e = engine(1);
+    // 1 shard, 6 digits: 1 % of 10^6 = 10,000 codes may be in use.
+    let mut lengths = [0u32; 12];
+    for i in 0..10_050 {
+        let Outcome::Issued(r) = e.apply(NOW, &issue_cmd(&format!("d-{i}"), 1, 6), &mut Vec::new()).unwrap() else {
+            panic!()
+        };
+        lengths[usize::from(r.code.digits())] += 1;
+    }
+    assert_eq!(lengths[6], 10_000);
+    assert_eq!(lengths[7], 50);
+    assert_eq!(e.shards()[0].codes_in_use(6), 10_000);
+}
+
+#[test]
+fn inv_5_retired_codes_stay_quarantined_then_are_released() {
+    let mut e = engine(1);
+    let code = issue(&mut e, "o-1", 3);
+    redeem_at(&mut e, NOW, code, 1, 1).unwrap();
+    // Old and new code both count against the density limit.
+    assert_eq!(e.shards()[0].codes_in_use(8), 2);
+    let quarantine = EngineConfig::default().code_quarantine_ms;
+    // Any later mutation releases what is due.
+    issue_at(&mut e, NOW + quarantine - 1, "o-2");
+    assert_eq!(e.shards()[0].codes_in_use(8), 3);
+    issue_at(&mut e, NOW + quarantine, "o-3");
+    assert_eq!(e.shards()[0].codes_in_use(8), 3, "one released, one added");
+}
+
+fn issue_at(e: &mut Engine, now: i64, order: &str) {
+    let cmd = Command::Issue(Issue {
+        validity: Validity::DaysFromIssue(30),
+        ..match issue_cmd(order, 1, 8) {
+            Command::Issue(i) => i,
+            _ => unreachable!(),
+        }
+    });
+    e.apply(now, &cmd, &mut Vec::new()).unwrap();
+}
+
+#[test]
+fn inv_1_same_seed_and_commands_give_same_replies() {
+    let run = || {
+        let mut e = engine(2);
+        let mut replies = Vec::new();
+        for i in 0..200u64 {
+            let code = issue(&mut e, &format!("det-{i}"), 3);
+            replies.push(format!("{code}"));
+            let r = redeem_at(&mut e, NOW + i as i64, code, 1 + (i % 3) as u32, i);
+            replies.push(format!("{r:?}"));
+        }
+        replies
+    };
+    assert_eq!(run(), run());
+}
