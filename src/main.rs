@@ -1,1 +1,4 @@
-fn main() {}
+//! Thin entry point: parse flags, hand over to the library.
+fn main() -> std::process::ExitCode {
+    vouch::cli::main()
+}

@@ -1,1 +1,30 @@
-//! placeholder
+//! vouch-protocol: the wire format of vouch and its async client.
+//!
+//! One frame format runs on TCP and on a long-lived QUIC bidirectional
+//! stream: a fixed 16-byte little-endian [`frame::Header`] followed by a
+//! postcard-encoded body ([`messages::Request`] or [`messages::Response`]).
+//! The first frame of a connection is the `Hello` handshake (version +
+//! token). Requests are pipelined; replies are matched by correlation id.
+//!
+//! Layout:
+//! - [`frame`]: the pure codec (header, limits, incremental decoder).
+//! - [`messages`]: request and response types (the engine's own command and
+//!   reply types, so client and server share them).
+//! - [`client`]: the async pipelined client over TCP or QUIC.
+//! - [`tls`]: certificate loading and rustls/quinn configuration.
+//! - [`target`]: `tcp://host:port` / `quic://host:port` parsing.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod client;
+pub mod frame;
+pub mod messages;
+pub mod target;
+pub mod tls;
+
+pub use client::Client;
+pub use messages::{Request, Response, WireError, WireReply};
+pub use target::Target;
+
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u8 = 1;

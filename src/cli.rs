@@ -1,0 +1,401 @@
+//! The command-line contract (DESIGN "Command-line contracts"):
+//! `vouch serve` and a client command per operation, each with `--json`.
+//!
+//! Exit codes: 0 success; 1 the server refused the command (the stable
+//! error is printed); 2 usage, connection or local errors.
+
+use crate::server::{serve, ServeOptions};
+use clap::{Args, Parser, Subcommand};
+use rust_decimal::Decimal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use vouch_engine::command::{Issue, Lookup, Redeem, RequestId, Reverse};
+use vouch_engine::validity::Validity;
+use vouch_engine::{Code, Command, EngineConfig, Outcome};
+use vouch_protocol::{Client, Target, WireError};
+
+/// Default data directory of `vouch serve`.
+pub const DEFAULT_DATA_DIR: &str = "./vouch-data";
+/// Default TCP listen address and client target port.
+pub const DEFAULT_LISTEN_TCP: &str = "127.0.0.1:7700";
+/// Default QUIC listen address (UDP).
+pub const DEFAULT_LISTEN_QUIC: &str = "127.0.0.1:7700";
+/// Default server for client commands.
+pub const DEFAULT_SERVER: &str = "tcp://127.0.0.1:7700";
+
+#[derive(Parser)]
+#[command(name = "vouch", version, about = "vouch: durable e-voucher engine — server and client")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the server (TCP and QUIC) on a data directory.
+    Serve(ServeArgs),
+    /// Issue a voucher for a paid order (ORD-2).
+    Issue(IssueArgs),
+    /// Look a code up without consuming it (ORD-9).
+    Lookup(LookupArgs),
+    /// Redeem units of a code (ORD-7, ORD-8).
+    Redeem(RedeemArgs),
+    /// Reverse a redemption by its request id (冲正).
+    Reverse(ReverseArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Data directory (created on first start).
+    #[arg(long, default_value = DEFAULT_DATA_DIR)]
+    data_dir: PathBuf,
+    /// TCP listen address.
+    #[arg(long, default_value = DEFAULT_LISTEN_TCP)]
+    listen_tcp: String,
+    /// QUIC listen address (UDP); `off` disables QUIC.
+    #[arg(long, default_value = DEFAULT_LISTEN_QUIC)]
+    listen_quic: String,
+    /// Shards of a new data directory (power of two, 1..=64).
+    #[arg(long, default_value_t = 2)]
+    shards: u32,
+    /// Platform time zone of a new data directory (IANA name).
+    #[arg(long, default_value = "Asia/Shanghai")]
+    time_zone: String,
+    /// Reversal window of a new data directory, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    reversal_window_s: i64,
+}
+
+#[derive(Args, Clone)]
+struct ClientArgs {
+    /// Server URL: tcp://host:port or quic://host:port.
+    #[arg(long, default_value = DEFAULT_SERVER, env = "VOUCH_SERVER")]
+    server: String,
+    /// File holding the credential token.
+    #[arg(long, default_value = "./vouch-data/admin.token")]
+    token_file: PathBuf,
+    /// CA certificate (PEM) to trust for QUIC.
+    #[arg(long, default_value = "./vouch-data/cert.pem")]
+    ca: PathBuf,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct IssueArgs {
+    /// Order id (1..=64 bytes); issuing the same order again returns the same code.
+    #[arg(long)]
+    order_id: String,
+    /// Seller id.
+    #[arg(long, default_value_t = 1)]
+    seller: u64,
+    /// Product id.
+    #[arg(long, default_value_t = 1)]
+    product: u64,
+    /// Units bought.
+    #[arg(long, default_value_t = 1)]
+    units: u32,
+    /// Unit price in yuan, e.g. 19.90.
+    #[arg(long)]
+    unit_price: Decimal,
+    /// Buyer mobile number (digits).
+    #[arg(long)]
+    mobile: String,
+    /// Valid for N days from issue (through 23:59:59 local of issue date + N).
+    #[arg(long, conflicts_with_all = ["valid_from", "valid_to"])]
+    valid_days: Option<u16>,
+    /// First valid date (YYYY-MM-DD, platform zone); needs --valid-to.
+    #[arg(long, requires = "valid_to")]
+    valid_from: Option<jiff::civil::Date>,
+    /// Last valid date (YYYY-MM-DD), inclusive to 23:59:59.
+    #[arg(long, requires = "valid_from")]
+    valid_to: Option<jiff::civil::Date>,
+    /// Code length, 6..=11 digits.
+    #[arg(long, default_value_t = 8)]
+    code_digits: u8,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+#[derive(Args)]
+struct LookupArgs {
+    /// The code (leading zeros count).
+    code: String,
+    /// Last four digits of the buyer's phone.
+    #[arg(long)]
+    last4: String,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+#[derive(Args)]
+struct RedeemArgs {
+    /// The code (leading zeros count).
+    code: String,
+    /// Last four digits of the buyer's phone.
+    #[arg(long)]
+    last4: String,
+    /// Units to redeem.
+    #[arg(long, default_value_t = 1)]
+    units: u32,
+    /// Outlet id.
+    #[arg(long)]
+    outlet: u64,
+    /// Verifier account id.
+    #[arg(long)]
+    verifier: u64,
+    /// POS id, for device redemptions.
+    #[arg(long)]
+    pos: Option<u64>,
+    /// Client request id SOURCE:SERIAL (POS or verifier id : serial number).
+    /// Retrying with the same id never redeems twice.
+    #[arg(long)]
+    request_id: String,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+#[derive(Args)]
+struct ReverseArgs {
+    /// Any code of the voucher (the one redeemed or its replacement).
+    code: String,
+    /// Request id SOURCE:SERIAL of the redemption to reverse.
+    #[arg(long)]
+    redemption: String,
+    /// This reversal's own request id SOURCE:SERIAL.
+    #[arg(long)]
+    request_id: String,
+    /// The POS asking (must be the POS that redeemed).
+    #[arg(long)]
+    pos: Option<u64>,
+    /// The seller asking (must be the voucher's seller).
+    #[arg(long)]
+    seller: Option<u64>,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+/// Parses `SOURCE:SERIAL`.
+///
+/// Errors: a message naming the expected form.
+pub fn parse_request_id(s: &str) -> Result<RequestId, String> {
+    let (a, b) = s
+        .split_once(':')
+        .ok_or_else(|| format!("request id {s:?} must be SOURCE:SERIAL, e.g. 9001:17"))?;
+    let source = a.parse().map_err(|_| format!("request id source {a:?} is not a number"))?;
+    let serial = b.parse().map_err(|_| format!("request id serial {b:?} is not a number"))?;
+    Ok(RequestId { source, serial })
+}
+
+/// Entry point of the `vouch` binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command {
+        Cmd::Serve(a) => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                )
+                .with_writer(std::io::stderr)
+                .init();
+            let opts = ServeOptions {
+                data_dir: a.data_dir,
+                listen_tcp: a.listen_tcp,
+                listen_quic: (a.listen_quic != "off").then_some(a.listen_quic),
+                new_config: EngineConfig {
+                    shards: a.shards,
+                    time_zone: a.time_zone,
+                    reversal_window_ms: a.reversal_window_s.saturating_mul(1000),
+                    ..EngineConfig::default()
+                },
+            };
+            match rt.block_on(serve(opts)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        other => rt.block_on(run_client(other)),
+    }
+}
+
+fn parse_code(s: &str) -> Result<Code, String> {
+    s.parse::<Code>().map_err(|e| format!("code {s:?}: {e}"))
+}
+
+async fn run_client(cmd: Cmd) -> ExitCode {
+    let (client_args, command) = match build_command(cmd) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let json = client_args.json;
+    let fail = |kind: &str, msg: String| {
+        if json {
+            println!("{}", serde_json::json!({"ok": false, "error": {"kind": kind, "message": msg}}));
+        } else {
+            eprintln!("error: {msg}");
+        }
+        ExitCode::from(2)
+    };
+    let target: Target = match client_args.server.parse() {
+        Ok(t) => t,
+        Err(e) => return fail("usage", e),
+    };
+    let token = match std::fs::read_to_string(&client_args.token_file) {
+        Ok(t) => t.trim().to_string(),
+        Err(e) => return fail("token", format!("reading token file {}: {e}", client_args.token_file.display())),
+    };
+    let client = match Client::connect(&target, &token, Some(&client_args.ca)).await {
+        Ok(c) => c,
+        Err(e) => return fail("connect", e.to_string()),
+    };
+    match client.command(command).await {
+        Ok(Ok(outcome)) => {
+            print_outcome(&outcome, json);
+            ExitCode::SUCCESS
+        }
+        Ok(Err(e)) => {
+            print_refusal(&e, json);
+            ExitCode::from(1)
+        }
+        Err(e) => fail("connection", e.to_string()),
+    }
+}
+
+fn build_command(cmd: Cmd) -> Result<(ClientArgs, Command), String> {
+    Ok(match cmd {
+        Cmd::Serve(_) => unreachable!("serve is handled before"),
+        Cmd::Issue(a) => {
+            let validity = match (a.valid_days, a.valid_from, a.valid_to) {
+                (Some(d), _, _) => Validity::DaysFromIssue(d),
+                (None, Some(start), Some(end)) => Validity::Fixed { start, end },
+                _ => Validity::DaysFromIssue(30),
+            };
+            let c = Issue {
+                order_id: a.order_id,
+                seller_id: a.seller,
+                product_id: a.product,
+                units: a.units,
+                unit_price: a.unit_price,
+                mobile: a.mobile,
+                validity,
+                code_digits: a.code_digits,
+            };
+            (a.client, Command::Issue(c))
+        }
+        Cmd::Lookup(a) => {
+            let c = Lookup {
+                code: parse_code(&a.code)?,
+                phone_last4: a.last4,
+            };
+            (a.client, Command::Lookup(c))
+        }
+        Cmd::Redeem(a) => {
+            let c = Redeem {
+                request_id: parse_request_id(&a.request_id)?,
+                code: parse_code(&a.code)?,
+                phone_last4: a.last4,
+                units: a.units,
+                outlet_id: a.outlet,
+                verifier_id: a.verifier,
+                pos_id: a.pos,
+            };
+            (a.client, Command::Redeem(c))
+        }
+        Cmd::Reverse(a) => {
+            let c = Reverse {
+                request_id: parse_request_id(&a.request_id)?,
+                code: parse_code(&a.code)?,
+                redemption: parse_request_id(&a.redemption)?,
+                pos_id: a.pos,
+                seller_id: a.seller,
+            };
+            (a.client, Command::Reverse(c))
+        }
+    })
+}
+
+fn ms_to_string(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| ms.to_string())
+}
+
+fn print_outcome(o: &Outcome, json: bool) {
+    use serde_json::json;
+    let (value, text) = match o {
+        Outcome::Issued(i) => (
+            json!({"ok": true, "code": i.code.to_string(), "units": i.units,
+                   "valid_from_ms": i.valid_from_ms, "valid_until_ms": i.valid_until_ms}),
+            format!(
+                "issued code {} for {} units, valid from {} until (exclusive) {}",
+                i.code,
+                i.units,
+                ms_to_string(i.valid_from_ms),
+                ms_to_string(i.valid_until_ms)
+            ),
+        ),
+        Outcome::LookedUp(l) => (
+            json!({"ok": true, "order_id": l.order_id, "seller_id": l.seller_id, "product_id": l.product_id,
+                   "units_remaining": l.units_remaining, "units_total": l.units_total,
+                   "valid_from_ms": l.valid_from_ms, "valid_until_ms": l.valid_until_ms}),
+            format!(
+                "order {}: {} of {} units remaining, valid until (exclusive) {}",
+                l.order_id,
+                l.units_remaining,
+                l.units_total,
+                ms_to_string(l.valid_until_ms)
+            ),
+        ),
+        Outcome::Redeemed(r) => (
+            json!({"ok": true, "order_id": r.order_id, "units": r.units, "units_remaining": r.units_remaining,
+                   "new_code": r.new_code.map(|c| c.to_string())}),
+            match r.new_code {
+                Some(c) => format!(
+                    "redeemed {} units of order {}; {} remain on new code {c}",
+                    r.units, r.order_id, r.units_remaining
+                ),
+                None => format!("redeemed {} units of order {}; none remain", r.units, r.order_id),
+            },
+        ),
+        Outcome::Reversed(r) => (
+            json!({"ok": true, "order_id": r.order_id, "units": r.units, "units_remaining": r.units_remaining,
+                   "live_code": r.live_code.to_string()}),
+            format!(
+                "reversed {} units of order {}; {} remain on code {}",
+                r.units, r.order_id, r.units_remaining, r.live_code
+            ),
+        ),
+        other => (json!({"ok": true, "outcome": format!("{other:?}")}), format!("{other:?}")),
+    };
+    if json {
+        println!("{value}");
+    } else {
+        println!("{text}");
+    }
+}
+
+fn print_refusal(e: &WireError, json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"ok": false, "error": {"code": e.code, "name": e.name, "message": e.message}})
+        );
+    } else {
+        eprintln!("refused: {e}");
+    }
+}

@@ -1,0 +1,162 @@
+//! The data directory: what `vouch serve` keeps on disk, and recovery.
+//!
+//! ```text
+//! DIR/db/          RocksDB (column families `log`, `meta`)
+//! DIR/admin.token  the admin credential, written on first start (mode 0600)
+//! DIR/cert.pem     self-signed development certificate for QUIC (TLS 1.3)
+//! DIR/key.pem      its private key (mode 0600)
+//! ```
+//! The engine's seed and settings are written to `meta` when the directory
+//! is created and never change afterwards: replay needs the same values.
+
+use anyhow::Context;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use vouch_engine::{Command, EngineConfig, Shard};
+use vouch_storage::Storage;
+
+/// One log record: the mutating commands one shard applied in one batch,
+/// with the batch's time. Replaying records in order rebuilds the state.
+#[derive(Serialize, Deserialize)]
+pub struct LogRecord {
+    /// Shard that applied the batch.
+    pub shard: u32,
+    /// The batch's `now`, unix ms.
+    pub now_ms: i64,
+    /// The batch's mutating commands, in apply order.
+    pub commands: Vec<Command>,
+}
+
+/// Files of a data directory.
+pub struct Paths {
+    /// The directory.
+    pub root: PathBuf,
+    /// `admin.token`.
+    pub admin_token: PathBuf,
+    /// `cert.pem`.
+    pub cert: PathBuf,
+    /// `key.pem`.
+    pub key: PathBuf,
+}
+
+impl Paths {
+    /// The files under `root`.
+    pub fn new(root: &Path) -> Paths {
+        Paths {
+            root: root.to_path_buf(),
+            admin_token: root.join("admin.token"),
+            cert: root.join("cert.pem"),
+            key: root.join("key.pem"),
+        }
+    }
+}
+
+/// A recovered data directory, ready to serve.
+pub struct Opened {
+    /// The storage, positioned after the last log record.
+    pub storage: Storage,
+    /// Shards with the replayed state.
+    pub shards: Vec<Shard>,
+    /// The engine settings of this directory.
+    pub config: EngineConfig,
+    /// The admin token.
+    pub admin_token: String,
+    /// Log records replayed.
+    pub records_replayed: u64,
+    /// Whether the directory was created by this call.
+    pub created: bool,
+}
+
+fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    opts.mode(0o600);
+    let mut f = opts.open(path).with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(contents)?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// Opens `root` (creating it with `new_config` when it has no database),
+/// writes the admin token and development certificate when missing, and
+/// replays the log into fresh shards.
+///
+/// Errors: unreadable or corrupt directory; a log record that does not
+/// decode; RocksDB failures. Panics when a replayed state breaks an engine
+/// invariant (the directory must then be inspected, not served).
+pub fn open(root: &Path, new_config: &EngineConfig) -> anyhow::Result<Opened> {
+    std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
+    let paths = Paths::new(root);
+    let storage = Storage::open(&root.join("db")).context("opening the database")?;
+    let (config, seed, created) = match storage.meta_get("config")? {
+        Some(bytes) => {
+            let config: EngineConfig = serde_json::from_slice(&bytes).context("meta config")?;
+            let seed: [u8; 32] = storage
+                .meta_get("seed")?
+                .context("meta seed missing")?
+                .try_into()
+                .map_err(|_| anyhow::anyhow!("meta seed is not 32 bytes"))?;
+            (config, seed, false)
+        }
+        None => {
+            new_config.validate().map_err(anyhow::Error::msg)?;
+            let mut seed = [0u8; 32];
+            rand::rng().fill_bytes(&mut seed);
+            storage.meta_put_sync("seed", &seed)?;
+            storage.meta_put_sync("config", &serde_json::to_vec(new_config)?)?;
+            (new_config.clone(), seed, true)
+        }
+    };
+    if !paths.admin_token.exists() {
+        let mut raw = [0u8; 24];
+        rand::rng().fill_bytes(&mut raw);
+        let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        write_private(&paths.admin_token, token.as_bytes())?;
+    }
+    let admin_token = std::fs::read_to_string(&paths.admin_token)
+        .with_context(|| format!("reading {}", paths.admin_token.display()))?
+        .trim()
+        .to_string();
+    if !paths.cert.exists() || !paths.key.exists() {
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into(), "::1".into()])
+            .context("generating the development certificate")?;
+        let _ = std::fs::remove_file(&paths.key);
+        let _ = std::fs::remove_file(&paths.cert);
+        write_private(&paths.key, cert.key_pair.serialize_pem().as_bytes())?;
+        std::fs::write(&paths.cert, cert.cert.pem())?;
+    }
+    let mut shards = (0..config.shards)
+        .map(|i| Shard::new(i, config.clone(), seed))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(anyhow::Error::msg)?;
+    let mut effects = Vec::new();
+    let records_replayed = storage
+        .replay(|seq, bytes| -> anyhow::Result<()> {
+            let rec: LogRecord = postcard::from_bytes(bytes).with_context(|| format!("log record {seq}"))?;
+            let shard = shards
+                .get_mut(rec.shard as usize)
+                .with_context(|| format!("log record {seq} names shard {}", rec.shard))?;
+            for c in &rec.commands {
+                let _ = shard.apply(rec.now_ms, c, &mut effects);
+                effects.clear();
+            }
+            Ok(())
+        })
+        .map_err(|e| anyhow::anyhow!("replaying the log: {e}"))?;
+    for s in &shards {
+        s.check_invariants();
+    }
+    Ok(Opened {
+        storage,
+        shards,
+        config,
+        admin_token,
+        records_replayed,
+        created,
+    })
+}

@@ -1,0 +1,16 @@
+//! vouch: the server and command-line client of the vouch e-voucher engine.
+//!
+//! Layout:
+//! - [`data_dir`]: the data directory — storage, engine seed and settings,
+//!   the admin token, the development certificate — and recovery by replay.
+//! - [`pipeline`]: shard worker threads and durable reply delivery.
+//! - [`server`]: TCP and QUIC listeners, connections, handshake, shutdown.
+//! - [`cli`]: the command-line contract of DESIGN.md (`vouch serve`,
+//!   `vouch issue|lookup|redeem|reverse`).
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod data_dir;
+pub mod pipeline;
+pub mod server;

@@ -1,0 +1,435 @@
+//! The server: TCP and QUIC listeners, one task per connection, the
+//! handshake, routing to shard workers, and graceful shutdown.
+
+use crate::data_dir;
+use crate::pipeline::{self, Gather, Op, ReplyTo, Stats};
+use anyhow::Context;
+use bytes::BytesMut;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
+use vouch_engine::engine::route;
+use vouch_engine::{Command, EngineConfig, ErrorCode};
+use vouch_protocol::frame::{put_frame, take_frame, BATCH_COMMANDS_MAX, FRAME_BYTES_MAX, KIND_REQUEST, KIND_RESPONSE};
+use vouch_protocol::messages::{decode_request, encode_response, Limits};
+use vouch_protocol::{Request, Response, WireError, PROTOCOL_VERSION};
+use vouch_storage::group_commit::GroupCommit;
+
+/// Most open connections (TCP plus QUIC streams); more are closed at once.
+pub const CONNECTIONS_MAX: usize = 4_096;
+
+/// Most requests in flight per connection; the server stops reading from a
+/// connection that has this many replies outstanding.
+pub const INFLIGHT_REQUESTS_MAX: usize = 1_024;
+
+/// How long shutdown waits for connections to finish their in-flight
+/// requests, in ms. Every acknowledged write is durable either way.
+pub const SHUTDOWN_DRAIN_MS: u64 = 10_000;
+
+/// How `vouch serve` runs.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// TCP listen address, e.g. `127.0.0.1:7700` (port 0 picks one).
+    pub listen_tcp: String,
+    /// QUIC listen address; None disables QUIC.
+    pub listen_quic: Option<String>,
+    /// Settings for a new data directory (ignored for an existing one).
+    pub new_config: EngineConfig,
+}
+
+struct Ctx {
+    shard_txs: Vec<mpsc::Sender<Vec<Op>>>,
+    shards: u32,
+    admin_token: String,
+    draining: AtomicBool,
+    conns: Arc<Semaphore>,
+    stop: tokio::sync::watch::Receiver<bool>,
+}
+
+fn limits() -> Limits {
+    Limits {
+        frame_bytes_max: FRAME_BYTES_MAX,
+        batch_commands_max: BATCH_COMMANDS_MAX as u32,
+        inflight_requests_max: INFLIGHT_REQUESTS_MAX as u32,
+    }
+}
+
+/// Runs the server until SIGINT or SIGTERM, then drains and exits.
+///
+/// On start it prints one line per listener, `listening tcp ADDR` and
+/// `listening quic ADDR`, then `ready`, to standard output (scripts and
+/// tests wait for `ready`).
+///
+/// Errors: the data directory cannot be opened or recovered; an address
+/// cannot be bound; the storage failed during shutdown.
+pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let opened = data_dir::open(&opts.data_dir, &opts.new_config)?;
+    let paths = data_dir::Paths::new(&opts.data_dir);
+    if opened.created {
+        println!("created data directory {}", opts.data_dir.display());
+    }
+    println!("admin token: {}", paths.admin_token.display());
+    println!("development certificate: {}", paths.cert.display());
+    let vouchers: usize = opened.shards.iter().map(|s| s.voucher_count()).sum();
+    println!(
+        "recovered {} log records, {} vouchers in {} ms",
+        opened.records_replayed,
+        vouchers,
+        started.elapsed().as_millis()
+    );
+    let gc = GroupCommit::start(opened.storage, |e| {
+        eprintln!("FATAL: storage write failed, stopping without acknowledging: {e}");
+        std::process::exit(70);
+    });
+    let stats = Arc::new(Stats::default());
+    let mut shard_txs = Vec::new();
+    let mut workers = Vec::new();
+    for shard in opened.shards {
+        let (tx, rx) = mpsc::channel(pipeline::SHARD_QUEUE_MESSAGES_MAX);
+        shard_txs.push(tx);
+        let commit = gc.sender();
+        let stats = stats.clone();
+        workers.push(
+            std::thread::Builder::new()
+                .name(format!("vouch-shard-{}", shard.index()))
+                .spawn(move || pipeline::run_worker(shard, rx, commit, stats))?,
+        );
+    }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let ctx = Arc::new(Ctx {
+        shard_txs,
+        shards: opened.config.shards,
+        admin_token: opened.admin_token,
+        draining: AtomicBool::new(false),
+        conns: Arc::new(Semaphore::new(CONNECTIONS_MAX)),
+        stop: stop_rx.clone(),
+    });
+    let tcp = tokio::net::TcpListener::bind(&opts.listen_tcp)
+        .await
+        .with_context(|| format!("binding TCP {}", opts.listen_tcp))?;
+    println!("listening tcp {}", tcp.local_addr()?);
+    let mut listeners = JoinSet::new();
+    {
+        let ctx = ctx.clone();
+        let mut stop = stop_rx.clone();
+        listeners.spawn(async move {
+            let mut conns = JoinSet::new();
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    accepted = tcp.accept() => {
+                        let Ok((stream, _)) = accepted else { continue };
+                        let Ok(permit) = ctx.conns.clone().try_acquire_owned() else { continue };
+                        let _ = stream.set_nodelay(true);
+                        let ctx = ctx.clone();
+                        conns.spawn(async move {
+                            let (r, w) = stream.into_split();
+                            handle_conn(r, w, ctx).await;
+                            drop(permit);
+                        });
+                    }
+                }
+                while conns.try_join_next().is_some() {}
+            }
+            drain(conns).await;
+        });
+    }
+    let mut quic_endpoint = None;
+    if let Some(addr) = &opts.listen_quic {
+        let addr: SocketAddr = addr.parse().with_context(|| format!("QUIC address {addr}"))?;
+        let config = vouch_protocol::tls::server_config(&paths.cert, &paths.key)?;
+        let endpoint = quinn::Endpoint::server(config, addr).with_context(|| format!("binding QUIC {addr}"))?;
+        println!("listening quic {}", endpoint.local_addr()?);
+        quic_endpoint = Some(endpoint.clone());
+        let ctx = ctx.clone();
+        let mut stop = stop_rx.clone();
+        listeners.spawn(async move {
+            let mut conns = JoinSet::new();
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    incoming = endpoint.accept() => {
+                        let Some(incoming) = incoming else { break };
+                        let ctx = ctx.clone();
+                        conns.spawn(async move {
+                            let Ok(conn) = incoming.await else { return };
+                            let mut streams = JoinSet::new();
+                            loop {
+                                let mut stop = ctx.stop.clone();
+                                if *stop.borrow() {
+                                    break;
+                                }
+                                let (w, r) = tokio::select! {
+                                    s = conn.accept_bi() => match s {
+                                        Ok(pair) => pair,
+                                        Err(_) => break,
+                                    },
+                                    _ = stop.changed() => break,
+                                };
+                                let Ok(permit) = ctx.conns.clone().try_acquire_owned() else { break };
+                                let ctx = ctx.clone();
+                                streams.spawn(async move {
+                                    handle_conn(r, w, ctx).await;
+                                    drop(permit);
+                                });
+                            }
+                            drain(streams).await;
+                        });
+                    }
+                }
+                while conns.try_join_next().is_some() {}
+            }
+            drain(conns).await;
+        });
+    }
+    println!("ready");
+    wait_for_signal().await;
+    println!("shutting down: draining connections");
+    ctx.draining.store(true, Ordering::SeqCst);
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(Duration::from_millis(SHUTDOWN_DRAIN_MS), async {
+        while listeners.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        println!("drain timed out; closing remaining connections");
+        listeners.abort_all();
+        while listeners.join_next().await.is_some() {}
+    }
+    if let Some(ep) = quic_endpoint {
+        ep.close(0u32.into(), b"shutdown");
+    }
+    // Closing the shard queues ends the workers after their last batch.
+    drop(ctx);
+    for w in workers {
+        let _ = w.join();
+    }
+    gc.shutdown().context("final sync")?;
+    println!("stopped cleanly");
+    Ok(())
+}
+
+async fn drain(mut set: JoinSet<()>) {
+    while set.join_next().await.is_some() {}
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn tokens_equal(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Serves one connection (a TCP socket or a QUIC stream) until it closes.
+async fn handle_conn<R, W>(mut reader: R, writer: W, ctx: Arc<Ctx>)
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let (tx, rx) = mpsc::unbounded_channel::<(u64, Response)>();
+    let writer_task = tokio::spawn(write_loop(writer, rx));
+    let inflight = Arc::new(Semaphore::new(INFLIGHT_REQUESTS_MAX));
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut authenticated = false;
+    'conn: loop {
+        loop {
+            let (header, body) = match take_frame(&mut buf) {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) => {
+                    let code = match e {
+                        vouch_protocol::frame::FrameError::TooLarge(_) => ErrorCode::FrameTooLarge,
+                        _ => ErrorCode::MalformedFrame,
+                    };
+                    let _ = tx.send((0, Response::Error(WireError::new(code, e.to_string()))));
+                    break 'conn;
+                }
+            };
+            let corr = header.correlation;
+            if header.kind != KIND_REQUEST {
+                let _ = tx.send((corr, Response::Error(WireError::new(ErrorCode::MalformedFrame, "expected a request frame"))));
+                break 'conn;
+            }
+            if header.version != PROTOCOL_VERSION {
+                let msg = format!("protocol version {} not supported; this server speaks {PROTOCOL_VERSION}", header.version);
+                let _ = tx.send((corr, Response::Error(WireError::new(ErrorCode::UnsupportedVersion, msg))));
+                break 'conn;
+            }
+            let request = match decode_request(header.opcode, &body) {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = tx.send((corr, Response::Error(WireError::new(ErrorCode::MalformedFrame, e.to_string()))));
+                    break 'conn;
+                }
+            };
+            if !authenticated {
+                match request {
+                    Request::Hello { version, token } => {
+                        if version != PROTOCOL_VERSION {
+                            let msg = format!("protocol version {version} not supported; this server speaks {PROTOCOL_VERSION}");
+                            let _ = tx.send((corr, Response::Error(WireError::new(ErrorCode::UnsupportedVersion, msg))));
+                            break 'conn;
+                        }
+                        if !tokens_equal(&token, &ctx.admin_token) {
+                            let _ = tx.send((corr, Response::Error(WireError::new(ErrorCode::Unauthenticated, "unknown token"))));
+                            break 'conn;
+                        }
+                        authenticated = true;
+                        let _ = tx.send((corr, Response::Hello { version: PROTOCOL_VERSION, limits: limits(), shards: ctx.shards }));
+                    }
+                    _ => {
+                        let _ = tx.send((corr, Response::Error(WireError::new(ErrorCode::Unauthenticated, "the first frame must be Hello"))));
+                        break 'conn;
+                    }
+                }
+                continue;
+            }
+            if ctx.draining.load(Ordering::Relaxed) {
+                let _ = tx.send((corr, Response::Error(WireError::new(ErrorCode::Unavailable, "server is shutting down"))));
+                continue;
+            }
+            let Ok(permit) = inflight.clone().acquire_owned().await else { break 'conn };
+            if !dispatch(&ctx, request, corr, &tx, permit).await {
+                break 'conn;
+            }
+        }
+        let mut stop = ctx.stop.clone();
+        if *stop.borrow() {
+            break;
+        }
+        tokio::select! {
+            read = reader.read_buf(&mut buf) => match read {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            },
+            _ = stop.changed() => break,
+        }
+    }
+    drop(tx);
+    let _ = writer_task.await;
+}
+
+/// Routes one request; false when the shard queues are gone.
+async fn dispatch(
+    ctx: &Ctx,
+    request: Request,
+    corr: u64,
+    tx: &mpsc::UnboundedSender<(u64, Response)>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> bool {
+    let refuse = |code: ErrorCode, msg: String| {
+        let _ = tx.send((corr, Response::Error(WireError::new(code, msg))));
+        true
+    };
+    match request {
+        Request::Hello { .. } => {
+            let _ = tx.send((corr, Response::Hello { version: PROTOCOL_VERSION, limits: limits(), shards: ctx.shards }));
+            true
+        }
+        Request::Info => {
+            let _ = tx.send((corr, Response::Info { shards: ctx.shards, limits: limits() }));
+            true
+        }
+        Request::Command(command) => {
+            let shard = match &command {
+                Command::AuditVouchers(a) if a.shard >= ctx.shards => {
+                    return refuse(ErrorCode::BadRequest, format!("shard {} of {}", a.shard, ctx.shards))
+                }
+                Command::AuditRedemptions(a) if a.shard >= ctx.shards => {
+                    return refuse(ErrorCode::BadRequest, format!("shard {} of {}", a.shard, ctx.shards))
+                }
+                c => route(c, ctx.shards) as usize,
+            };
+            let op = Op {
+                command,
+                reply: ReplyTo::Conn { tx: tx.clone(), corr, permit: Some(permit) },
+            };
+            ctx.shard_txs[shard].send(vec![op]).await.is_ok()
+        }
+        Request::IssueBatch(items) => {
+            let commands = items.into_iter().map(Command::Issue).collect();
+            dispatch_batch(ctx, commands, corr, tx, permit).await
+        }
+        Request::RedeemBatch(items) => {
+            let commands = items.into_iter().map(Command::Redeem).collect();
+            dispatch_batch(ctx, commands, corr, tx, permit).await
+        }
+    }
+}
+
+async fn dispatch_batch(
+    ctx: &Ctx,
+    commands: Vec<Command>,
+    corr: u64,
+    tx: &mpsc::UnboundedSender<(u64, Response)>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> bool {
+    if commands.len() > BATCH_COMMANDS_MAX {
+        let msg = format!("batch of {} exceeds {BATCH_COMMANDS_MAX}", commands.len());
+        let _ = tx.send((corr, Response::Error(WireError::new(ErrorCode::BatchTooLarge, msg))));
+        return true;
+    }
+    if commands.is_empty() {
+        let _ = tx.send((corr, Response::Batch(Vec::new())));
+        return true;
+    }
+    let gather = Gather::new(commands.len(), tx.clone(), corr, Some(permit));
+    let mut per_shard: Vec<Vec<Op>> = (0..ctx.shards).map(|_| Vec::new()).collect();
+    for (index, command) in commands.into_iter().enumerate() {
+        let shard = route(&command, ctx.shards) as usize;
+        per_shard[shard].push(Op {
+            command,
+            reply: ReplyTo::Gather { batch: gather.clone(), index },
+        });
+    }
+    drop(gather);
+    for (shard, ops) in per_shard.into_iter().enumerate() {
+        if !ops.is_empty() && ctx.shard_txs[shard].send(ops).await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+async fn write_loop<W: AsyncWrite + Unpin>(mut w: W, mut rx: mpsc::UnboundedReceiver<(u64, Response)>) {
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    while let Some((corr, resp)) = rx.recv().await {
+        let body = encode_response(&resp);
+        put_frame(&mut buf, PROTOCOL_VERSION, KIND_RESPONSE, resp.opcode(), corr, &body);
+        while buf.len() < 1 << 20 {
+            match rx.try_recv() {
+                Ok((corr, resp)) => {
+                    let body = encode_response(&resp);
+                    put_frame(&mut buf, PROTOCOL_VERSION, KIND_RESPONSE, resp.opcode(), corr, &body);
+                }
+                Err(_) => break,
+            }
+        }
+        if w.write_all(&buf).await.is_err() || w.flush().await.is_err() {
+            return;
+        }
+        buf.clear();
+    }
+    let _ = w.shutdown().await;
+}
