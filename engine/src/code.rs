@@ -7,11 +7,29 @@ use std::fmt;
 use std::str::FromStr;
 
 /// A code as (digit count, numeric value). Two codes are equal only when both
-/// the length and the value are equal, so leading zeros are kept.
+/// the length and the value are equal, so leading zeros are kept. Decoding
+/// (serde) checks the same limits as [`Code::new`], so a peer cannot smuggle
+/// in a 5- or 12-digit code.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "RawCode")]
 pub struct Code {
     digits: u8,
     value: u64,
+}
+
+#[derive(Deserialize)]
+struct RawCode {
+    digits: u8,
+    value: u64,
+}
+
+impl TryFrom<RawCode> for Code {
+    type Error = String;
+
+    fn try_from(raw: RawCode) -> Result<Code, String> {
+        Code::new(raw.digits, raw.value)
+            .ok_or_else(|| format!("not a code: {} digits, value {}", raw.digits, raw.value))
+    }
 }
 
 /// Why a string is not a code.
@@ -126,5 +144,23 @@ mod tests {
         assert!(Code::new(12, 1).is_none());
         assert!(Code::new(5, 1).is_none());
         assert_eq!(Code::new(6, 999_999).unwrap().to_string(), "999999");
+    }
+
+    #[test]
+    fn ord_3_decoding_refuses_out_of_range_codes() {
+        #[derive(Serialize)]
+        struct Raw {
+            digits: u8,
+            value: u64,
+        }
+        let decode = |digits, value| {
+            let bytes = postcard::to_allocvec(&Raw { digits, value }).unwrap();
+            postcard::from_bytes::<Code>(&bytes)
+        };
+        assert!(decode(5, 12345).is_err());
+        assert!(decode(12, 1).is_err());
+        assert!(decode(6, 1_000_000).is_err());
+        assert_eq!(decode(6, 42).unwrap().to_string(), "000042");
+        assert_eq!(decode(11, 99_999_999_999).unwrap().to_string(), "99999999999");
     }
 }

@@ -1,0 +1,40 @@
+//! A first end-to-end check over a real server process.
+mod common;
+
+use rust_decimal::Decimal;
+use vouch_engine::command::{Issue, Lookup};
+use vouch_engine::validity::Validity;
+use vouch_engine::{Command, Outcome};
+
+#[tokio::test]
+async fn ord_2_issue_then_lookup_over_tcp_and_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = common::Server::start(dir.path());
+    let client = server.client(&server.tcp_target()).await;
+    let issue = Issue {
+        order_id: "smoke-1".into(),
+        seller_id: 1,
+        product_id: 2,
+        units: 4,
+        unit_price: Decimal::new(990, 2),
+        mobile: "13912345678".into(),
+        validity: Validity::DaysFromIssue(10),
+        code_digits: 9,
+    };
+    let Ok(Outcome::Issued(issued)) = client.command(Command::Issue(issue)).await.unwrap() else {
+        panic!("issue refused")
+    };
+    assert_eq!(issued.code.digits(), 9);
+    drop(client);
+    server.kill();
+    let server = common::Server::start(dir.path());
+    let client = server.client(&server.tcp_target()).await;
+    let look = Lookup {
+        code: issued.code,
+        phone_last4: "5678".into(),
+    };
+    let Ok(Outcome::LookedUp(l)) = client.command(Command::Lookup(look)).await.unwrap() else {
+        panic!("lookup refused")
+    };
+    assert_eq!((l.units_remaining, l.units_total), (4, 4));
+}
