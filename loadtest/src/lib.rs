@@ -1,1 +1,20 @@
-//! placeholder
+//! vouch-loadtest: load generation, real-data replay and end-of-run audit
+//! for a running vouch server (DESIGN "Command-line contracts").
+//!
+//! Layout:
+//! - [`data`]: the real input files of `../shared/data` turned into paid
+//!   orders (mapping and skip reasons documented there).
+//! - [`model`]: the client's own model of every acknowledged operation and
+//!   the audit that compares it with the server's state.
+//! - [`runner`]: closed-loop execution over connections × pipeline depth,
+//!   with HdrHistogram latencies per operation.
+//! - [`report`]: the JSON report and the printed summary.
+//! - [`scenarios`]: `replay`, `flash-sale`, `pos`.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod data;
+pub mod model;
+pub mod report;
+pub mod runner;
+pub mod scenarios;

@@ -1,1 +1,156 @@
-fn main() {}
+//! `vouch-loadtest <scenario> --target URL ... --json FILE`: drives a
+//! running vouch server and writes the report of DESIGN.md.
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use vouch_loadtest::report;
+use vouch_loadtest::scenarios::{self, Common};
+
+#[derive(Parser)]
+#[command(name = "vouch-loadtest", version, about = "Load tests, real-data replay and audit for a vouch server")]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// Replay the real data: every order gets a code, part is redeemed,
+    /// some redemptions retried and reversed; then audit.
+    Replay {
+        /// Folder with the input files (o2o-coupon-issuance-2016-07.csv,
+        /// online-retail-2010-12-*.csv).
+        #[arg(long, default_value = "../shared/data")]
+        data: PathBuf,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Issue a burst of paid orders as fast as the server takes them.
+    FlashSale {
+        /// Orders to issue.
+        #[arg(long, default_value_t = 100_000)]
+        orders: u64,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Redeem storm: vouchers with several units, redemptions Zipf over them.
+    Pos {
+        /// Vouchers to issue first.
+        #[arg(long, default_value_t = 20_000)]
+        vouchers: u64,
+        /// Units per voucher.
+        #[arg(long, default_value_t = 10)]
+        units: u32,
+        /// Redemptions to send.
+        #[arg(long, default_value_t = 100_000)]
+        redeems: u64,
+        /// Zipf exponent of voucher popularity.
+        #[arg(long, default_value_t = 1.0)]
+        zipf_s: f64,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+}
+
+#[derive(Args)]
+struct CommonArgs {
+    /// Server URL: tcp://host:port or quic://host:port.
+    #[arg(long, default_value = "tcp://127.0.0.1:7700")]
+    target: String,
+    /// Credential token file.
+    #[arg(long, default_value = "./vouch-data/admin.token")]
+    token_file: PathBuf,
+    /// CA certificate (PEM) for QUIC.
+    #[arg(long, default_value = "./vouch-data/cert.pem")]
+    ca: PathBuf,
+    /// Connections.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// Frames in flight per connection (closed loop).
+    #[arg(long, default_value_t = 4)]
+    depth: usize,
+    /// Commands per batch frame; 1 sends single-command frames.
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
+    /// Open loop: frames per second (latency from the intended send time).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Seed of the run's random choices.
+    #[arg(long, default_value_t = 20161201)]
+    seed: u64,
+    /// Run id (hex) prefixing order ids; random when not given.
+    #[arg(long)]
+    run_id: Option<String>,
+    /// Write the JSON report here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+impl CommonArgs {
+    fn common(&self) -> anyhow::Result<Common> {
+        let token = std::fs::read_to_string(&self.token_file)
+            .map_err(|e| anyhow::anyhow!("reading token file {}: {e}", self.token_file.display()))?
+            .trim()
+            .to_string();
+        let run_id = match &self.run_id {
+            Some(s) => u32::from_str_radix(s, 16).map_err(|e| anyhow::anyhow!("--run-id {s:?}: {e}"))?,
+            None => rand::random::<u32>() | 1,
+        };
+        Ok(Common {
+            target: self.target.parse().map_err(anyhow::Error::msg)?,
+            token,
+            ca: Some(self.ca.clone()),
+            connections: self.connections,
+            depth: self.depth,
+            batch: self.batch.clamp(1, 10_000),
+            rate: self.rate,
+            seed: self.seed,
+            run_id,
+        })
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<bool> {
+    let (report, json_path) = match cli.scenario {
+        Scenario::Replay { data, common } => (scenarios::replay(&common.common()?, &data).await?, common.json),
+        Scenario::FlashSale { orders, common } => (scenarios::flash_sale(&common.common()?, orders).await?, common.json),
+        Scenario::Pos { vouchers, units, redeems, zipf_s, common } => (
+            scenarios::pos(&common.common()?, vouchers, units, redeems, zipf_s).await?,
+            common.json,
+        ),
+    };
+    print!("{}", report::summary(&report));
+    if let Some(samples) = report["run"]["violation_samples"].as_array() {
+        for s in samples {
+            println!("  violation: {}", s.as_str().unwrap_or(""));
+        }
+    }
+    if let Some(path) = json_path {
+        std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
+            .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+        println!("report written to {}", path.display());
+    }
+    Ok(report["invariants"]["violations"].as_u64() == Some(0))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("audit found violations");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,545 @@
+//! The scenarios: `replay` (real data), `flash-sale` (issue burst) and `pos`
+//! (redeem storm, Zipf over vouchers, multi-unit).
+
+use crate::data::{self, Source};
+use crate::model::{self, Model, ModelRedemption, ModelVoucher};
+use crate::report::{self, Stats};
+use crate::runner::{send_issues, send_redeems, Pool, Sample};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use vouch_engine::command::{Issue, Lookup, Redeem, RequestId, Reverse};
+use vouch_engine::validity::Validity;
+use vouch_engine::{Code, Command, Outcome};
+
+/// Settings every scenario shares.
+#[derive(Clone, Debug)]
+pub struct Common {
+    /// Server URL.
+    pub target: vouch_protocol::Target,
+    /// Credential token.
+    pub token: String,
+    /// CA file for QUIC.
+    pub ca: Option<PathBuf>,
+    /// Connections.
+    pub connections: usize,
+    /// Work items in flight per connection.
+    pub depth: usize,
+    /// Commands per batch frame (1 = single-command frames).
+    pub batch: usize,
+    /// Open-loop rate in work items (frames) per second; None = closed loop.
+    pub rate: Option<f64>,
+    /// Seed of every random choice of the run.
+    pub seed: u64,
+    /// Prefix of this run's order ids and POS ids; lets several runs share
+    /// one server without colliding.
+    pub run_id: u32,
+}
+
+impl Common {
+    fn prefix(&self) -> String {
+        format!("{:x}:", self.run_id)
+    }
+
+    /// A POS id unique to this run: the run id in the high half.
+    fn pos_id(&self, local: u64) -> u64 {
+        (u64::from(self.run_id) << 32) | (local & 0xffff_ffff)
+    }
+
+    async fn pool(&self) -> anyhow::Result<Pool> {
+        Pool::connect(
+            &self.target,
+            &self.token,
+            self.ca.as_deref(),
+            self.connections,
+            self.depth,
+            self.batch,
+            self.rate,
+        )
+        .await
+    }
+}
+
+/// Shared mutable state of a run.
+#[derive(Default)]
+struct Shared {
+    model: Model,
+    /// The first issue reply's code of every order (idempotent re-issue).
+    first_codes: HashMap<String, Code>,
+    /// Disagreements noticed while running (a retry that answered
+    /// differently, an unexpected refusal).
+    samples: Vec<String>,
+    violations: u64,
+    checks: u64,
+    serial: u64,
+}
+
+impl Shared {
+    fn check(&mut self, ok: bool, what: impl FnOnce() -> String) {
+        self.checks += 1;
+        if !ok {
+            self.violations += 1;
+            if self.samples.len() < 20 {
+                self.samples.push(what());
+            }
+        }
+    }
+}
+
+type SharedRef = Arc<Mutex<Shared>>;
+
+fn lock(s: &SharedRef) -> std::sync::MutexGuard<'_, Shared> {
+    s.lock().expect("shared state lock")
+}
+
+fn last4(mobile: &str) -> String {
+    mobile[mobile.len().saturating_sub(4)..].to_string()
+}
+
+/// Issues `orders` in frames of `pool.batch`. With `retry` false every
+/// acknowledged voucher enters the model; with `retry` true each reply must
+/// equal the first reply (same code) and nothing changes.
+async fn issue_all(pool: &Pool, shared: &SharedRef, orders: Vec<Issue>, retry: bool) -> anyhow::Result<Stats> {
+    let op = if retry { "issue_retry" } else { "issue" };
+    let batch = pool.batch;
+    let chunks: Vec<Vec<Issue>> = orders.chunks(batch).map(|c| c.to_vec()).collect();
+    let shared = shared.clone();
+    pool.run(op, &[op], chunks, move |client, chunk| {
+        let shared = shared.clone();
+        async move {
+            let n = chunk.len() as u64;
+            let replies = send_issues(&client, chunk.clone(), batch).await?;
+            let mut ok = 0;
+            let mut s = lock(&shared);
+            for (issue, reply) in chunk.into_iter().zip(replies) {
+                match reply {
+                    Ok(Outcome::Issued(i)) if retry => {
+                        let first = s.first_codes.get(&issue.order_id).copied();
+                        let same = first == Some(i.code);
+                        s.check(same, || format!("re-issue of {} gave {} not {first:?}", issue.order_id, i.code));
+                        ok += u64::from(same);
+                    }
+                    Ok(Outcome::Issued(i)) => {
+                        ok += 1;
+                        s.first_codes.insert(issue.order_id.clone(), i.code);
+                        s.model.vouchers.insert(
+                            issue.order_id.clone(),
+                            ModelVoucher {
+                                units_total: i.units,
+                                units_remaining: i.units,
+                                code: Some(i.code),
+                                last4: last4(&issue.mobile),
+                            },
+                        );
+                    }
+                    other => s.check(false, || format!("issue of {} refused: {other:?}", issue.order_id)),
+                }
+            }
+            Ok(vec![Sample { name: op, n, ok }])
+        }
+    })
+    .await
+}
+
+/// One planned redemption of a voucher.
+#[derive(Clone)]
+struct Planned {
+    order_id: String,
+    redeem: Redeem,
+}
+
+/// What an acknowledged redemption answered.
+struct Acked {
+    planned: Planned,
+    units_remaining: u32,
+    new_code: Option<Code>,
+}
+
+/// Redeems `plan` (each voucher at most once) and updates the model from
+/// the acknowledgements. With `retry`, every reply must instead equal the
+/// recorded original reply and the model stays as it is.
+async fn redeem_all(
+    pool: &Pool,
+    shared: &SharedRef,
+    plan: Vec<Planned>,
+    retry: Option<Arc<HashMap<RequestId, (u32, Option<Code>)>>>,
+) -> anyhow::Result<(Stats, Vec<Acked>)> {
+    let op = if retry.is_some() { "redeem_retry" } else { "redeem" };
+    let batch = pool.batch;
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let chunks: Vec<Vec<Planned>> = plan.chunks(batch).map(|c| c.to_vec()).collect();
+    let (shared2, acked2) = (shared.clone(), acked.clone());
+    let stats = pool
+        .run(op, &[op], chunks, move |client, chunk| {
+            let (shared, acked, retry) = (shared2.clone(), acked2.clone(), retry.clone());
+            async move {
+                let n = chunk.len() as u64;
+                let redeems = chunk.iter().map(|p| p.redeem.clone()).collect();
+                let replies = send_redeems(&client, redeems, batch).await?;
+                let mut ok = 0;
+                let mut s = lock(&shared);
+                let mut a = acked.lock().expect("acked lock");
+                for (p, reply) in chunk.into_iter().zip(replies) {
+                    match (reply, &retry) {
+                        (Ok(Outcome::Redeemed(r)), Some(original)) => {
+                            let want = original.get(&p.redeem.request_id).copied();
+                            let same = want == Some((r.units_remaining, r.new_code));
+                            s.check(same, || format!("retry of {:?} answered {r:?}, first {want:?}", p.redeem.request_id));
+                            ok += u64::from(same);
+                        }
+                        (Ok(Outcome::Redeemed(r)), None) => {
+                            ok += 1;
+                            let v = s.model.vouchers.get_mut(&p.order_id).expect("planned from the model");
+                            v.units_remaining = r.units_remaining;
+                            v.code = r.new_code;
+                            s.model.redemptions.insert(
+                                p.redeem.request_id,
+                                ModelRedemption { order_id: p.order_id.clone(), units: r.units, reversed: false },
+                            );
+                            a.push(Acked { planned: p, units_remaining: r.units_remaining, new_code: r.new_code });
+                        }
+                        (other, _) => s.check(false, || format!("{op} of {} refused: {other:?}", p.order_id)),
+                    }
+                }
+                Ok(vec![Sample { name: op, n, ok }])
+            }
+        })
+        .await?;
+    let acked = std::mem::take(&mut *acked.lock().expect("acked lock"));
+    Ok((stats, acked))
+}
+
+/// Reverses the given acknowledged redemptions, one command per frame, as
+/// the POS that redeemed them.
+async fn reverse_all(pool: &Pool, shared: &SharedRef, items: Vec<(Acked, RequestId)>) -> anyhow::Result<Stats> {
+    let shared = shared.clone();
+    pool.run("reverse", &["reverse"], items, move |client, (acked, request_id)| {
+        let shared = shared.clone();
+        async move {
+            let r = &acked.planned.redeem;
+            let cmd = Command::Reverse(Reverse {
+                request_id,
+                // The code that was redeemed: still in quarantine, routes to the voucher.
+                code: r.code,
+                redemption: r.request_id,
+                pos_id: r.pos_id,
+                seller_id: None,
+            });
+            let reply = client.command(cmd).await?;
+            let mut s = lock(&shared);
+            let ok = match reply {
+                Ok(Outcome::Reversed(rev)) => {
+                    let order = acked.planned.order_id.clone();
+                    if let Some(v) = s.model.vouchers.get_mut(&order) {
+                        v.units_remaining = rev.units_remaining;
+                        v.code = Some(rev.live_code);
+                    }
+                    if let Some(m) = s.model.redemptions.get_mut(&r.request_id) {
+                        m.reversed = true;
+                    }
+                    true
+                }
+                other => {
+                    s.check(false, || format!("reversal of {:?} refused: {other:?}", r.request_id));
+                    false
+                }
+            };
+            Ok(vec![Sample { name: "reverse", n: 1, ok: u64::from(ok) }])
+        }
+    })
+    .await
+}
+
+/// Looks up the given vouchers' live codes and checks the remaining units.
+async fn lookup_all(pool: &Pool, shared: &SharedRef, orders: Vec<String>) -> anyhow::Result<Stats> {
+    let items: Vec<(String, Code, String, u32)> = {
+        let s = lock(shared);
+        orders
+            .into_iter()
+            .filter_map(|o| {
+                let v = s.model.vouchers.get(&o)?;
+                Some((o, v.code?, v.last4.clone(), v.units_remaining))
+            })
+            .collect()
+    };
+    let shared = shared.clone();
+    pool.run("lookup", &["lookup"], items, move |client, (order, code, last4, remaining)| {
+        let shared = shared.clone();
+        async move {
+            let reply = client.command(Command::Lookup(Lookup { code, phone_last4: last4 })).await?;
+            let ok = matches!(&reply, Ok(Outcome::LookedUp(l)) if l.units_remaining == remaining && l.order_id == order);
+            lock(&shared).check(ok, || format!("lookup of {order}: {reply:?}, model remaining {remaining}"));
+            Ok(vec![Sample { name: "lookup", n: 1, ok: u64::from(ok) }])
+        }
+    })
+    .await
+}
+
+/// Plans one wave: for each voucher chosen by `choose` (order id, units
+/// left → units to redeem or None), a redemption of its current code.
+fn plan_wave(
+    common: &Common,
+    shared: &SharedRef,
+    order_ids: &[String],
+    mut choose: impl FnMut(&str, u32) -> Option<u32>,
+    seller_of: &HashMap<String, u64>,
+) -> Vec<Planned> {
+    let mut s = lock(shared);
+    let mut plan = Vec::new();
+    for o in order_ids {
+        let Some(v) = s.model.vouchers.get(o) else { continue };
+        let Some(code) = v.code else { continue };
+        let Some(units) = choose(o, v.units_remaining) else { continue };
+        let last4 = v.last4.clone();
+        let seller = seller_of.get(o).copied().unwrap_or(0);
+        s.serial += 1;
+        let pos = common.pos_id(seller % 100_000 * 4 + s.serial % 4);
+        plan.push(Planned {
+            order_id: o.clone(),
+            redeem: Redeem {
+                request_id: RequestId { source: pos, serial: s.serial },
+                code,
+                phone_last4: last4,
+                units,
+                outlet_id: seller * 10 + 1,
+                verifier_id: seller * 10 + 2,
+                pos_id: Some(pos),
+            },
+        });
+    }
+    plan
+}
+
+/// Retries a sample of a wave's acknowledged redemptions (same request
+/// id, same old code) and reverses another sample; returns the stats.
+async fn retry_and_reverse(
+    pool: &Pool,
+    shared: &SharedRef,
+    acked: Vec<Acked>,
+    rng: &mut ChaCha8Rng,
+    retry_share: f64,
+    reverse_share: f64,
+) -> anyhow::Result<Stats> {
+    let mut stats = Stats::default();
+    let mut retries = Vec::new();
+    let mut originals = HashMap::new();
+    let mut reversals = Vec::new();
+    for a in acked {
+        if rng.random_bool(retry_share) {
+            originals.insert(a.planned.redeem.request_id, (a.units_remaining, a.new_code));
+            retries.push(a.planned.clone());
+        }
+        if rng.random_bool(reverse_share) {
+            let rid = {
+                let mut s = lock(shared);
+                s.serial += 1;
+                RequestId { source: a.planned.redeem.pos_id.unwrap_or(0), serial: s.serial }
+            };
+            reversals.push((a, rid));
+        }
+    }
+    if !retries.is_empty() {
+        let (st, _) = redeem_all(pool, shared, retries, Some(Arc::new(originals))).await?;
+        stats.merge_with_active(st);
+    }
+    if !reversals.is_empty() {
+        stats.merge_with_active(reverse_all(pool, shared, reversals).await?);
+    }
+    Ok(stats)
+}
+
+/// Audits and builds the report.
+#[allow(clippy::too_many_arguments)]
+async fn finish(
+    scenario: &str,
+    common: &Common,
+    pool: &Pool,
+    shared: &SharedRef,
+    stats: &Stats,
+    skipped: &BTreeMap<String, u64>,
+    started: Instant,
+    extra: Value,
+) -> anyhow::Result<Value> {
+    let duration = started.elapsed().as_secs_f64();
+    let s = lock(shared);
+    let audit = model::audit(&pool.first(), &s.model, &common.prefix(), &HashSet::new()).await?;
+    let mut samples = s.samples.clone();
+    samples.extend(audit.samples.iter().cloned());
+    let mut extra = extra;
+    extra["violation_samples"] = json!(samples);
+    extra["run_id"] = json!(format!("{:x}", common.run_id));
+    extra["seed"] = json!(common.seed);
+    extra["connections"] = json!(common.connections);
+    extra["depth"] = json!(common.depth);
+    extra["batch"] = json!(common.batch);
+    Ok(report::report(
+        scenario,
+        &common.target.to_string(),
+        duration,
+        stats,
+        skipped,
+        s.checks + audit.checked,
+        s.violations + audit.violations,
+        extra,
+    ))
+}
+
+/// `replay`: every usable row of the real data becomes a paid order and
+/// gets a code; a deterministic schedule (seeded) then redeems part of the
+/// vouchers in waves — several units at a time for multi-unit orders —
+/// retries some redemptions with the same request id and the old code,
+/// reverses some, looks some up, re-issues some orders, and audits.
+///
+/// Errors: the data could not be read or the connection failed.
+pub async fn replay(common: &Common, data_dir: &std::path::Path) -> anyhow::Result<Value> {
+    let loaded = data::load(data_dir)?;
+    let started = Instant::now();
+    let pool = common.pool().await?;
+    let shared: SharedRef = Arc::default();
+    let prefix = common.prefix();
+    let mut seller_of = HashMap::new();
+    let mut multi = Vec::new();
+    let mut single = Vec::new();
+    let issues: Vec<Issue> = loaded
+        .orders
+        .iter()
+        .map(|o| {
+            let order_id = format!("{prefix}{}", o.key);
+            seller_of.insert(order_id.clone(), o.seller_id);
+            if o.units > 1 {
+                multi.push(order_id.clone());
+            } else {
+                single.push(order_id.clone());
+            }
+            Issue {
+                order_id,
+                seller_id: o.seller_id,
+                product_id: o.product_id,
+                units: o.units,
+                unit_price: o.unit_price,
+                mobile: o.mobile.clone(),
+                validity: Validity::DaysFromIssue(30),
+                code_digits: match o.source {
+                    Source::O2o => 8,
+                    Source::Retail => 10,
+                },
+            }
+        })
+        .collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(common.seed);
+    let retry_sample: Vec<Issue> = issues.iter().step_by(50).cloned().collect();
+    let mut stats = issue_all(&pool, &shared, issues, false).await?;
+    stats.merge_with_active(issue_all(&pool, &shared, retry_sample, true).await?);
+    // Wave 1: 60 % of single-unit vouchers; multi-unit vouchers lose part.
+    let all: Vec<String> = single.iter().chain(multi.iter()).cloned().collect();
+    for wave in 0..3 {
+        let plan = plan_wave(
+            common,
+            &shared,
+            if wave == 0 { &all } else { &multi },
+            |_, left| {
+                if left == 1 {
+                    return rng.random_bool(0.6).then_some(1);
+                }
+                if !rng.random_bool(0.7) {
+                    return None;
+                }
+                // Last wave: half of the redeemers take everything left.
+                if wave == 2 && rng.random_bool(0.5) {
+                    return Some(left);
+                }
+                Some(rng.random_range(1..=left.div_ceil(2)))
+            },
+            &seller_of,
+        );
+        let (st, acked) = redeem_all(&pool, &shared, plan, None).await?;
+        stats.merge_with_active(st);
+        stats.merge_with_active(retry_and_reverse(&pool, &shared, acked, &mut rng, 0.05, 0.03).await?);
+    }
+    let looked: Vec<String> = all.iter().step_by(40).cloned().collect();
+    stats.merge_with_active(lookup_all(&pool, &shared, looked).await?);
+    let extra = json!({"orders": all.len(), "data_dir": data_dir.file_name().map(|n| n.to_string_lossy().to_string())});
+    finish("replay", common, &pool, &shared, &stats, &loaded.skipped, started, extra).await
+}
+
+fn synthetic_issue(prefix: &str, i: u64, units: u32) -> Issue {
+    Issue {
+        order_id: format!("{prefix}f:{i}"),
+        seller_id: 1 + i % 1000,
+        product_id: 1 + i % 50,
+        units,
+        unit_price: Decimal::new(990, 2),
+        mobile: format!("13{:09}", i % 1_000_000_000),
+        validity: Validity::DaysFromIssue(30),
+        code_digits: 8,
+    }
+}
+
+/// `flash-sale`: `orders` paid orders issued as fast as the server takes
+/// them, then audited.
+///
+/// Errors: the connection failed.
+pub async fn flash_sale(common: &Common, orders: u64) -> anyhow::Result<Value> {
+    let started = Instant::now();
+    let pool = common.pool().await?;
+    let shared: SharedRef = Arc::default();
+    let prefix = common.prefix();
+    let issues: Vec<Issue> = (0..orders).map(|i| synthetic_issue(&prefix, i, 1)).collect();
+    let stats = issue_all(&pool, &shared, issues, false).await?;
+    finish("flash-sale", common, &pool, &shared, &stats, &BTreeMap::new(), started, json!({"orders": orders})).await
+}
+
+/// `pos`: `vouchers` vouchers of `units` units each, then `redeems`
+/// redemptions of 1–3 units, vouchers drawn by Zipf (exponent `zipf_s`)
+/// in waves where each voucher appears at most once (a POS cannot redeem
+/// the same code twice at the same moment), then audited.
+///
+/// Errors: the connection failed.
+pub async fn pos(common: &Common, vouchers: u64, units: u32, redeems: u64, zipf_s: f64) -> anyhow::Result<Value> {
+    let started = Instant::now();
+    let pool = common.pool().await?;
+    let shared: SharedRef = Arc::default();
+    let prefix = common.prefix();
+    let issues: Vec<Issue> = (0..vouchers).map(|i| synthetic_issue(&prefix, i, units)).collect();
+    let order_ids: Vec<String> = issues.iter().map(|i| i.order_id.clone()).collect();
+    let seller_of: HashMap<String, u64> = issues.iter().map(|i| (i.order_id.clone(), i.seller_id)).collect();
+    let mut stats = issue_all(&pool, &shared, issues, false).await?;
+    let mut rng = ChaCha8Rng::seed_from_u64(common.seed);
+    let zipf = rand_distr::Zipf::new(vouchers as f64, zipf_s).map_err(|e| anyhow::anyhow!("zipf: {e}"))?;
+    let wave_max = (vouchers / 4).max(1);
+    let mut done = 0u64;
+    let mut stalled = 0;
+    while done < redeems && stalled < 3 {
+        let want = wave_max.min(redeems - done);
+        let mut chosen = Vec::new();
+        let mut taken = HashSet::new();
+        {
+            let s = lock(&shared);
+            let mut attempts = 0;
+            while (chosen.len() as u64) < want && attempts < want * 20 {
+                attempts += 1;
+                let i = (rng.sample(zipf) as u64).saturating_sub(1).min(vouchers - 1) as usize;
+                let o = &order_ids[i];
+                let live = s.model.vouchers.get(o).is_some_and(|v| v.units_remaining > 0);
+                if live && taken.insert(i) {
+                    chosen.push(o.clone());
+                }
+            }
+        }
+        if chosen.is_empty() {
+            stalled += 1;
+            continue;
+        }
+        let plan = plan_wave(common, &shared, &chosen, |_, left| Some(rng.random_range(1..=left.min(3))), &seller_of);
+        done += plan.len() as u64;
+        let (st, _) = redeem_all(&pool, &shared, plan, None).await?;
+        stats.merge_with_active(st);
+    }
+    let extra = json!({"vouchers": vouchers, "units": units, "redeems_planned": redeems, "zipf_s": zipf_s});
+    finish("pos", common, &pool, &shared, &stats, &BTreeMap::new(), started, extra).await
+}
