@@ -329,6 +329,10 @@ async fn retry_and_reverse(
     let mut retries = Vec::new();
     let mut originals = HashMap::new();
     let mut reversals = Vec::new();
+    // Replies arrive in any order; sample in request order so a seed
+    // always picks the same redemptions.
+    let mut acked = acked;
+    acked.sort_by_key(|a| a.planned.redeem.request_id.serial);
     for a in acked {
         if rng.random_bool(retry_share) {
             originals.insert(a.planned.redeem.request_id, (a.units_remaining, a.new_code));

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The test command: installs what is missing, builds in release mode (one
+# RocksDB build serves the tests, the server and the crash test) and runs
+# every test of the workspace. Ends with cargo's summaries and one total line.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/ensure-deps.sh
+start=$(date +%s)
+cargo build --release --workspace --all-targets --locked
+set +e
+cargo test --release --workspace --locked 2>&1 | tee target/test-output.txt
+status=${PIPESTATUS[0]}
+set -e
+totals=$(awk '/^test result: /{for(i=1;i<=NF;i++){if($(i+1) ~ /^passed/)p+=$i; if($(i+1) ~ /^failed/)f+=$i}} END{printf "%d %d", p, f}' target/test-output.txt)
+read -r passed failed <<<"$totals"
+echo "test time: $(( $(date +%s) - start )) s"
+echo "tests: ${passed} passed, ${failed} failed"
+exit "$status"
