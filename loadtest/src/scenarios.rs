@@ -146,6 +146,10 @@ async fn issue_all(pool: &Pool, shared: &SharedRef, orders: Vec<Issue>, retry: b
     .await
 }
 
+/// The first replies (units remaining, new code) of redemptions that are
+/// retried, by request id.
+type OriginalReplies = HashMap<RequestId, (u32, Option<Code>)>;
+
 /// One planned redemption of a voucher.
 #[derive(Clone)]
 struct Planned {
@@ -167,7 +171,7 @@ async fn redeem_all(
     pool: &Pool,
     shared: &SharedRef,
     plan: Vec<Planned>,
-    retry: Option<Arc<HashMap<RequestId, (u32, Option<Code>)>>>,
+    retry: Option<Arc<OriginalReplies>>,
 ) -> anyhow::Result<(Stats, Vec<Acked>)> {
     let op = if retry.is_some() { "redeem_retry" } else { "redeem" };
     let batch = pool.batch;
@@ -370,7 +374,8 @@ async fn finish(
     extra: Value,
 ) -> anyhow::Result<Value> {
     let duration = started.elapsed().as_secs_f64();
-    let s = lock(shared);
+    // The run is over: take the state out of the lock before awaiting.
+    let s = std::mem::take(&mut *lock(shared));
     let audit = model::audit(&pool.first(), &s.model, &common.prefix(), &HashSet::new()).await?;
     let mut samples = s.samples.clone();
     samples.extend(audit.samples.iter().cloned());
