@@ -252,6 +252,10 @@ where
     let inflight = Arc::new(Semaphore::new(INFLIGHT_REQUESTS_MAX));
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut authenticated = false;
+    // Ops decoded from what one read delivered, per shard: sent as one queue
+    // message per shard, so pipelined single-command frames cost one channel
+    // send per read instead of one per command.
+    let mut pending: Vec<Vec<Op>> = (0..ctx.shards).map(|_| Vec::new()).collect();
     'conn: loop {
         loop {
             let (header, body) = match take_frame(&mut buf) {
@@ -309,10 +313,21 @@ where
                 let _ = tx.send((corr, Response::Error(WireError::new(ErrorCode::Unavailable, "server is shutting down"))));
                 continue;
             }
-            let Ok(permit) = inflight.clone().acquire_owned().await else { break 'conn };
-            if !dispatch(&ctx, request, corr, &tx, permit).await {
-                break 'conn;
-            }
+            let permit = match inflight.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(_) => {
+                    // Full: hand over what is pending, then wait for replies.
+                    if !flush(&ctx, &mut pending).await {
+                        break 'conn;
+                    }
+                    let Ok(p) = inflight.clone().acquire_owned().await else { break 'conn };
+                    p
+                }
+            };
+            dispatch(&ctx, request, corr, &tx, permit, &mut pending);
+        }
+        if !flush(&ctx, &mut pending).await {
+            break;
         }
         let mut stop = ctx.stop.clone();
         if *stop.borrow() {
@@ -326,30 +341,40 @@ where
             _ = stop.changed() => break,
         }
     }
+    // Requests accepted before the connection ended are still applied.
+    let _ = flush(&ctx, &mut pending).await;
     drop(tx);
     let _ = writer_task.await;
 }
 
-/// Routes one request; false when the shard queues are gone.
-async fn dispatch(
+/// Sends every shard's pending ops; false when the shard queues are gone.
+async fn flush(ctx: &Ctx, pending: &mut [Vec<Op>]) -> bool {
+    for (shard, ops) in pending.iter_mut().enumerate() {
+        if !ops.is_empty() && ctx.shard_txs[shard].send(std::mem::take(ops)).await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+/// Routes one request into `pending` (per shard), or answers it at once.
+fn dispatch(
     ctx: &Ctx,
     request: Request,
     corr: u64,
     tx: &mpsc::UnboundedSender<(u64, Response)>,
     permit: tokio::sync::OwnedSemaphorePermit,
-) -> bool {
+    pending: &mut [Vec<Op>],
+) {
     let refuse = |code: ErrorCode, msg: String| {
         let _ = tx.send((corr, Response::Error(WireError::new(code, msg))));
-        true
     };
     match request {
         Request::Hello { .. } => {
             let _ = tx.send((corr, Response::Hello { version: PROTOCOL_VERSION, limits: limits(), shards: ctx.shards }));
-            true
         }
         Request::Info => {
             let _ = tx.send((corr, Response::Info { shards: ctx.shards, limits: limits() }));
-            true
         }
         Request::Command(command) => {
             let shard = match &command {
@@ -361,55 +386,47 @@ async fn dispatch(
                 }
                 c => route(c, ctx.shards) as usize,
             };
-            let op = Op {
+            pending[shard].push(Op {
                 command,
                 reply: ReplyTo::Conn { tx: tx.clone(), corr, permit: Some(permit) },
-            };
-            ctx.shard_txs[shard].send(vec![op]).await.is_ok()
+            });
         }
         Request::IssueBatch(items) => {
             let commands = items.into_iter().map(Command::Issue).collect();
-            dispatch_batch(ctx, commands, corr, tx, permit).await
+            dispatch_batch(ctx, commands, corr, tx, permit, pending)
         }
         Request::RedeemBatch(items) => {
             let commands = items.into_iter().map(Command::Redeem).collect();
-            dispatch_batch(ctx, commands, corr, tx, permit).await
+            dispatch_batch(ctx, commands, corr, tx, permit, pending)
         }
     }
 }
 
-async fn dispatch_batch(
+fn dispatch_batch(
     ctx: &Ctx,
     commands: Vec<Command>,
     corr: u64,
     tx: &mpsc::UnboundedSender<(u64, Response)>,
     permit: tokio::sync::OwnedSemaphorePermit,
-) -> bool {
+    pending: &mut [Vec<Op>],
+) {
     if commands.len() > BATCH_COMMANDS_MAX {
         let msg = format!("batch of {} exceeds {BATCH_COMMANDS_MAX}", commands.len());
         let _ = tx.send((corr, Response::Error(WireError::new(ErrorCode::BatchTooLarge, msg))));
-        return true;
+        return;
     }
     if commands.is_empty() {
         let _ = tx.send((corr, Response::Batch(Vec::new())));
-        return true;
+        return;
     }
     let gather = Gather::new(commands.len(), tx.clone(), corr, Some(permit));
-    let mut per_shard: Vec<Vec<Op>> = (0..ctx.shards).map(|_| Vec::new()).collect();
     for (index, command) in commands.into_iter().enumerate() {
         let shard = route(&command, ctx.shards) as usize;
-        per_shard[shard].push(Op {
+        pending[shard].push(Op {
             command,
             reply: ReplyTo::Gather { batch: gather.clone(), index },
         });
     }
-    drop(gather);
-    for (shard, ops) in per_shard.into_iter().enumerate() {
-        if !ops.is_empty() && ctx.shard_txs[shard].send(ops).await.is_err() {
-            return false;
-        }
-    }
-    true
 }
 
 async fn write_loop<W: AsyncWrite + Unpin>(mut w: W, mut rx: mpsc::UnboundedReceiver<(u64, Response)>) {
