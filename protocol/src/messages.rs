@@ -142,8 +142,10 @@ pub enum Response {
         /// The server's limits.
         limits: Limits,
     },
-    /// The request failed as a whole (handshake, malformed frame, overload).
-    /// After a protocol error the server closes the connection.
+    /// The request failed as a whole. After a frame-level error
+    /// (`malformed_frame`, `frame_too_large`, `unsupported_version`,
+    /// `unauthenticated`) the server closes the connection; after
+    /// `batch_too_large`, `bad_request` or `unavailable` it stays open.
     Error(WireError),
 }
 
