@@ -8,6 +8,7 @@ use crate::error::Rejection;
 use crate::validity::Validity;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// A client request id (DESIGN invariant 4): `source` is the POS device or
 /// verifier account that numbers its requests, `serial` its serial number.
@@ -283,10 +284,10 @@ pub enum SendReason {
 pub enum Effect {
     /// Send `code` to `mobile` by SMS (through the outbox).
     SendCode {
-        /// Order id.
-        order_id: String,
+        /// Order id (shared with the engine's voucher, no copy).
+        order_id: Arc<str>,
         /// Buyer mobile.
-        mobile: String,
+        mobile: Arc<str>,
         /// The code to send.
         code: Code,
         /// Why.
@@ -295,9 +296,9 @@ pub enum Effect {
     /// Tell the buyer that `units` were redeemed (ORD-8 success SMS).
     RedemptionNotice {
         /// Order id.
-        order_id: String,
+        order_id: Arc<str>,
         /// Buyer mobile.
-        mobile: String,
+        mobile: Arc<str>,
         /// Units redeemed.
         units: u32,
     },

@@ -18,6 +18,7 @@ use rand_chacha::ChaCha20Rng;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::hash::{Hash, Hasher};
 
 /// Settings fixed when a data directory is created; every shard of one
@@ -67,12 +68,12 @@ impl EngineConfig {
 }
 
 struct Voucher {
-    order_id: Box<str>,
+    order_id: Arc<str>,
     seller_id: u64,
     product_id: u64,
     units_total: u32,
     units_remaining: u32,
-    mobile: Box<str>,
+    mobile: Arc<str>,
     valid_from_ms: i64,
     valid_until_ms: i64,
     live_code: Option<Code>,
@@ -111,18 +112,22 @@ pub struct Shard {
     tz: TimeZone,
     rng: ChaCha20Rng,
     vouchers: Vec<Voucher>,
-    by_order: HashMap<Box<str>, u32>,
-    live: HashMap<Code, u32>,
+    by_order: Map<Arc<str>, u32>,
+    live: Map<Code, u32>,
     /// Retired codes still in quarantine → their voucher.
-    retired: HashMap<Code, u32>,
+    retired: Map<Code, u32>,
     quarantine: VecDeque<(i64, Code)>,
     /// Live plus quarantined codes per length (index = digits).
     codes_used: [u64; 12],
-    redemptions: HashMap<RequestId, u32>,
+    redemptions: Map<RequestId, u32>,
     /// The verification log (ORD-10), in apply order.
     log: Vec<Redemption>,
-    reversals: HashMap<RequestId, Reversal>,
+    reversals: Map<RequestId, Reversal>,
 }
+
+/// Maps keyed by codes, request ids and order ids. foldhash: fast, and
+/// seeded per process so that chosen keys cannot force collisions.
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 fn fingerprint<T: Hash>(value: &T) -> u64 {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
@@ -160,14 +165,14 @@ impl Shard {
             tz,
             rng,
             vouchers: Vec::new(),
-            by_order: HashMap::new(),
-            live: HashMap::new(),
-            retired: HashMap::new(),
+            by_order: Map::default(),
+            live: Map::default(),
+            retired: Map::default(),
             quarantine: VecDeque::new(),
             codes_used: [0; 12],
-            redemptions: HashMap::new(),
+            redemptions: Map::default(),
             log: Vec::new(),
-            reversals: HashMap::new(),
+            reversals: Map::default(),
         })
     }
 
@@ -308,13 +313,15 @@ impl Shard {
         let window = c.validity.resolve(now_ms, &self.tz)?;
         let code = self.draw_code(c.code_digits)?;
         let slot = u32::try_from(self.vouchers.len()).expect("fewer than 2^32 vouchers per shard");
+        let order_id: Arc<str> = c.order_id.as_str().into();
+        let mobile: Arc<str> = c.mobile.as_str().into();
         self.vouchers.push(Voucher {
-            order_id: c.order_id.as_str().into(),
+            order_id: order_id.clone(),
             seller_id: c.seller_id,
             product_id: c.product_id,
             units_total: c.units,
             units_remaining: c.units,
-            mobile: c.mobile.as_str().into(),
+            mobile: mobile.clone(),
             valid_from_ms: window.from_ms,
             valid_until_ms: window.until_ms,
             live_code: Some(code),
@@ -323,13 +330,13 @@ impl Shard {
             fingerprint: fp,
             unit_price: c.unit_price,
         });
-        self.by_order.insert(c.order_id.as_str().into(), slot);
+        self.by_order.insert(order_id.clone(), slot);
         let fresh = self.live.insert(code, slot).is_none();
         assert!(fresh, "drawn code was already live");
         self.codes_used[usize::from(code.digits())] += 1;
         effects.push(Effect::SendCode {
-            order_id: c.order_id.clone(),
-            mobile: c.mobile.clone(),
+            order_id,
+            mobile,
             code,
             reason: SendReason::Issued,
         });
@@ -432,8 +439,8 @@ impl Shard {
             v.code_digits = code.digits();
         }
         assert!(v.units_remaining <= v.units_total);
-        let order_id = v.order_id.to_string();
-        let mobile = v.mobile.to_string();
+        let order_id = v.order_id.clone();
+        let mobile = v.mobile.clone();
         if let Some(code) = new_code {
             let fresh = self.live.insert(code, slot).is_none();
             assert!(fresh, "replacement code was already live");
@@ -468,7 +475,7 @@ impl Shard {
             });
         }
         Ok(Outcome::Redeemed(Redeemed {
-            order_id,
+            order_id: order_id.to_string(),
             units: c.units,
             units_remaining: remaining,
             new_code,
@@ -551,8 +558,8 @@ impl Shard {
         };
         if let Some(code) = new_code {
             effects.push(Effect::SendCode {
-                order_id: v.order_id.to_string(),
-                mobile: v.mobile.to_string(),
+                order_id: v.order_id.clone(),
+                mobile: v.mobile.clone(),
                 code,
                 reason: SendReason::Reversal,
             });
