@@ -24,7 +24,11 @@ pub const DEFAULT_LISTEN_QUIC: &str = "127.0.0.1:7700";
 pub const DEFAULT_SERVER: &str = "tcp://127.0.0.1:7700";
 
 #[derive(Parser)]
-#[command(name = "vouch", version, about = "vouch: durable e-voucher engine — server and client")]
+#[command(
+    name = "vouch",
+    version,
+    about = "vouch: durable e-voucher engine — server and client"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -183,15 +187,22 @@ pub fn parse_request_id(s: &str) -> Result<RequestId, String> {
     let (a, b) = s
         .split_once(':')
         .ok_or_else(|| format!("request id {s:?} must be SOURCE:SERIAL, e.g. 9001:17"))?;
-    let source = a.parse().map_err(|_| format!("request id source {a:?} is not a number"))?;
-    let serial = b.parse().map_err(|_| format!("request id serial {b:?} is not a number"))?;
+    let source = a
+        .parse()
+        .map_err(|_| format!("request id source {a:?} is not a number"))?;
+    let serial = b
+        .parse()
+        .map_err(|_| format!("request id serial {b:?} is not a number"))?;
     Ok(RequestId { source, serial })
 }
 
 /// Entry point of the `vouch` binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: starting the runtime: {e}");
@@ -245,7 +256,10 @@ async fn run_client(cmd: Cmd) -> ExitCode {
     let json = client_args.json;
     let fail = |kind: &str, msg: String| {
         if json {
-            println!("{}", serde_json::json!({"ok": false, "error": {"kind": kind, "message": msg}}));
+            println!(
+                "{}",
+                serde_json::json!({"ok": false, "error": {"kind": kind, "message": msg}})
+            );
         } else {
             eprintln!("error: {msg}");
         }
@@ -257,7 +271,15 @@ async fn run_client(cmd: Cmd) -> ExitCode {
     };
     let token = match std::fs::read_to_string(&client_args.token_file) {
         Ok(t) => t.trim().to_string(),
-        Err(e) => return fail("token", format!("reading token file {}: {e}", client_args.token_file.display())),
+        Err(e) => {
+            return fail(
+                "token",
+                format!(
+                    "reading token file {}: {e}",
+                    client_args.token_file.display()
+                ),
+            )
+        }
     };
     let client = match Client::connect(&target, &token, Some(&client_args.ca)).await {
         Ok(c) => c,
@@ -369,7 +391,10 @@ fn print_outcome(o: &Outcome, json: bool) {
                     "redeemed {} units of order {}; {} remain on new code {c}",
                     r.units, r.order_id, r.units_remaining
                 ),
-                None => format!("redeemed {} units of order {}; none remain", r.units, r.order_id),
+                None => format!(
+                    "redeemed {} units of order {}; none remain",
+                    r.units, r.order_id
+                ),
             },
         ),
         Outcome::Reversed(r) => (
@@ -380,7 +405,10 @@ fn print_outcome(o: &Outcome, json: bool) {
                 r.units, r.order_id, r.units_remaining, r.live_code
             ),
         ),
-        other => (json!({"ok": true, "outcome": format!("{other:?}")}), format!("{other:?}")),
+        other => (
+            json!({"ok": true, "outcome": format!("{other:?}")}),
+            format!("{other:?}"),
+        ),
     };
     if json {
         println!("{value}");

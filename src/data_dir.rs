@@ -76,7 +76,9 @@ fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     opts.write(true).create_new(true);
     #[cfg(unix)]
     opts.mode(0o600);
-    let mut f = opts.open(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
     f.write_all(contents)?;
     f.sync_all()?;
     Ok(())
@@ -123,8 +125,12 @@ pub fn open(root: &Path, new_config: &EngineConfig) -> anyhow::Result<Opened> {
         .trim()
         .to_string();
     if !paths.cert.exists() || !paths.key.exists() {
-        let cert = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into(), "::1".into()])
-            .context("generating the development certificate")?;
+        let cert = rcgen::generate_simple_self_signed(vec![
+            "localhost".into(),
+            "127.0.0.1".into(),
+            "::1".into(),
+        ])
+        .context("generating the development certificate")?;
         let _ = std::fs::remove_file(&paths.key);
         let _ = std::fs::remove_file(&paths.cert);
         write_private(&paths.key, cert.key_pair.serialize_pem().as_bytes())?;
@@ -137,7 +143,8 @@ pub fn open(root: &Path, new_config: &EngineConfig) -> anyhow::Result<Opened> {
     let mut effects = Vec::new();
     let records_replayed = storage
         .replay(|seq, bytes| -> anyhow::Result<()> {
-            let rec: LogRecord = postcard::from_bytes(bytes).with_context(|| format!("log record {seq}"))?;
+            let rec: LogRecord =
+                postcard::from_bytes(bytes).with_context(|| format!("log record {seq}"))?;
             let shard = shards
                 .get_mut(rec.shard as usize)
                 .with_context(|| format!("log record {seq} names shard {}", rec.shard))?;

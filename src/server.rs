@@ -15,7 +15,9 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use vouch_engine::engine::route;
 use vouch_engine::{Command, EngineConfig, ErrorCode};
-use vouch_protocol::frame::{put_frame, take_frame, BATCH_COMMANDS_MAX, FRAME_BYTES_MAX, KIND_REQUEST, KIND_RESPONSE};
+use vouch_protocol::frame::{
+    put_frame, take_frame, BATCH_COMMANDS_MAX, FRAME_BYTES_MAX, KIND_REQUEST, KIND_RESPONSE,
+};
 use vouch_protocol::messages::{decode_request, encode_response, Limits};
 use vouch_protocol::{Request, Response, WireError, PROTOCOL_VERSION};
 use vouch_storage::group_commit::GroupCommit;
@@ -144,9 +146,12 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     }
     let mut quic_endpoint = None;
     if let Some(addr) = &opts.listen_quic {
-        let addr: SocketAddr = addr.parse().with_context(|| format!("QUIC address {addr}"))?;
+        let addr: SocketAddr = addr
+            .parse()
+            .with_context(|| format!("QUIC address {addr}"))?;
         let config = vouch_protocol::tls::server_config(&paths.cert, &paths.key)?;
-        let endpoint = quinn::Endpoint::server(config, addr).with_context(|| format!("binding QUIC {addr}"))?;
+        let endpoint = quinn::Endpoint::server(config, addr)
+            .with_context(|| format!("binding QUIC {addr}"))?;
         println!("listening quic {}", endpoint.local_addr()?);
         quic_endpoint = Some(endpoint.clone());
         let ctx = ctx.clone();
@@ -238,7 +243,11 @@ async fn wait_for_signal() {
 }
 
 fn tokens_equal(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 /// Serves one connection (a TCP socket or a QUIC stream) until it closes.
@@ -272,18 +281,33 @@ where
             };
             let corr = header.correlation;
             if header.kind != KIND_REQUEST {
-                let _ = tx.send((corr, Response::Error(WireError::new(ErrorCode::MalformedFrame, "expected a request frame"))));
+                let _ = tx.send((
+                    corr,
+                    Response::Error(WireError::new(
+                        ErrorCode::MalformedFrame,
+                        "expected a request frame",
+                    )),
+                ));
                 break 'conn;
             }
             if header.version != PROTOCOL_VERSION {
-                let msg = format!("protocol version {} not supported; this server speaks {PROTOCOL_VERSION}", header.version);
-                let _ = tx.send((corr, Response::Error(WireError::new(ErrorCode::UnsupportedVersion, msg))));
+                let msg = format!(
+                    "protocol version {} not supported; this server speaks {PROTOCOL_VERSION}",
+                    header.version
+                );
+                let _ = tx.send((
+                    corr,
+                    Response::Error(WireError::new(ErrorCode::UnsupportedVersion, msg)),
+                ));
                 break 'conn;
             }
             let request = match decode_request(header.opcode, &body) {
                 Ok(r) => r,
                 Err(e) => {
-                    let _ = tx.send((corr, Response::Error(WireError::new(ErrorCode::MalformedFrame, e.to_string()))));
+                    let _ = tx.send((
+                        corr,
+                        Response::Error(WireError::new(ErrorCode::MalformedFrame, e.to_string())),
+                    ));
                     break 'conn;
                 }
             };
@@ -292,25 +316,53 @@ where
                     Request::Hello { version, token } => {
                         if version != PROTOCOL_VERSION {
                             let msg = format!("protocol version {version} not supported; this server speaks {PROTOCOL_VERSION}");
-                            let _ = tx.send((corr, Response::Error(WireError::new(ErrorCode::UnsupportedVersion, msg))));
+                            let _ = tx.send((
+                                corr,
+                                Response::Error(WireError::new(ErrorCode::UnsupportedVersion, msg)),
+                            ));
                             break 'conn;
                         }
                         if !tokens_equal(&token, &ctx.admin_token) {
-                            let _ = tx.send((corr, Response::Error(WireError::new(ErrorCode::Unauthenticated, "unknown token"))));
+                            let _ = tx.send((
+                                corr,
+                                Response::Error(WireError::new(
+                                    ErrorCode::Unauthenticated,
+                                    "unknown token",
+                                )),
+                            ));
                             break 'conn;
                         }
                         authenticated = true;
-                        let _ = tx.send((corr, Response::Hello { version: PROTOCOL_VERSION, limits: limits(), shards: ctx.shards }));
+                        let _ = tx.send((
+                            corr,
+                            Response::Hello {
+                                version: PROTOCOL_VERSION,
+                                limits: limits(),
+                                shards: ctx.shards,
+                            },
+                        ));
                     }
                     _ => {
-                        let _ = tx.send((corr, Response::Error(WireError::new(ErrorCode::Unauthenticated, "the first frame must be Hello"))));
+                        let _ = tx.send((
+                            corr,
+                            Response::Error(WireError::new(
+                                ErrorCode::Unauthenticated,
+                                "the first frame must be Hello",
+                            )),
+                        ));
                         break 'conn;
                     }
                 }
                 continue;
             }
             if ctx.draining.load(Ordering::Relaxed) {
-                let _ = tx.send((corr, Response::Error(WireError::new(ErrorCode::Unavailable, "server is shutting down"))));
+                let _ = tx.send((
+                    corr,
+                    Response::Error(WireError::new(
+                        ErrorCode::Unavailable,
+                        "server is shutting down",
+                    )),
+                ));
                 continue;
             }
             let permit = match inflight.clone().try_acquire_owned() {
@@ -320,7 +372,9 @@ where
                     if !flush(&ctx, &mut pending).await {
                         break 'conn;
                     }
-                    let Ok(p) = inflight.clone().acquire_owned().await else { break 'conn };
+                    let Ok(p) = inflight.clone().acquire_owned().await else {
+                        break 'conn;
+                    };
                     p
                 }
             };
@@ -350,7 +404,12 @@ where
 /// Sends every shard's pending ops; false when the shard queues are gone.
 async fn flush(ctx: &Ctx, pending: &mut [Vec<Op>]) -> bool {
     for (shard, ops) in pending.iter_mut().enumerate() {
-        if !ops.is_empty() && ctx.shard_txs[shard].send(std::mem::take(ops)).await.is_err() {
+        if !ops.is_empty()
+            && ctx.shard_txs[shard]
+                .send(std::mem::take(ops))
+                .await
+                .is_err()
+        {
             return false;
         }
     }
@@ -371,24 +430,47 @@ fn dispatch(
     };
     match request {
         Request::Hello { .. } => {
-            let _ = tx.send((corr, Response::Hello { version: PROTOCOL_VERSION, limits: limits(), shards: ctx.shards }));
+            let _ = tx.send((
+                corr,
+                Response::Hello {
+                    version: PROTOCOL_VERSION,
+                    limits: limits(),
+                    shards: ctx.shards,
+                },
+            ));
         }
         Request::Info => {
-            let _ = tx.send((corr, Response::Info { shards: ctx.shards, limits: limits() }));
+            let _ = tx.send((
+                corr,
+                Response::Info {
+                    shards: ctx.shards,
+                    limits: limits(),
+                },
+            ));
         }
         Request::Command(command) => {
             let shard = match &command {
                 Command::AuditVouchers(a) if a.shard >= ctx.shards => {
-                    return refuse(ErrorCode::BadRequest, format!("shard {} of {}", a.shard, ctx.shards))
+                    return refuse(
+                        ErrorCode::BadRequest,
+                        format!("shard {} of {}", a.shard, ctx.shards),
+                    )
                 }
                 Command::AuditRedemptions(a) if a.shard >= ctx.shards => {
-                    return refuse(ErrorCode::BadRequest, format!("shard {} of {}", a.shard, ctx.shards))
+                    return refuse(
+                        ErrorCode::BadRequest,
+                        format!("shard {} of {}", a.shard, ctx.shards),
+                    )
                 }
                 c => route(c, ctx.shards) as usize,
             };
             pending[shard].push(Op {
                 command,
-                reply: ReplyTo::Conn { tx: tx.clone(), corr, permit: Some(permit) },
+                reply: ReplyTo::Conn {
+                    tx: tx.clone(),
+                    corr,
+                    permit: Some(permit),
+                },
             });
         }
         Request::IssueBatch(items) => {
@@ -412,7 +494,10 @@ fn dispatch_batch(
 ) {
     if commands.len() > BATCH_COMMANDS_MAX {
         let msg = format!("batch of {} exceeds {BATCH_COMMANDS_MAX}", commands.len());
-        let _ = tx.send((corr, Response::Error(WireError::new(ErrorCode::BatchTooLarge, msg))));
+        let _ = tx.send((
+            corr,
+            Response::Error(WireError::new(ErrorCode::BatchTooLarge, msg)),
+        ));
         return;
     }
     if commands.is_empty() {
@@ -424,21 +509,41 @@ fn dispatch_batch(
         let shard = route(&command, ctx.shards) as usize;
         pending[shard].push(Op {
             command,
-            reply: ReplyTo::Gather { batch: gather.clone(), index },
+            reply: ReplyTo::Gather {
+                batch: gather.clone(),
+                index,
+            },
         });
     }
 }
 
-async fn write_loop<W: AsyncWrite + Unpin>(mut w: W, mut rx: mpsc::UnboundedReceiver<(u64, Response)>) {
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut w: W,
+    mut rx: mpsc::UnboundedReceiver<(u64, Response)>,
+) {
     let mut buf = BytesMut::with_capacity(64 * 1024);
     while let Some((corr, resp)) = rx.recv().await {
         let body = encode_response(&resp);
-        put_frame(&mut buf, PROTOCOL_VERSION, KIND_RESPONSE, resp.opcode(), corr, &body);
+        put_frame(
+            &mut buf,
+            PROTOCOL_VERSION,
+            KIND_RESPONSE,
+            resp.opcode(),
+            corr,
+            &body,
+        );
         while buf.len() < 1 << 20 {
             match rx.try_recv() {
                 Ok((corr, resp)) => {
                     let body = encode_response(&resp);
-                    put_frame(&mut buf, PROTOCOL_VERSION, KIND_RESPONSE, resp.opcode(), corr, &body);
+                    put_frame(
+                        &mut buf,
+                        PROTOCOL_VERSION,
+                        KIND_RESPONSE,
+                        resp.opcode(),
+                        corr,
+                        &body,
+                    );
                 }
                 Err(_) => break,
             }

@@ -101,7 +101,12 @@ impl FromStr for Code {
 
 impl fmt::Display for Code {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:0width$}", self.value, width = usize::from(self.digits))
+        write!(
+            f,
+            "{:0width$}",
+            self.value,
+            width = usize::from(self.digits)
+        )
     }
 }
 
@@ -136,7 +141,10 @@ mod tests {
         assert_eq!(max.value(), 99_999_999_999);
         assert_eq!(max.to_string(), "99999999999");
         assert_eq!("12345".parse::<Code>(), Err(CodeParseError::Length(5)));
-        assert_eq!("123456789012".parse::<Code>(), Err(CodeParseError::Length(12)));
+        assert_eq!(
+            "123456789012".parse::<Code>(),
+            Err(CodeParseError::Length(12))
+        );
         assert_eq!("12345a".parse::<Code>(), Err(CodeParseError::NotDigit));
         assert_eq!("-12345".parse::<Code>(), Err(CodeParseError::NotDigit));
         assert_eq!(" 123456".parse::<Code>(), Err(CodeParseError::NotDigit));
@@ -161,6 +169,9 @@ mod tests {
         assert!(decode(12, 1).is_err());
         assert!(decode(6, 1_000_000).is_err());
         assert_eq!(decode(6, 42).unwrap().to_string(), "000042");
-        assert_eq!(decode(11, 99_999_999_999).unwrap().to_string(), "99999999999");
+        assert_eq!(
+            decode(11, 99_999_999_999).unwrap().to_string(),
+            "99999999999"
+        );
     }
 }

@@ -132,8 +132,9 @@ impl Rejection {
     pub fn code_invalid(reason: InvalidCodeReason) -> Self {
         Rejection {
             code: ErrorCode::CodeInvalid,
-            message: "code not valid for redemption (check the code and the last four phone digits)"
-                .into(),
+            message:
+                "code not valid for redemption (check the code and the last four phone digits)"
+                    .into(),
             reason: Some(reason),
         }
     }

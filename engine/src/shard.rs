@@ -18,8 +18,8 @@ use rand_chacha::ChaCha20Rng;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 /// Settings fixed when a data directory is created; every shard of one
 /// engine shares them, and replay needs the same values.
@@ -74,6 +74,9 @@ struct Voucher {
     units_total: u32,
     units_remaining: u32,
     mobile: Arc<str>,
+    /// Last four digits of `mobile`, inline: checked on every redemption
+    /// without following the pointer.
+    last4: [u8; 4],
     valid_from_ms: i64,
     valid_until_ms: i64,
     live_code: Option<Code>,
@@ -135,6 +138,18 @@ fn fingerprint<T: Hash>(value: &T) -> u64 {
     h.finish()
 }
 
+/// The last four bytes of a mobile number already checked to be 5..=15
+/// ASCII digits.
+fn last4_of(mobile: &str) -> [u8; 4] {
+    let b = mobile.as_bytes();
+    [
+        b[b.len() - 4],
+        b[b.len() - 3],
+        b[b.len() - 2],
+        b[b.len() - 1],
+    ]
+}
+
 fn check_last4(s: &str) -> Result<(), Rejection> {
     if s.len() == 4 && s.bytes().all(|b| b.is_ascii_digit()) {
         Ok(())
@@ -189,7 +204,10 @@ impl Shard {
     /// Live plus quarantined codes of `digits` digits in this shard: what the
     /// density limit (`CODE_DENSITY_PPM_MAX`) counts.
     pub fn codes_in_use(&self, digits: u8) -> u64 {
-        self.codes_used.get(usize::from(digits)).copied().unwrap_or(0)
+        self.codes_used
+            .get(usize::from(digits))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Live codes in this shard (one per voucher with units left).
@@ -219,10 +237,15 @@ impl Shard {
     fn release_quarantine(&mut self, now_ms: i64) {
         for _ in 0..QUARANTINE_RELEASE_PER_APPLY_MAX {
             match self.quarantine.front() {
-                Some(&(at, code)) if at.saturating_add(self.config.code_quarantine_ms) <= now_ms => {
+                Some(&(at, code))
+                    if at.saturating_add(self.config.code_quarantine_ms) <= now_ms =>
+                {
                     self.quarantine.pop_front();
                     let removed = self.retired.remove(&code);
-                    assert!(removed.is_some(), "quarantined code missing from retired set");
+                    assert!(
+                        removed.is_some(),
+                        "quarantined code missing from retired set"
+                    );
                     self.codes_used[usize::from(code.digits())] -= 1;
                 }
                 _ => break,
@@ -321,6 +344,7 @@ impl Shard {
             product_id: c.product_id,
             units_total: c.units,
             units_remaining: c.units,
+            last4: last4_of(&c.mobile),
             mobile: mobile.clone(),
             valid_from_ms: window.from_ms,
             valid_until_ms: window.until_ms,
@@ -360,7 +384,7 @@ impl Shard {
             return Err(Rejection::code_invalid(reason));
         };
         let v = &self.vouchers[slot as usize];
-        if !v.mobile.ends_with(last4) {
+        if v.last4[..] != *last4.as_bytes() {
             return Err(Rejection::code_invalid(InvalidCodeReason::WrongPhoneDigits));
         }
         if now_ms >= v.valid_until_ms {
@@ -406,7 +430,10 @@ impl Shard {
             return Ok(self.redeemed_reply(r));
         }
         if c.units == 0 {
-            return Err(Rejection::new(ErrorCode::UnitsInvalid, "units must be at least 1"));
+            return Err(Rejection::new(
+                ErrorCode::UnitsInvalid,
+                "units must be at least 1",
+            ));
         }
         check_last4(&c.phone_last4)?;
         let slot = self.find_live(now_ms, c.code, &c.phone_last4)?;
@@ -544,7 +571,10 @@ impl Shard {
         self.log[pos as usize].reversed = true;
         let v = &mut self.vouchers[slot as usize];
         v.units_remaining += units;
-        assert!(v.units_remaining <= v.units_total, "reversal exceeds units bought");
+        assert!(
+            v.units_remaining <= v.units_total,
+            "reversal exceeds units bought"
+        );
         if let Some(code) = new_code {
             v.live_code = Some(code);
             v.code_digits = code.digits();
@@ -626,7 +656,10 @@ impl Shard {
                 Some(code) => {
                     assert!(v.units_remaining > 0, "live code on a used voucher");
                     assert_eq!(self.live.get(&code), Some(&(slot as u32)), "live map");
-                    assert_eq!(code.value() % u64::from(self.config.shards), u64::from(self.index));
+                    assert_eq!(
+                        code.value() % u64::from(self.config.shards),
+                        u64::from(self.index)
+                    );
                     live_seen += 1;
                 }
                 None => assert_eq!(v.units_remaining, 0, "units without a live code"),

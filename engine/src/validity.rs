@@ -159,14 +159,23 @@ mod tests {
             ErrorCode::ValidityInvalid
         );
         let zero = Validity::DaysFromIssue(0);
-        assert_eq!(zero.resolve(now, &tz).unwrap_err().code, ErrorCode::ValidityInvalid);
+        assert_eq!(
+            zero.resolve(now, &tz).unwrap_err().code,
+            ErrorCode::ValidityInvalid
+        );
         let too_long = Validity::DaysFromIssue(VALIDITY_DAYS_MAX + 1);
-        assert_eq!(too_long.resolve(now, &tz).unwrap_err().code, ErrorCode::ValidityInvalid);
+        assert_eq!(
+            too_long.resolve(now, &tz).unwrap_err().code,
+            ErrorCode::ValidityInvalid
+        );
         let past = Validity::Fixed {
             start: date(2026, 11, 1),
             end: date(2026, 11, 28),
         };
-        assert_eq!(past.resolve(now, &tz).unwrap_err().code, ErrorCode::ValidityInvalid);
+        assert_eq!(
+            past.resolve(now, &tz).unwrap_err().code,
+            ErrorCode::ValidityInvalid
+        );
         // Ending today (local 2026-11-29 08:00) is still fine.
         let today = Validity::Fixed {
             start: date(2026, 11, 1),

@@ -40,7 +40,10 @@ fn issue(e: &mut Engine, order: &str, units: u32) -> Code {
 }
 
 fn rid(serial: u64) -> RequestId {
-    RequestId { source: 900, serial }
+    RequestId {
+        source: 900,
+        serial,
+    }
 }
 
 fn redeem_cmd(code: Code, units: u32, serial: u64) -> Command {
@@ -55,7 +58,13 @@ fn redeem_cmd(code: Code, units: u32, serial: u64) -> Command {
     })
 }
 
-fn redeem_at(e: &mut Engine, now: i64, code: Code, units: u32, serial: u64) -> Result<Redeemed, ErrorCode> {
+fn redeem_at(
+    e: &mut Engine,
+    now: i64,
+    code: Code,
+    units: u32,
+    serial: u64,
+) -> Result<Redeemed, ErrorCode> {
     match e.apply(now, &redeem_cmd(code, units, serial), &mut Vec::new()) {
         Ok(Outcome::Redeemed(r)) => Ok(r),
         Ok(other) => panic!("unexpected outcome {other:?}"),
@@ -75,7 +84,13 @@ fn lookup(e: &mut Engine, now: i64, code: Code, last4: &str) -> Result<LookedUp,
     }
 }
 
-fn reverse_cmd(code: Code, redemption: u64, serial: u64, pos: Option<u64>, seller: Option<u64>) -> Command {
+fn reverse_cmd(
+    code: Code,
+    redemption: u64,
+    serial: u64,
+    pos: Option<u64>,
+    seller: Option<u64>,
+) -> Command {
     Command::Reverse(Reverse {
         request_id: rid(serial),
         code,
@@ -102,30 +117,46 @@ fn ord_2_issue_gives_one_live_code_and_sends_it() {
     assert_eq!(i.units, 3);
     assert_eq!(i.code.digits(), 8);
     assert_eq!(effects.len(), 1);
-    assert!(matches!(&effects[0], Effect::SendCode { code, reason: SendReason::Issued, .. } if *code == i.code));
+    assert!(
+        matches!(&effects[0], Effect::SendCode { code, reason: SendReason::Issued, .. } if *code == i.code)
+    );
     let l = lookup(&mut e, NOW, i.code, "1234").unwrap();
-    assert_eq!((l.units_remaining, l.units_total, l.order_id.as_str()), (3, 3, "o-1"));
+    assert_eq!(
+        (l.units_remaining, l.units_total, l.order_id.as_str()),
+        (3, 3, "o-1")
+    );
     e.check_invariants();
 }
 
 #[test]
 fn ord_2_same_order_again_returns_original_reply_other_content_conflicts() {
     let mut e = engine(2);
-    let first = e.apply(NOW, &issue_cmd("o-1", 3, 8), &mut Vec::new()).unwrap();
+    let first = e
+        .apply(NOW, &issue_cmd("o-1", 3, 8), &mut Vec::new())
+        .unwrap();
     let mut effects = Vec::new();
-    let again = e.apply(NOW + HOUR, &issue_cmd("o-1", 3, 8), &mut effects).unwrap();
+    let again = e
+        .apply(NOW + HOUR, &issue_cmd("o-1", 3, 8), &mut effects)
+        .unwrap();
     assert_eq!(first, again);
     assert!(effects.is_empty(), "a repeated issue sends nothing");
-    let other = e.apply(NOW, &issue_cmd("o-1", 4, 8), &mut Vec::new()).unwrap_err();
+    let other = e
+        .apply(NOW, &issue_cmd("o-1", 4, 8), &mut Vec::new())
+        .unwrap_err();
     assert_eq!(other.code, ErrorCode::OrderConflict);
-    assert_eq!(e.shards().iter().map(|s| s.voucher_count()).sum::<usize>(), 1);
+    assert_eq!(
+        e.shards().iter().map(|s| s.voucher_count()).sum::<usize>(),
+        1
+    );
 }
 
 #[test]
 fn ord_1_issue_refuses_bad_fields_and_changes_nothing() {
     let mut e = engine(2);
     let bad = |f: &dyn Fn(&mut Issue)| {
-        let Command::Issue(mut i) = issue_cmd("o-x", 2, 8) else { unreachable!() };
+        let Command::Issue(mut i) = issue_cmd("o-x", 2, 8) else {
+            unreachable!()
+        };
         f(&mut i);
         Command::Issue(i)
     };
@@ -148,19 +179,31 @@ fn ord_1_issue_refuses_bad_fields_and_changes_nothing() {
     // 1.10 has a trailing zero but only two significant decimals: accepted.
     let ok = bad(&|i| i.unit_price = Decimal::new(1100, 3));
     assert!(e.apply(NOW, &ok, &mut Vec::new()).is_ok());
-    assert_eq!(e.shards().iter().map(|s| s.voucher_count()).sum::<usize>(), 1);
+    assert_eq!(
+        e.shards().iter().map(|s| s.voucher_count()).sum::<usize>(),
+        1
+    );
 }
 
 #[test]
 fn ord_7_redeem_boundaries_zero_remaining_and_one_more() {
     let mut e = engine(2);
     let code = issue(&mut e, "o-1", 3);
-    assert_eq!(redeem_at(&mut e, NOW, code, 0, 1), Err(ErrorCode::UnitsInvalid));
-    assert_eq!(redeem_at(&mut e, NOW, code, 4, 2), Err(ErrorCode::UnitsInsufficient));
+    assert_eq!(
+        redeem_at(&mut e, NOW, code, 0, 1),
+        Err(ErrorCode::UnitsInvalid)
+    );
+    assert_eq!(
+        redeem_at(&mut e, NOW, code, 4, 2),
+        Err(ErrorCode::UnitsInsufficient)
+    );
     // Refusals changed nothing: the code still works for all 3.
     let r = redeem_at(&mut e, NOW, code, 3, 3).unwrap();
     assert_eq!((r.units, r.units_remaining, r.new_code), (3, 0, None));
-    assert_eq!(redeem_at(&mut e, NOW, code, 1, 4), Err(ErrorCode::CodeInvalid));
+    assert_eq!(
+        redeem_at(&mut e, NOW, code, 1, 4),
+        Err(ErrorCode::CodeInvalid)
+    );
     e.check_invariants();
 }
 
@@ -177,12 +220,20 @@ fn ord_7_unknown_replaced_expired_and_wrong_phone_look_the_same() {
     });
     let wp = e.apply(NOW, &wrong_phone, &mut Vec::new()).unwrap_err();
     let unknown_code = Code::new(8, (code.value() + 1) % 100_000_000).unwrap();
-    let unk = e.apply(NOW, &redeem_cmd(unknown_code, 1, 2), &mut Vec::new()).unwrap_err();
+    let unk = e
+        .apply(NOW, &redeem_cmd(unknown_code, 1, 2), &mut Vec::new())
+        .unwrap_err();
     let r = redeem_at(&mut e, NOW, code, 1, 3).unwrap();
-    let repl = e.apply(NOW, &redeem_cmd(code, 1, 4), &mut Vec::new()).unwrap_err();
+    let repl = e
+        .apply(NOW, &redeem_cmd(code, 1, 4), &mut Vec::new())
+        .unwrap_err();
     let expired_at = NOW + 31 * 24 * HOUR;
     let exp = e
-        .apply(expired_at, &redeem_cmd(r.new_code.unwrap(), 1, 5), &mut Vec::new())
+        .apply(
+            expired_at,
+            &redeem_cmd(r.new_code.unwrap(), 1, 5),
+            &mut Vec::new(),
+        )
         .unwrap_err();
     for rej in [&wp, &unk, &repl, &exp] {
         assert_eq!(rej.code, ErrorCode::CodeInvalid);
@@ -191,7 +242,12 @@ fn ord_7_unknown_replaced_expired_and_wrong_phone_look_the_same() {
     use vouch_engine::error::InvalidCodeReason as R;
     assert_eq!(
         [wp.reason, unk.reason, repl.reason, exp.reason],
-        [Some(R::WrongPhoneDigits), Some(R::Unknown), Some(R::Replaced), Some(R::Expired)]
+        [
+            Some(R::WrongPhoneDigits),
+            Some(R::Unknown),
+            Some(R::Replaced),
+            Some(R::Expired)
+        ]
     );
     // Serialized for the wire, the hidden reason is gone.
     assert_eq!(format!("{}", wp), format!("{}", exp));
@@ -210,12 +266,17 @@ fn ord_8_partial_redemption_replaces_code_atomically() {
     assert_ne!(new, code);
     assert_eq!(new.digits(), code.digits());
     assert_eq!(r.units_remaining, 3);
-    assert_eq!(lookup(&mut e, NOW, code, "1234"), Err(ErrorCode::CodeInvalid));
+    assert_eq!(
+        lookup(&mut e, NOW, code, "1234"),
+        Err(ErrorCode::CodeInvalid)
+    );
     assert_eq!(lookup(&mut e, NOW, new, "1234").unwrap().units_remaining, 3);
-    assert!(effects.iter().any(|f| matches!(f, Effect::RedemptionNotice { units: 2, .. })));
     assert!(effects
         .iter()
-        .any(|f| matches!(f, Effect::SendCode { code, reason: SendReason::Replaced, .. } if *code == new)));
+        .any(|f| matches!(f, Effect::RedemptionNotice { units: 2, .. })));
+    assert!(effects.iter().any(
+        |f| matches!(f, Effect::SendCode { code, reason: SendReason::Replaced, .. } if *code == new)
+    ));
     // The new code lives in the same shard as the old one.
     assert_eq!(new.value() % 2, code.value() % 2);
     let total_live: usize = e.shards().iter().map(|s| s.live_code_count()).sum();
@@ -228,11 +289,23 @@ fn ord_9_lookup_does_not_consume_and_needs_phone_digits() {
     let mut e = engine(2);
     let code = issue(&mut e, "o-1", 2);
     for _ in 0..3 {
-        assert_eq!(lookup(&mut e, NOW, code, "1234").unwrap().units_remaining, 2);
+        assert_eq!(
+            lookup(&mut e, NOW, code, "1234").unwrap().units_remaining,
+            2
+        );
     }
-    assert_eq!(lookup(&mut e, NOW, code, "4321"), Err(ErrorCode::CodeInvalid));
-    assert_eq!(lookup(&mut e, NOW, code, "12a4"), Err(ErrorCode::BadRequest));
-    assert_eq!(redeem_at(&mut e, NOW, code, 2, 1).unwrap().units_remaining, 0);
+    assert_eq!(
+        lookup(&mut e, NOW, code, "4321"),
+        Err(ErrorCode::CodeInvalid)
+    );
+    assert_eq!(
+        lookup(&mut e, NOW, code, "12a4"),
+        Err(ErrorCode::BadRequest)
+    );
+    assert_eq!(
+        redeem_at(&mut e, NOW, code, 2, 1).unwrap().units_remaining,
+        0
+    );
 }
 
 #[test]
@@ -242,13 +315,29 @@ fn ord_10_every_redemption_is_logged_with_outlet_verifier_and_pos() {
     let r1 = redeem_at(&mut e, NOW, code, 1, 1).unwrap();
     redeem_at(&mut e, NOW + 1000, r1.new_code.unwrap(), 2, 2).unwrap();
     let page = e
-        .apply(NOW, &Command::AuditRedemptions(AuditRedemptions { shard: 0, from: 0, limit: 10 }), &mut Vec::new())
+        .apply(
+            NOW,
+            &Command::AuditRedemptions(AuditRedemptions {
+                shard: 0,
+                from: 0,
+                limit: 10,
+            }),
+            &mut Vec::new(),
+        )
         .unwrap();
-    let Outcome::Redemptions { items, next } = page else { panic!() };
+    let Outcome::Redemptions { items, next } = page else {
+        panic!()
+    };
     assert_eq!(next, None);
     assert_eq!(items.len(), 2);
     assert_eq!(
-        (items[1].units, items[1].at_ms, items[1].outlet_id, items[1].verifier_id, items[1].pos_id),
+        (
+            items[1].units,
+            items[1].at_ms,
+            items[1].outlet_id,
+            items[1].verifier_id,
+            items[1].pos_id
+        ),
         (2, NOW + 1000, 3, 4, Some(900))
     );
     assert_eq!(items[0].request_id, rid(1));
@@ -262,12 +351,21 @@ fn inv_4_same_request_id_returns_original_reply_even_naming_old_code() {
     let first = redeem_at(&mut e, NOW, code, 1, 7).unwrap();
     // The reply was lost; the POS retries with the same id and the old code.
     let mut effects = Vec::new();
-    let retry = e.apply(NOW + 5000, &redeem_cmd(code, 1, 7), &mut effects).unwrap();
+    let retry = e
+        .apply(NOW + 5000, &redeem_cmd(code, 1, 7), &mut effects)
+        .unwrap();
     assert_eq!(retry, Outcome::Redeemed(first.clone()));
     assert!(effects.is_empty(), "a retry sends nothing again");
-    assert_eq!(lookup(&mut e, NOW, first.new_code.unwrap(), "1234").unwrap().units_remaining, 2);
+    assert_eq!(
+        lookup(&mut e, NOW, first.new_code.unwrap(), "1234")
+            .unwrap()
+            .units_remaining,
+        2
+    );
     // Same id, different content.
-    let conflict = e.apply(NOW, &redeem_cmd(code, 2, 7), &mut Vec::new()).unwrap_err();
+    let conflict = e
+        .apply(NOW, &redeem_cmd(code, 2, 7), &mut Vec::new())
+        .unwrap_err();
     assert_eq!(conflict.code, ErrorCode::RequestConflict);
     e.check_invariants();
 }
@@ -281,13 +379,22 @@ fn rev_reversal_gives_units_back_to_the_current_live_code_once() {
     // Reverse naming the old code; units go onto the current live code.
     let cmd = reverse_cmd(code, 1, 100, Some(900), None);
     let rev = reverse_at(&mut e, NOW + 60_000, &cmd).unwrap();
-    assert_eq!((rev.units, rev.units_remaining, rev.live_code), (2, 5, live));
-    assert_eq!(lookup(&mut e, NOW, live, "1234").unwrap().units_remaining, 5);
+    assert_eq!(
+        (rev.units, rev.units_remaining, rev.live_code),
+        (2, 5, live)
+    );
+    assert_eq!(
+        lookup(&mut e, NOW, live, "1234").unwrap().units_remaining,
+        5
+    );
     // The same reversal request again: the original reply, no second effect.
     assert_eq!(reverse_at(&mut e, NOW + 61_000, &cmd).unwrap(), rev);
     // Another request id reversing the same redemption: refused.
     let again = reverse_cmd(live, 1, 101, Some(900), None);
-    assert_eq!(reverse_at(&mut e, NOW + 61_000, &again), Err(ErrorCode::AlreadyReversed));
+    assert_eq!(
+        reverse_at(&mut e, NOW + 61_000, &again),
+        Err(ErrorCode::AlreadyReversed)
+    );
     e.check_invariants();
 }
 
@@ -298,16 +405,33 @@ fn rev_only_same_pos_or_seller_within_window() {
     let r1 = redeem_at(&mut e, NOW, code, 1, 1).unwrap();
     let live = r1.new_code.unwrap();
     let other_pos = reverse_cmd(live, 1, 200, Some(901), None);
-    assert_eq!(reverse_at(&mut e, NOW, &other_pos), Err(ErrorCode::ReversalNotPermitted));
+    assert_eq!(
+        reverse_at(&mut e, NOW, &other_pos),
+        Err(ErrorCode::ReversalNotPermitted)
+    );
     let other_seller = reverse_cmd(live, 1, 201, None, Some(11));
-    assert_eq!(reverse_at(&mut e, NOW, &other_seller), Err(ErrorCode::ReversalNotPermitted));
+    assert_eq!(
+        reverse_at(&mut e, NOW, &other_seller),
+        Err(ErrorCode::ReversalNotPermitted)
+    );
     let late = reverse_cmd(live, 1, 202, Some(900), None);
-    assert_eq!(reverse_at(&mut e, NOW + HOUR + 1, &late), Err(ErrorCode::ReversalWindowPassed));
+    assert_eq!(
+        reverse_at(&mut e, NOW + HOUR + 1, &late),
+        Err(ErrorCode::ReversalWindowPassed)
+    );
     let unknown = reverse_cmd(live, 999, 203, Some(900), None);
-    assert_eq!(reverse_at(&mut e, NOW, &unknown), Err(ErrorCode::RedemptionUnknown));
+    assert_eq!(
+        reverse_at(&mut e, NOW, &unknown),
+        Err(ErrorCode::RedemptionUnknown)
+    );
     // Exactly at the window's end, the seller may still reverse.
     let seller = reverse_cmd(live, 1, 204, None, Some(10));
-    assert_eq!(reverse_at(&mut e, NOW + HOUR, &seller).unwrap().units_remaining, 5);
+    assert_eq!(
+        reverse_at(&mut e, NOW + HOUR, &seller)
+            .unwrap()
+            .units_remaining,
+        5
+    );
 }
 
 #[test]
@@ -316,14 +440,28 @@ fn rev_reversal_of_a_used_up_voucher_issues_a_new_code() {
     let code = issue(&mut e, "o-1", 2);
     assert_eq!(redeem_at(&mut e, NOW, code, 2, 1).unwrap().new_code, None);
     let mut effects = Vec::new();
-    let rev = match e.apply(NOW, &reverse_cmd(code, 1, 2, Some(900), None), &mut effects).unwrap() {
+    let rev = match e
+        .apply(NOW, &reverse_cmd(code, 1, 2, Some(900), None), &mut effects)
+        .unwrap()
+    {
         Outcome::Reversed(r) => r,
         other => panic!("{other:?}"),
     };
     assert_ne!(rev.live_code, code, "a retired code is never revived");
     assert_eq!(rev.units_remaining, 2);
-    assert!(matches!(&effects[..], [Effect::SendCode { reason: SendReason::Reversal, .. }]));
-    assert_eq!(lookup(&mut e, NOW, rev.live_code, "1234").unwrap().units_remaining, 2);
+    assert!(matches!(
+        &effects[..],
+        [Effect::SendCode {
+            reason: SendReason::Reversal,
+            ..
+        }]
+    ));
+    assert_eq!(
+        lookup(&mut e, NOW, rev.live_code, "1234")
+            .unwrap()
+            .units_remaining,
+        2
+    );
     e.check_invariants();
 }
 
@@ -340,13 +478,24 @@ fn pub_3_expiry_at_235959_vs_000000_next_day_shanghai() {
             _ => unreachable!(),
         }
     });
-    let Outcome::Issued(i) = e.apply(NOW, &cmd, &mut Vec::new()).unwrap() else { panic!() };
+    let Outcome::Issued(i) = e.apply(NOW, &cmd, &mut Vec::new()).unwrap() else {
+        panic!()
+    };
     // 2026-11-30 23:59:59 +08:00 = 15:59:59 UTC; the next midnight = 16:00:00 UTC.
-    let last_second: i64 = "2026-11-30T15:59:59Z".parse::<jiff::Timestamp>().unwrap().as_millisecond();
+    let last_second: i64 = "2026-11-30T15:59:59Z"
+        .parse::<jiff::Timestamp>()
+        .unwrap()
+        .as_millisecond();
     let midnight = last_second + 1000;
     assert_eq!(i.valid_until_ms, midnight);
-    assert_eq!(redeem_at(&mut e, midnight, i.code, 1, 1), Err(ErrorCode::CodeInvalid));
-    assert_eq!(lookup(&mut e, midnight, i.code, "1234"), Err(ErrorCode::CodeInvalid));
+    assert_eq!(
+        redeem_at(&mut e, midnight, i.code, 1, 1),
+        Err(ErrorCode::CodeInvalid)
+    );
+    assert_eq!(
+        lookup(&mut e, midnight, i.code, "1234"),
+        Err(ErrorCode::CodeInvalid)
+    );
     let r = redeem_at(&mut e, last_second, i.code, 1, 2).unwrap();
     assert_eq!(r.units_remaining, 2);
 }
@@ -364,9 +513,19 @@ fn pub_3_not_yet_valid_before_start_date() {
             _ => unreachable!(),
         }
     });
-    let Outcome::Issued(i) = e.apply(NOW, &cmd, &mut Vec::new()).unwrap() else { panic!() };
-    assert_eq!(redeem_at(&mut e, NOW, i.code, 1, 1), Err(ErrorCode::NotYetValid));
-    assert_eq!(redeem_at(&mut e, i.valid_from_ms, i.code, 1, 2).unwrap().units_remaining, 2);
+    let Outcome::Issued(i) = e.apply(NOW, &cmd, &mut Vec::new()).unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        redeem_at(&mut e, NOW, i.code, 1, 1),
+        Err(ErrorCode::NotYetValid)
+    );
+    assert_eq!(
+        redeem_at(&mut e, i.valid_from_ms, i.code, 1, 2)
+            .unwrap()
+            .units_remaining,
+        2
+    );
 }
 
 #[test]
@@ -376,7 +535,10 @@ fn ord_3_codes_with_leading_zeros_redeem_in_every_length() {
         let mut found = None;
         for n in 0..2000 {
             let order = format!("lz-{digits}-{n}");
-            let Outcome::Issued(i) = e.apply(NOW, &issue_cmd(&order, 2, digits), &mut Vec::new()).unwrap() else {
+            let Outcome::Issued(i) = e
+                .apply(NOW, &issue_cmd(&order, 2, digits), &mut Vec::new())
+                .unwrap()
+            else {
                 panic!()
             };
             assert_eq!(i.code.digits(), digits);
@@ -416,7 +578,11 @@ fn ord_3_codes_unique_uniform_and_in_their_shard() {
     }
     // Each digit expected 2,000 times; allow ±15 % (about 7 standard deviations).
     for d in 0..10 {
-        assert!((1700..=2300).contains(&first_digit[d]), "first digit {d}: {}", first_digit[d]);
+        assert!(
+            (1700..=2300).contains(&first_digit[d]),
+            "first digit {d}: {}",
+            first_digit[d]
+        );
         // Last digit: value ≡ shard (mod 4), so the last digit is only even
         // or odd per shard, but overall each digit still appears.
         assert!(last_digit[d] > 1000, "last digit {d}: {}", last_digit[d]);
@@ -430,7 +596,10 @@ fn ord_3_density_limit_lengthens_codes() {
     // 1 shard, 6 digits: 1 % of 10^6 = 10,000 codes may be in use.
     let mut lengths = [0u32; 12];
     for i in 0..10_050 {
-        let Outcome::Issued(r) = e.apply(NOW, &issue_cmd(&format!("d-{i}"), 1, 6), &mut Vec::new()).unwrap() else {
+        let Outcome::Issued(r) = e
+            .apply(NOW, &issue_cmd(&format!("d-{i}"), 1, 6), &mut Vec::new())
+            .unwrap()
+        else {
             panic!()
         };
         lengths[usize::from(r.code.digits())] += 1;

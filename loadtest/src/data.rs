@@ -81,7 +81,11 @@ pub fn load(dir: &Path) -> anyhow::Result<Loaded> {
         })
         .collect();
     retail_files.sort();
-    anyhow::ensure!(!retail_files.is_empty(), "no online-retail-*.csv in {}", dir.display());
+    anyhow::ensure!(
+        !retail_files.is_empty(),
+        "no online-retail-*.csv in {}",
+        dir.display()
+    );
     let mut products: HashMap<String, u64> = HashMap::new();
     for f in &retail_files {
         load_retail(f, &mut products, &mut out)?;
@@ -94,8 +98,13 @@ fn skip(out: &mut Loaded, reason: &str) {
     *out.skipped.entry(reason.to_string()).or_default() += 1;
 }
 
-fn load_retail(path: &Path, products: &mut HashMap<String, u64>, out: &mut Loaded) -> anyhow::Result<()> {
-    let mut rdr = csv::Reader::from_path(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+fn load_retail(
+    path: &Path,
+    products: &mut HashMap<String, u64>,
+    out: &mut Loaded,
+) -> anyhow::Result<()> {
+    let mut rdr =
+        csv::Reader::from_path(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let mut seen: HashMap<(String, String), u32> = HashMap::new();
     for (i, rec) in rdr.records().enumerate() {
         let rec = rec.map_err(|e| anyhow::anyhow!("{} row {}: {e}", path.display(), i + 2))?;
@@ -131,7 +140,9 @@ fn load_retail(path: &Path, products: &mut HashMap<String, u64>, out: &mut Loade
         };
         let next = products.len() as u64 + 1;
         let product_id = *products.entry(stock.to_string()).or_insert(next);
-        let n = seen.entry((invoice.to_string(), stock.to_string())).or_default();
+        let n = seen
+            .entry((invoice.to_string(), stock.to_string()))
+            .or_default();
         let key = format!("r:{invoice}:{stock}:{n}");
         *n += 1;
         out.orders.push(Order {
@@ -156,17 +167,17 @@ fn o2o_price(rate: &str) -> Option<Decimal> {
 }
 
 fn load_o2o(path: &Path, out: &mut Loaded) -> anyhow::Result<()> {
-    let mut rdr = csv::Reader::from_path(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let mut rdr =
+        csv::Reader::from_path(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let mut rows = Vec::new();
     for (i, rec) in rdr.records().enumerate() {
         let rec = rec.map_err(|e| anyhow::anyhow!("{} row {}: {e}", path.display(), i + 2))?;
-        let num = |n: usize| -> anyhow::Result<u64> {
-            rec.get(n)
-                .unwrap_or("")
-                .trim()
-                .parse()
-                .map_err(|e| anyhow::anyhow!("{} row {} column {n}: {e}", path.display(), i + 2))
-        };
+        let num =
+            |n: usize| -> anyhow::Result<u64> {
+                rec.get(n).unwrap_or("").trim().parse().map_err(|e| {
+                    anyhow::anyhow!("{} row {} column {n}: {e}", path.display(), i + 2)
+                })
+            };
         let (user, merchant, coupon, date) = (num(0)?, num(1)?, num(2)?, num(5)?);
         let rate = rec.get(3).unwrap_or("").trim().to_string();
         rows.push((date, i, user, merchant, coupon, rate));

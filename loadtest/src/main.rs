@@ -7,7 +7,11 @@ use vouch_loadtest::report;
 use vouch_loadtest::scenarios::{self, Common};
 
 #[derive(Parser)]
-#[command(name = "vouch-loadtest", version, about = "Load tests, real-data replay and audit for a vouch server")]
+#[command(
+    name = "vouch-loadtest",
+    version,
+    about = "Load tests, real-data replay and audit for a vouch server"
+)]
 struct Cli {
     #[command(subcommand)]
     scenario: Scenario,
@@ -93,7 +97,9 @@ impl CommonArgs {
             .trim()
             .to_string();
         let run_id = match &self.run_id {
-            Some(s) => u32::from_str_radix(s, 16).map_err(|e| anyhow::anyhow!("--run-id {s:?}: {e}"))?,
+            Some(s) => {
+                u32::from_str_radix(s, 16).map_err(|e| anyhow::anyhow!("--run-id {s:?}: {e}"))?
+            }
             None => rand::random::<u32>() | 1,
         };
         Ok(Common {
@@ -112,9 +118,21 @@ impl CommonArgs {
 
 async fn run(cli: Cli) -> anyhow::Result<bool> {
     let (report, json_path) = match cli.scenario {
-        Scenario::Replay { data, common } => (scenarios::replay(&common.common()?, &data).await?, common.json),
-        Scenario::FlashSale { orders, common } => (scenarios::flash_sale(&common.common()?, orders).await?, common.json),
-        Scenario::Pos { vouchers, units, redeems, zipf_s, common } => (
+        Scenario::Replay { data, common } => (
+            scenarios::replay(&common.common()?, &data).await?,
+            common.json,
+        ),
+        Scenario::FlashSale { orders, common } => (
+            scenarios::flash_sale(&common.common()?, orders).await?,
+            common.json,
+        ),
+        Scenario::Pos {
+            vouchers,
+            units,
+            redeems,
+            zipf_s,
+            common,
+        } => (
             scenarios::pos(&common.common()?, vouchers, units, redeems, zipf_s).await?,
             common.json,
         ),
@@ -135,7 +153,10 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: {e}");

@@ -2,7 +2,9 @@
 //! against the server's state (DESIGN: `invariants {checked, violations}`).
 
 use std::collections::{HashMap, HashSet};
-use vouch_engine::command::{AuditRedemptions, AuditVouchers, RedemptionEntry, RequestId, VoucherState};
+use vouch_engine::command::{
+    AuditRedemptions, AuditVouchers, RedemptionEntry, RequestId, VoucherState,
+};
 use vouch_engine::{Code, Command, Outcome};
 use vouch_protocol::Client;
 
@@ -71,7 +73,11 @@ async fn fetch_all(client: &Client) -> anyhow::Result<(Vec<VoucherState>, Vec<Re
     for shard in 0..client.shards() {
         let mut from = Some(0);
         while let Some(f) = from {
-            let cmd = Command::AuditVouchers(AuditVouchers { shard, from: f, limit: AUDIT_PAGE_ITEMS });
+            let cmd = Command::AuditVouchers(AuditVouchers {
+                shard,
+                from: f,
+                limit: AUDIT_PAGE_ITEMS,
+            });
             match client.command(cmd).await? {
                 Ok(Outcome::Vouchers { items, next }) => {
                     vouchers.extend(items);
@@ -82,7 +88,11 @@ async fn fetch_all(client: &Client) -> anyhow::Result<(Vec<VoucherState>, Vec<Re
         }
         let mut from = Some(0);
         while let Some(f) = from {
-            let cmd = Command::AuditRedemptions(AuditRedemptions { shard, from: f, limit: AUDIT_PAGE_ITEMS });
+            let cmd = Command::AuditRedemptions(AuditRedemptions {
+                shard,
+                from: f,
+                limit: AUDIT_PAGE_ITEMS,
+            });
             match client.command(cmd).await? {
                 Ok(Outcome::Redemptions { items, next }) => {
                     redemptions.extend(items);
@@ -108,7 +118,12 @@ async fn fetch_all(client: &Client) -> anyhow::Result<(Vec<VoucherState>, Vec<Re
 /// never had acknowledged... unless it was in doubt (`in_doubt`).
 ///
 /// Errors: the audit reads failed.
-pub async fn audit(client: &Client, model: &Model, prefix: &str, in_doubt: &HashSet<String>) -> anyhow::Result<Audit> {
+pub async fn audit(
+    client: &Client,
+    model: &Model,
+    prefix: &str,
+    in_doubt: &HashSet<String>,
+) -> anyhow::Result<Audit> {
     let (vouchers, redemptions) = fetch_all(client).await?;
     let mut a = Audit::default();
     let mut net: HashMap<&str, u64> = HashMap::new();
@@ -118,27 +133,46 @@ pub async fn audit(client: &Client, model: &Model, prefix: &str, in_doubt: &Hash
             *net.entry(r.order_id.as_str()).or_default() += u64::from(r.units);
         }
         a.check(log.insert(r.request_id, r).is_none(), || {
-            format!("request id {:?} appears twice in the verification log", r.request_id)
+            format!(
+                "request id {:?} appears twice in the verification log",
+                r.request_id
+            )
         });
     }
     let mut live_codes: HashMap<Code, &str> = HashMap::new();
     let mut seen_orders: HashSet<&str> = HashSet::new();
     for v in &vouchers {
         let id = v.order_id.as_str();
-        a.check(seen_orders.insert(id), || format!("order {id} has two vouchers"));
-        a.check(v.units_total == v.units_remaining + v.units_redeemed, || {
-            format!("order {id}: total {} != remaining {} + redeemed {}", v.units_total, v.units_remaining, v.units_redeemed)
+        a.check(seen_orders.insert(id), || {
+            format!("order {id} has two vouchers")
         });
+        a.check(
+            v.units_total == v.units_remaining + v.units_redeemed,
+            || {
+                format!(
+                    "order {id}: total {} != remaining {} + redeemed {}",
+                    v.units_total, v.units_remaining, v.units_redeemed
+                )
+            },
+        );
         let logged = net.get(id).copied().unwrap_or(0);
         a.check(u64::from(v.units_redeemed) == logged, || {
-            format!("order {id}: redeemed {} but verification log says {logged}", v.units_redeemed)
+            format!(
+                "order {id}: redeemed {} but verification log says {logged}",
+                v.units_redeemed
+            )
         });
         a.check(v.live_code.is_some() == (v.units_remaining > 0), || {
-            format!("order {id}: remaining {} with live code {:?}", v.units_remaining, v.live_code)
+            format!(
+                "order {id}: remaining {} with live code {:?}",
+                v.units_remaining, v.live_code
+            )
         });
         if let Some(c) = v.live_code {
             let prev = live_codes.insert(c, id);
-            a.check(prev.is_none(), || format!("live code {c} shared by {id} and {}", prev.unwrap_or("?")));
+            a.check(prev.is_none(), || {
+                format!("live code {c} shared by {id} and {}", prev.unwrap_or("?"))
+            });
         }
         if let Some(m) = model.vouchers.get(id) {
             a.check(
@@ -151,21 +185,30 @@ pub async fn audit(client: &Client, model: &Model, prefix: &str, in_doubt: &Hash
                 },
             );
         } else if id.starts_with(prefix) {
-            a.check(in_doubt.contains(id), || format!("order {id} exists but was never acknowledged"));
+            a.check(in_doubt.contains(id), || {
+                format!("order {id} exists but was never acknowledged")
+            });
         }
     }
     for (id, _) in model.vouchers.iter() {
-        a.check(seen_orders.contains(id.as_str()), || format!("acknowledged order {id} is missing"));
+        a.check(seen_orders.contains(id.as_str()), || {
+            format!("acknowledged order {id} is missing")
+        });
     }
     for (rid, m) in &model.redemptions {
         match log.get(rid) {
-            Some(e) => a.check(e.order_id == m.order_id && e.units == m.units && e.reversed == m.reversed, || {
-                format!(
-                    "redemption {rid:?}: server {}/{}/{} vs model {}/{}/{}",
-                    e.order_id, e.units, e.reversed, m.order_id, m.units, m.reversed
-                )
+            Some(e) => a.check(
+                e.order_id == m.order_id && e.units == m.units && e.reversed == m.reversed,
+                || {
+                    format!(
+                        "redemption {rid:?}: server {}/{}/{} vs model {}/{}/{}",
+                        e.order_id, e.units, e.reversed, m.order_id, m.units, m.reversed
+                    )
+                },
+            ),
+            None => a.check(false, || {
+                format!("acknowledged redemption {rid:?} is missing")
             }),
-            None => a.check(false, || format!("acknowledged redemption {rid:?} is missing")),
         }
     }
     Ok(a)

@@ -26,7 +26,8 @@ impl Default for OpStats {
         OpStats {
             count: 0,
             errors: 0,
-            latency_us: Histogram::new_with_bounds(1, LATENCY_US_MAX, 3).expect("valid histogram bounds"),
+            latency_us: Histogram::new_with_bounds(1, LATENCY_US_MAX, 3)
+                .expect("valid histogram bounds"),
             active_s: 0.0,
         }
     }
@@ -46,7 +47,9 @@ impl Stats {
         let s = self.ops.entry(name.to_string()).or_default();
         s.count += ok;
         s.errors += n - ok;
-        let _ = s.latency_us.record_n(latency_us.clamp(1, LATENCY_US_MAX), n);
+        let _ = s
+            .latency_us
+            .record_n(latency_us.clamp(1, LATENCY_US_MAX), n);
     }
 
     /// Folds `other` into `self`.
@@ -61,7 +64,11 @@ impl Stats {
 
     /// Folds `other` into `self`, active times included.
     pub fn merge_with_active(&mut self, other: Stats) {
-        let active: Vec<(String, f64)> = other.ops.iter().map(|(n, s)| (n.clone(), s.active_s)).collect();
+        let active: Vec<(String, f64)> = other
+            .ops
+            .iter()
+            .map(|(n, s)| (n.clone(), s.active_s))
+            .collect();
         self.merge(other);
         for (n, a) in active {
             self.ops.entry(n).or_default().active_s += a;
@@ -93,7 +100,11 @@ pub fn report(
         .iter()
         .map(|(name, s)| {
             let h = &s.latency_us;
-            let tput = if s.active_s > 0.0 { s.count as f64 / s.active_s } else { 0.0 };
+            let tput = if s.active_s > 0.0 {
+                s.count as f64 / s.active_s
+            } else {
+                0.0
+            };
             (
                 name.clone(),
                 json!({

@@ -69,7 +69,13 @@ impl Pool {
     /// Runs every item through `f` and returns the merged statistics.
     /// `label` names the progress bar; `ops` the operations this phase
     /// drives (their active time is the phase's wall time).
-    pub async fn run<T, F, Fut>(&self, label: &str, ops: &[&str], items: Vec<T>, f: F) -> anyhow::Result<Stats>
+    pub async fn run<T, F, Fut>(
+        &self,
+        label: &str,
+        ops: &[&str],
+        items: Vec<T>,
+        f: F,
+    ) -> anyhow::Result<Stats>
     where
         T: Send + 'static,
         F: Fn(Arc<Client>, T) -> Fut + Send + Sync + 'static,
@@ -128,7 +134,11 @@ impl Pool {
 /// Sends issues as one batch frame, or as single frames when `batch` is 1.
 ///
 /// Errors: the connection failed.
-pub async fn send_issues(client: &Client, items: Vec<Issue>, batch: usize) -> anyhow::Result<Vec<WireReply>> {
+pub async fn send_issues(
+    client: &Client,
+    items: Vec<Issue>,
+    batch: usize,
+) -> anyhow::Result<Vec<WireReply>> {
     if batch > 1 {
         return Ok(client.issue_batch(items).await?);
     }
@@ -142,7 +152,11 @@ pub async fn send_issues(client: &Client, items: Vec<Issue>, batch: usize) -> an
 /// Sends redemptions as one batch frame, or as single frames when `batch` is 1.
 ///
 /// Errors: the connection failed.
-pub async fn send_redeems(client: &Client, items: Vec<Redeem>, batch: usize) -> anyhow::Result<Vec<WireReply>> {
+pub async fn send_redeems(
+    client: &Client,
+    items: Vec<Redeem>,
+    batch: usize,
+) -> anyhow::Result<Vec<WireReply>> {
     if batch > 1 {
         return Ok(client.redeem_batch(items).await?);
     }

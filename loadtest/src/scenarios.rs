@@ -104,7 +104,12 @@ fn last4(mobile: &str) -> String {
 /// Issues `orders` in frames of `pool.batch`. With `retry` false every
 /// acknowledged voucher enters the model; with `retry` true each reply must
 /// equal the first reply (same code) and nothing changes.
-async fn issue_all(pool: &Pool, shared: &SharedRef, orders: Vec<Issue>, retry: bool) -> anyhow::Result<Stats> {
+async fn issue_all(
+    pool: &Pool,
+    shared: &SharedRef,
+    orders: Vec<Issue>,
+    retry: bool,
+) -> anyhow::Result<Stats> {
     let op = if retry { "issue_retry" } else { "issue" };
     let batch = pool.batch;
     let chunks: Vec<Vec<Issue>> = orders.chunks(batch).map(|c| c.to_vec()).collect();
@@ -121,7 +126,12 @@ async fn issue_all(pool: &Pool, shared: &SharedRef, orders: Vec<Issue>, retry: b
                     Ok(Outcome::Issued(i)) if retry => {
                         let first = s.first_codes.get(&issue.order_id).copied();
                         let same = first == Some(i.code);
-                        s.check(same, || format!("re-issue of {} gave {} not {first:?}", issue.order_id, i.code));
+                        s.check(same, || {
+                            format!(
+                                "re-issue of {} gave {} not {first:?}",
+                                issue.order_id, i.code
+                            )
+                        });
                         ok += u64::from(same);
                     }
                     Ok(Outcome::Issued(i)) => {
@@ -137,7 +147,9 @@ async fn issue_all(pool: &Pool, shared: &SharedRef, orders: Vec<Issue>, retry: b
                             },
                         );
                     }
-                    other => s.check(false, || format!("issue of {} refused: {other:?}", issue.order_id)),
+                    other => s.check(false, || {
+                        format!("issue of {} refused: {other:?}", issue.order_id)
+                    }),
                 }
             }
             Ok(vec![Sample { name: op, n, ok }])
@@ -173,7 +185,11 @@ async fn redeem_all(
     plan: Vec<Planned>,
     retry: Option<Arc<OriginalReplies>>,
 ) -> anyhow::Result<(Stats, Vec<Acked>)> {
-    let op = if retry.is_some() { "redeem_retry" } else { "redeem" };
+    let op = if retry.is_some() {
+        "redeem_retry"
+    } else {
+        "redeem"
+    };
     let batch = pool.batch;
     let acked = Arc::new(Mutex::new(Vec::new()));
     let chunks: Vec<Vec<Planned>> = plan.chunks(batch).map(|c| c.to_vec()).collect();
@@ -193,21 +209,40 @@ async fn redeem_all(
                         (Ok(Outcome::Redeemed(r)), Some(original)) => {
                             let want = original.get(&p.redeem.request_id).copied();
                             let same = want == Some((r.units_remaining, r.new_code));
-                            s.check(same, || format!("retry of {:?} answered {r:?}, first {want:?}", p.redeem.request_id));
+                            s.check(same, || {
+                                format!(
+                                    "retry of {:?} answered {r:?}, first {want:?}",
+                                    p.redeem.request_id
+                                )
+                            });
                             ok += u64::from(same);
                         }
                         (Ok(Outcome::Redeemed(r)), None) => {
                             ok += 1;
-                            let v = s.model.vouchers.get_mut(&p.order_id).expect("planned from the model");
+                            let v = s
+                                .model
+                                .vouchers
+                                .get_mut(&p.order_id)
+                                .expect("planned from the model");
                             v.units_remaining = r.units_remaining;
                             v.code = r.new_code;
                             s.model.redemptions.insert(
                                 p.redeem.request_id,
-                                ModelRedemption { order_id: p.order_id.clone(), units: r.units, reversed: false },
+                                ModelRedemption {
+                                    order_id: p.order_id.clone(),
+                                    units: r.units,
+                                    reversed: false,
+                                },
                             );
-                            a.push(Acked { planned: p, units_remaining: r.units_remaining, new_code: r.new_code });
+                            a.push(Acked {
+                                planned: p,
+                                units_remaining: r.units_remaining,
+                                new_code: r.new_code,
+                            });
                         }
-                        (other, _) => s.check(false, || format!("{op} of {} refused: {other:?}", p.order_id)),
+                        (other, _) => s.check(false, || {
+                            format!("{op} of {} refused: {other:?}", p.order_id)
+                        }),
                     }
                 }
                 Ok(vec![Sample { name: op, n, ok }])
@@ -220,42 +255,57 @@ async fn redeem_all(
 
 /// Reverses the given acknowledged redemptions, one command per frame, as
 /// the POS that redeemed them.
-async fn reverse_all(pool: &Pool, shared: &SharedRef, items: Vec<(Acked, RequestId)>) -> anyhow::Result<Stats> {
+async fn reverse_all(
+    pool: &Pool,
+    shared: &SharedRef,
+    items: Vec<(Acked, RequestId)>,
+) -> anyhow::Result<Stats> {
     let shared = shared.clone();
-    pool.run("reverse", &["reverse"], items, move |client, (acked, request_id)| {
-        let shared = shared.clone();
-        async move {
-            let r = &acked.planned.redeem;
-            let cmd = Command::Reverse(Reverse {
-                request_id,
-                // The code that was redeemed: still in quarantine, routes to the voucher.
-                code: r.code,
-                redemption: r.request_id,
-                pos_id: r.pos_id,
-                seller_id: None,
-            });
-            let reply = client.command(cmd).await?;
-            let mut s = lock(&shared);
-            let ok = match reply {
-                Ok(Outcome::Reversed(rev)) => {
-                    let order = acked.planned.order_id.clone();
-                    if let Some(v) = s.model.vouchers.get_mut(&order) {
-                        v.units_remaining = rev.units_remaining;
-                        v.code = Some(rev.live_code);
+    pool.run(
+        "reverse",
+        &["reverse"],
+        items,
+        move |client, (acked, request_id)| {
+            let shared = shared.clone();
+            async move {
+                let r = &acked.planned.redeem;
+                let cmd = Command::Reverse(Reverse {
+                    request_id,
+                    // The code that was redeemed: still in quarantine, routes to the voucher.
+                    code: r.code,
+                    redemption: r.request_id,
+                    pos_id: r.pos_id,
+                    seller_id: None,
+                });
+                let reply = client.command(cmd).await?;
+                let mut s = lock(&shared);
+                let ok = match reply {
+                    Ok(Outcome::Reversed(rev)) => {
+                        let order = acked.planned.order_id.clone();
+                        if let Some(v) = s.model.vouchers.get_mut(&order) {
+                            v.units_remaining = rev.units_remaining;
+                            v.code = Some(rev.live_code);
+                        }
+                        if let Some(m) = s.model.redemptions.get_mut(&r.request_id) {
+                            m.reversed = true;
+                        }
+                        true
                     }
-                    if let Some(m) = s.model.redemptions.get_mut(&r.request_id) {
-                        m.reversed = true;
+                    other => {
+                        s.check(false, || {
+                            format!("reversal of {:?} refused: {other:?}", r.request_id)
+                        });
+                        false
                     }
-                    true
-                }
-                other => {
-                    s.check(false, || format!("reversal of {:?} refused: {other:?}", r.request_id));
-                    false
-                }
-            };
-            Ok(vec![Sample { name: "reverse", n: 1, ok: u64::from(ok) }])
-        }
-    })
+                };
+                Ok(vec![Sample {
+                    name: "reverse",
+                    n: 1,
+                    ok: u64::from(ok),
+                }])
+            }
+        },
+    )
     .await
 }
 
@@ -296,9 +346,13 @@ fn plan_wave(
     let mut s = lock(shared);
     let mut plan = Vec::new();
     for o in order_ids {
-        let Some(v) = s.model.vouchers.get(o) else { continue };
+        let Some(v) = s.model.vouchers.get(o) else {
+            continue;
+        };
         let Some(code) = v.code else { continue };
-        let Some(units) = choose(o, v.units_remaining) else { continue };
+        let Some(units) = choose(o, v.units_remaining) else {
+            continue;
+        };
         let last4 = v.last4.clone();
         let seller = seller_of.get(o).copied().unwrap_or(0);
         s.serial += 1;
@@ -306,7 +360,10 @@ fn plan_wave(
         plan.push(Planned {
             order_id: o.clone(),
             redeem: Redeem {
-                request_id: RequestId { source: pos, serial: s.serial },
+                request_id: RequestId {
+                    source: pos,
+                    serial: s.serial,
+                },
                 code,
                 phone_last4: last4,
                 units,
@@ -346,7 +403,10 @@ async fn retry_and_reverse(
             let rid = {
                 let mut s = lock(shared);
                 s.serial += 1;
-                RequestId { source: a.planned.redeem.pos_id.unwrap_or(0), serial: s.serial }
+                RequestId {
+                    source: a.planned.redeem.pos_id.unwrap_or(0),
+                    serial: s.serial,
+                }
             };
             reversals.push((a, rid));
         }
@@ -468,12 +528,24 @@ pub async fn replay(common: &Common, data_dir: &std::path::Path) -> anyhow::Resu
         );
         let (st, acked) = redeem_all(&pool, &shared, plan, None).await?;
         stats.merge_with_active(st);
-        stats.merge_with_active(retry_and_reverse(&pool, &shared, acked, &mut rng, 0.05, 0.03).await?);
+        stats.merge_with_active(
+            retry_and_reverse(&pool, &shared, acked, &mut rng, 0.05, 0.03).await?,
+        );
     }
     let looked: Vec<String> = all.iter().step_by(40).cloned().collect();
     stats.merge_with_active(lookup_all(&pool, &shared, looked).await?);
     let extra = json!({"orders": all.len(), "data_dir": data_dir.file_name().map(|n| n.to_string_lossy().to_string())});
-    finish("replay", common, &pool, &shared, &stats, &loaded.skipped, started, extra).await
+    finish(
+        "replay",
+        common,
+        &pool,
+        &shared,
+        &stats,
+        &loaded.skipped,
+        started,
+        extra,
+    )
+    .await
 }
 
 fn synthetic_issue(prefix: &str, i: u64, units: u32) -> Issue {
@@ -498,9 +570,21 @@ pub async fn flash_sale(common: &Common, orders: u64) -> anyhow::Result<Value> {
     let pool = common.pool().await?;
     let shared: SharedRef = Arc::default();
     let prefix = common.prefix();
-    let issues: Vec<Issue> = (0..orders).map(|i| synthetic_issue(&prefix, i, 1)).collect();
+    let issues: Vec<Issue> = (0..orders)
+        .map(|i| synthetic_issue(&prefix, i, 1))
+        .collect();
     let stats = issue_all(&pool, &shared, issues, false).await?;
-    finish("flash-sale", common, &pool, &shared, &stats, &BTreeMap::new(), started, json!({"orders": orders})).await
+    finish(
+        "flash-sale",
+        common,
+        &pool,
+        &shared,
+        &stats,
+        &BTreeMap::new(),
+        started,
+        json!({"orders": orders}),
+    )
+    .await
 }
 
 /// `pos`: `vouchers` vouchers of `units` units each, then `redeems`
@@ -509,17 +593,29 @@ pub async fn flash_sale(common: &Common, orders: u64) -> anyhow::Result<Value> {
 /// the same code twice at the same moment), then audited.
 ///
 /// Errors: the connection failed.
-pub async fn pos(common: &Common, vouchers: u64, units: u32, redeems: u64, zipf_s: f64) -> anyhow::Result<Value> {
+pub async fn pos(
+    common: &Common,
+    vouchers: u64,
+    units: u32,
+    redeems: u64,
+    zipf_s: f64,
+) -> anyhow::Result<Value> {
     let started = Instant::now();
     let pool = common.pool().await?;
     let shared: SharedRef = Arc::default();
     let prefix = common.prefix();
-    let issues: Vec<Issue> = (0..vouchers).map(|i| synthetic_issue(&prefix, i, units)).collect();
+    let issues: Vec<Issue> = (0..vouchers)
+        .map(|i| synthetic_issue(&prefix, i, units))
+        .collect();
     let order_ids: Vec<String> = issues.iter().map(|i| i.order_id.clone()).collect();
-    let seller_of: HashMap<String, u64> = issues.iter().map(|i| (i.order_id.clone(), i.seller_id)).collect();
+    let seller_of: HashMap<String, u64> = issues
+        .iter()
+        .map(|i| (i.order_id.clone(), i.seller_id))
+        .collect();
     let mut stats = issue_all(&pool, &shared, issues, false).await?;
     let mut rng = ChaCha8Rng::seed_from_u64(common.seed);
-    let zipf = rand_distr::Zipf::new(vouchers as f64, zipf_s).map_err(|e| anyhow::anyhow!("zipf: {e}"))?;
+    let zipf =
+        rand_distr::Zipf::new(vouchers as f64, zipf_s).map_err(|e| anyhow::anyhow!("zipf: {e}"))?;
     let wave_max = (vouchers / 4).max(1);
     let mut done = 0u64;
     let mut stalled = 0;
@@ -532,9 +628,15 @@ pub async fn pos(common: &Common, vouchers: u64, units: u32, redeems: u64, zipf_
             let mut attempts = 0;
             while (chosen.len() as u64) < want && attempts < want * 20 {
                 attempts += 1;
-                let i = (rng.sample(zipf) as u64).saturating_sub(1).min(vouchers - 1) as usize;
+                let i = (rng.sample(zipf) as u64)
+                    .saturating_sub(1)
+                    .min(vouchers - 1) as usize;
                 let o = &order_ids[i];
-                let live = s.model.vouchers.get(o).is_some_and(|v| v.units_remaining > 0);
+                let live = s
+                    .model
+                    .vouchers
+                    .get(o)
+                    .is_some_and(|v| v.units_remaining > 0);
                 if live && taken.insert(i) {
                     chosen.push(o.clone());
                 }
@@ -544,11 +646,28 @@ pub async fn pos(common: &Common, vouchers: u64, units: u32, redeems: u64, zipf_
             stalled += 1;
             continue;
         }
-        let plan = plan_wave(common, &shared, &chosen, |_, left| Some(rng.random_range(1..=left.min(3))), &seller_of);
+        let plan = plan_wave(
+            common,
+            &shared,
+            &chosen,
+            |_, left| Some(rng.random_range(1..=left.min(3))),
+            &seller_of,
+        );
         done += plan.len() as u64;
         let (st, _) = redeem_all(&pool, &shared, plan, None).await?;
         stats.merge_with_active(st);
     }
-    let extra = json!({"vouchers": vouchers, "units": units, "redeems_planned": redeems, "zipf_s": zipf_s});
-    finish("pos", common, &pool, &shared, &stats, &BTreeMap::new(), started, extra).await
+    let extra =
+        json!({"vouchers": vouchers, "units": units, "redeems_planned": redeems, "zipf_s": zipf_s});
+    finish(
+        "pos",
+        common,
+        &pool,
+        &shared,
+        &stats,
+        &BTreeMap::new(),
+        started,
+        extra,
+    )
+    .await
 }

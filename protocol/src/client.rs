@@ -3,7 +3,9 @@
 //! matches responses to callers by correlation id.
 
 use crate::frame::{put_frame, take_frame, KIND_REQUEST, KIND_RESPONSE};
-use crate::messages::{decode_response, encode_request, Limits, Request, Response, WireError, WireReply};
+use crate::messages::{
+    decode_response, encode_request, Limits, Request, Response, WireError, WireReply,
+};
 use crate::target::{Target, Transport};
 use crate::PROTOCOL_VERSION;
 use bytes::BytesMut;
@@ -62,19 +64,31 @@ impl Client {
     /// Errors: [`ClientError::Connect`] for network, TLS or timeout failures
     /// (and a QUIC target without `ca`); [`ClientError::Refused`] when the
     /// server refuses the version or the token.
-    pub async fn connect(target: &Target, token: &str, ca: Option<&Path>) -> Result<Client, ClientError> {
+    pub async fn connect(
+        target: &Target,
+        token: &str,
+        ca: Option<&Path>,
+    ) -> Result<Client, ClientError> {
         let fut = Self::connect_inner(target, token, ca);
         match tokio::time::timeout(Duration::from_millis(CONNECT_TIMEOUT_MS), fut).await {
             Ok(r) => r,
-            Err(_) => Err(ClientError::Connect(format!("timed out connecting to {target}"))),
+            Err(_) => Err(ClientError::Connect(format!(
+                "timed out connecting to {target}"
+            ))),
         }
     }
 
-    async fn connect_inner(target: &Target, token: &str, ca: Option<&Path>) -> Result<Client, ClientError> {
+    async fn connect_inner(
+        target: &Target,
+        token: &str,
+        ca: Option<&Path>,
+    ) -> Result<Client, ClientError> {
         let cerr = |e: &dyn std::fmt::Display| ClientError::Connect(format!("{target}: {e}"));
         match target.transport {
             Transport::Tcp => {
-                let s = tokio::net::TcpStream::connect(&target.addr).await.map_err(|e| cerr(&e))?;
+                let s = tokio::net::TcpStream::connect(&target.addr)
+                    .await
+                    .map_err(|e| cerr(&e))?;
                 s.set_nodelay(true).map_err(|e| cerr(&e))?;
                 let (r, w) = s.into_split();
                 Self::start(r, w, token, None, None).await
@@ -94,7 +108,11 @@ impl Client {
                 };
                 let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| cerr(&e))?;
                 endpoint.set_default_client_config(config);
-                let host = target.addr.rsplit_once(':').map(|(h, _)| h).unwrap_or("localhost");
+                let host = target
+                    .addr
+                    .rsplit_once(':')
+                    .map(|(h, _)| h)
+                    .unwrap_or("localhost");
                 let host = host.trim_start_matches('[').trim_end_matches(']');
                 let conn = endpoint
                     .connect(addr, host)
@@ -212,13 +230,27 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut w: W, mut rx: mpsc::Receiver<(u64
     let mut buf = BytesMut::with_capacity(64 * 1024);
     while let Some((corr, req)) = rx.recv().await {
         let body = encode_request(&req);
-        put_frame(&mut buf, PROTOCOL_VERSION, KIND_REQUEST, req.opcode(), corr, &body);
+        put_frame(
+            &mut buf,
+            PROTOCOL_VERSION,
+            KIND_REQUEST,
+            req.opcode(),
+            corr,
+            &body,
+        );
         // Coalesce whatever else is queued into the same write.
         while buf.len() < 1 << 20 {
             match rx.try_recv() {
                 Ok((corr, req)) => {
                     let body = encode_request(&req);
-                    put_frame(&mut buf, PROTOCOL_VERSION, KIND_REQUEST, req.opcode(), corr, &body);
+                    put_frame(
+                        &mut buf,
+                        PROTOCOL_VERSION,
+                        KIND_REQUEST,
+                        req.opcode(),
+                        corr,
+                        &body,
+                    );
                 }
                 Err(_) => break,
             }
@@ -251,7 +283,8 @@ async fn read_loop<R: AsyncRead + Unpin>(mut r: R, pending: Pending) {
                         None => {
                             // Correlation 0: a connection-level error before close.
                             if let Response::Error(_) = resp {
-                                let all: Vec<_> = pending.lock().expect("pending lock").drain().collect();
+                                let all: Vec<_> =
+                                    pending.lock().expect("pending lock").drain().collect();
                                 for (_, w) in all {
                                     let _ = w.send(resp.clone());
                                 }

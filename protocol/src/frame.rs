@@ -74,7 +74,14 @@ impl Header {
 ///
 /// Panics if `body` is longer than `u32::MAX` (callers keep bodies under
 /// [`FRAME_BYTES_MAX`]).
-pub fn put_frame(buf: &mut BytesMut, version: u8, kind: u8, opcode: u16, correlation: u64, body: &[u8]) {
+pub fn put_frame(
+    buf: &mut BytesMut,
+    version: u8,
+    kind: u8,
+    opcode: u16,
+    correlation: u64,
+    body: &[u8],
+) {
     let header = Header {
         version,
         kind,
@@ -152,7 +159,10 @@ mod tests {
             correlation: 1,
         }
         .put(&mut buf);
-        assert_eq!(take_frame(&mut buf), Err(FrameError::TooLarge(FRAME_BYTES_MAX + 1)));
+        assert_eq!(
+            take_frame(&mut buf),
+            Err(FrameError::TooLarge(FRAME_BYTES_MAX + 1))
+        );
         assert!(buf.capacity() < 1024, "no room was reserved for the body");
         let mut bad = BytesMut::new();
         put_frame(&mut bad, 1, 9, 1, 1, b"x");

@@ -32,7 +32,9 @@ impl FromStr for Target {
         } else if let Some(r) = s.strip_prefix("quic://") {
             (Transport::Quic, r)
         } else {
-            return Err(format!("target {s:?} must be tcp://host:port or quic://host:port"));
+            return Err(format!(
+                "target {s:?} must be tcp://host:port or quic://host:port"
+            ));
         };
         if rest.is_empty() || !rest.contains(':') {
             return Err(format!("target {s:?} needs host:port"));

@@ -113,7 +113,11 @@ mod tests {
         let tx = gc.sender();
         for i in 0..100u32 {
             let order = order.clone();
-            let record = if i % 3 == 0 { Vec::new() } else { i.to_le_bytes().to_vec() };
+            let record = if i % 3 == 0 {
+                Vec::new()
+            } else {
+                i.to_le_bytes().to_vec()
+            };
             tx.send(Job {
                 record,
                 done: Box::new(move || order.lock().unwrap().push(i)),

@@ -20,7 +20,9 @@
 
 pub mod group_commit;
 
-use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use rocksdb::{
+    ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
+};
 use std::path::Path;
 
 const CF_LOG: &str = "log";
@@ -172,7 +174,9 @@ pub enum ReplayError<E> {
 }
 
 fn decode_key(k: &[u8]) -> Result<u64, StorageError> {
-    let bytes: [u8; 8] = k.try_into().map_err(|_| StorageError::CorruptKey(k.len()))?;
+    let bytes: [u8; 8] = k
+        .try_into()
+        .map_err(|_| StorageError::CorruptKey(k.len()))?;
     Ok(u64::from_be_bytes(bytes))
 }
 

@@ -32,7 +32,12 @@ impl Server {
             .arg("serve")
             .arg("--data-dir")
             .arg(data_dir)
-            .args(["--listen-tcp", "127.0.0.1:0", "--listen-quic", "127.0.0.1:0"])
+            .args([
+                "--listen-tcp",
+                "127.0.0.1:0",
+                "--listen-quic",
+                "127.0.0.1:0",
+            ])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -79,7 +84,9 @@ impl Server {
 
     /// `quic://ADDR` of this server.
     pub fn quic_target(&self) -> Target {
-        format!("quic://{}", self.quic.as_ref().expect("quic enabled")).parse().unwrap()
+        format!("quic://{}", self.quic.as_ref().expect("quic enabled"))
+            .parse()
+            .unwrap()
     }
 
     /// The admin token the server wrote.
