@@ -10,15 +10,13 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use vouch_engine::engine::route;
 use vouch_engine::{Command, EngineConfig, ErrorCode};
-use vouch_protocol::frame::{
-    put_frame, take_frame, BATCH_COMMANDS_MAX, FRAME_BYTES_MAX, KIND_REQUEST, KIND_RESPONSE,
-};
-use vouch_protocol::messages::{decode_request, encode_response, Limits};
+use vouch_protocol::frame::{take_frame, BATCH_COMMANDS_MAX, FRAME_BYTES_MAX, KIND_REQUEST};
+use vouch_protocol::messages::{decode_request, Limits};
 use vouch_protocol::{Request, Response, WireError, PROTOCOL_VERSION};
 use vouch_storage::group_commit::GroupCommit;
 
@@ -257,7 +255,7 @@ where
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let (tx, rx) = mpsc::unbounded_channel::<(u64, Response)>();
-    let writer_task = tokio::spawn(write_loop(writer, rx));
+    let writer_task = tokio::spawn(vouch_protocol::io::write_loop(writer, rx));
     let inflight = Arc::new(Semaphore::new(INFLIGHT_REQUESTS_MAX));
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut authenticated = false;
@@ -515,43 +513,4 @@ fn dispatch_batch(
             },
         });
     }
-}
-
-async fn write_loop<W: AsyncWrite + Unpin>(
-    mut w: W,
-    mut rx: mpsc::UnboundedReceiver<(u64, Response)>,
-) {
-    let mut buf = BytesMut::with_capacity(64 * 1024);
-    while let Some((corr, resp)) = rx.recv().await {
-        let body = encode_response(&resp);
-        put_frame(
-            &mut buf,
-            PROTOCOL_VERSION,
-            KIND_RESPONSE,
-            resp.opcode(),
-            corr,
-            &body,
-        );
-        while buf.len() < 1 << 20 {
-            match rx.try_recv() {
-                Ok((corr, resp)) => {
-                    let body = encode_response(&resp);
-                    put_frame(
-                        &mut buf,
-                        PROTOCOL_VERSION,
-                        KIND_RESPONSE,
-                        resp.opcode(),
-                        corr,
-                        &body,
-                    );
-                }
-                Err(_) => break,
-            }
-        }
-        if w.write_all(&buf).await.is_err() || w.flush().await.is_err() {
-            return;
-        }
-        buf.clear();
-    }
-    let _ = w.shutdown().await;
 }

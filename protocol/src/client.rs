@@ -2,10 +2,8 @@
 //! connection; a writer task coalesces outgoing frames and a reader task
 //! matches responses to callers by correlation id.
 
-use crate::frame::{put_frame, take_frame, KIND_REQUEST, KIND_RESPONSE};
-use crate::messages::{
-    decode_response, encode_request, Limits, Request, Response, WireError, WireReply,
-};
+use crate::frame::{take_frame, KIND_RESPONSE};
+use crate::messages::{decode_response, Limits, Request, Response, WireError, WireReply};
 use crate::target::{Target, Transport};
 use crate::PROTOCOL_VERSION;
 use bytes::BytesMut;
@@ -14,16 +12,18 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use vouch_engine::command::{Issue, Redeem};
 use vouch_engine::Command;
 
 /// How long connecting (and the handshake) may take, in ms.
 pub const CONNECT_TIMEOUT_MS: u64 = 10_000;
 
-/// Requests queued for the writer task per connection before `call` waits.
-pub const CLIENT_QUEUE_REQUESTS_MAX: usize = 4096;
+/// Requests in flight per connection; `call` waits for a reply beyond it.
+/// Matches the server's per-connection limit, so the server never has to
+/// stop reading from a well-behaved client.
+pub const CLIENT_INFLIGHT_REQUESTS_MAX: usize = 1024;
 
 /// Why a call failed as a whole.
 #[derive(Debug, thiserror::Error)]
@@ -48,7 +48,8 @@ type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Response>>>>;
 /// A connected, authenticated client. Cheap to share behind an `Arc`; every
 /// method may be called concurrently.
 pub struct Client {
-    tx: mpsc::Sender<(u64, Request)>,
+    tx: mpsc::UnboundedSender<(u64, Request)>,
+    inflight: Arc<Semaphore>,
     pending: Pending,
     next: AtomicU64,
     shards: u32,
@@ -137,12 +138,13 @@ impl Client {
         W: AsyncWrite + Unpin + Send + 'static,
     {
         let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
-        let (tx, rx) = mpsc::channel(CLIENT_QUEUE_REQUESTS_MAX);
-        tokio::spawn(write_loop(writer, rx));
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(crate::io::write_loop(writer, rx));
         tokio::spawn(read_loop(reader, pending.clone()));
         let mut client = Client {
             tx,
             pending,
+            inflight: Arc::new(Semaphore::new(CLIENT_INFLIGHT_REQUESTS_MAX)),
             next: AtomicU64::new(1),
             shards: 0,
             limits: Limits {
@@ -182,10 +184,15 @@ impl Client {
     ///
     /// Errors: [`ClientError::Closed`] when the connection is gone.
     pub async fn call(&self, request: Request) -> Result<Response, ClientError> {
+        let _permit = self
+            .inflight
+            .acquire()
+            .await
+            .map_err(|_| ClientError::Closed)?;
         let corr = self.next.fetch_add(1, Ordering::Relaxed);
         let (otx, orx) = oneshot::channel();
         self.pending.lock().expect("pending lock").insert(corr, otx);
-        if self.tx.send((corr, request)).await.is_err() {
+        if self.tx.send((corr, request)).is_err() {
             self.pending.lock().expect("pending lock").remove(&corr);
             return Err(ClientError::Closed);
         }
@@ -224,43 +231,6 @@ impl Client {
             other => Err(ClientError::Unexpected(format!("{other:?}"))),
         }
     }
-}
-
-async fn write_loop<W: AsyncWrite + Unpin>(mut w: W, mut rx: mpsc::Receiver<(u64, Request)>) {
-    let mut buf = BytesMut::with_capacity(64 * 1024);
-    while let Some((corr, req)) = rx.recv().await {
-        let body = encode_request(&req);
-        put_frame(
-            &mut buf,
-            PROTOCOL_VERSION,
-            KIND_REQUEST,
-            req.opcode(),
-            corr,
-            &body,
-        );
-        // Coalesce whatever else is queued into the same write.
-        while buf.len() < 1 << 20 {
-            match rx.try_recv() {
-                Ok((corr, req)) => {
-                    let body = encode_request(&req);
-                    put_frame(
-                        &mut buf,
-                        PROTOCOL_VERSION,
-                        KIND_REQUEST,
-                        req.opcode(),
-                        corr,
-                        &body,
-                    );
-                }
-                Err(_) => break,
-            }
-        }
-        if w.write_all(&buf).await.is_err() || w.flush().await.is_err() {
-            return;
-        }
-        buf.clear();
-    }
-    let _ = w.shutdown().await;
 }
 
 async fn read_loop<R: AsyncRead + Unpin>(mut r: R, pending: Pending) {

@@ -8,6 +8,7 @@
 //!
 //! Layout:
 //! - [`frame`]: the pure codec (header, limits, incremental decoder).
+//! - [`io`]: encoding messages into frames and the coalescing writer.
 //! - [`messages`]: request and response types (the engine's own command and
 //!   reply types, so client and server share them).
 //! - [`client`]: the async pipelined client over TCP or QUIC.
@@ -18,6 +19,7 @@
 
 pub mod client;
 pub mod frame;
+pub mod io;
 pub mod messages;
 pub mod target;
 pub mod tls;
