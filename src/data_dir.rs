@@ -12,8 +12,9 @@
 use anyhow::Context;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use vouch_engine::{Command, EngineConfig, Shard};
+use vouch_engine::{Command, EngineConfig, RequestId, Shard};
 use vouch_storage::Storage;
 
 /// One log record: the mutating commands one shard applied in one batch,
@@ -64,6 +65,8 @@ pub struct Opened {
     pub admin_token: String,
     /// Log records replayed.
     pub records_replayed: u64,
+    /// Request id → shard of its first use, rebuilt from the log.
+    pub claims: HashMap<RequestId, u32>,
     /// Whether the directory was created by this call.
     pub created: bool,
 }
@@ -141,6 +144,7 @@ pub fn open(root: &Path, new_config: &EngineConfig) -> anyhow::Result<Opened> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(anyhow::Error::msg)?;
     let mut effects = Vec::new();
+    let mut claims = HashMap::new();
     let records_replayed = storage
         .replay(|seq, bytes| -> anyhow::Result<()> {
             let rec: LogRecord =
@@ -149,6 +153,9 @@ pub fn open(root: &Path, new_config: &EngineConfig) -> anyhow::Result<Opened> {
                 .get_mut(rec.shard as usize)
                 .with_context(|| format!("log record {seq} names shard {}", rec.shard))?;
             for c in &rec.commands {
+                if let Some(rid) = c.request_id() {
+                    claims.entry(rid).or_insert(rec.shard);
+                }
                 let _ = shard.apply(rec.now_ms, c, &mut effects);
                 effects.clear();
             }
@@ -164,6 +171,7 @@ pub fn open(root: &Path, new_config: &EngineConfig) -> anyhow::Result<Opened> {
         config,
         admin_token,
         records_replayed,
+        claims,
         created,
     })
 }

@@ -12,6 +12,7 @@ use crate::data_dir::LogRecord;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use vouch_engine::engine::changed_state;
 use vouch_engine::{Command, Effect, Reply, Shard};
 use vouch_protocol::{Response, WireError, WireReply};
 use vouch_storage::group_commit::Job;
@@ -26,15 +27,19 @@ pub const BATCH_COMMANDS_MAX: usize = 8_000;
 /// wait, which stops them reading from their sockets.
 pub const SHARD_QUEUE_MESSAGES_MAX: usize = 4_096;
 
+/// A connection writer's queue: correlation id, response, and the
+/// request's in-flight permit, released once the response is written.
+pub type ConnTx = mpsc::UnboundedSender<(u64, Response, Option<OwnedSemaphorePermit>)>;
+
 /// Where a reply goes once durable.
 pub enum ReplyTo {
     /// Straight to a connection's writer, with the request's correlation id.
     Conn {
         /// The connection writer's queue.
-        tx: mpsc::UnboundedSender<(u64, Response)>,
+        tx: ConnTx,
         /// Correlation id of the request.
         corr: u64,
-        /// Released when the reply is handed over (in-flight limit).
+        /// Released when the reply is written (in-flight limit).
         permit: Option<OwnedSemaphorePermit>,
     },
     /// Into slot `index` of a batch frame's reply.
@@ -50,16 +55,16 @@ pub enum ReplyTo {
 pub struct Gather {
     slots: Mutex<Vec<Option<WireReply>>>,
     remaining: AtomicUsize,
-    tx: mpsc::UnboundedSender<(u64, Response)>,
+    tx: ConnTx,
     corr: u64,
-    _permit: Option<OwnedSemaphorePermit>,
+    permit: Mutex<Option<OwnedSemaphorePermit>>,
 }
 
 impl Gather {
     /// A gather of `len` replies for request `corr` on connection `tx`.
     pub fn new(
         len: usize,
-        tx: mpsc::UnboundedSender<(u64, Response)>,
+        tx: ConnTx,
         corr: u64,
         permit: Option<OwnedSemaphorePermit>,
     ) -> Arc<Gather> {
@@ -68,7 +73,7 @@ impl Gather {
             remaining: AtomicUsize::new(len),
             tx,
             corr,
-            _permit: permit,
+            permit: Mutex::new(permit),
         })
     }
 }
@@ -91,8 +96,7 @@ pub fn deliver(to: ReplyTo, reply: Reply) {
     match to {
         ReplyTo::Conn { tx, corr, permit } => {
             // A closed connection just drops the reply; the write is durable.
-            let _ = tx.send((corr, Response::Reply(wire)));
-            drop(permit);
+            let _ = tx.send((corr, Response::Reply(wire), permit));
         }
         ReplyTo::Gather { batch, index } => {
             let done = {
@@ -106,7 +110,10 @@ pub fn deliver(to: ReplyTo, reply: Reply) {
                     .into_iter()
                     .map(|s| s.expect("every slot filled before the last"))
                     .collect();
-                let _ = batch.tx.send((batch.corr, Response::Batch(replies)));
+                let permit = batch.permit.lock().expect("gather lock").take();
+                let _ = batch
+                    .tx
+                    .send((batch.corr, Response::Batch(replies), permit));
             }
         }
     }
@@ -156,7 +163,8 @@ pub fn run_worker(
                     tracing::debug!(shard = shard.index(), ?reason, "code_invalid");
                 }
             }
-            if op.command.is_mutation() {
+            // Only what changed state is logged (refusals are not replayed).
+            if op.command.is_mutation() && changed_state(&reply) {
                 mutations.push(op.command);
             }
             replies.push((op.reply, reply));

@@ -2,6 +2,7 @@
 //! handshake, routing to shard workers, and graceful shutdown.
 
 use crate::data_dir;
+use crate::pipeline::ConnTx;
 use crate::pipeline::{self, Gather, Op, ReplyTo, Stats};
 use anyhow::Context;
 use bytes::BytesMut;
@@ -11,11 +12,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use vouch_engine::engine::route;
+use vouch_engine::RequestId;
 use vouch_engine::{Command, EngineConfig, ErrorCode};
-use vouch_protocol::frame::{take_frame, BATCH_COMMANDS_MAX, FRAME_BYTES_MAX, KIND_REQUEST};
+use vouch_protocol::frame::{
+    take_frame_limited, BATCH_COMMANDS_MAX, FRAME_BYTES_MAX, HELLO_BYTES_MAX, KIND_REQUEST,
+};
 use vouch_protocol::messages::{decode_request, Limits};
 use vouch_protocol::{Request, Response, WireError, PROTOCOL_VERSION};
 use vouch_storage::group_commit::GroupCommit;
@@ -26,6 +30,10 @@ pub const CONNECTIONS_MAX: usize = 4_096;
 /// Most requests in flight per connection; the server stops reading from a
 /// connection that has this many replies outstanding.
 pub const INFLIGHT_REQUESTS_MAX: usize = 1_024;
+
+/// How long a new connection may take to send its Hello, in ms; then it
+/// is closed, so idle sockets cannot hold connection slots.
+pub const HANDSHAKE_TIMEOUT_MS: u64 = 5_000;
 
 /// How long shutdown waits for connections to finish their in-flight
 /// requests, in ms. Every acknowledged write is durable either way.
@@ -46,11 +54,18 @@ pub struct ServeOptions {
 
 struct Ctx {
     shard_txs: Vec<mpsc::Sender<Vec<Op>>>,
+    /// Request id → the shard of its first use (see `Engine`'s docs).
+    claims: dashmap::DashMap<RequestId, u32, foldhash::fast::RandomState>,
     shards: u32,
     admin_token: String,
     draining: AtomicBool,
     conns: Arc<Semaphore>,
     stop: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Queues a response that holds no in-flight permit.
+fn send(tx: &ConnTx, (corr, response): (u64, Response)) {
+    let _ = tx.send((corr, response, None));
 }
 
 fn limits() -> Limits {
@@ -71,6 +86,10 @@ fn limits() -> Limits {
 /// cannot be bound; the storage failed during shutdown.
 pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
+    // Bind first: a busy port fails at once, not after a long recovery.
+    let tcp = tokio::net::TcpListener::bind(&opts.listen_tcp)
+        .await
+        .with_context(|| format!("binding TCP {}", opts.listen_tcp))?;
     let opened = data_dir::open(&opts.data_dir, &opts.new_config)?;
     let paths = data_dir::Paths::new(&opts.data_dir);
     if opened.created {
@@ -106,15 +125,13 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let ctx = Arc::new(Ctx {
         shard_txs,
+        claims: opened.claims.into_iter().collect(),
         shards: opened.config.shards,
         admin_token: opened.admin_token,
         draining: AtomicBool::new(false),
         conns: Arc::new(Semaphore::new(CONNECTIONS_MAX)),
         stop: stop_rx.clone(),
     });
-    let tcp = tokio::net::TcpListener::bind(&opts.listen_tcp)
-        .await
-        .with_context(|| format!("binding TCP {}", opts.listen_tcp))?;
     println!("listening tcp {}", tcp.local_addr()?);
     let mut listeners = JoinSet::new();
     {
@@ -126,8 +143,13 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
                 tokio::select! {
                     _ = stop.changed() => break,
                     accepted = tcp.accept() => {
-                        let Ok((stream, _)) = accepted else { continue };
-                        let Ok(permit) = ctx.conns.clone().try_acquire_owned() else { continue };
+                        let Ok((stream, peer)) = accepted else { continue };
+                        let Ok(permit) = ctx.conns.clone().try_acquire_owned() else {
+                            tracing::warn!(%peer, "connection limit {CONNECTIONS_MAX} reached; refusing");
+                            let (_, w) = stream.into_split();
+                            conns.spawn(refuse_connection(w));
+                            continue;
+                        };
                         let _ = stream.set_nodelay(true);
                         let ctx = ctx.clone();
                         conns.spawn(async move {
@@ -177,7 +199,11 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
                                     },
                                     _ = stop.changed() => break,
                                 };
-                                let Ok(permit) = ctx.conns.clone().try_acquire_owned() else { break };
+                                let Ok(permit) = ctx.conns.clone().try_acquire_owned() else {
+                                    tracing::warn!("connection limit {CONNECTIONS_MAX} reached; refusing a QUIC stream");
+                                    streams.spawn(refuse_connection(w));
+                                    continue;
+                                };
                                 let ctx = ctx.clone();
                                 streams.spawn(async move {
                                     handle_conn(r, w, ctx).await;
@@ -220,6 +246,23 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Tells a peer over the connection limit why it is closed, then closes.
+async fn refuse_connection<W: AsyncWrite + Unpin>(mut w: W) {
+    use tokio::io::AsyncWriteExt;
+    let mut buf = BytesMut::new();
+    let msg = format!("server at its connection limit ({CONNECTIONS_MAX}); retry later");
+    vouch_protocol::io::put_message(
+        &mut buf,
+        0,
+        &Response::Error(WireError::new(ErrorCode::Unavailable, msg)),
+    );
+    let write = async {
+        let _ = w.write_all(&buf).await;
+        let _ = w.shutdown().await;
+    };
+    let _ = tokio::time::timeout(Duration::from_millis(HANDSHAKE_TIMEOUT_MS), write).await;
+}
+
 async fn drain(mut set: JoinSet<()>) {
     while set.join_next().await.is_some() {}
 }
@@ -254,9 +297,11 @@ where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let (tx, rx) = mpsc::unbounded_channel::<(u64, Response)>();
+    let (tx, rx) = mpsc::unbounded_channel();
     let writer_task = tokio::spawn(vouch_protocol::io::write_loop(writer, rx));
     let inflight = Arc::new(Semaphore::new(INFLIGHT_REQUESTS_MAX));
+    let handshake_deadline =
+        tokio::time::Instant::now() + Duration::from_millis(HANDSHAKE_TIMEOUT_MS);
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut authenticated = false;
     // Ops decoded from what one read delivered, per shard: sent as one queue
@@ -265,7 +310,12 @@ where
     let mut pending: Vec<Vec<Op>> = (0..ctx.shards).map(|_| Vec::new()).collect();
     'conn: loop {
         loop {
-            let (header, body) = match take_frame(&mut buf) {
+            let limit = if authenticated {
+                FRAME_BYTES_MAX
+            } else {
+                HELLO_BYTES_MAX
+            };
+            let (header, body) = match take_frame_limited(&mut buf, limit) {
                 Ok(Some(f)) => f,
                 Ok(None) => break,
                 Err(e) => {
@@ -273,19 +323,25 @@ where
                         vouch_protocol::frame::FrameError::TooLarge(_) => ErrorCode::FrameTooLarge,
                         _ => ErrorCode::MalformedFrame,
                     };
-                    let _ = tx.send((0, Response::Error(WireError::new(code, e.to_string()))));
+                    send(
+                        &tx,
+                        (0, Response::Error(WireError::new(code, e.to_string()))),
+                    );
                     break 'conn;
                 }
             };
             let corr = header.correlation;
             if header.kind != KIND_REQUEST {
-                let _ = tx.send((
-                    corr,
-                    Response::Error(WireError::new(
-                        ErrorCode::MalformedFrame,
-                        "expected a request frame",
-                    )),
-                ));
+                send(
+                    &tx,
+                    (
+                        corr,
+                        Response::Error(WireError::new(
+                            ErrorCode::MalformedFrame,
+                            "expected a request frame",
+                        )),
+                    ),
+                );
                 break 'conn;
             }
             if header.version != PROTOCOL_VERSION {
@@ -293,19 +349,28 @@ where
                     "protocol version {} not supported; this server speaks {PROTOCOL_VERSION}",
                     header.version
                 );
-                let _ = tx.send((
-                    corr,
-                    Response::Error(WireError::new(ErrorCode::UnsupportedVersion, msg)),
-                ));
+                send(
+                    &tx,
+                    (
+                        corr,
+                        Response::Error(WireError::new(ErrorCode::UnsupportedVersion, msg)),
+                    ),
+                );
                 break 'conn;
             }
             let request = match decode_request(header.opcode, &body) {
                 Ok(r) => r,
                 Err(e) => {
-                    let _ = tx.send((
-                        corr,
-                        Response::Error(WireError::new(ErrorCode::MalformedFrame, e.to_string())),
-                    ));
+                    send(
+                        &tx,
+                        (
+                            corr,
+                            Response::Error(WireError::new(
+                                ErrorCode::MalformedFrame,
+                                e.to_string(),
+                            )),
+                        ),
+                    );
                     break 'conn;
                 }
             };
@@ -314,53 +379,71 @@ where
                     Request::Hello { version, token } => {
                         if version != PROTOCOL_VERSION {
                             let msg = format!("protocol version {version} not supported; this server speaks {PROTOCOL_VERSION}");
-                            let _ = tx.send((
-                                corr,
-                                Response::Error(WireError::new(ErrorCode::UnsupportedVersion, msg)),
-                            ));
+                            send(
+                                &tx,
+                                (
+                                    corr,
+                                    Response::Error(WireError::new(
+                                        ErrorCode::UnsupportedVersion,
+                                        msg,
+                                    )),
+                                ),
+                            );
                             break 'conn;
                         }
                         if !tokens_equal(&token, &ctx.admin_token) {
-                            let _ = tx.send((
-                                corr,
-                                Response::Error(WireError::new(
-                                    ErrorCode::Unauthenticated,
-                                    "unknown token",
-                                )),
-                            ));
+                            send(
+                                &tx,
+                                (
+                                    corr,
+                                    Response::Error(WireError::new(
+                                        ErrorCode::Unauthenticated,
+                                        "unknown token",
+                                    )),
+                                ),
+                            );
                             break 'conn;
                         }
                         authenticated = true;
-                        let _ = tx.send((
-                            corr,
-                            Response::Hello {
-                                version: PROTOCOL_VERSION,
-                                limits: limits(),
-                                shards: ctx.shards,
-                            },
-                        ));
+                        send(
+                            &tx,
+                            (
+                                corr,
+                                Response::Hello {
+                                    version: PROTOCOL_VERSION,
+                                    limits: limits(),
+                                    shards: ctx.shards,
+                                },
+                            ),
+                        );
                     }
                     _ => {
-                        let _ = tx.send((
-                            corr,
-                            Response::Error(WireError::new(
-                                ErrorCode::Unauthenticated,
-                                "the first frame must be Hello",
-                            )),
-                        ));
+                        send(
+                            &tx,
+                            (
+                                corr,
+                                Response::Error(WireError::new(
+                                    ErrorCode::Unauthenticated,
+                                    "the first frame must be Hello",
+                                )),
+                            ),
+                        );
                         break 'conn;
                     }
                 }
                 continue;
             }
             if ctx.draining.load(Ordering::Relaxed) {
-                let _ = tx.send((
-                    corr,
-                    Response::Error(WireError::new(
-                        ErrorCode::Unavailable,
-                        "server is shutting down",
-                    )),
-                ));
+                send(
+                    &tx,
+                    (
+                        corr,
+                        Response::Error(WireError::new(
+                            ErrorCode::Unavailable,
+                            "server is shutting down",
+                        )),
+                    ),
+                );
                 continue;
             }
             let permit = match inflight.clone().try_acquire_owned() {
@@ -391,6 +474,11 @@ where
                 Ok(_) => {}
             },
             _ = stop.changed() => break,
+            _ = tokio::time::sleep_until(handshake_deadline), if !authenticated => {
+                let error = WireError::new(ErrorCode::Unauthenticated, "no Hello within the handshake timeout");
+                send(&tx, (0, Response::Error(error)));
+                break;
+            }
         }
     }
     // Requests accepted before the connection ended are still applied.
@@ -414,54 +502,60 @@ async fn flush(ctx: &Ctx, pending: &mut [Vec<Op>]) -> bool {
     true
 }
 
+/// The shard a command goes to: by its code or order id, except that a
+/// request id already used goes to the shard of its first use (invariant 4
+/// across shards; see `vouch_engine::Engine`).
+fn shard_of(ctx: &Ctx, command: &Command) -> usize {
+    let shard = route(command, ctx.shards);
+    match command.request_id() {
+        Some(rid) => *ctx.claims.entry(rid).or_insert(shard) as usize,
+        None => shard as usize,
+    }
+}
+
 /// Routes one request into `pending` (per shard), or answers it at once.
+/// The permit travels with the reply and is released once it is written.
 fn dispatch(
     ctx: &Ctx,
     request: Request,
     corr: u64,
-    tx: &mpsc::UnboundedSender<(u64, Response)>,
-    permit: tokio::sync::OwnedSemaphorePermit,
+    tx: &ConnTx,
+    permit: OwnedSemaphorePermit,
     pending: &mut [Vec<Op>],
 ) {
-    let refuse = |code: ErrorCode, msg: String| {
-        let _ = tx.send((corr, Response::Error(WireError::new(code, msg))));
+    let answer = |response: Response, permit: OwnedSemaphorePermit| {
+        let _ = tx.send((corr, response, Some(permit)));
     };
     match request {
-        Request::Hello { .. } => {
-            let _ = tx.send((
-                corr,
-                Response::Hello {
-                    version: PROTOCOL_VERSION,
-                    limits: limits(),
-                    shards: ctx.shards,
-                },
-            ));
-        }
-        Request::Info => {
-            let _ = tx.send((
-                corr,
-                Response::Info {
-                    shards: ctx.shards,
-                    limits: limits(),
-                },
-            ));
-        }
+        Request::Hello { .. } => answer(
+            Response::Hello {
+                version: PROTOCOL_VERSION,
+                limits: limits(),
+                shards: ctx.shards,
+            },
+            permit,
+        ),
+        Request::Info => answer(
+            Response::Info {
+                shards: ctx.shards,
+                limits: limits(),
+            },
+            permit,
+        ),
         Request::Command(command) => {
-            let shard = match &command {
-                Command::AuditVouchers(a) if a.shard >= ctx.shards => {
-                    return refuse(
-                        ErrorCode::BadRequest,
-                        format!("shard {} of {}", a.shard, ctx.shards),
-                    )
-                }
-                Command::AuditRedemptions(a) if a.shard >= ctx.shards => {
-                    return refuse(
-                        ErrorCode::BadRequest,
-                        format!("shard {} of {}", a.shard, ctx.shards),
-                    )
-                }
-                c => route(c, ctx.shards) as usize,
+            let audit_shard = match &command {
+                Command::AuditVouchers(a) => Some(a.shard),
+                Command::AuditRedemptions(a) => Some(a.shard),
+                _ => None,
             };
+            if let Some(shard) = audit_shard.filter(|s| *s >= ctx.shards) {
+                let msg = format!("shard {shard} of {}", ctx.shards);
+                return answer(
+                    Response::Error(WireError::new(ErrorCode::BadRequest, msg)),
+                    permit,
+                );
+            }
+            let shard = shard_of(ctx, &command);
             pending[shard].push(Op {
                 command,
                 reply: ReplyTo::Conn {
@@ -486,25 +580,23 @@ fn dispatch_batch(
     ctx: &Ctx,
     commands: Vec<Command>,
     corr: u64,
-    tx: &mpsc::UnboundedSender<(u64, Response)>,
-    permit: tokio::sync::OwnedSemaphorePermit,
+    tx: &ConnTx,
+    permit: OwnedSemaphorePermit,
     pending: &mut [Vec<Op>],
 ) {
     if commands.len() > BATCH_COMMANDS_MAX {
         let msg = format!("batch of {} exceeds {BATCH_COMMANDS_MAX}", commands.len());
-        let _ = tx.send((
-            corr,
-            Response::Error(WireError::new(ErrorCode::BatchTooLarge, msg)),
-        ));
+        let error = Response::Error(WireError::new(ErrorCode::BatchTooLarge, msg));
+        let _ = tx.send((corr, error, Some(permit)));
         return;
     }
     if commands.is_empty() {
-        let _ = tx.send((corr, Response::Batch(Vec::new())));
+        let _ = tx.send((corr, Response::Batch(Vec::new()), Some(permit)));
         return;
     }
     let gather = Gather::new(commands.len(), tx.clone(), corr, Some(permit));
     for (index, command) in commands.into_iter().enumerate() {
-        let shard = route(&command, ctx.shards) as usize;
+        let shard = shard_of(ctx, &command);
         pending[shard].push(Op {
             command,
             reply: ReplyTo::Gather {

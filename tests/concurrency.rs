@@ -181,8 +181,16 @@ async fn pos_terminal(
 }
 
 /// Five POS drain a voucher of `units` units concurrently, each redeeming
-/// the current code it learnt from successful replies.
-async fn fleet_drains(server: &Server, pool: &[Arc<Client>], order: &str, units: u32) {
+/// the current code it learnt from successful replies. POS ids start at
+/// `pos_base`: a POS numbers its requests from 1, so each fleet run needs
+/// its own POS ids (a reused request id with other content is a conflict).
+async fn fleet_drains(
+    server: &Server,
+    pool: &[Arc<Client>],
+    order: &str,
+    units: u32,
+    pos_base: u64,
+) {
     let l4 = last4(MOBILE);
     let issued = issue(&pool[0], issue_cmd(order, units, MOBILE)).await;
     let news = Arc::new(watch::Sender::new(Live {
@@ -193,7 +201,7 @@ async fn fleet_drains(server: &Server, pool: &[Arc<Client>], order: &str, units:
     for (i, client) in pool.iter().cloned().enumerate() {
         set.spawn(pos_terminal(
             client,
-            100 + i as u64,
+            pos_base + i as u64,
             news.clone(),
             l4.clone(),
         ));
@@ -235,8 +243,8 @@ async fn ord_7_pos_fleet_redeems_exactly_the_units_bought() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
     let pool = clients(&server, 5).await;
-    fleet_drains(&server, &pool, "fleet-3", 3).await;
-    fleet_drains(&server, &pool, "fleet-40", 40).await;
+    fleet_drains(&server, &pool, "fleet-3", 3, 100).await;
+    fleet_drains(&server, &pool, "fleet-40", 40, 200).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

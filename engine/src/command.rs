@@ -134,7 +134,16 @@ pub enum Command {
 }
 
 impl Command {
-    /// True for commands that may change state and so go into the log.
+    /// The client request id of a redemption or reversal.
+    pub fn request_id(&self) -> Option<RequestId> {
+        match self {
+            Command::Redeem(c) => Some(c.request_id),
+            Command::Reverse(c) => Some(c.request_id),
+            _ => None,
+        }
+    }
+
+    /// True for commands that may change state.
     pub fn is_mutation(&self) -> bool {
         matches!(
             self,

@@ -21,9 +21,26 @@ pub fn route(command: &Command, shards: u32) -> u32 {
     r as u32
 }
 
+/// Whether a reply must be logged for replay: the command changed state.
+/// Refused commands change nothing — except `code_space_exhausted`, which
+/// advanced the shard's code generator — so they need no log record, and a
+/// flood of code guesses costs no disk.
+pub fn changed_state(reply: &Reply) -> bool {
+    match reply {
+        Ok(_) => true,
+        Err(r) => r.code == crate::ErrorCode::CodeSpaceExhausted,
+    }
+}
+
 /// All shards of one engine in one value.
+///
+/// Request ids are bound to the shard of their first use (invariant 4
+/// across shards): a later command with the same request id goes to that
+/// shard, whatever its code, where it is the original request's retry or a
+/// `request_conflict` (or, when the first use was refused, a `code_invalid`).
 pub struct Engine {
     shards: Vec<Shard>,
+    claims: std::collections::HashMap<crate::RequestId, u32>,
 }
 
 impl Engine {
@@ -34,13 +51,19 @@ impl Engine {
         let shards = (0..config.shards)
             .map(|i| Shard::new(i, config.clone(), seed))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Engine { shards })
+        Ok(Engine {
+            shards,
+            claims: Default::default(),
+        })
     }
 
     /// Routes and applies one command at `now_ms`; see [`Shard::apply`].
     pub fn apply(&mut self, now_ms: i64, command: &Command, effects: &mut Vec<Effect>) -> Reply {
-        let i = route(command, self.shards.len() as u32) as usize;
-        self.shards[i].apply(now_ms, command, effects)
+        let mut i = route(command, self.shards.len() as u32);
+        if let Some(rid) = command.request_id() {
+            i = *self.claims.entry(rid).or_insert(i);
+        }
+        self.shards[i as usize].apply(now_ms, command, effects)
     }
 
     /// The shards, for inspection.

@@ -32,7 +32,7 @@ pub const CODE_DRAW_ATTEMPTS_MAX: u32 = 64;
 /// code space) divides evenly and each shard's codes stay uniform.
 pub const SHARDS_MAX: u32 = 64;
 /// Vouchers or redemptions returned by one audit page.
-pub const AUDIT_PAGE_ITEMS_MAX: u32 = 10_000;
+pub const AUDIT_PAGE_ITEMS_MAX: u32 = 1_000;
 /// Quarantined codes released per mutating command, bounding the work of one
 /// `apply` call.
 pub const QUARANTINE_RELEASE_PER_APPLY_MAX: usize = 16;

@@ -221,9 +221,6 @@ impl Shard {
     /// A rejected command changes nothing (but may advance the code
     /// generator, deterministically). Panics only on a broken invariant.
     pub fn apply(&mut self, now_ms: i64, command: &Command, effects: &mut Vec<Effect>) -> Reply {
-        if command.is_mutation() {
-            self.release_quarantine(now_ms);
-        }
         match command {
             Command::Issue(c) => self.issue(now_ms, c, effects),
             Command::Lookup(c) => self.lookup(now_ms, c),
@@ -254,8 +251,12 @@ impl Shard {
     }
 
     /// Draws a free code in this shard, starting at `digits` and lengthening
-    /// when a length is at its density limit. Changes only the generator.
-    fn draw_code(&mut self, digits: u8) -> Result<Code, Rejection> {
+    /// when a length is at its density limit. First releases quarantined
+    /// codes that are due at `now_ms`. Only commands that succeed or fail
+    /// with `code_space_exhausted` draw, and both kinds are logged, so the
+    /// releases happen at the same points on replay.
+    fn draw_code(&mut self, digits: u8, now_ms: i64) -> Result<Code, Rejection> {
+        self.release_quarantine(now_ms);
         let shards = u64::from(self.config.shards);
         for len in digits..=CODE_DIGITS_MAX {
             let per_shard = space(len) / shards;
@@ -334,7 +335,7 @@ impl Shard {
             }));
         }
         let window = c.validity.resolve(now_ms, &self.tz)?;
-        let code = self.draw_code(c.code_digits)?;
+        let code = self.draw_code(c.code_digits, now_ms)?;
         let slot = u32::try_from(self.vouchers.len()).expect("fewer than 2^32 vouchers per shard");
         let order_id: Arc<str> = c.order_id.as_str().into();
         let mobile: Arc<str> = c.mobile.as_str().into();
@@ -454,7 +455,7 @@ impl Shard {
         let digits = v.code_digits;
         // Draw before changing anything, so a full code space changes nothing.
         let new_code = if remaining > 0 {
-            Some(self.draw_code(digits)?)
+            Some(self.draw_code(digits, now_ms)?)
         } else {
             None
         };
@@ -566,7 +567,7 @@ impl Shard {
         let digits = v.code_digits;
         let new_code = match v.live_code {
             Some(_) => None,
-            None => Some(self.draw_code(digits)?),
+            None => Some(self.draw_code(digits, now_ms)?),
         };
         self.log[pos as usize].reversed = true;
         let v = &mut self.vouchers[slot as usize];

@@ -9,7 +9,7 @@ use vouch_engine::{Code, Command, Outcome};
 use vouch_protocol::Client;
 
 /// Page size of audit reads.
-pub const AUDIT_PAGE_ITEMS: u32 = 5_000;
+pub const AUDIT_PAGE_ITEMS: u32 = 1_000;
 
 /// One voucher as the client believes it is.
 #[derive(Clone, Debug)]

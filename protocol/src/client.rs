@@ -48,7 +48,7 @@ type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Response>>>>;
 /// A connected, authenticated client. Cheap to share behind an `Arc`; every
 /// method may be called concurrently.
 pub struct Client {
-    tx: mpsc::UnboundedSender<(u64, Request)>,
+    tx: mpsc::UnboundedSender<(u64, Request, ())>,
     inflight: Arc<Semaphore>,
     pending: Pending,
     next: AtomicU64,
@@ -192,7 +192,7 @@ impl Client {
         let corr = self.next.fetch_add(1, Ordering::Relaxed);
         let (otx, orx) = oneshot::channel();
         self.pending.lock().expect("pending lock").insert(corr, otx);
-        if self.tx.send((corr, request)).is_err() {
+        if self.tx.send((corr, request, ())).is_err() {
             self.pending.lock().expect("pending lock").remove(&corr);
             return Err(ClientError::Closed);
         }

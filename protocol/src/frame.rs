@@ -14,6 +14,11 @@ pub const HEADER_BYTES: usize = 16;
 /// one connection can pin.
 pub const FRAME_BYTES_MAX: u32 = 8 << 20;
 
+/// Largest body of a frame before the handshake completed, in bytes. A
+/// Hello is a version byte and a token (48 hex characters here); 4 KiB
+/// leaves room for longer tokens and pins little memory per idle socket.
+pub const HELLO_BYTES_MAX: u32 = 4096;
+
 /// Most commands in one batch frame (issue or redeem).
 pub const BATCH_COMMANDS_MAX: usize = 10_000;
 
@@ -41,8 +46,9 @@ pub struct Header {
 /// response.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
-    /// The declared body is larger than [`FRAME_BYTES_MAX`].
-    #[error("frame body of {0} bytes exceeds the limit of {FRAME_BYTES_MAX}")]
+    /// The declared body is larger than the limit ([`FRAME_BYTES_MAX`], or
+    /// [`HELLO_BYTES_MAX`] before the handshake).
+    #[error("frame body of {0} bytes exceeds the limit")]
     TooLarge(u32),
     /// An unknown frame kind.
     #[error("unknown frame kind {0}")]
@@ -100,11 +106,24 @@ pub fn put_frame(
 /// calls again. Errors: [`FrameError`] as soon as the header shows the frame
 /// is bad — before its body is buffered.
 pub fn take_frame(buf: &mut BytesMut) -> Result<Option<(Header, Bytes)>, FrameError> {
+    take_frame_limited(buf, FRAME_BYTES_MAX)
+}
+
+/// Like [`take_frame`] with a smaller body limit, in bytes: the server uses
+/// `HELLO_BYTES_MAX` before a connection has authenticated, so that an
+/// unauthenticated peer cannot make it buffer a large frame.
+///
+/// Errors: [`FrameError::TooLarge`] when the declared body exceeds
+/// `body_bytes_max`; [`FrameError::BadKind`].
+pub fn take_frame_limited(
+    buf: &mut BytesMut,
+    body_bytes_max: u32,
+) -> Result<Option<(Header, Bytes)>, FrameError> {
     if buf.len() < HEADER_BYTES {
         return Ok(None);
     }
     let header = Header::parse(&buf[..HEADER_BYTES]);
-    if header.body_bytes > FRAME_BYTES_MAX {
+    if header.body_bytes > body_bytes_max.min(FRAME_BYTES_MAX) {
         return Err(FrameError::TooLarge(header.body_bytes));
     }
     if header.kind != KIND_REQUEST && header.kind != KIND_RESPONSE {

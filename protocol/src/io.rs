@@ -53,18 +53,26 @@ pub fn put_message<M: Message>(buf: &mut BytesMut, correlation: u64, message: &M
 }
 
 /// Writes every queued message as frames until the queue closes, then
-/// shuts the writer down. Returns early when a write fails.
-pub async fn write_loop<W, M>(mut w: W, mut rx: mpsc::UnboundedReceiver<(u64, M)>)
+/// shuts the writer down. Returns early when a write fails. Each message
+/// comes with a guard `G` that is dropped only after the message was
+/// written: the server passes its in-flight permit, so a peer that does not
+/// read its replies stops the server from reading its requests.
+pub async fn write_loop<W, M, G>(mut w: W, mut rx: mpsc::UnboundedReceiver<(u64, M, G)>)
 where
     W: AsyncWrite + Unpin,
     M: Message,
 {
     let mut buf = BytesMut::with_capacity(64 * 1024);
-    while let Some((corr, message)) = rx.recv().await {
+    let mut guards = Vec::new();
+    while let Some((corr, message, guard)) = rx.recv().await {
         put_message(&mut buf, corr, &message);
+        guards.push(guard);
         while buf.len() < WRITE_CHUNK_BYTES_MAX {
             match rx.try_recv() {
-                Ok((corr, message)) => put_message(&mut buf, corr, &message),
+                Ok((corr, message, guard)) => {
+                    put_message(&mut buf, corr, &message);
+                    guards.push(guard);
+                }
                 Err(_) => break,
             }
         }
@@ -72,6 +80,7 @@ where
             return;
         }
         buf.clear();
+        guards.clear();
     }
     let _ = w.shutdown().await;
 }
