@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use vouch_engine::command::{Issue, Lookup, Redeem, RequestId, Reverse};
 use vouch_engine::validity::Validity;
 use vouch_engine::{Code, Command, EngineConfig, Outcome};
+use vouch_protocol::client::ClientError;
 use vouch_protocol::{Client, Target, WireError};
 
 /// Default data directory of `vouch serve`.
@@ -245,15 +246,18 @@ fn parse_code(s: &str) -> Result<Code, String> {
     s.parse::<Code>().map_err(|e| format!("code {s:?}: {e}"))
 }
 
+fn wants_json(cmd: &Cmd) -> bool {
+    match cmd {
+        Cmd::Serve(_) => false,
+        Cmd::Issue(a) => a.client.json,
+        Cmd::Lookup(a) => a.client.json,
+        Cmd::Redeem(a) => a.client.json,
+        Cmd::Reverse(a) => a.client.json,
+    }
+}
+
 async fn run_client(cmd: Cmd) -> ExitCode {
-    let (client_args, command) = match build_command(cmd) {
-        Ok(x) => x,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let json = client_args.json;
+    let json = wants_json(&cmd);
     let fail = |kind: &str, msg: String| {
         if json {
             println!(
@@ -264,6 +268,10 @@ async fn run_client(cmd: Cmd) -> ExitCode {
             eprintln!("error: {msg}");
         }
         ExitCode::from(2)
+    };
+    let (client_args, command) = match build_command(cmd) {
+        Ok(x) => x,
+        Err(e) => return fail("usage", e),
     };
     let target: Target = match client_args.server.parse() {
         Ok(t) => t,
@@ -283,6 +291,11 @@ async fn run_client(cmd: Cmd) -> ExitCode {
     };
     let client = match Client::connect(&target, &token, Some(&client_args.ca)).await {
         Ok(c) => c,
+        Err(ClientError::Refused(e)) => {
+            // The server answered: a refusal (bad token, version), exit 1.
+            print_refusal(&e, json);
+            return ExitCode::from(1);
+        }
         Err(e) => return fail("connect", e.to_string()),
     };
     match client.command(command).await {

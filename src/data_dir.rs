@@ -97,7 +97,16 @@ fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
 pub fn open(root: &Path, new_config: &EngineConfig) -> anyhow::Result<Opened> {
     std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
     let paths = Paths::new(root);
-    let storage = Storage::open(&root.join("db")).context("opening the database")?;
+    let storage = Storage::open(&root.join("db")).map_err(|e| {
+        if e.to_string().contains("lock") {
+            anyhow::anyhow!(
+                "data directory {} is in use by another vouch server (its database lock is held): {e}",
+                root.display()
+            )
+        } else {
+            anyhow::Error::new(e).context("opening the database")
+        }
+    })?;
     let (config, seed, created) = match storage.meta_get("config")? {
         Some(bytes) => {
             let config: EngineConfig = serde_json::from_slice(&bytes).context("meta config")?;
