@@ -36,6 +36,40 @@ pub enum ErrorCode {
     AlreadyReversed = 12,
     /// Only the POS that redeemed, or the seller, may reverse.
     ReversalNotPermitted = 13,
+    /// The seller holds no publish permission for the category (ONB-1, PUB-1).
+    CategoryNotPermitted = 20,
+    /// An onboarding step came out of the order of ONB-2.
+    OnboardingStepOutOfOrder = 21,
+    /// The payment account cannot freeze a deposit, or its agreement was not accepted (ONB-2).
+    PaymentAccountCannotFreeze = 22,
+    /// The category does not support vouchers (ONB-2, PUB-1).
+    CategoryNotForVouchers = 23,
+    /// The code provider has not imported its relationship with the seller (PUB-4, PRV-1).
+    ProviderNotLinked = 24,
+    /// A product of a seller that is not self-issuing needs a code provider (PUB-4).
+    ProviderRequired = 25,
+    /// T+3 settlement needs an approved, deposit-frozen T+N for the category (PUB-6, ONB-4).
+    TPlusNNotEnabled = 26,
+    /// The expiry refund ratio is below the category's minimum (PUB-7).
+    RefundRatioBelowCategoryMinimum = 27,
+    /// An expiry refund ratio must be above 0 and at most 100 % (PUB-7).
+    RefundRatioInvalid = 28,
+    /// The seller's deposit for the category is below the required amount (ONB-6).
+    DepositShort = 29,
+    /// The payment account's balance cannot cover the amount.
+    InsufficientBalance = 30,
+    /// The named entity (category, seller, provider, outlet, product …) does not exist or is not the caller's.
+    NotFound = 31,
+    /// An entity with that id already exists.
+    AlreadyExists = 32,
+    /// No T+N application or freeze notice in the state this step needs (ONB-4).
+    TPlusNNotPending = 33,
+    /// The seller has not completed onboarding (ONB-2, PRV-1).
+    SellerNotOnboarded = 34,
+    /// Only a group-buying operator may publish group-buying products (ONB-5).
+    GroupBuyingNotAllowed = 35,
+    /// A validity change may only move the end later (ORD-6).
+    ValidityNotExtended = 36,
     /// The client speaks a protocol version the server does not.
     UnsupportedVersion = 100,
     /// The handshake token is unknown, or a request came before the handshake.
@@ -69,6 +103,23 @@ impl ErrorCode {
             ErrorCode::ReversalWindowPassed => "reversal_window_passed",
             ErrorCode::AlreadyReversed => "already_reversed",
             ErrorCode::ReversalNotPermitted => "reversal_not_permitted",
+            ErrorCode::CategoryNotPermitted => "category_not_permitted",
+            ErrorCode::OnboardingStepOutOfOrder => "onboarding_step_out_of_order",
+            ErrorCode::PaymentAccountCannotFreeze => "payment_account_cannot_freeze",
+            ErrorCode::CategoryNotForVouchers => "category_not_for_vouchers",
+            ErrorCode::ProviderNotLinked => "provider_not_linked",
+            ErrorCode::ProviderRequired => "provider_required",
+            ErrorCode::TPlusNNotEnabled => "t_plus_n_not_enabled",
+            ErrorCode::RefundRatioBelowCategoryMinimum => "refund_ratio_below_category_minimum",
+            ErrorCode::RefundRatioInvalid => "refund_ratio_invalid",
+            ErrorCode::DepositShort => "deposit_short",
+            ErrorCode::InsufficientBalance => "insufficient_balance",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::AlreadyExists => "already_exists",
+            ErrorCode::TPlusNNotPending => "t_plus_n_not_pending",
+            ErrorCode::SellerNotOnboarded => "seller_not_onboarded",
+            ErrorCode::GroupBuyingNotAllowed => "group_buying_not_allowed",
+            ErrorCode::ValidityNotExtended => "validity_not_extended",
             ErrorCode::UnsupportedVersion => "unsupported_version",
             ErrorCode::Unauthenticated => "unauthenticated",
             ErrorCode::MalformedFrame => "malformed_frame",

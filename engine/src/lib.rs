@@ -12,6 +12,8 @@
 //! recovery by log replay possible (DESIGN invariant 1).
 //!
 //! Layout:
+//! - [`catalog`]: categories, sellers and onboarding, code providers,
+//!   outlets, verifiers, devices and products (ONB, PUB, PRV), with a ledger.
 //! - [`code`]: the numeric code type (6–11 digits, leading zeros significant).
 //! - [`command`]: commands, replies and effects — the types the protocol
 //!   carries and the storage log records.
@@ -24,6 +26,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod catalog;
 pub mod code;
 pub mod command;
 pub mod engine;

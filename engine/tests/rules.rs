@@ -8,7 +8,7 @@ use vouch_engine::validity::Validity;
 use vouch_engine::{Code, Command, Effect, Engine, EngineConfig, ErrorCode, Outcome};
 
 /// 2026-11-29 12:00:00 +08:00 in unix ms.
-const NOW: i64 = 1_764_388_800_000;
+const NOW: i64 = 1_795_924_800_000;
 const HOUR: i64 = 3_600_000;
 
 fn engine(shards: u32) -> Engine {

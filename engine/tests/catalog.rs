@@ -1,0 +1,857 @@
+//! Rule tests of the catalog: onboarding (ONB), publishing (PUB), code
+//! providers (PRV-1, PRV-3), deposits as ledger accounts, and the role
+//! matrix. Each test names the rule it proves.
+
+use jiff::civil::date;
+use jiff::tz::TimeZone;
+use rust_decimal::Decimal;
+use vouch_engine::catalog::*;
+use vouch_engine::validity::Validity;
+use vouch_engine::{ErrorCode, RequestId};
+
+/// 2026-11-29 12:00:00 +08:00 in unix ms.
+const NOW: i64 = 1_795_924_800_000;
+const FOOD: Id = 10;
+const BREAD: Id = 11;
+const NO_VOUCHERS: Id = 12;
+const SELLER: Id = 500;
+const OTHER: Id = 501;
+const PROVIDER: Id = 70;
+const OUTLET: Id = 900;
+
+struct T {
+    c: Catalog,
+    serial: u64,
+    events: Vec<CatalogEvent>,
+}
+
+fn yuan(s: &str) -> Decimal {
+    s.parse().unwrap()
+}
+
+impl T {
+    fn new() -> T {
+        let mut t = T {
+            c: Catalog::new(TimeZone::get("Asia/Shanghai").unwrap()),
+            serial: 0,
+            events: Vec::new(),
+        };
+        t.ok(Actor::Staff, category(FOOD, None, true, "1000.00", None));
+        t.ok(
+            Actor::Staff,
+            category(BREAD, Some(FOOD), true, "500.00", Some("0.8")),
+        );
+        t.ok(
+            Actor::Staff,
+            category(NO_VOUCHERS, Some(FOOD), false, "0", None),
+        );
+        t
+    }
+
+    fn run(&mut self, actor: Actor, cmd: CatalogCommand) -> CatalogReply {
+        self.serial += 1;
+        let rid = RequestId {
+            source: 1,
+            serial: self.serial,
+        };
+        self.c.apply(NOW, actor, rid, &cmd, &mut self.events)
+    }
+
+    fn ok(&mut self, actor: Actor, cmd: CatalogCommand) -> CatalogOutcome {
+        let r = self.run(actor, cmd.clone());
+        r.unwrap_or_else(|e| panic!("{cmd:?} by {actor:?} refused: {e}"))
+    }
+
+    fn err(&mut self, actor: Actor, cmd: CatalogCommand) -> ErrorCode {
+        match self.run(actor, cmd.clone()) {
+            Ok(o) => panic!("{cmd:?} by {actor:?} accepted: {o:?}"),
+            Err(e) => e.code,
+        }
+    }
+
+    /// A seller through ONB-2 with publish permission in BREAD, an outlet,
+    /// a linked provider, and 5,000 yuan in its payment account.
+    fn onboarded(&mut self, id: Id, self_issuing: bool, group_buying_operator: bool) {
+        self.ok(
+            Actor::Staff,
+            CatalogCommand::CreateSeller {
+                id,
+                kind: SellerKind::Mall,
+                self_issuing,
+                group_buying_operator,
+            },
+        );
+        let s = Actor::Seller(id);
+        self.ok(s, CatalogCommand::AcceptAgreement);
+        self.ok(s, bind(true, true));
+        self.ok(
+            s,
+            CatalogCommand::ConfirmOnboarding {
+                service_phone: "400-800-1234".into(),
+                categories: vec![BREAD],
+            },
+        );
+        self.ok(
+            Actor::Staff,
+            CatalogCommand::GrantPublishPermission {
+                seller: id,
+                category: BREAD,
+            },
+        );
+        self.ok(s, outlet(OUTLET + id));
+        self.ok(
+            s,
+            CatalogCommand::TopUp {
+                amount: yuan("5000.00"),
+            },
+        );
+        if self
+            .run(
+                Actor::Staff,
+                CatalogCommand::RegisterProvider {
+                    id: PROVIDER,
+                    name: "codes inc".into(),
+                    code_digits: 10,
+                },
+            )
+            .is_err()
+        {
+            // Registered by an earlier seller's set-up.
+        }
+        self.ok(
+            Actor::Provider(PROVIDER),
+            CatalogCommand::LinkSeller { seller: id },
+        );
+    }
+
+    fn enable_t_plus_n(&mut self, seller: Id, category: Id) {
+        self.ok(
+            Actor::Seller(seller),
+            CatalogCommand::ApplyTPlusN { category },
+        );
+        self.ok(
+            Actor::Staff,
+            CatalogCommand::DecideTPlusN {
+                seller,
+                category,
+                approve: true,
+            },
+        );
+        self.ok(
+            Actor::Seller(seller),
+            CatalogCommand::ConfirmDepositFreeze { category },
+        );
+    }
+}
+
+fn category(
+    id: Id,
+    parent: Option<Id>,
+    vouchers: bool,
+    deposit: &str,
+    min: Option<&str>,
+) -> CatalogCommand {
+    CatalogCommand::PutCategory {
+        id,
+        parent,
+        name: format!("category {id}"),
+        supports_vouchers: vouchers,
+        deposit: yuan(deposit),
+        min_expiry_refund_ratio: min.map(yuan),
+        supports_auto_refund: true,
+    }
+}
+
+fn bind(freezing: bool, agreement: bool) -> CatalogCommand {
+    CatalogCommand::BindPaymentAccount {
+        account: "alipay:shop@example".into(),
+        supports_freezing: freezing,
+        accept_payment_agreement: agreement,
+    }
+}
+
+fn outlet(id: Id) -> CatalogCommand {
+    CatalogCommand::AddOutlet {
+        id,
+        name: "Bakery on Nanjing Road".into(),
+        address: "Nanjing Road 1, Shanghai".into(),
+        latitude: yuan("31.2304"),
+        longitude: yuan("121.4737"),
+    }
+}
+
+fn product(id: Id, seller: Id) -> ProductSpec {
+    ProductSpec {
+        id,
+        category: BREAD,
+        delivery: Delivery::EVoucher,
+        validity: Validity::Fixed {
+            start: date(2026, 12, 1),
+            end: date(2026, 12, 31),
+        },
+        provider: Some(PROVIDER),
+        outlets: vec![OUTLET + seller],
+        settlement: Settlement::PayOnRedemption,
+        expiry_refund_ratio: None,
+        merchant_code: "SKU-1".into(),
+        group_buying: false,
+    }
+}
+
+fn publish(p: ProductSpec) -> CatalogCommand {
+    CatalogCommand::PublishProduct(p)
+}
+
+#[test]
+fn onb_2_steps_in_order_enable_publishing_at_once() {
+    let mut t = T::new();
+    t.ok(
+        Actor::Staff,
+        CatalogCommand::CreateSeller {
+            id: SELLER,
+            kind: SellerKind::Marketplace,
+            self_issuing: false,
+            group_buying_operator: false,
+        },
+    );
+    let s = Actor::Seller(SELLER);
+    // Out of order: payment before agreement, confirm before payment.
+    assert_eq!(
+        t.err(s, bind(true, true)),
+        ErrorCode::OnboardingStepOutOfOrder
+    );
+    let confirm = CatalogCommand::ConfirmOnboarding {
+        service_phone: "400-1".into(),
+        categories: vec![BREAD],
+    };
+    assert_eq!(
+        t.err(s, confirm.clone()),
+        ErrorCode::OnboardingStepOutOfOrder
+    );
+    assert_eq!(
+        t.ok(s, CatalogCommand::AcceptAgreement),
+        CatalogOutcome::Onboarding(Onboarding::AgreementAccepted)
+    );
+    assert_eq!(
+        t.err(s, CatalogCommand::AcceptAgreement),
+        ErrorCode::OnboardingStepOutOfOrder
+    );
+    assert_eq!(
+        t.err(s, bind(false, true)),
+        ErrorCode::PaymentAccountCannotFreeze
+    );
+    assert_eq!(
+        t.err(s, bind(true, false)),
+        ErrorCode::PaymentAccountCannotFreeze
+    );
+    assert_eq!(
+        t.ok(s, bind(true, true)),
+        CatalogOutcome::Onboarding(Onboarding::PaymentBound)
+    );
+    // Only categories that support vouchers may be asked for.
+    let bad = CatalogCommand::ConfirmOnboarding {
+        service_phone: "400-1".into(),
+        categories: vec![NO_VOUCHERS],
+    };
+    assert_eq!(t.err(s, bad), ErrorCode::CategoryNotForVouchers);
+    assert_eq!(
+        t.ok(s, confirm),
+        CatalogOutcome::Onboarding(Onboarding::Enabled)
+    );
+    assert_eq!(t.c.seller_state(SELLER).unwrap().0, Onboarding::Enabled);
+}
+
+#[test]
+fn onb_1_pub_1_publishing_needs_staff_granted_permission() {
+    let mut t = T::new();
+    t.onboarded(SELLER, false, false);
+    let mut p = product(1, SELLER);
+    p.category = FOOD;
+    assert_eq!(
+        t.err(Actor::Seller(SELLER), publish(p.clone())),
+        ErrorCode::CategoryNotPermitted
+    );
+    t.ok(
+        Actor::Staff,
+        CatalogCommand::GrantPublishPermission {
+            seller: SELLER,
+            category: FOOD,
+        },
+    );
+    t.ok(Actor::Seller(SELLER), publish(p));
+    assert_eq!(t.c.product_listed(Actor::Seller(SELLER), 1), Some(true));
+    // A category without vouchers can never be granted.
+    let grant = CatalogCommand::GrantPublishPermission {
+        seller: SELLER,
+        category: NO_VOUCHERS,
+    };
+    assert_eq!(
+        t.err(Actor::Staff, grant),
+        ErrorCode::CategoryNotForVouchers
+    );
+}
+
+#[test]
+fn onb_3_self_issuing_seller_needs_no_provider() {
+    let mut t = T::new();
+    t.onboarded(SELLER, true, false);
+    t.onboarded(OTHER, false, false);
+    let mut mine = product(1, SELLER);
+    mine.provider = None;
+    t.ok(Actor::Seller(SELLER), publish(mine));
+    let mut theirs = product(2, OTHER);
+    theirs.provider = None;
+    assert_eq!(
+        t.err(Actor::Seller(OTHER), publish(theirs)),
+        ErrorCode::ProviderRequired
+    );
+}
+
+#[test]
+fn onb_4_t_plus_n_apply_approve_notice_confirm_freezes_deposit() {
+    let mut t = T::new();
+    t.onboarded(SELLER, false, false);
+    let s = Actor::Seller(SELLER);
+    // Staff cannot decide what nobody applied for; the seller cannot confirm yet.
+    let approve = CatalogCommand::DecideTPlusN {
+        seller: SELLER,
+        category: BREAD,
+        approve: true,
+    };
+    assert_eq!(
+        t.err(Actor::Staff, approve.clone()),
+        ErrorCode::TPlusNNotPending
+    );
+    assert_eq!(
+        t.err(s, CatalogCommand::ConfirmDepositFreeze { category: BREAD }),
+        ErrorCode::TPlusNNotPending
+    );
+    t.ok(s, CatalogCommand::ApplyTPlusN { category: BREAD });
+    let reject = CatalogCommand::DecideTPlusN {
+        seller: SELLER,
+        category: BREAD,
+        approve: false,
+    };
+    assert_eq!(
+        t.ok(Actor::Staff, reject),
+        CatalogOutcome::TPlusN(TPlusN::Rejected)
+    );
+    t.ok(s, CatalogCommand::ApplyTPlusN { category: BREAD });
+    let notice = t.ok(Actor::Staff, approve);
+    assert_eq!(
+        notice,
+        CatalogOutcome::TPlusN(TPlusN::FreezeNotice {
+            amount: yuan("500.00")
+        })
+    );
+    assert!(t.events.contains(&CatalogEvent::FreezeNotice {
+        seller: SELLER,
+        category: BREAD,
+        amount: yuan("500.00")
+    }));
+    // Nothing is frozen before the seller confirms.
+    assert_eq!(t.c.balance(Account::Deposit(SELLER, BREAD)), Decimal::ZERO);
+    t.ok(s, CatalogCommand::ConfirmDepositFreeze { category: BREAD });
+    assert_eq!(t.c.balance(Account::Deposit(SELLER, BREAD)), yuan("500.00"));
+    assert_eq!(t.c.balance(Account::Payment(SELLER)), yuan("4500.00"));
+    assert!(t.c.ledger_balanced());
+}
+
+#[test]
+fn onb_4_freeze_needs_the_money_in_the_payment_account() {
+    let mut t = T::new();
+    t.ok(Actor::Staff, category(20, None, true, "9000.00", None));
+    t.onboarded(SELLER, false, false);
+    let s = Actor::Seller(SELLER);
+    t.ok(s, CatalogCommand::ApplyTPlusN { category: 20 });
+    t.ok(
+        Actor::Staff,
+        CatalogCommand::DecideTPlusN {
+            seller: SELLER,
+            category: 20,
+            approve: true,
+        },
+    );
+    assert_eq!(
+        t.err(s, CatalogCommand::ConfirmDepositFreeze { category: 20 }),
+        ErrorCode::InsufficientBalance
+    );
+    assert_eq!(
+        t.c.balance(Account::Payment(SELLER)),
+        yuan("5000.00"),
+        "nothing moved"
+    );
+    t.ok(
+        s,
+        CatalogCommand::TopUp {
+            amount: yuan("4000.00"),
+        },
+    );
+    t.ok(s, CatalogCommand::ConfirmDepositFreeze { category: 20 });
+    assert_eq!(t.c.balance(Account::Deposit(SELLER, 20)), yuan("9000.00"));
+}
+
+#[test]
+fn pub_6_t_plus_3_needs_enabled_t_plus_n() {
+    let mut t = T::new();
+    t.onboarded(SELLER, false, false);
+    let mut p = product(1, SELLER);
+    p.settlement = Settlement::TPlus3;
+    assert_eq!(
+        t.err(Actor::Seller(SELLER), publish(p.clone())),
+        ErrorCode::TPlusNNotEnabled
+    );
+    t.enable_t_plus_n(SELLER, BREAD);
+    t.ok(Actor::Seller(SELLER), publish(p));
+}
+
+#[test]
+fn onb_5_group_buying_operator_uses_its_group_buying_deposit() {
+    let mut t = T::new();
+    t.onboarded(SELLER, false, true);
+    t.onboarded(OTHER, false, false);
+    let mut p = product(1, SELLER);
+    p.settlement = Settlement::TPlus3;
+    p.group_buying = true;
+    // No group-buying deposit yet and no T+N: refused.
+    assert_eq!(
+        t.err(Actor::Seller(SELLER), publish(p.clone())),
+        ErrorCode::TPlusNNotEnabled
+    );
+    t.ok(
+        Actor::Seller(SELLER),
+        CatalogCommand::FundGroupBuyingDeposit {
+            amount: yuan("2000.00"),
+        },
+    );
+    t.ok(Actor::Seller(SELLER), publish(p.clone()));
+    // Its other (non-group-buying) T+3 products still need the voucher deposit.
+    let mut other = product(2, SELLER);
+    other.settlement = Settlement::TPlus3;
+    assert_eq!(
+        t.err(Actor::Seller(SELLER), publish(other)),
+        ErrorCode::TPlusNNotEnabled
+    );
+    // Only operators publish group-buying products or fund that deposit.
+    let mut q = product(3, OTHER);
+    q.group_buying = true;
+    assert_eq!(
+        t.err(Actor::Seller(OTHER), publish(q)),
+        ErrorCode::GroupBuyingNotAllowed
+    );
+    let fund = CatalogCommand::FundGroupBuyingDeposit {
+        amount: yuan("1.00"),
+    };
+    assert_eq!(
+        t.err(Actor::Seller(OTHER), fund),
+        ErrorCode::GroupBuyingNotAllowed
+    );
+}
+
+#[test]
+fn onb_6_short_deposit_raises_event_and_blocks_new_t_plus_3_products() {
+    let mut t = T::new();
+    t.onboarded(SELLER, false, false);
+    t.enable_t_plus_n(SELLER, BREAD);
+    let mut p = product(1, SELLER);
+    p.settlement = Settlement::TPlus3;
+    t.ok(Actor::Seller(SELLER), publish(p.clone()));
+    let deduct = CatalogCommand::DeductDeposit {
+        seller: SELLER,
+        category: BREAD,
+        amount: yuan("120.50"),
+    };
+    assert_eq!(
+        t.ok(Actor::Staff, deduct),
+        CatalogOutcome::Balance(yuan("379.50"))
+    );
+    let short = CatalogEvent::DepositShort {
+        seller: SELLER,
+        category: BREAD,
+        balance: yuan("379.50"),
+        required: yuan("500.00"),
+    };
+    assert_eq!(t.events.iter().filter(|e| **e == short).count(), 1);
+    // Existing product unaffected; a new T+3 product is refused while short.
+    assert_eq!(t.c.product_listed(Actor::Seller(SELLER), 1), Some(true));
+    p.id = 2;
+    assert_eq!(
+        t.err(Actor::Seller(SELLER), publish(p.clone())),
+        ErrorCode::DepositShort
+    );
+    // Pay-on-redemption products are not affected.
+    let mut q = product(3, SELLER);
+    q.settlement = Settlement::PayOnRedemption;
+    t.ok(Actor::Seller(SELLER), publish(q));
+    t.ok(
+        Actor::Seller(SELLER),
+        CatalogCommand::TopUpDeposit {
+            category: BREAD,
+            amount: yuan("120.50"),
+        },
+    );
+    t.ok(Actor::Seller(SELLER), publish(p));
+    assert!(t.c.ledger_balanced());
+}
+
+#[test]
+fn pub_2_delivery_e_voucher_or_also_mail() {
+    let mut t = T::new();
+    t.onboarded(SELLER, false, false);
+    let mut p = product(1, SELLER);
+    p.delivery = Delivery::EVoucherOrMail;
+    t.ok(Actor::Seller(SELLER), publish(p));
+    t.ok(Actor::Seller(SELLER), publish(product(2, SELLER)));
+}
+
+#[test]
+fn pub_3_ended_validity_refused_and_tick_delists_at_end() {
+    let mut t = T::new();
+    t.onboarded(SELLER, false, false);
+    let mut past = product(1, SELLER);
+    past.validity = Validity::Fixed {
+        start: date(2026, 1, 1),
+        end: date(2026, 11, 28),
+    };
+    assert_eq!(
+        t.err(Actor::Seller(SELLER), publish(past)),
+        ErrorCode::ValidityInvalid
+    );
+    t.ok(Actor::Seller(SELLER), publish(product(2, SELLER)));
+    let mut rolling = product(3, SELLER);
+    rolling.validity = Validity::DaysFromIssue(30);
+    t.ok(Actor::Seller(SELLER), publish(rolling));
+    // 2026-12-31 23:59:59 +08:00 is still listed; 2027-01-01 00:00 is not.
+    let end: i64 = "2026-12-31T16:00:00Z"
+        .parse::<jiff::Timestamp>()
+        .unwrap()
+        .as_millisecond();
+    let mut ev = Vec::new();
+    let tick = |c: &mut Catalog, at: i64, serial: u64, ev: &mut Vec<CatalogEvent>| {
+        c.apply(
+            at,
+            Actor::System,
+            RequestId { source: 2, serial },
+            &CatalogCommand::Tick,
+            ev,
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        tick(&mut t.c, end - 1000, 1, &mut ev),
+        CatalogOutcome::Delisted(vec![])
+    );
+    assert_eq!(
+        tick(&mut t.c, end, 2, &mut ev),
+        CatalogOutcome::Delisted(vec![2])
+    );
+    assert_eq!(ev, vec![CatalogEvent::ProductDelisted { product: 2 }]);
+    assert_eq!(t.c.product_listed(Actor::Seller(SELLER), 2), Some(false));
+    assert_eq!(
+        t.c.product_listed(Actor::Seller(SELLER), 3),
+        Some(true),
+        "N-days validity has no end"
+    );
+}
+
+#[test]
+fn pub_4_prv_1_provider_selectable_only_after_it_imported_the_seller() {
+    let mut t = T::new();
+    t.onboarded(SELLER, false, false);
+    t.ok(
+        Actor::Staff,
+        CatalogCommand::RegisterProvider {
+            id: 71,
+            name: "tickets ltd".into(),
+            code_digits: 8,
+        },
+    );
+    let mut p = product(1, SELLER);
+    p.provider = Some(71);
+    assert_eq!(
+        t.err(Actor::Seller(SELLER), publish(p.clone())),
+        ErrorCode::ProviderNotLinked
+    );
+    t.ok(
+        Actor::Provider(71),
+        CatalogCommand::LinkSeller { seller: SELLER },
+    );
+    t.ok(Actor::Seller(SELLER), publish(p));
+    // PRV-1: a provider cannot import a seller that has not onboarded.
+    t.ok(
+        Actor::Staff,
+        CatalogCommand::CreateSeller {
+            id: 777,
+            kind: SellerKind::Mall,
+            self_issuing: false,
+            group_buying_operator: false,
+        },
+    );
+    assert_eq!(
+        t.err(
+            Actor::Provider(71),
+            CatalogCommand::LinkSeller { seller: 777 }
+        ),
+        ErrorCode::SellerNotOnboarded
+    );
+}
+
+#[test]
+fn pub_5_outlets_must_be_the_sellers_own() {
+    let mut t = T::new();
+    t.onboarded(SELLER, false, false);
+    t.onboarded(OTHER, false, false);
+    let mut p = product(1, SELLER);
+    p.outlets = vec![OUTLET + OTHER];
+    assert_eq!(
+        t.err(Actor::Seller(SELLER), publish(p.clone())),
+        ErrorCode::NotFound
+    );
+    p.outlets = vec![];
+    assert_eq!(
+        t.err(Actor::Seller(SELLER), publish(p)),
+        ErrorCode::BadRequest
+    );
+    let far = CatalogCommand::AddOutlet {
+        id: 5,
+        name: "x".into(),
+        address: "y".into(),
+        latitude: yuan("91"),
+        longitude: yuan("0"),
+    };
+    assert_eq!(t.err(Actor::Seller(SELLER), far), ErrorCode::BadRequest);
+}
+
+#[test]
+fn pub_7_expiry_refund_ratio_bounds_and_category_minimum() {
+    let mut t = T::new();
+    t.onboarded(SELLER, false, false);
+    let with = |id: Id, r: &str| {
+        let mut p = product(id, SELLER);
+        p.expiry_refund_ratio = Some(yuan(r));
+        publish(p)
+    };
+    assert_eq!(
+        t.err(Actor::Seller(SELLER), with(1, "0")),
+        ErrorCode::RefundRatioInvalid
+    );
+    assert_eq!(
+        t.err(Actor::Seller(SELLER), with(1, "1.01")),
+        ErrorCode::RefundRatioInvalid
+    );
+    // BREAD's minimum is 0.8.
+    assert_eq!(
+        t.err(Actor::Seller(SELLER), with(1, "0.79")),
+        ErrorCode::RefundRatioBelowCategoryMinimum
+    );
+    t.ok(Actor::Seller(SELLER), with(1, "0.8"));
+    t.ok(Actor::Seller(SELLER), with(2, "1"));
+}
+
+#[test]
+fn pub_8_merchant_code_is_required_and_bounded() {
+    let mut t = T::new();
+    t.onboarded(SELLER, false, false);
+    let mut p = product(1, SELLER);
+    p.merchant_code = String::new();
+    assert_eq!(
+        t.err(Actor::Seller(SELLER), publish(p.clone())),
+        ErrorCode::BadRequest
+    );
+    p.merchant_code = "T".repeat(TEXT_BYTES_MAX + 1);
+    assert_eq!(
+        t.err(Actor::Seller(SELLER), publish(p.clone())),
+        ErrorCode::BadRequest
+    );
+    p.merchant_code = "TICKET-TYPE-42".into();
+    t.ok(Actor::Seller(SELLER), publish(p));
+}
+
+#[test]
+fn prv_3_devices_register_at_linked_sellers_outlets_only() {
+    let mut t = T::new();
+    t.onboarded(SELLER, false, false);
+    t.ok(
+        Actor::Staff,
+        CatalogCommand::RegisterProvider {
+            id: 72,
+            name: "pos co".into(),
+            code_digits: 8,
+        },
+    );
+    let device = CatalogCommand::RegisterDevice {
+        pos_id: 1,
+        outlet: OUTLET + SELLER,
+        check_method: CheckMethod::Code,
+    };
+    assert_eq!(
+        t.err(Actor::Provider(72), device.clone()),
+        ErrorCode::ProviderNotLinked
+    );
+    t.ok(Actor::Provider(PROVIDER), device.clone());
+    assert_eq!(
+        t.err(Actor::Provider(PROVIDER), device),
+        ErrorCode::AlreadyExists
+    );
+}
+
+#[test]
+fn inv_4_catalog_retry_returns_original_reply_and_never_tops_up_twice() {
+    let mut t = T::new();
+    t.onboarded(SELLER, false, false);
+    let rid = RequestId {
+        source: 9,
+        serial: 1,
+    };
+    let top = CatalogCommand::TopUp {
+        amount: yuan("10.00"),
+    };
+    let mut ev = Vec::new();
+    let first =
+        t.c.apply(NOW, Actor::Seller(SELLER), rid, &top, &mut ev)
+            .unwrap();
+    let again =
+        t.c.apply(NOW, Actor::Seller(SELLER), rid, &top, &mut ev)
+            .unwrap();
+    assert_eq!(first, again);
+    assert_eq!(t.c.balance(Account::Payment(SELLER)), yuan("5010.00"));
+    let other = CatalogCommand::TopUp {
+        amount: yuan("11.00"),
+    };
+    let conflict =
+        t.c.apply(NOW, Actor::Seller(SELLER), rid, &other, &mut ev)
+            .unwrap_err();
+    assert_eq!(conflict.code, ErrorCode::RequestConflict);
+    assert_eq!(
+        t.err(
+            Actor::Seller(SELLER),
+            CatalogCommand::TopUp {
+                amount: yuan("0.001")
+            }
+        ),
+        ErrorCode::BadRequest
+    );
+    assert_eq!(
+        t.err(
+            Actor::Seller(SELLER),
+            CatalogCommand::TopUp { amount: yuan("-5") }
+        ),
+        ErrorCode::BadRequest
+    );
+}
+
+#[test]
+fn role_matrix_every_command_by_every_actor() {
+    let p = product(1, SELLER);
+    let commands = vec![
+        category(99, None, true, "1.00", None),
+        CatalogCommand::CreateSeller {
+            id: 1,
+            kind: SellerKind::Mall,
+            self_issuing: false,
+            group_buying_operator: false,
+        },
+        CatalogCommand::AcceptAgreement,
+        bind(true, true),
+        CatalogCommand::ConfirmOnboarding {
+            service_phone: "1".into(),
+            categories: vec![],
+        },
+        CatalogCommand::GrantPublishPermission {
+            seller: 1,
+            category: BREAD,
+        },
+        CatalogCommand::TopUp { amount: yuan("1") },
+        CatalogCommand::ApplyTPlusN { category: BREAD },
+        CatalogCommand::DecideTPlusN {
+            seller: 1,
+            category: BREAD,
+            approve: true,
+        },
+        CatalogCommand::ConfirmDepositFreeze { category: BREAD },
+        CatalogCommand::DeductDeposit {
+            seller: 1,
+            category: BREAD,
+            amount: yuan("1"),
+        },
+        CatalogCommand::TopUpDeposit {
+            category: BREAD,
+            amount: yuan("1"),
+        },
+        CatalogCommand::FundGroupBuyingDeposit { amount: yuan("1") },
+        CatalogCommand::RegisterProvider {
+            id: 1,
+            name: "p".into(),
+            code_digits: 8,
+        },
+        CatalogCommand::LinkSeller { seller: 1 },
+        outlet(1),
+        CatalogCommand::AddVerifier {
+            id: 1,
+            real_name: true,
+            parent: None,
+            outlets: vec![],
+        },
+        CatalogCommand::RegisterDevice {
+            pos_id: 1,
+            outlet: 1,
+            check_method: CheckMethod::QrCode,
+        },
+        publish(p),
+        CatalogCommand::DelistProduct { id: 1 },
+        CatalogCommand::Tick,
+    ];
+    let staff_only = [0, 1, 5, 8, 10, 13];
+    let seller_only = [2, 3, 4, 6, 7, 9, 11, 12, 15, 16, 18, 19];
+    let provider_only = [14, 17];
+    for (i, c) in commands.iter().enumerate() {
+        let expect = |a: Actor| match a {
+            Actor::Staff => staff_only.contains(&i) || i == 20,
+            Actor::Seller(_) => seller_only.contains(&i),
+            Actor::Provider(_) => provider_only.contains(&i),
+            Actor::System => i == 20,
+        };
+        for a in [
+            Actor::Staff,
+            Actor::Seller(5),
+            Actor::Provider(5),
+            Actor::System,
+        ] {
+            assert_eq!(c.allowed(a), expect(a), "command {i} {c:?} by {a:?}");
+            if !expect(a) {
+                let mut t = T::new();
+                assert_eq!(
+                    t.err(a, c.clone()),
+                    ErrorCode::NotPermitted,
+                    "command {i} by {a:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn tenant_a_seller_never_sees_or_changes_another_sellers_products() {
+    let mut t = T::new();
+    t.onboarded(SELLER, false, false);
+    t.onboarded(OTHER, false, false);
+    t.ok(Actor::Seller(SELLER), publish(product(1, SELLER)));
+    assert_eq!(t.c.product_listed(Actor::Seller(OTHER), 1), None);
+    assert_eq!(
+        t.err(
+            Actor::Seller(OTHER),
+            CatalogCommand::DelistProduct { id: 1 }
+        ),
+        ErrorCode::NotFound
+    );
+    assert_eq!(t.c.product_listed(Actor::Seller(SELLER), 1), Some(true));
+    // A verifier may only be bound to the seller's own outlets.
+    let v = CatalogCommand::AddVerifier {
+        id: 3,
+        real_name: true,
+        parent: None,
+        outlets: vec![OUTLET + SELLER],
+    };
+    assert_eq!(t.err(Actor::Seller(OTHER), v.clone()), ErrorCode::NotFound);
+    t.ok(Actor::Seller(SELLER), v);
+}
