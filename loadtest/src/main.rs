@@ -54,6 +54,26 @@ enum Scenario {
         #[command(flatten)]
         common: CommonArgs,
     },
+    /// Everything at once: a flash sale, a redeem storm and lookups.
+    Mixed {
+        /// Base vouchers issued first.
+        #[arg(long, default_value_t = 20_000)]
+        vouchers: u64,
+        /// Units per base voucher.
+        #[arg(long, default_value_t = 10)]
+        units: u32,
+        /// New orders issued during the storm.
+        #[arg(long, default_value_t = 50_000)]
+        orders: u64,
+        /// Redemptions of base vouchers.
+        #[arg(long, default_value_t = 50_000)]
+        redeems: u64,
+        /// Lookups of base vouchers that are not redeemed.
+        #[arg(long, default_value_t = 20_000)]
+        lookups: u64,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
 }
 
 #[derive(Args)]
@@ -134,6 +154,17 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             common,
         } => (
             scenarios::pos(&common.common()?, vouchers, units, redeems, zipf_s).await?,
+            common.json,
+        ),
+        Scenario::Mixed {
+            vouchers,
+            units,
+            orders,
+            redeems,
+            lookups,
+            common,
+        } => (
+            scenarios::mixed(&common.common()?, vouchers, units, orders, redeems, lookups).await?,
             common.json,
         ),
     };

@@ -613,10 +613,44 @@ pub async fn pos(
         .map(|i| (i.order_id.clone(), i.seller_id))
         .collect();
     let mut stats = issue_all(&pool, &shared, issues, false).await?;
+    stats.merge_with_active(
+        redeem_storm(
+            common, &pool, &shared, &order_ids, &seller_of, redeems, zipf_s,
+        )
+        .await?,
+    );
+    let extra =
+        json!({"vouchers": vouchers, "units": units, "redeems_planned": redeems, "zipf_s": zipf_s});
+    finish(
+        "pos",
+        common,
+        &pool,
+        &shared,
+        &stats,
+        &BTreeMap::new(),
+        started,
+        extra,
+    )
+    .await
+}
+
+/// Redemptions of 1–3 units, vouchers drawn by Zipf (exponent `zipf_s`)
+/// over `order_ids`, in waves where each voucher appears at most once (a
+/// POS cannot redeem the same code twice at the same moment).
+async fn redeem_storm(
+    common: &Common,
+    pool: &Pool,
+    shared: &SharedRef,
+    order_ids: &[String],
+    seller_of: &HashMap<String, u64>,
+    redeems: u64,
+    zipf_s: f64,
+) -> anyhow::Result<Stats> {
+    let mut stats = Stats::default();
     let mut rng = ChaCha8Rng::seed_from_u64(common.seed);
-    let zipf =
-        rand_distr::Zipf::new(vouchers as f64, zipf_s).map_err(|e| anyhow::anyhow!("zipf: {e}"))?;
-    let wave_max = (vouchers / 4).max(1);
+    let zipf = rand_distr::Zipf::new(order_ids.len() as f64, zipf_s)
+        .map_err(|e| anyhow::anyhow!("zipf: {e}"))?;
+    let wave_max = (order_ids.len() as u64 / 4).max(1);
     let mut done = 0u64;
     let mut stalled = 0;
     while done < redeems && stalled < 3 {
@@ -624,13 +658,13 @@ pub async fn pos(
         let mut chosen = Vec::new();
         let mut taken = HashSet::new();
         {
-            let s = lock(&shared);
+            let s = lock(shared);
             let mut attempts = 0;
             while (chosen.len() as u64) < want && attempts < want * 20 {
                 attempts += 1;
                 let i = (rng.sample(zipf) as u64)
                     .saturating_sub(1)
-                    .min(vouchers - 1) as usize;
+                    .min(order_ids.len() as u64 - 1) as usize;
                 let o = &order_ids[i];
                 let live = s
                     .model
@@ -648,19 +682,67 @@ pub async fn pos(
         }
         let plan = plan_wave(
             common,
-            &shared,
+            shared,
             &chosen,
             |_, left| Some(rng.random_range(1..=left.min(3))),
             &seller_of,
         );
         done += plan.len() as u64;
-        let (st, _) = redeem_all(&pool, &shared, plan, None).await?;
+        let (st, _) = redeem_all(pool, shared, plan, None).await?;
         stats.merge_with_active(st);
     }
-    let extra =
-        json!({"vouchers": vouchers, "units": units, "redeems_planned": redeems, "zipf_s": zipf_s});
+    Ok(stats)
+}
+
+/// `mixed`: `vouchers` base vouchers of `units` units are issued first; then,
+/// all at the same time, `orders` new orders are issued (a flash sale),
+/// `redeems` redemptions storm 90 % of the base vouchers (Zipf), and the
+/// other 10 % are looked up `lookups` times in total; then audited.
+///
+/// Errors: the connection failed.
+pub async fn mixed(
+    common: &Common,
+    vouchers: u64,
+    units: u32,
+    orders: u64,
+    redeems: u64,
+    lookups: u64,
+) -> anyhow::Result<Value> {
+    let started = Instant::now();
+    let pool = common.pool().await?;
+    let shared: SharedRef = Arc::default();
+    let prefix = common.prefix();
+    let base: Vec<Issue> = (0..vouchers.max(10))
+        .map(|i| synthetic_issue(&prefix, i, units))
+        .collect();
+    let seller_of: HashMap<String, u64> = base
+        .iter()
+        .map(|i| (i.order_id.clone(), i.seller_id))
+        .collect();
+    let ids: Vec<String> = base.iter().map(|i| i.order_id.clone()).collect();
+    let split = ids.len() * 9 / 10;
+    let (storm_ids, lookup_ids) = ids.split_at(split);
+    let lookup_list: Vec<String> = lookup_ids
+        .iter()
+        .cycle()
+        .take(lookups as usize)
+        .cloned()
+        .collect();
+    let mut stats = issue_all(&pool, &shared, base, false).await?;
+    let new_orders: Vec<Issue> = (0..orders)
+        .map(|i| synthetic_issue(&format!("{prefix}m"), i, 1))
+        .collect();
+    let (issued, stormed, looked) = tokio::join!(
+        issue_all(&pool, &shared, new_orders, false),
+        redeem_storm(common, &pool, &shared, storm_ids, &seller_of, redeems, 1.0),
+        lookup_all(&pool, &shared, lookup_list),
+    );
+    stats.merge_with_active(issued?);
+    stats.merge_with_active(stormed?);
+    stats.merge_with_active(looked?);
+    let extra = json!({"vouchers": vouchers, "units": units, "orders": orders, "redeems_planned": redeems, "lookups": lookups});
     finish(
-        "pos",
+        "mixed",
         common,
         &pool,
         &shared,
