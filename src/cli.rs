@@ -364,6 +364,15 @@ fn build_command(cmd: Cmd) -> Result<(ClientArgs, Command), String> {
     })
 }
 
+/// "1 unit", "3 units".
+fn units(n: u32) -> String {
+    if n == 1 {
+        "1 unit".into()
+    } else {
+        format!("{n} units")
+    }
+}
+
 fn ms_to_string(ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms)
         .map(|t| t.to_string())
@@ -377,9 +386,9 @@ fn print_outcome(o: &Outcome, json: bool) {
             json!({"ok": true, "code": i.code.to_string(), "units": i.units,
                    "valid_from_ms": i.valid_from_ms, "valid_until_ms": i.valid_until_ms}),
             format!(
-                "issued code {} for {} units, valid from {} until (exclusive) {}",
+                "issued code {} for {}, valid from {} until (exclusive) {}",
                 i.code,
-                i.units,
+                units(i.units),
                 ms_to_string(i.valid_from_ms),
                 ms_to_string(i.valid_until_ms)
             ),
@@ -389,10 +398,10 @@ fn print_outcome(o: &Outcome, json: bool) {
                    "units_remaining": l.units_remaining, "units_total": l.units_total,
                    "valid_from_ms": l.valid_from_ms, "valid_until_ms": l.valid_until_ms}),
             format!(
-                "order {}: {} of {} units remaining, valid until (exclusive) {}",
+                "order {}: {} of {} remaining, valid until (exclusive) {}",
                 l.order_id,
                 l.units_remaining,
-                l.units_total,
+                units(l.units_total),
                 ms_to_string(l.valid_until_ms)
             ),
         ),
@@ -401,12 +410,15 @@ fn print_outcome(o: &Outcome, json: bool) {
                    "new_code": r.new_code.map(|c| c.to_string())}),
             match r.new_code {
                 Some(c) => format!(
-                    "redeemed {} units of order {}; {} remain on new code {c}",
-                    r.units, r.order_id, r.units_remaining
+                    "redeemed {} of order {}; {} left on new code {c} (the old code no longer works)",
+                    units(r.units),
+                    r.order_id,
+                    units(r.units_remaining)
                 ),
                 None => format!(
-                    "redeemed {} units of order {}; none remain",
-                    r.units, r.order_id
+                    "redeemed {} of order {}; none left",
+                    units(r.units),
+                    r.order_id
                 ),
             },
         ),
@@ -414,8 +426,11 @@ fn print_outcome(o: &Outcome, json: bool) {
             json!({"ok": true, "order_id": r.order_id, "units": r.units, "units_remaining": r.units_remaining,
                    "live_code": r.live_code.to_string()}),
             format!(
-                "reversed {} units of order {}; {} remain on code {}",
-                r.units, r.order_id, r.units_remaining, r.live_code
+                "reversed {} of order {}; {} left on code {}",
+                units(r.units),
+                r.order_id,
+                units(r.units_remaining),
+                r.live_code
             ),
         ),
         other => (

@@ -142,16 +142,21 @@ pub fn summary(report: &Value) -> String {
         report["target"].as_str().unwrap_or("?"),
         report["duration_s"].as_f64().unwrap_or(0.0)
     ));
+    let run = &report["run"];
+    out.push_str(&format!(
+        "  {} connections x depth {}, {} commands per frame; rates are commands/s, latency is per frame\n",
+        run["connections"], run["depth"], run["batch"]
+    ));
     if let Some(ops) = report["ops"].as_object() {
         for (name, o) in ops {
             out.push_str(&format!(
                 "  {name:<14} ok {:>9}  errors {:>6}  {:>11.1}/s  p50 {:>7} µs  p99 {:>7} µs  max {:>8} µs\n",
-                o["count"],
-                o["errors"],
+                o["count"].to_string(),
+                o["errors"].to_string(),
                 o["throughput_per_s"].as_f64().unwrap_or(0.0),
-                o["latency_us"]["p50"],
-                o["latency_us"]["p99"],
-                o["latency_us"]["max"],
+                o["latency_us"]["p50"].to_string(),
+                o["latency_us"]["p99"].to_string(),
+                o["latency_us"]["max"].to_string(),
             ));
         }
     }
