@@ -685,7 +685,7 @@ async fn redeem_storm(
             shared,
             &chosen,
             |_, left| Some(rng.random_range(1..=left.min(3))),
-            &seller_of,
+            seller_of,
         );
         done += plan.len() as u64;
         let (st, _) = redeem_all(pool, shared, plan, None).await?;
