@@ -94,6 +94,14 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let paths = data_dir::Paths::new(&opts.data_dir);
     if opened.created {
         println!("created data directory {}", opts.data_dir.display());
+    } else if opened.config != opts.new_config {
+        println!(
+            "note: {} keeps the settings it was created with ({} shards, time zone {}, reversal window {} s); --shards, --time-zone and --reversal-window-s apply to new data directories only",
+            opts.data_dir.display(),
+            opened.config.shards,
+            opened.config.time_zone,
+            opened.config.reversal_window_ms / 1000
+        );
     }
     println!("admin token: {}", paths.admin_token.display());
     println!("development certificate: {}", paths.cert.display());

@@ -280,10 +280,15 @@ impl Shard {
     }
 
     fn issue(&mut self, now_ms: i64, c: &Issue, effects: &mut Vec<Effect>) -> Reply {
-        if c.order_id.is_empty() || c.order_id.len() > ORDER_ID_BYTES_MAX {
+        if c.order_id.is_empty()
+            || c.order_id.len() > ORDER_ID_BYTES_MAX
+            || c.order_id.chars().any(char::is_control)
+        {
             return Err(Rejection::new(
                 ErrorCode::BadRequest,
-                format!("order_id must be 1..={ORDER_ID_BYTES_MAX} bytes"),
+                format!(
+                    "order_id must be 1..={ORDER_ID_BYTES_MAX} bytes without control characters"
+                ),
             ));
         }
         if c.units == 0 || c.units > VOUCHER_UNITS_MAX {

@@ -165,6 +165,7 @@ fn ord_1_issue_refuses_bad_fields_and_changes_nothing() {
         bad(&|i| i.units = vouch_engine::limits::VOUCHER_UNITS_MAX + 1),
         bad(&|i| i.order_id = String::new()),
         bad(&|i| i.order_id = "x".repeat(65)),
+        bad(&|i| i.order_id = "a\u{1b}[31mred".into()),
         bad(&|i| i.unit_price = Decimal::new(-1, 2)),
         bad(&|i| i.unit_price = Decimal::new(1001, 3)),
         bad(&|i| i.mobile = "1380000123a".into()),

@@ -108,4 +108,15 @@ mod tests {
         assert_eq!(decode_request(h2.opcode, &b2).unwrap(), hello);
         assert!(buf.is_empty());
     }
+
+    #[test]
+    fn malformed_frame_trailing_bytes_after_a_body_are_refused() {
+        let mut body = crate::messages::encode_request(&Request::Info);
+        assert!(decode_request(10, &body).is_ok());
+        body.push(0);
+        assert!(matches!(
+            decode_request(10, &body),
+            Err(crate::messages::DecodeError::TrailingBytes(1))
+        ));
+    }
 }

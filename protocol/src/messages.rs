@@ -168,6 +168,9 @@ pub enum DecodeError {
     /// postcard could not decode the body.
     #[error("undecodable body: {0}")]
     Body(#[from] postcard::Error),
+    /// Bytes follow a complete body.
+    #[error("{0} bytes after the end of the body")]
+    TrailingBytes(usize),
     /// The header opcode does not match the body.
     #[error("opcode {header} does not match body opcode {body}")]
     Opcode {
@@ -192,7 +195,10 @@ pub fn encode_response(r: &Response) -> Vec<u8> {
 ///
 /// Errors: [`DecodeError`].
 pub fn decode_request(opcode: u16, body: &[u8]) -> Result<Request, DecodeError> {
-    let r: Request = postcard::from_bytes(body)?;
+    let (r, rest): (Request, _) = postcard::take_from_bytes(body)?;
+    if !rest.is_empty() {
+        return Err(DecodeError::TrailingBytes(rest.len()));
+    }
     if r.opcode() != opcode {
         return Err(DecodeError::Opcode {
             header: opcode,
