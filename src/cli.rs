@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use rust_decimal::Decimal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use vouch_engine::catalog::{Actor, CatalogCommand, CatalogOutcome};
 use vouch_engine::command::{Issue, Lookup, Redeem, RequestId, Reverse};
 use vouch_engine::validity::Validity;
 use vouch_engine::{Code, Command, EngineConfig, Outcome};
@@ -47,6 +48,27 @@ enum Cmd {
     Redeem(RedeemArgs),
     /// Reverse a redemption by its request id (冲正).
     Reverse(ReverseArgs),
+    /// Run a catalog command (categories, sellers and onboarding, T+N,
+    /// deposits, code providers, outlets, verifiers, devices, products),
+    /// given as JSON, e.g. '{"TopUp":{"amount":"100.00"}}'.
+    Catalog(CatalogArgs),
+}
+
+#[derive(Args)]
+struct CatalogArgs {
+    /// The command as JSON: one of the variants of the catalog command,
+    /// e.g. '{"AcceptAgreement":null}' or '{"ApplyTPlusN":{"category":11}}'.
+    command: String,
+    /// Client request id SOURCE:SERIAL; a retry with the same id never
+    /// applies twice.
+    #[arg(long)]
+    request_id: String,
+    /// The principal to act as: staff, system, seller:ID or provider:ID
+    /// (the admin token may act for anyone).
+    #[arg(long = "as", default_value = "staff")]
+    act_as: String,
+    #[command(flatten)]
+    client: ClientArgs,
 }
 
 #[derive(Args)]
@@ -253,6 +275,21 @@ fn wants_json(cmd: &Cmd) -> bool {
         Cmd::Lookup(a) => a.client.json,
         Cmd::Redeem(a) => a.client.json,
         Cmd::Reverse(a) => a.client.json,
+        Cmd::Catalog(a) => a.client.json,
+    }
+}
+
+/// Parses `staff`, `system`, `seller:ID` or `provider:ID`.
+///
+/// Errors: a message naming the accepted forms.
+pub fn parse_actor(s: &str) -> Result<Actor, String> {
+    let bad = || format!("--as {s:?}: use staff, system, seller:ID or provider:ID");
+    match s.split_once(':') {
+        None if s == "staff" => Ok(Actor::Staff),
+        None if s == "system" => Ok(Actor::System),
+        Some(("seller", id)) => id.parse().map(Actor::Seller).map_err(|_| bad()),
+        Some(("provider", id)) => id.parse().map(Actor::Provider).map_err(|_| bad()),
+        _ => Err(bad()),
     }
 }
 
@@ -269,7 +306,7 @@ async fn run_client(cmd: Cmd) -> ExitCode {
         }
         ExitCode::from(2)
     };
-    let (client_args, command) = match build_command(cmd) {
+    let (client_args, request) = match build_request(cmd) {
         Ok(x) => x,
         Err(e) => return fail("usage", e),
     };
@@ -298,9 +335,26 @@ async fn run_client(cmd: Cmd) -> ExitCode {
         }
         Err(e) => return fail("connect", e.to_string()),
     };
-    match client.command(command).await {
-        Ok(Ok(outcome)) => {
+    let outcome = match request {
+        ClientRequest::Engine(command) => {
+            client.command(command).await.map(|r| r.map(Shown::Engine))
+        }
+        ClientRequest::Catalog(rid, actor, command) => client
+            .catalog(rid, Some(actor), command)
+            .await
+            .map(|r| r.map(Shown::Catalog)),
+    };
+    match outcome {
+        Ok(Ok(Shown::Engine(outcome))) => {
             print_outcome(&outcome, json);
+            ExitCode::SUCCESS
+        }
+        Ok(Ok(Shown::Catalog(outcome))) => {
+            if json {
+                println!("{}", serde_json::json!({"ok": true, "outcome": outcome}));
+            } else {
+                println!("done: {outcome:?}");
+            }
             ExitCode::SUCCESS
         }
         Ok(Err(e)) => {
@@ -311,9 +365,35 @@ async fn run_client(cmd: Cmd) -> ExitCode {
     }
 }
 
+/// What a client command sends.
+enum ClientRequest {
+    Engine(Command),
+    Catalog(RequestId, Actor, CatalogCommand),
+}
+
+/// What a client command got back.
+enum Shown {
+    Engine(Outcome),
+    Catalog(CatalogOutcome),
+}
+
+fn build_request(cmd: Cmd) -> Result<(ClientArgs, ClientRequest), String> {
+    if let Cmd::Catalog(a) = cmd {
+        let command: CatalogCommand = serde_json::from_str(&a.command)
+            .map_err(|e| format!("catalog command is not valid JSON for a catalog command: {e}"))?;
+        let rid = parse_request_id(&a.request_id)?;
+        let actor = parse_actor(&a.act_as)?;
+        return Ok((a.client, ClientRequest::Catalog(rid, actor, command)));
+    }
+    let (args, command) = build_command(cmd)?;
+    Ok((args, ClientRequest::Engine(command)))
+}
+
 fn build_command(cmd: Cmd) -> Result<(ClientArgs, Command), String> {
     Ok(match cmd {
-        Cmd::Serve(_) => unreachable!("serve is handled before"),
+        Cmd::Serve(_) | Cmd::Catalog(_) => {
+            return Err("internal: this command is not an engine command".into())
+        }
         Cmd::Issue(a) => {
             let validity = match (a.valid_days, a.valid_from, a.valid_to) {
                 (Some(d), _, _) => Validity::DaysFromIssue(d),

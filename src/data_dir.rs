@@ -14,19 +14,42 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use vouch_engine::catalog::{Actor, Catalog, CatalogCommand};
 use vouch_engine::{Command, EngineConfig, RequestId, Shard};
 use vouch_storage::Storage;
 
-/// One log record: the mutating commands one shard applied in one batch,
-/// with the batch's time. Replaying records in order rebuilds the state.
+/// One log record: the state-changing commands one worker applied in one
+/// batch, with the batch's time. Replaying records in order rebuilds the
+/// state.
 #[derive(Serialize, Deserialize)]
-pub struct LogRecord {
-    /// Shard that applied the batch.
-    pub shard: u32,
-    /// The batch's `now`, unix ms.
-    pub now_ms: i64,
-    /// The batch's mutating commands, in apply order.
-    pub commands: Vec<Command>,
+pub enum LogRecord {
+    /// A voucher shard's batch.
+    Shard {
+        /// Shard that applied the batch.
+        shard: u32,
+        /// The batch's `now`, unix ms.
+        now_ms: i64,
+        /// The batch's state-changing commands, in apply order.
+        commands: Vec<Command>,
+    },
+    /// The catalog's batch.
+    Catalog {
+        /// The batch's `now`, unix ms.
+        now_ms: i64,
+        /// The batch's state-changing commands, in apply order.
+        entries: Vec<CatalogEntry>,
+    },
+}
+
+/// A catalog command as applied: who asked, with which request id.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CatalogEntry {
+    /// The authenticated actor.
+    pub actor: Actor,
+    /// Client request id.
+    pub request_id: RequestId,
+    /// The command.
+    pub command: CatalogCommand,
 }
 
 /// Files of a data directory.
@@ -59,6 +82,8 @@ pub struct Opened {
     pub storage: Storage,
     /// Shards with the replayed state.
     pub shards: Vec<Shard>,
+    /// The catalog with the replayed state.
+    pub catalog: Catalog,
     /// The engine settings of this directory.
     pub config: EngineConfig,
     /// The admin token.
@@ -152,21 +177,44 @@ pub fn open(root: &Path, new_config: &EngineConfig) -> anyhow::Result<Opened> {
         .map(|i| Shard::new(i, config.clone(), seed))
         .collect::<Result<Vec<_>, _>>()
         .map_err(anyhow::Error::msg)?;
+    let tz = config.validate().map_err(anyhow::Error::msg)?;
+    let mut catalog = Catalog::new(tz);
+    let mut catalog_events = Vec::new();
     let mut effects = Vec::new();
     let mut claims = HashMap::new();
     let records_replayed = storage
         .replay(|seq, bytes| -> anyhow::Result<()> {
             let rec: LogRecord =
                 postcard::from_bytes(bytes).with_context(|| format!("log record {seq}"))?;
-            let shard = shards
-                .get_mut(rec.shard as usize)
-                .with_context(|| format!("log record {seq} names shard {}", rec.shard))?;
-            for c in &rec.commands {
-                if let Some(rid) = c.request_id() {
-                    claims.entry(rid).or_insert(rec.shard);
+            match rec {
+                LogRecord::Shard {
+                    shard: index,
+                    now_ms,
+                    commands,
+                } => {
+                    let shard = shards
+                        .get_mut(index as usize)
+                        .with_context(|| format!("log record {seq} names shard {index}"))?;
+                    for c in &commands {
+                        if let Some(rid) = c.request_id() {
+                            claims.entry(rid).or_insert(index);
+                        }
+                        let _ = shard.apply(now_ms, c, &mut effects);
+                        effects.clear();
+                    }
                 }
-                let _ = shard.apply(rec.now_ms, c, &mut effects);
-                effects.clear();
+                LogRecord::Catalog { now_ms, entries } => {
+                    for e in &entries {
+                        let _ = catalog.apply(
+                            now_ms,
+                            e.actor,
+                            e.request_id,
+                            &e.command,
+                            &mut catalog_events,
+                        );
+                        catalog_events.clear();
+                    }
+                }
             }
             Ok(())
         })
@@ -177,6 +225,7 @@ pub fn open(root: &Path, new_config: &EngineConfig) -> anyhow::Result<Opened> {
     Ok(Opened {
         storage,
         shards,
+        catalog,
         config,
         admin_token,
         records_replayed,

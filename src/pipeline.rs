@@ -8,10 +8,11 @@
 //! after the record and every earlier one is synced (invariant 3). While
 //! batch N syncs, the worker is already applying batch N+1.
 
-use crate::data_dir::LogRecord;
+use crate::data_dir::{CatalogEntry, LogRecord};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use vouch_engine::catalog::Catalog;
 use vouch_engine::engine::changed_state;
 use vouch_engine::{Command, Effect, Reply, Shard};
 use vouch_protocol::{Response, WireError, WireReply};
@@ -175,7 +176,7 @@ pub fn run_worker(
         let record = if mutations.is_empty() {
             Vec::new()
         } else {
-            postcard::to_allocvec(&LogRecord {
+            postcard::to_allocvec(&LogRecord::Shard {
                 shard: shard.index(),
                 now_ms: now,
                 commands: mutations,
@@ -192,6 +193,76 @@ pub fn run_worker(
         };
         if commit.send(job).is_err() {
             // The committer stopped (fail-stop in progress): never ack.
+            return;
+        }
+    }
+}
+
+/// One catalog command for the catalog worker and where its reply goes.
+pub struct CatalogOp {
+    /// The command with its actor and request id.
+    pub entry: CatalogEntry,
+    /// The connection writer's queue.
+    pub tx: ConnTx,
+    /// Correlation id of the request.
+    pub corr: u64,
+    /// The request's in-flight permit.
+    pub permit: Option<OwnedSemaphorePermit>,
+}
+
+/// Runs the catalog worker until its queue closes: like a shard worker,
+/// it applies a batch, logs what changed state as one record, and releases
+/// the replies once the record is durable. Catalog events are logged at
+/// info level for staff (ONB-4 freeze notices, ONB-6 `deposit_short`,
+/// PUB-3 delistings).
+pub fn run_catalog_worker(
+    mut catalog: Catalog,
+    mut rx: mpsc::Receiver<Vec<CatalogOp>>,
+    commit: crossbeam_channel::Sender<Job>,
+) {
+    let mut last_now = i64::MIN;
+    let mut events = Vec::new();
+    while let Some(mut ops) = rx.blocking_recv() {
+        while ops.len() < BATCH_COMMANDS_MAX {
+            match rx.try_recv() {
+                Ok(more) => ops.extend(more),
+                Err(_) => break,
+            }
+        }
+        let now = now_ms().max(last_now);
+        last_now = now;
+        let mut replies = Vec::with_capacity(ops.len());
+        let mut applied = Vec::new();
+        for op in ops {
+            let e = &op.entry;
+            let reply = catalog.apply(now, e.actor, e.request_id, &e.command, &mut events);
+            for event in events.drain(..) {
+                tracing::info!(?event, "catalog event");
+            }
+            if reply.is_ok() {
+                applied.push(op.entry.clone());
+            }
+            replies.push((op, reply));
+        }
+        let record = if applied.is_empty() {
+            Vec::new()
+        } else {
+            postcard::to_allocvec(&LogRecord::Catalog {
+                now_ms: now,
+                entries: applied,
+            })
+            .expect("log records always serialize")
+        };
+        let job = Job {
+            record,
+            done: Box::new(move || {
+                for (op, reply) in replies {
+                    let wire = reply.map_err(|r| WireError::from(&r));
+                    let _ = op.tx.send((op.corr, Response::Catalog(wire), op.permit));
+                }
+            }),
+        };
+        if commit.send(job).is_err() {
             return;
         }
     }

@@ -2,8 +2,9 @@
 //! handshake, routing to shard workers, and graceful shutdown.
 
 use crate::data_dir;
-use crate::pipeline::ConnTx;
+use crate::data_dir::CatalogEntry;
 use crate::pipeline::{self, Gather, Op, ReplyTo, Stats};
+use crate::pipeline::{CatalogOp, ConnTx};
 use anyhow::Context;
 use bytes::BytesMut;
 use std::net::SocketAddr;
@@ -14,6 +15,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
+use vouch_engine::catalog::Actor;
 use vouch_engine::engine::route;
 use vouch_engine::RequestId;
 use vouch_engine::{Command, EngineConfig, ErrorCode};
@@ -54,6 +56,7 @@ pub struct ServeOptions {
 
 struct Ctx {
     shard_txs: Vec<mpsc::Sender<Vec<Op>>>,
+    catalog_tx: mpsc::Sender<Vec<CatalogOp>>,
     /// Request id → the shard of its first use (see `Engine`'s docs).
     claims: dashmap::DashMap<RequestId, u32, foldhash::fast::RandomState>,
     shards: u32,
@@ -131,8 +134,19 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         );
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (catalog_tx, catalog_rx) = mpsc::channel(pipeline::SHARD_QUEUE_MESSAGES_MAX);
+    {
+        let commit = gc.sender();
+        let catalog = opened.catalog;
+        workers.push(
+            std::thread::Builder::new()
+                .name("vouch-catalog".into())
+                .spawn(move || pipeline::run_catalog_worker(catalog, catalog_rx, commit))?,
+        );
+    }
     let ctx = Arc::new(Ctx {
         shard_txs,
+        catalog_tx,
         claims: opened.claims.into_iter().collect(),
         shards: opened.config.shards,
         admin_token: opened.admin_token,
@@ -316,6 +330,7 @@ where
     // message per shard, so pipelined single-command frames cost one channel
     // send per read instead of one per command.
     let mut pending: Vec<Vec<Op>> = (0..ctx.shards).map(|_| Vec::new()).collect();
+    let mut pending_catalog: Vec<CatalogOp> = Vec::new();
     'conn: loop {
         loop {
             let limit = if authenticated {
@@ -458,7 +473,7 @@ where
                 Ok(p) => p,
                 Err(_) => {
                     // Full: hand over what is pending, then wait for replies.
-                    if !flush(&ctx, &mut pending).await {
+                    if !flush(&ctx, &mut pending, &mut pending_catalog).await {
                         break 'conn;
                     }
                     let Ok(p) = inflight.clone().acquire_owned().await else {
@@ -467,9 +482,17 @@ where
                     p
                 }
             };
-            dispatch(&ctx, request, corr, &tx, permit, &mut pending);
+            dispatch(
+                &ctx,
+                request,
+                corr,
+                &tx,
+                permit,
+                &mut pending,
+                &mut pending_catalog,
+            );
         }
-        if !flush(&ctx, &mut pending).await {
+        if !flush(&ctx, &mut pending, &mut pending_catalog).await {
             break;
         }
         let mut stop = ctx.stop.clone();
@@ -490,13 +513,17 @@ where
         }
     }
     // Requests accepted before the connection ended are still applied.
-    let _ = flush(&ctx, &mut pending).await;
+    let _ = flush(&ctx, &mut pending, &mut pending_catalog).await;
     drop(tx);
     let _ = writer_task.await;
 }
 
-/// Sends every shard's pending ops; false when the shard queues are gone.
-async fn flush(ctx: &Ctx, pending: &mut [Vec<Op>]) -> bool {
+/// Sends every shard's pending ops and the catalog's; false when the
+/// queues are gone.
+async fn flush(ctx: &Ctx, pending: &mut [Vec<Op>], catalog: &mut Vec<CatalogOp>) -> bool {
+    if !catalog.is_empty() && ctx.catalog_tx.send(std::mem::take(catalog)).await.is_err() {
+        return false;
+    }
     for (shard, ops) in pending.iter_mut().enumerate() {
         if !ops.is_empty()
             && ctx.shard_txs[shard]
@@ -530,6 +557,7 @@ fn dispatch(
     tx: &ConnTx,
     permit: OwnedSemaphorePermit,
     pending: &mut [Vec<Op>],
+    pending_catalog: &mut Vec<CatalogOp>,
 ) {
     let answer = |response: Response, permit: OwnedSemaphorePermit| {
         let _ = tx.send((corr, response, Some(permit)));
@@ -571,6 +599,25 @@ fn dispatch(
                     corr,
                     permit: Some(permit),
                 },
+            });
+        }
+        Request::Catalog {
+            request_id,
+            act_as,
+            command,
+        } => {
+            // Every token is the admin's for now: it runs as staff, or acts
+            // for the principal it names.
+            let actor = act_as.unwrap_or(Actor::Staff);
+            pending_catalog.push(CatalogOp {
+                entry: CatalogEntry {
+                    actor,
+                    request_id,
+                    command,
+                },
+                tx: tx.clone(),
+                corr,
+                permit: Some(permit),
             });
         }
         Request::IssueBatch(items) => {

@@ -210,6 +210,28 @@ impl Client {
         }
     }
 
+    /// Runs a catalog command as `act_as` (admin token only; None = staff).
+    /// The inner result is the command's own reply.
+    ///
+    /// Errors: [`ClientError`] when the request failed as a whole.
+    pub async fn catalog(
+        &self,
+        request_id: vouch_engine::RequestId,
+        act_as: Option<vouch_engine::catalog::Actor>,
+        command: vouch_engine::catalog::CatalogCommand,
+    ) -> Result<Result<vouch_engine::catalog::CatalogOutcome, WireError>, ClientError> {
+        let request = Request::Catalog {
+            request_id,
+            act_as,
+            command,
+        };
+        match self.call(request).await? {
+            Response::Catalog(r) => Ok(r),
+            Response::Error(e) => Err(ClientError::Refused(e)),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
     /// Issues a batch; replies in request order.
     ///
     /// Errors: [`ClientError`] when the batch failed as a whole.

@@ -2,8 +2,9 @@
 //! is the variant number, checked against the body on decode.
 
 use serde::{Deserialize, Serialize};
+use vouch_engine::catalog::{Actor, CatalogCommand, CatalogOutcome};
 use vouch_engine::command::{AuditRedemptions, AuditVouchers, Issue, Lookup, Redeem, Reverse};
-use vouch_engine::{Command, ErrorCode, Outcome, Rejection};
+use vouch_engine::{Command, ErrorCode, Outcome, Rejection, RequestId};
 
 /// A request from a client.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -23,6 +24,17 @@ pub enum Request {
     RedeemBatch(Vec<Redeem>),
     /// Server facts: shard count and limits.
     Info,
+    /// A catalog command (ONB, PUB, PRV). `act_as` names the principal the
+    /// command runs for; only the admin token may set it (it acts for
+    /// anyone), and without it the admin runs as staff.
+    Catalog {
+        /// Client request id (idempotency).
+        request_id: RequestId,
+        /// The principal to act as.
+        act_as: Option<Actor>,
+        /// The command.
+        command: CatalogCommand,
+    },
 }
 
 impl Request {
@@ -39,6 +51,7 @@ impl Request {
             Request::IssueBatch(_) => 8,
             Request::RedeemBatch(_) => 9,
             Request::Info => 10,
+            Request::Catalog { .. } => 11,
         }
     }
 
@@ -142,6 +155,8 @@ pub enum Response {
         /// The server's limits.
         limits: Limits,
     },
+    /// Reply to a catalog command.
+    Catalog(Result<CatalogOutcome, WireError>),
     /// The request failed as a whole. After a frame-level error
     /// (`malformed_frame`, `frame_too_large`, `unsupported_version`,
     /// `unauthenticated`) the server closes the connection; after
@@ -158,6 +173,7 @@ impl Response {
             Response::Batch(_) => 3,
             Response::Info { .. } => 4,
             Response::Error(_) => 5,
+            Response::Catalog(_) => 6,
         }
     }
 }

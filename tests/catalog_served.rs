@@ -1,0 +1,264 @@
+//! The catalog served end to end: onboarding, T+N, providers, outlets and
+//! products through the protocol, persisted, surviving a restart (issue 3's
+//! restart test, first part).
+mod common;
+
+use common::Server;
+use jiff::civil::date;
+use rust_decimal::Decimal;
+use vouch_engine::catalog::*;
+use vouch_engine::validity::Validity;
+use vouch_engine::{ErrorCode, RequestId};
+use vouch_protocol::{Client, Target};
+
+const SELLER: Id = 500;
+
+struct Session<'a> {
+    client: &'a Client,
+    serial: u64,
+}
+
+impl Session<'_> {
+    async fn run(&mut self, actor: Actor, command: CatalogCommand) -> Result<CatalogOutcome, u16> {
+        self.serial += 1;
+        let rid = RequestId {
+            source: 42,
+            serial: self.serial,
+        };
+        self.client
+            .catalog(rid, Some(actor), command)
+            .await
+            .expect("connection")
+            .map_err(|e| e.code)
+    }
+}
+
+fn yuan(s: &str) -> Decimal {
+    s.parse().unwrap()
+}
+
+fn bread_product(id: Id) -> ProductSpec {
+    ProductSpec {
+        id,
+        category: 11,
+        delivery: Delivery::EVoucher,
+        validity: Validity::Fixed {
+            start: date(2099, 1, 1),
+            end: date(2099, 12, 31),
+        },
+        provider: Some(70),
+        outlets: vec![900],
+        settlement: Settlement::TPlus3,
+        expiry_refund_ratio: Some(yuan("0.9")),
+        merchant_code: "BREAD-10".into(),
+        group_buying: false,
+    }
+}
+
+async fn onboard_and_publish(server: &Server, target: &Target) {
+    let client = server.client(target).await;
+    let mut s = Session {
+        client: &client,
+        serial: 0,
+    };
+    let seller = Actor::Seller(SELLER);
+    let put = CatalogCommand::PutCategory {
+        id: 11,
+        parent: None,
+        name: "bread vouchers".into(),
+        supports_vouchers: true,
+        deposit: yuan("500.00"),
+        min_expiry_refund_ratio: Some(yuan("0.8")),
+        supports_auto_refund: true,
+    };
+    s.run(Actor::Staff, put).await.unwrap();
+    let create = CatalogCommand::CreateSeller {
+        id: SELLER,
+        kind: SellerKind::Mall,
+        self_issuing: false,
+        group_buying_operator: false,
+    };
+    s.run(Actor::Staff, create).await.unwrap();
+    // Role matrix over the wire: a seller cannot create sellers.
+    let as_seller = CatalogCommand::CreateSeller {
+        id: 501,
+        kind: SellerKind::Mall,
+        self_issuing: false,
+        group_buying_operator: false,
+    };
+    assert_eq!(
+        s.run(seller, as_seller).await,
+        Err(ErrorCode::NotPermitted.number())
+    );
+    s.run(seller, CatalogCommand::AcceptAgreement)
+        .await
+        .unwrap();
+    let bind = CatalogCommand::BindPaymentAccount {
+        account: "pay:500".into(),
+        supports_freezing: true,
+        accept_payment_agreement: true,
+    };
+    s.run(seller, bind).await.unwrap();
+    let confirm = CatalogCommand::ConfirmOnboarding {
+        service_phone: "400-800-0500".into(),
+        categories: vec![11],
+    };
+    assert_eq!(
+        s.run(seller, confirm).await,
+        Ok(CatalogOutcome::Onboarding(Onboarding::Enabled))
+    );
+    s.run(
+        Actor::Staff,
+        CatalogCommand::GrantPublishPermission {
+            seller: SELLER,
+            category: 11,
+        },
+    )
+    .await
+    .unwrap();
+    s.run(
+        seller,
+        CatalogCommand::TopUp {
+            amount: yuan("800.00"),
+        },
+    )
+    .await
+    .unwrap();
+    s.run(seller, CatalogCommand::ApplyTPlusN { category: 11 })
+        .await
+        .unwrap();
+    s.run(
+        Actor::Staff,
+        CatalogCommand::DecideTPlusN {
+            seller: SELLER,
+            category: 11,
+            approve: true,
+        },
+    )
+    .await
+    .unwrap();
+    let frozen = s
+        .run(
+            seller,
+            CatalogCommand::ConfirmDepositFreeze { category: 11 },
+        )
+        .await;
+    assert_eq!(frozen, Ok(CatalogOutcome::TPlusN(TPlusN::Enabled)));
+    s.run(
+        Actor::Staff,
+        CatalogCommand::RegisterProvider {
+            id: 70,
+            name: "codes".into(),
+            code_digits: 10,
+        },
+    )
+    .await
+    .unwrap();
+    let outlet = CatalogCommand::AddOutlet {
+        id: 900,
+        name: "Bakery".into(),
+        address: "Nanjing Road 1".into(),
+        latitude: yuan("31.23"),
+        longitude: yuan("121.47"),
+    };
+    s.run(seller, outlet).await.unwrap();
+    assert_eq!(
+        s.run(seller, CatalogCommand::PublishProduct(bread_product(1)))
+            .await,
+        Err(ErrorCode::ProviderNotLinked.number())
+    );
+    s.run(
+        Actor::Provider(70),
+        CatalogCommand::LinkSeller { seller: SELLER },
+    )
+    .await
+    .unwrap();
+    s.run(seller, CatalogCommand::PublishProduct(bread_product(1)))
+        .await
+        .unwrap();
+}
+
+async fn check_after_restart(server: &Server, target: &Target) {
+    let client = server.client(target).await;
+    let mut s = Session {
+        client: &client,
+        serial: 1000,
+    };
+    let seller = Actor::Seller(SELLER);
+    // The product, the seller's state and the balances survived.
+    assert_eq!(
+        s.run(seller, CatalogCommand::PublishProduct(bread_product(1)))
+            .await,
+        Err(ErrorCode::AlreadyExists.number())
+    );
+    s.run(seller, CatalogCommand::PublishProduct(bread_product(2)))
+        .await
+        .unwrap();
+    // 800 topped up, 500 frozen: 300 left, plus 1.
+    assert_eq!(
+        s.run(
+            seller,
+            CatalogCommand::TopUp {
+                amount: yuan("1.00")
+            }
+        )
+        .await,
+        Ok(CatalogOutcome::Balance(yuan("301.00")))
+    );
+    let deduct = CatalogCommand::DeductDeposit {
+        seller: SELLER,
+        category: 11,
+        amount: yuan("0.01"),
+    };
+    assert_eq!(
+        s.run(Actor::Staff, deduct).await,
+        Ok(CatalogOutcome::Balance(yuan("499.99")))
+    );
+    // Now short (ONB-6): new T+3 products are refused.
+    assert_eq!(
+        s.run(seller, CatalogCommand::PublishProduct(bread_product(3)))
+            .await,
+        Err(ErrorCode::DepositShort.number())
+    );
+    // A retry of a request from before the restart returns its original reply.
+    let retry = client
+        .catalog(
+            RequestId {
+                source: 42,
+                serial: 1,
+            },
+            Some(Actor::Staff),
+            CatalogCommand::PutCategory {
+                id: 11,
+                parent: None,
+                name: "bread vouchers".into(),
+                supports_vouchers: true,
+                deposit: yuan("500.00"),
+                min_expiry_refund_ratio: Some(yuan("0.8")),
+                supports_auto_refund: true,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(retry, Ok(CatalogOutcome::Done));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn onb_pub_catalog_over_tcp_survives_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path());
+    onboard_and_publish(&server, &server.tcp_target()).await;
+    server.kill();
+    let server = Server::start(dir.path());
+    check_after_restart(&server, &server.tcp_target()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn onb_pub_catalog_over_quic_survives_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path());
+    onboard_and_publish(&server, &server.quic_target()).await;
+    server.kill();
+    let server = Server::start(dir.path());
+    check_after_restart(&server, &server.quic_target()).await;
+}
