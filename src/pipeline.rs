@@ -129,11 +129,35 @@ pub struct Stats {
     pub effects: AtomicUsize,
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+/// The wall clock as a worker sees it: unix ms that never run backwards,
+/// so every batch's `now` is at least the previous one's.
+#[derive(Default)]
+struct Clock {
+    last_ms: i64,
+}
+
+impl Clock {
+    fn now_ms(&mut self) -> i64 {
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        self.last_ms = self.last_ms.max(wall);
+        self.last_ms
+    }
+}
+
+/// Waits for the next queue message and drains whatever else is queued, up
+/// to `BATCH_COMMANDS_MAX` items; None when the queue is closed.
+fn next_batch<T>(rx: &mut mpsc::Receiver<Vec<T>>) -> Option<Vec<T>> {
+    let mut ops = rx.blocking_recv()?;
+    while ops.len() < BATCH_COMMANDS_MAX {
+        match rx.try_recv() {
+            Ok(more) => ops.extend(more),
+            Err(_) => break,
+        }
+    }
+    Some(ops)
 }
 
 /// Runs one shard worker until its queue closes. Time never runs backwards
@@ -144,17 +168,10 @@ pub fn run_worker(
     commit: crossbeam_channel::Sender<Job>,
     stats: Arc<Stats>,
 ) {
-    let mut last_now = i64::MIN;
+    let mut clock = Clock::default();
     let mut effects: Vec<Effect> = Vec::new();
-    while let Some(mut ops) = rx.blocking_recv() {
-        while ops.len() < BATCH_COMMANDS_MAX {
-            match rx.try_recv() {
-                Ok(more) => ops.extend(more),
-                Err(_) => break,
-            }
-        }
-        let now = now_ms().max(last_now);
-        last_now = now;
+    while let Some(ops) = next_batch(&mut rx) {
+        let now = clock.now_ms();
         let mut replies = Vec::with_capacity(ops.len());
         let mut mutations = Vec::new();
         for op in ops {
@@ -220,17 +237,10 @@ pub fn run_catalog_worker(
     mut rx: mpsc::Receiver<Vec<CatalogOp>>,
     commit: crossbeam_channel::Sender<Job>,
 ) {
-    let mut last_now = i64::MIN;
+    let mut clock = Clock::default();
     let mut events = Vec::new();
-    while let Some(mut ops) = rx.blocking_recv() {
-        while ops.len() < BATCH_COMMANDS_MAX {
-            match rx.try_recv() {
-                Ok(more) => ops.extend(more),
-                Err(_) => break,
-            }
-        }
-        let now = now_ms().max(last_now);
-        last_now = now;
+    while let Some(ops) = next_batch(&mut rx) {
+        let now = clock.now_ms();
         let mut replies = Vec::with_capacity(ops.len());
         let mut applied = Vec::new();
         for op in ops {

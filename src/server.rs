@@ -66,6 +66,11 @@ struct Ctx {
     stop: tokio::sync::watch::Receiver<bool>,
 }
 
+/// Queues an error response that holds no in-flight permit.
+fn send_error(tx: &ConnTx, corr: u64, code: ErrorCode, message: impl Into<String>) {
+    send(tx, (corr, Response::Error(WireError::new(code, message))));
+}
+
 /// Queues a response that holds no in-flight permit.
 fn send(tx: &ConnTx, (corr, response): (u64, Response)) {
     let _ = tx.send((corr, response, None));
@@ -346,24 +351,17 @@ where
                         vouch_protocol::frame::FrameError::TooLarge(_) => ErrorCode::FrameTooLarge,
                         _ => ErrorCode::MalformedFrame,
                     };
-                    send(
-                        &tx,
-                        (0, Response::Error(WireError::new(code, e.to_string()))),
-                    );
+                    send_error(&tx, 0, code, e.to_string());
                     break 'conn;
                 }
             };
             let corr = header.correlation;
             if header.kind != KIND_REQUEST {
-                send(
+                send_error(
                     &tx,
-                    (
-                        corr,
-                        Response::Error(WireError::new(
-                            ErrorCode::MalformedFrame,
-                            "expected a request frame",
-                        )),
-                    ),
+                    corr,
+                    ErrorCode::MalformedFrame,
+                    "expected a request frame",
                 );
                 break 'conn;
             }
@@ -372,28 +370,13 @@ where
                     "protocol version {} not supported; this server speaks {PROTOCOL_VERSION}",
                     header.version
                 );
-                send(
-                    &tx,
-                    (
-                        corr,
-                        Response::Error(WireError::new(ErrorCode::UnsupportedVersion, msg)),
-                    ),
-                );
+                send_error(&tx, corr, ErrorCode::UnsupportedVersion, msg);
                 break 'conn;
             }
             let request = match decode_request(header.opcode, &body) {
                 Ok(r) => r,
                 Err(e) => {
-                    send(
-                        &tx,
-                        (
-                            corr,
-                            Response::Error(WireError::new(
-                                ErrorCode::MalformedFrame,
-                                e.to_string(),
-                            )),
-                        ),
-                    );
+                    send_error(&tx, corr, ErrorCode::MalformedFrame, e.to_string());
                     break 'conn;
                 }
             };
@@ -402,29 +385,11 @@ where
                     Request::Hello { version, token } => {
                         if version != PROTOCOL_VERSION {
                             let msg = format!("protocol version {version} not supported; this server speaks {PROTOCOL_VERSION}");
-                            send(
-                                &tx,
-                                (
-                                    corr,
-                                    Response::Error(WireError::new(
-                                        ErrorCode::UnsupportedVersion,
-                                        msg,
-                                    )),
-                                ),
-                            );
+                            send_error(&tx, corr, ErrorCode::UnsupportedVersion, msg);
                             break 'conn;
                         }
                         if !tokens_equal(&token, &ctx.admin_token) {
-                            send(
-                                &tx,
-                                (
-                                    corr,
-                                    Response::Error(WireError::new(
-                                        ErrorCode::Unauthenticated,
-                                        "unknown token",
-                                    )),
-                                ),
-                            );
+                            send_error(&tx, corr, ErrorCode::Unauthenticated, "unknown token");
                             break 'conn;
                         }
                         authenticated = true;
@@ -441,15 +406,11 @@ where
                         );
                     }
                     _ => {
-                        send(
+                        send_error(
                             &tx,
-                            (
-                                corr,
-                                Response::Error(WireError::new(
-                                    ErrorCode::Unauthenticated,
-                                    "the first frame must be Hello",
-                                )),
-                            ),
+                            corr,
+                            ErrorCode::Unauthenticated,
+                            "the first frame must be Hello",
                         );
                         break 'conn;
                     }
@@ -457,16 +418,7 @@ where
                 continue;
             }
             if ctx.draining.load(Ordering::Relaxed) {
-                send(
-                    &tx,
-                    (
-                        corr,
-                        Response::Error(WireError::new(
-                            ErrorCode::Unavailable,
-                            "server is shutting down",
-                        )),
-                    ),
-                );
+                send_error(&tx, corr, ErrorCode::Unavailable, "server is shutting down");
                 continue;
             }
             let permit = match inflight.clone().try_acquire_owned() {
