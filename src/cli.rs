@@ -52,6 +52,43 @@ enum Cmd {
     /// deposits, code providers, outlets, verifiers, devices, products),
     /// given as JSON, e.g. '{"TopUp":{"amount":"100.00"}}'.
     Catalog(CatalogArgs),
+    /// Issue or revoke a credential for a principal (staff, seller,
+    /// provider, verifier, POS device, front end). The token is generated
+    /// here and shown once; the server keeps only its SHA-256.
+    Token(TokenArgs),
+}
+
+#[derive(Args)]
+struct TokenArgs {
+    #[command(subcommand)]
+    action: TokenAction,
+}
+
+#[derive(Subcommand)]
+enum TokenAction {
+    /// Create a token for a principal and print it.
+    Issue {
+        /// The principal: staff, front-end, seller:ID, provider:ID,
+        /// verifier:ID or device:POS_ID.
+        #[arg(long = "for")]
+        principal: String,
+        /// Client request id SOURCE:SERIAL.
+        #[arg(long)]
+        request_id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Revoke a token; connections using it are refused from their next
+    /// request on.
+    Revoke {
+        /// The token to revoke.
+        token: String,
+        /// Client request id SOURCE:SERIAL.
+        #[arg(long)]
+        request_id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 #[derive(Args)]
@@ -276,17 +313,26 @@ fn wants_json(cmd: &Cmd) -> bool {
         Cmd::Redeem(a) => a.client.json,
         Cmd::Reverse(a) => a.client.json,
         Cmd::Catalog(a) => a.client.json,
+        Cmd::Token(a) => match &a.action {
+            TokenAction::Issue { client, .. } | TokenAction::Revoke { client, .. } => client.json,
+        },
     }
 }
 
-/// Parses `staff`, `system`, `seller:ID` or `provider:ID`.
+/// Parses `staff`, `system`, `front-end`, `seller:ID`, `provider:ID`,
+/// `verifier:ID` or `device:POS_ID`.
 ///
 /// Errors: a message naming the accepted forms.
 pub fn parse_actor(s: &str) -> Result<Actor, String> {
-    let bad = || format!("--as {s:?}: use staff, system, seller:ID or provider:ID");
+    let bad = || {
+        format!("principal {s:?}: use staff, system, front-end, seller:ID, provider:ID, verifier:ID or device:POS_ID")
+    };
     match s.split_once(':') {
         None if s == "staff" => Ok(Actor::Staff),
         None if s == "system" => Ok(Actor::System),
+        None if s == "front-end" => Ok(Actor::FrontEnd),
+        Some(("verifier", id)) => id.parse().map(Actor::Verifier).map_err(|_| bad()),
+        Some(("device", id)) => id.parse().map(Actor::Device).map_err(|_| bad()),
         Some(("seller", id)) => id.parse().map(Actor::Seller).map_err(|_| bad()),
         Some(("provider", id)) => id.parse().map(Actor::Provider).map_err(|_| bad()),
         _ => Err(bad()),
@@ -343,10 +389,22 @@ async fn run_client(cmd: Cmd) -> ExitCode {
             .catalog(rid, Some(actor), command)
             .await
             .map(|r| r.map(Shown::Catalog)),
+        ClientRequest::NewToken(rid, token, command) => client
+            .catalog(rid, Some(Actor::Staff), command)
+            .await
+            .map(|r| r.map(|_| Shown::Token(token))),
     };
     match outcome {
         Ok(Ok(Shown::Engine(outcome))) => {
             print_outcome(&outcome, json);
+            ExitCode::SUCCESS
+        }
+        Ok(Ok(Shown::Token(token))) => {
+            if json {
+                println!("{}", serde_json::json!({"ok": true, "token": token}));
+            } else {
+                println!("{token}");
+            }
             ExitCode::SUCCESS
         }
         Ok(Ok(Shown::Catalog(outcome))) => {
@@ -369,12 +427,15 @@ async fn run_client(cmd: Cmd) -> ExitCode {
 enum ClientRequest {
     Engine(Command),
     Catalog(RequestId, Actor, CatalogCommand),
+    /// A token command; the token is shown once it is registered.
+    NewToken(RequestId, String, CatalogCommand),
 }
 
 /// What a client command got back.
 enum Shown {
     Engine(Outcome),
     Catalog(CatalogOutcome),
+    Token(String),
 }
 
 fn build_request(cmd: Cmd) -> Result<(ClientArgs, ClientRequest), String> {
@@ -385,13 +446,47 @@ fn build_request(cmd: Cmd) -> Result<(ClientArgs, ClientRequest), String> {
         let actor = parse_actor(&a.act_as)?;
         return Ok((a.client, ClientRequest::Catalog(rid, actor, command)));
     }
+    if let Cmd::Token(a) = cmd {
+        return Ok(match a.action {
+            TokenAction::Issue {
+                principal,
+                request_id,
+                client,
+            } => {
+                use rand::RngCore;
+                let actor = parse_actor(&principal)?;
+                let mut raw = [0u8; 24];
+                rand::rng().fill_bytes(&mut raw);
+                let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+                let command = CatalogCommand::IssueToken {
+                    token_hash: crate::server::token_hash(&token),
+                    actor,
+                };
+                (
+                    client,
+                    ClientRequest::NewToken(parse_request_id(&request_id)?, token, command),
+                )
+            }
+            TokenAction::Revoke {
+                token,
+                request_id,
+                client,
+            } => {
+                let command = CatalogCommand::RevokeToken {
+                    token_hash: crate::server::token_hash(token.trim()),
+                };
+                let rid = parse_request_id(&request_id)?;
+                (client, ClientRequest::Catalog(rid, Actor::Staff, command))
+            }
+        });
+    }
     let (args, command) = build_command(cmd)?;
     Ok((args, ClientRequest::Engine(command)))
 }
 
 fn build_command(cmd: Cmd) -> Result<(ClientArgs, Command), String> {
     Ok(match cmd {
-        Cmd::Serve(_) | Cmd::Catalog(_) => {
+        Cmd::Serve(_) | Cmd::Catalog(_) | Cmd::Token(_) => {
             return Err("internal: this command is not an engine command".into())
         }
         Cmd::Issue(a) => {

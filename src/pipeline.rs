@@ -12,7 +12,7 @@ use crate::data_dir::{CatalogEntry, LogRecord};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
-use vouch_engine::catalog::Catalog;
+use vouch_engine::catalog::{Catalog, CatalogCommand};
 use vouch_engine::engine::changed_state;
 use vouch_engine::{Command, Effect, Reply, Shard};
 use vouch_protocol::{Response, WireError, WireReply};
@@ -215,6 +215,10 @@ pub fn run_worker(
     }
 }
 
+/// SHA-256 of each registered token → its principal.
+pub type TokenMap =
+    dashmap::DashMap<[u8; 32], vouch_engine::catalog::Actor, foldhash::fast::RandomState>;
+
 /// One catalog command for the catalog worker and where its reply goes.
 pub struct CatalogOp {
     /// The command with its actor and request id.
@@ -236,6 +240,7 @@ pub fn run_catalog_worker(
     mut catalog: Catalog,
     mut rx: mpsc::Receiver<Vec<CatalogOp>>,
     commit: crossbeam_channel::Sender<Job>,
+    tokens: Arc<TokenMap>,
 ) {
     let mut clock = Clock::default();
     let mut events = Vec::new();
@@ -243,9 +248,17 @@ pub fn run_catalog_worker(
         let now = clock.now_ms();
         let mut replies = Vec::with_capacity(ops.len());
         let mut applied = Vec::new();
+        let mut token_updates = Vec::new();
         for op in ops {
             let e = &op.entry;
             let reply = catalog.apply(now, e.actor, e.request_id, &e.command, &mut events);
+            // The catalog's state after the command decides, not the command:
+            // a replayed IssueToken must not revive a revoked token.
+            if let CatalogCommand::IssueToken { token_hash, .. }
+            | CatalogCommand::RevokeToken { token_hash } = &e.command
+            {
+                token_updates.push((*token_hash, catalog.token_actor(token_hash)));
+            }
             for event in events.drain(..) {
                 tracing::info!(?event, "catalog event");
             }
@@ -263,9 +276,17 @@ pub fn run_catalog_worker(
             })
             .expect("log records always serialize")
         };
+        let tokens = tokens.clone();
         let job = Job {
             record,
             done: Box::new(move || {
+                // Credentials change only once their record is durable.
+                for (hash, actor) in token_updates {
+                    match actor {
+                        Some(a) => tokens.insert(hash, a),
+                        None => tokens.remove(&hash).map(|(_, a)| a),
+                    };
+                }
                 for (op, reply) in replies {
                     let wire = reply.map_err(|r| WireError::from(&r));
                     let _ = op.tx.send((op.corr, Response::Catalog(wire), op.permit));

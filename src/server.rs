@@ -4,7 +4,7 @@
 use crate::data_dir;
 use crate::data_dir::CatalogEntry;
 use crate::pipeline::{self, Gather, Op, ReplyTo, Stats};
-use crate::pipeline::{CatalogOp, ConnTx};
+use crate::pipeline::{CatalogOp, ConnTx, TokenMap};
 use anyhow::Context;
 use bytes::BytesMut;
 use std::net::SocketAddr;
@@ -57,6 +57,9 @@ pub struct ServeOptions {
 struct Ctx {
     shard_txs: Vec<mpsc::Sender<Vec<Op>>>,
     catalog_tx: mpsc::Sender<Vec<CatalogOp>>,
+    /// SHA-256 of each registered token → its principal; kept current by
+    /// the catalog worker after each durable batch.
+    tokens: Arc<TokenMap>,
     /// Request id → the shard of its first use (see `Engine`'s docs).
     claims: dashmap::DashMap<RequestId, u32, foldhash::fast::RandomState>,
     shards: u32,
@@ -140,18 +143,21 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (catalog_tx, catalog_rx) = mpsc::channel(pipeline::SHARD_QUEUE_MESSAGES_MAX);
+    let tokens: Arc<TokenMap> = Arc::new(opened.catalog.tokens().map(|(h, a)| (*h, *a)).collect());
     {
         let commit = gc.sender();
         let catalog = opened.catalog;
+        let tokens = tokens.clone();
         workers.push(
             std::thread::Builder::new()
                 .name("vouch-catalog".into())
-                .spawn(move || pipeline::run_catalog_worker(catalog, catalog_rx, commit))?,
+                .spawn(move || pipeline::run_catalog_worker(catalog, catalog_rx, commit, tokens))?,
         );
     }
     let ctx = Arc::new(Ctx {
         shard_txs,
         catalog_tx,
+        tokens,
         claims: opened.claims.into_iter().collect(),
         shards: opened.config.shards,
         admin_token: opened.admin_token,
@@ -310,6 +316,87 @@ async fn wait_for_signal() {
     }
 }
 
+/// Who a connection authenticated as.
+#[derive(Clone, Copy)]
+enum Principal {
+    /// The admin token: every command, and catalog commands for anyone.
+    Admin,
+    /// A registered token: its principal and the token's hash.
+    Token(Actor, [u8; 32]),
+}
+
+/// SHA-256 of a token, as registered by `IssueToken`.
+pub fn token_hash(token: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes()).into()
+}
+
+/// The role matrix for requests (issue 3): which principal may send what,
+/// binding the POS, verifier and seller named in a command to the
+/// authenticated identity. Catalog commands are checked again by the
+/// catalog's own matrix.
+///
+/// Errors: `not_permitted` with the reason.
+fn authorize(principal: Principal, request: &mut Request) -> Result<(), WireError> {
+    let Principal::Token(actor, _) = principal else {
+        return Ok(());
+    };
+    let refuse = |what: &str| {
+        Err(WireError::new(
+            ErrorCode::NotPermitted,
+            format!("{actor:?} may not {what}"),
+        ))
+    };
+    let redeem_ok = |r: &vouch_engine::command::Redeem| match actor {
+        Actor::Staff => true,
+        Actor::Verifier(v) => r.verifier_id == v,
+        Actor::Device(d) => r.pos_id == Some(d),
+        _ => false,
+    };
+    match request {
+        Request::Hello { .. } | Request::Info => Ok(()),
+        Request::Catalog { act_as, .. } => {
+            if act_as.is_some_and(|a| a != actor) {
+                return refuse("act for another principal");
+            }
+            *act_as = Some(actor);
+            Ok(())
+        }
+        Request::IssueBatch(_) | Request::Command(Command::Issue(_)) => match actor {
+            Actor::Staff | Actor::FrontEnd => Ok(()),
+            _ => refuse("issue vouchers"),
+        },
+        Request::Command(Command::Lookup(_)) => match actor {
+            Actor::Staff | Actor::Verifier(_) | Actor::Device(_) => Ok(()),
+            _ => refuse("look codes up"),
+        },
+        Request::Command(Command::Redeem(r)) => {
+            if redeem_ok(r) {
+                Ok(())
+            } else {
+                refuse("redeem as another verifier or POS")
+            }
+        }
+        Request::RedeemBatch(items) => {
+            if items.iter().all(redeem_ok) {
+                Ok(())
+            } else {
+                refuse("redeem as another verifier or POS")
+            }
+        }
+        Request::Command(Command::Reverse(r)) => match actor {
+            Actor::Staff => Ok(()),
+            Actor::Device(d) if r.pos_id == Some(d) && r.seller_id.is_none() => Ok(()),
+            Actor::Seller(s) if r.seller_id == Some(s) && r.pos_id.is_none() => Ok(()),
+            _ => refuse("reverse as another POS or seller"),
+        },
+        Request::Command(Command::AuditVouchers(_) | Command::AuditRedemptions(_)) => match actor {
+            Actor::Staff => Ok(()),
+            _ => refuse("read the audit"),
+        },
+    }
+}
+
 fn tokens_equal(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && a.bytes()
@@ -331,6 +418,7 @@ where
         tokio::time::Instant::now() + Duration::from_millis(HANDSHAKE_TIMEOUT_MS);
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut authenticated = false;
+    let mut principal = Principal::Admin;
     // Ops decoded from what one read delivered, per shard: sent as one queue
     // message per shard, so pipelined single-command frames cost one channel
     // send per read instead of one per command.
@@ -380,6 +468,7 @@ where
                     break 'conn;
                 }
             };
+            let mut request = request;
             if !authenticated {
                 match request {
                     Request::Hello { version, token } => {
@@ -388,10 +477,23 @@ where
                             send_error(&tx, corr, ErrorCode::UnsupportedVersion, msg);
                             break 'conn;
                         }
-                        if !tokens_equal(&token, &ctx.admin_token) {
-                            send_error(&tx, corr, ErrorCode::Unauthenticated, "unknown token");
-                            break 'conn;
-                        }
+                        principal = if tokens_equal(&token, &ctx.admin_token) {
+                            Principal::Admin
+                        } else {
+                            let hash = token_hash(&token);
+                            match ctx.tokens.get(&hash) {
+                                Some(actor) => Principal::Token(*actor, hash),
+                                None => {
+                                    send_error(
+                                        &tx,
+                                        corr,
+                                        ErrorCode::Unauthenticated,
+                                        "unknown token",
+                                    );
+                                    break 'conn;
+                                }
+                            }
+                        };
                         authenticated = true;
                         send(
                             &tx,
@@ -419,6 +521,16 @@ where
             }
             if ctx.draining.load(Ordering::Relaxed) {
                 send_error(&tx, corr, ErrorCode::Unavailable, "server is shutting down");
+                continue;
+            }
+            if let Principal::Token(_, hash) = principal {
+                if !ctx.tokens.contains_key(&hash) {
+                    send_error(&tx, corr, ErrorCode::Unauthenticated, "token revoked");
+                    break 'conn;
+                }
+            }
+            if let Err(e) = authorize(principal, &mut request) {
+                send(&tx, (corr, Response::Error(e)));
                 continue;
             }
             let permit = match inflight.clone().try_acquire_owned() {
@@ -558,8 +670,8 @@ fn dispatch(
             act_as,
             command,
         } => {
-            // Every token is the admin's for now: it runs as staff, or acts
-            // for the principal it names.
+            // `authorize` has set `act_as` for token principals; the admin
+            // runs as staff unless it names a principal.
             let actor = act_as.unwrap_or(Actor::Staff);
             pending_catalog.push(CatalogOp {
                 entry: CatalogEntry {

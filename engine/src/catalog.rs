@@ -40,6 +40,12 @@ pub enum Actor {
     Provider(Id),
     /// The platform's own scheduler (periodic ticks).
     System,
+    /// A verifier account (核销账号) of a seller.
+    Verifier(Id),
+    /// A POS device, by POS id.
+    Device(Id),
+    /// The platform front end, acting for buyers (issues paid orders).
+    FrontEnd,
 }
 
 /// Seller kinds (glossary): Tmall-like `mall` or `marketplace` (集市).
@@ -318,6 +324,20 @@ pub enum CatalogCommand {
     },
     /// System: delist products whose validity end has passed (PUB-3).
     Tick,
+    /// Staff: register a credential for `actor`. Only the token's SHA-256
+    /// hash is sent and kept; the caller generated the token and shows it
+    /// once. The actor's entity must exist (seller, provider, verifier, POS).
+    IssueToken {
+        /// SHA-256 of the token.
+        token_hash: [u8; 32],
+        /// The principal the token authenticates.
+        actor: Actor,
+    },
+    /// Staff: revoke a credential by its hash.
+    RevokeToken {
+        /// SHA-256 of the token.
+        token_hash: [u8; 32],
+    },
 }
 
 impl CatalogCommand {
@@ -331,7 +351,9 @@ impl CatalogCommand {
             | GrantPublishPermission { .. }
             | DecideTPlusN { .. }
             | DeductDeposit { .. }
-            | RegisterProvider { .. } => actor == Actor::Staff,
+            | RegisterProvider { .. }
+            | IssueToken { .. }
+            | RevokeToken { .. } => actor == Actor::Staff,
             AcceptAgreement
             | BindPaymentAccount { .. }
             | ConfirmOnboarding { .. }
@@ -441,6 +463,7 @@ pub struct Catalog {
     balances: BTreeMap<Account, Decimal>,
     ledger: Vec<Entry>,
     done: HashMap<RequestId, (u64, CatalogReply)>,
+    tokens: BTreeMap<[u8; 32], Actor>,
 }
 
 fn reject(code: ErrorCode, message: impl Into<String>) -> Rejection {
@@ -492,6 +515,7 @@ impl Catalog {
             balances: BTreeMap::new(),
             ledger: Vec::new(),
             done: HashMap::new(),
+            tokens: BTreeMap::new(),
         }
     }
 
@@ -538,6 +562,16 @@ impl Catalog {
     /// Whether all balances add up to zero (every entry is balanced).
     pub fn ledger_balanced(&self) -> bool {
         self.balances.values().sum::<Decimal>() == Decimal::ZERO
+    }
+
+    /// The principal a token hash authenticates, if it is registered.
+    pub fn token_actor(&self, token_hash: &[u8; 32]) -> Option<Actor> {
+        self.tokens.get(token_hash).copied()
+    }
+
+    /// Every registered token hash with its principal.
+    pub fn tokens(&self) -> impl Iterator<Item = (&[u8; 32], &Actor)> {
+        self.tokens.iter()
     }
 
     /// Balance of `account`, yuan.
@@ -649,7 +683,8 @@ impl Catalog {
         use CatalogCommand::*;
         let me = match actor {
             Actor::Seller(id) | Actor::Provider(id) => id,
-            Actor::Staff | Actor::System => 0,
+            Actor::Verifier(id) | Actor::Device(id) => id,
+            Actor::Staff | Actor::System | Actor::FrontEnd => 0,
         };
         match command {
             PutCategory {
@@ -967,6 +1002,30 @@ impl Catalog {
                 Ok(CatalogOutcome::Done)
             }
             PublishProduct(spec) => self.publish(now_ms, me, spec),
+            IssueToken { token_hash, actor } => {
+                let exists = match *actor {
+                    Actor::Seller(id) => self.sellers.contains_key(&id),
+                    Actor::Provider(id) => self.providers.contains_key(&id),
+                    Actor::Verifier(id) => self.verifiers.contains_key(&id),
+                    Actor::Device(id) => self.devices.contains_key(&id),
+                    Actor::Staff | Actor::System | Actor::FrontEnd => true,
+                };
+                if !exists {
+                    return Err(reject(ErrorCode::NotFound, format!("{actor:?}")));
+                }
+                if self.tokens.contains_key(token_hash) {
+                    return Err(reject(
+                        ErrorCode::AlreadyExists,
+                        "that token is already registered",
+                    ));
+                }
+                self.tokens.insert(*token_hash, *actor);
+                Ok(CatalogOutcome::Done)
+            }
+            RevokeToken { token_hash } => match self.tokens.remove(token_hash) {
+                Some(_) => Ok(CatalogOutcome::Done),
+                None => Err(reject(ErrorCode::NotFound, "no such token")),
+            },
             DelistProduct { id } => {
                 match self.products.get_mut(id) {
                     Some(p) if p.seller == me => p.listed = false,

@@ -800,8 +800,15 @@ fn role_matrix_every_command_by_every_actor() {
         publish(p),
         CatalogCommand::DelistProduct { id: 1 },
         CatalogCommand::Tick,
+        CatalogCommand::IssueToken {
+            token_hash: [1; 32],
+            actor: Actor::FrontEnd,
+        },
+        CatalogCommand::RevokeToken {
+            token_hash: [1; 32],
+        },
     ];
-    let staff_only = [0, 1, 5, 8, 10, 13];
+    let staff_only = [0, 1, 5, 8, 10, 13, 21, 22];
     let seller_only = [2, 3, 4, 6, 7, 9, 11, 12, 15, 16, 18, 19];
     let provider_only = [14, 17];
     for (i, c) in commands.iter().enumerate() {
@@ -810,11 +817,15 @@ fn role_matrix_every_command_by_every_actor() {
             Actor::Seller(_) => seller_only.contains(&i),
             Actor::Provider(_) => provider_only.contains(&i),
             Actor::System => i == 20,
+            Actor::Verifier(_) | Actor::Device(_) | Actor::FrontEnd => false,
         };
         for a in [
             Actor::Staff,
             Actor::Seller(5),
             Actor::Provider(5),
+            Actor::Verifier(5),
+            Actor::Device(5),
+            Actor::FrontEnd,
             Actor::System,
         ] {
             assert_eq!(c.allowed(a), expect(a), "command {i} {c:?} by {a:?}");
@@ -854,4 +865,48 @@ fn tenant_a_seller_never_sees_or_changes_another_sellers_products() {
     };
     assert_eq!(t.err(Actor::Seller(OTHER), v.clone()), ErrorCode::NotFound);
     t.ok(Actor::Seller(SELLER), v);
+}
+
+#[test]
+fn principals_tokens_are_registered_by_hash_for_existing_principals_and_revocable() {
+    let mut t = T::new();
+    t.onboarded(SELLER, false, false);
+    let issue = |hash: u8, actor| CatalogCommand::IssueToken {
+        token_hash: [hash; 32],
+        actor,
+    };
+    assert_eq!(
+        t.err(Actor::Staff, issue(1, Actor::Seller(999))),
+        ErrorCode::NotFound
+    );
+    assert_eq!(
+        t.err(Actor::Staff, issue(1, Actor::Device(4))),
+        ErrorCode::NotFound
+    );
+    t.ok(Actor::Staff, issue(1, Actor::Seller(SELLER)));
+    assert_eq!(
+        t.err(Actor::Staff, issue(1, Actor::FrontEnd)),
+        ErrorCode::AlreadyExists
+    );
+    assert_eq!(t.c.token_actor(&[1; 32]), Some(Actor::Seller(SELLER)));
+    assert_eq!(
+        t.err(Actor::Seller(SELLER), issue(2, Actor::Staff)),
+        ErrorCode::NotPermitted
+    );
+    t.ok(
+        Actor::Staff,
+        CatalogCommand::RevokeToken {
+            token_hash: [1; 32],
+        },
+    );
+    assert_eq!(t.c.token_actor(&[1; 32]), None);
+    assert_eq!(
+        t.err(
+            Actor::Staff,
+            CatalogCommand::RevokeToken {
+                token_hash: [1; 32]
+            }
+        ),
+        ErrorCode::NotFound
+    );
 }

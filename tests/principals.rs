@@ -1,0 +1,274 @@
+//! Principals and credentials (issue 3 item 6): tokens issued by staff,
+//! stored hashed, revocable, surviving restart; the role matrix over the
+//! wire binds POS, verifier and seller to the authenticated identity.
+mod common;
+mod helpers;
+
+use common::Server;
+use helpers::*;
+use rust_decimal::Decimal;
+use vouch_engine::catalog::*;
+use vouch_engine::{Command, ErrorCode, RequestId};
+use vouch_protocol::client::ClientError;
+use vouch_protocol::Client;
+
+const MOBILE: &str = "13900004321";
+
+async fn catalog(
+    client: &Client,
+    serial: u64,
+    act_as: Option<Actor>,
+    command: CatalogCommand,
+) -> CatalogOutcome {
+    let rid = RequestId { source: 77, serial };
+    client
+        .catalog(rid, act_as, command)
+        .await
+        .expect("connection")
+        .unwrap_or_else(|e| panic!("catalog command refused: {e}"))
+}
+
+fn refused_with(result: Result<impl std::fmt::Debug, ClientError>, code: ErrorCode) {
+    match result {
+        Err(ClientError::Refused(e)) => assert_eq!(e.code, code.number(), "{e}"),
+        other => panic!("expected {code}, got {other:?}"),
+    }
+}
+
+/// Seller 500 onboarded with outlet 900, provider 70 linked, POS 31 of
+/// provider 70 at outlet 900, and tokens for seller, front end and POS.
+async fn set_up(admin: &Client) -> (String, String, String) {
+    let yuan = |s: &str| s.parse::<Decimal>().unwrap();
+    let seller = Some(Actor::Seller(500));
+    let mut n = 0;
+    let mut next = || {
+        n += 1;
+        n
+    };
+    let put = CatalogCommand::PutCategory {
+        id: 11,
+        parent: None,
+        name: "bread".into(),
+        supports_vouchers: true,
+        deposit: yuan("500.00"),
+        min_expiry_refund_ratio: None,
+        supports_auto_refund: true,
+    };
+    catalog(admin, next(), None, put).await;
+    let create = CatalogCommand::CreateSeller {
+        id: 500,
+        kind: SellerKind::Marketplace,
+        self_issuing: false,
+        group_buying_operator: false,
+    };
+    catalog(admin, next(), None, create).await;
+    catalog(admin, next(), seller, CatalogCommand::AcceptAgreement).await;
+    let bind = CatalogCommand::BindPaymentAccount {
+        account: "p".into(),
+        supports_freezing: true,
+        accept_payment_agreement: true,
+    };
+    catalog(admin, next(), seller, bind).await;
+    let confirm = CatalogCommand::ConfirmOnboarding {
+        service_phone: "400".into(),
+        categories: vec![11],
+    };
+    catalog(admin, next(), seller, confirm).await;
+    let outlet = CatalogCommand::AddOutlet {
+        id: 900,
+        name: "o".into(),
+        address: "a".into(),
+        latitude: yuan("31"),
+        longitude: yuan("121"),
+    };
+    catalog(admin, next(), seller, outlet).await;
+    catalog(
+        admin,
+        next(),
+        None,
+        CatalogCommand::RegisterProvider {
+            id: 70,
+            name: "p".into(),
+            code_digits: 8,
+        },
+    )
+    .await;
+    catalog(
+        admin,
+        next(),
+        Some(Actor::Provider(70)),
+        CatalogCommand::LinkSeller { seller: 500 },
+    )
+    .await;
+    let device = CatalogCommand::RegisterDevice {
+        pos_id: 31,
+        outlet: 900,
+        check_method: CheckMethod::Code,
+    };
+    catalog(admin, next(), Some(Actor::Provider(70)), device).await;
+    let mut tokens = Vec::new();
+    for (i, actor) in [Actor::Seller(500), Actor::FrontEnd, Actor::Device(31)]
+        .into_iter()
+        .enumerate()
+    {
+        let token = format!("test-token-{i}-{}", "x".repeat(20));
+        let hash = vouch::server::token_hash(&token);
+        catalog(
+            admin,
+            next(),
+            None,
+            CatalogCommand::IssueToken {
+                token_hash: hash,
+                actor,
+            },
+        )
+        .await;
+        tokens.push(token);
+    }
+    (tokens[0].clone(), tokens[1].clone(), tokens[2].clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn role_matrix_tokens_bind_principals_and_survive_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path());
+    let target = server.tcp_target();
+    let admin = server.client(&target).await;
+    let (seller_token, front_token, device_token) = set_up(&admin).await;
+    let ca = server.ca();
+
+    // The front end issues vouchers; the seller may not.
+    let front = Client::connect(&target, &front_token, Some(&ca))
+        .await
+        .unwrap();
+    let issued = as_issued(run(&front, Command::Issue(issue_cmd("p-1", 5, MOBILE))).await);
+    let seller = Client::connect(&target, &seller_token, Some(&ca))
+        .await
+        .unwrap();
+    refused_with(
+        seller
+            .command(Command::Issue(issue_cmd("p-2", 1, MOBILE)))
+            .await,
+        ErrorCode::NotPermitted,
+    );
+
+    // A seller runs its own catalog commands, never another's, and no audit.
+    let top = CatalogCommand::TopUp {
+        amount: "10.00".parse().unwrap(),
+    };
+    let rid = RequestId {
+        source: 5,
+        serial: 1,
+    };
+    assert!(seller
+        .catalog(rid, None, top.clone())
+        .await
+        .unwrap()
+        .is_ok());
+    let rid2 = RequestId {
+        source: 5,
+        serial: 2,
+    };
+    refused_with(
+        seller.catalog(rid2, Some(Actor::Seller(501)), top).await,
+        ErrorCode::NotPermitted,
+    );
+    let audit = Command::AuditVouchers(vouch_engine::command::AuditVouchers {
+        shard: 0,
+        from: 0,
+        limit: 10,
+    });
+    refused_with(seller.command(audit).await, ErrorCode::NotPermitted);
+    let staff_only = CatalogCommand::RegisterProvider {
+        id: 71,
+        name: "x".into(),
+        code_digits: 8,
+    };
+    let denied = seller
+        .catalog(
+            RequestId {
+                source: 5,
+                serial: 3,
+            },
+            None,
+            staff_only,
+        )
+        .await
+        .unwrap();
+    assert_eq!(denied.unwrap_err().code, ErrorCode::NotPermitted.number());
+
+    // POS 31 redeems as itself only.
+    let device = Client::connect(&target, &device_token, Some(&ca))
+        .await
+        .unwrap();
+    let l4 = last4(MOBILE);
+    let as_other_pos = redeem_cmd(32, 1, issued.code, &l4, 1);
+    refused_with(
+        device.command(Command::Redeem(as_other_pos)).await,
+        ErrorCode::NotPermitted,
+    );
+    let mine = as_redeemed(
+        run(
+            &device,
+            Command::Redeem(redeem_cmd(31, 1, issued.code, &l4, 1)),
+        )
+        .await,
+    );
+    assert_eq!(mine.units_remaining, 4);
+
+    // Revocation: the POS's next request is refused, and it cannot reconnect.
+    let hash = vouch::server::token_hash(&device_token);
+    catalog(
+        &admin,
+        100,
+        None,
+        CatalogCommand::RevokeToken { token_hash: hash },
+    )
+    .await;
+    let code = mine.new_code.unwrap();
+    assert!(device
+        .command(Command::Redeem(redeem_cmd(31, 2, code, &l4, 1)))
+        .await
+        .is_err());
+    refused_with(
+        Client::connect(&target, &device_token, Some(&ca))
+            .await
+            .map(|_| ()),
+        ErrorCode::Unauthenticated,
+    );
+    assert_eq!(
+        as_looked_up(lookup(&admin, code, &l4).await).units_remaining,
+        4,
+        "the revoked POS redeemed nothing"
+    );
+
+    // After a restart the registered tokens still work; the revoked one does not.
+    drop((admin, front, seller, device));
+    server.kill();
+    let server = Server::start(dir.path());
+    let target = server.tcp_target();
+    let seller = Client::connect(&target, &seller_token, Some(&ca))
+        .await
+        .unwrap();
+    let rid = RequestId {
+        source: 5,
+        serial: 4,
+    };
+    let bal = seller
+        .catalog(
+            rid,
+            None,
+            CatalogCommand::TopUp {
+                amount: "1.00".parse().unwrap(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(bal, Ok(CatalogOutcome::Balance("11.00".parse().unwrap())));
+    refused_with(
+        Client::connect(&target, &device_token, Some(&ca))
+            .await
+            .map(|_| ()),
+        ErrorCode::Unauthenticated,
+    );
+}
