@@ -252,6 +252,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             drain(conns).await;
         });
     }
+    listeners.spawn(tick_driver(ctx.clone(), stop_rx.clone()));
     println!("ready");
     wait_for_signal().await;
     println!("shutting down: draining connections");
@@ -277,6 +278,49 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     gc.shutdown().context("final sync")?;
     println!("stopped cleanly");
     Ok(())
+}
+
+/// How often the server sends the catalog its time tick (PUB-3 automatic
+/// delisting), in ms.
+pub const CATALOG_TICK_MS: u64 = 60_000;
+
+/// Request-id source of the server's own ticks; serials are the tick's
+/// unix ms, unique because ticks are a minute apart.
+pub const TICK_REQUEST_SOURCE: u64 = u64::MAX;
+
+/// Sends the catalog a `Tick` as the system every `CATALOG_TICK_MS` until
+/// shutdown. The engine never reads the clock: this is its time input.
+async fn tick_driver(ctx: Arc<Ctx>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(Duration::from_millis(CATALOG_TICK_MS));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let serial = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        // Nobody waits for the reply; delistings are logged as events.
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let op = CatalogOp {
+            entry: CatalogEntry {
+                actor: Actor::System,
+                request_id: RequestId {
+                    source: TICK_REQUEST_SOURCE,
+                    serial,
+                },
+                command: vouch_engine::catalog::CatalogCommand::Tick,
+            },
+            tx,
+            corr: 0,
+            permit: None,
+        };
+        if ctx.catalog_tx.send(vec![op]).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Tells a peer over the connection limit why it is closed, then closes.
