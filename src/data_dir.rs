@@ -219,6 +219,16 @@ pub fn open(root: &Path, new_config: &EngineConfig) -> anyhow::Result<Opened> {
             Ok(())
         })
         .map_err(|e| anyhow::anyhow!("replaying the log: {e}"))?;
+    // Catalog facts a crash may have kept from reaching a shard's log are
+    // derived again from the catalog (idempotent, not logged): the shards
+    // check redemptions against the catalog as it is (ORD-7).
+    for fact in catalog.facts() {
+        let command = Command::CatalogFact(fact);
+        for s in &mut shards {
+            let _ = s.apply(0, &command, &mut effects);
+        }
+    }
+    effects.clear();
     for s in &shards {
         s.check_invariants();
     }

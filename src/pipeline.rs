@@ -12,7 +12,8 @@ use crate::data_dir::{CatalogEntry, LogRecord};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
-use vouch_engine::catalog::{Catalog, CatalogCommand};
+use vouch_engine::catalog::{Catalog, CatalogCommand, CatalogEvent};
+use vouch_engine::command::CatalogFact;
 use vouch_engine::engine::changed_state;
 use vouch_engine::{Command, Effect, Reply, Shard};
 use vouch_protocol::{Response, WireError, WireReply};
@@ -165,6 +166,7 @@ fn next_batch<T>(rx: &mut mpsc::Receiver<Vec<T>>) -> Option<Vec<T>> {
 pub fn run_worker(
     mut shard: Shard,
     mut rx: mpsc::Receiver<Vec<Op>>,
+    facts: crossbeam_channel::Receiver<CatalogFact>,
     commit: crossbeam_channel::Sender<Job>,
     stats: Arc<Stats>,
 ) {
@@ -174,6 +176,13 @@ pub fn run_worker(
         let now = clock.now_ms();
         let mut replies = Vec::with_capacity(ops.len());
         let mut mutations = Vec::new();
+        // Catalog facts first (already durable in the catalog's log): the
+        // batch's redemptions are checked against them (ORD-7).
+        while let Ok(fact) = facts.try_recv() {
+            let command = Command::CatalogFact(fact);
+            let _ = shard.apply(now, &command, &mut effects);
+            mutations.push(command);
+        }
         for op in ops {
             let reply = shard.apply(now, &op.command, &mut effects);
             if let Err(rej) = &reply {
@@ -241,6 +250,7 @@ pub fn run_catalog_worker(
     mut rx: mpsc::Receiver<Vec<CatalogOp>>,
     commit: crossbeam_channel::Sender<Job>,
     tokens: Arc<TokenMap>,
+    fact_txs: Vec<crossbeam_channel::Sender<CatalogFact>>,
 ) {
     let mut clock = Clock::default();
     let mut events = Vec::new();
@@ -249,6 +259,7 @@ pub fn run_catalog_worker(
         let mut replies = Vec::with_capacity(ops.len());
         let mut applied = Vec::new();
         let mut token_updates = Vec::new();
+        let mut facts_out = Vec::new();
         for op in ops {
             let e = &op.entry;
             let reply = catalog.apply(now, e.actor, e.request_id, &e.command, &mut events);
@@ -260,7 +271,10 @@ pub fn run_catalog_worker(
                 token_updates.push((*token_hash, catalog.token_actor(token_hash)));
             }
             for event in events.drain(..) {
-                tracing::info!(?event, "catalog event");
+                match event {
+                    CatalogEvent::Fact(f) => facts_out.push(f),
+                    event => tracing::info!(?event, "catalog event"),
+                }
             }
             if reply.is_ok() {
                 applied.push(op.entry.clone());
@@ -277,9 +291,16 @@ pub fn run_catalog_worker(
             .expect("log records always serialize")
         };
         let tokens = tokens.clone();
+        let fact_txs = fact_txs.clone();
         let job = Job {
             record,
             done: Box::new(move || {
+                // Shards learn catalog facts once they are durable here.
+                for f in &facts_out {
+                    for tx in &fact_txs {
+                        let _ = tx.send(f.clone());
+                    }
+                }
                 // Credentials change only once their record is durable.
                 for (hash, actor) in token_updates {
                     match actor {

@@ -130,15 +130,19 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let stats = Arc::new(Stats::default());
     let mut shard_txs = Vec::new();
     let mut workers = Vec::new();
+    let mut fact_txs = Vec::new();
     for shard in opened.shards {
         let (tx, rx) = mpsc::channel(pipeline::SHARD_QUEUE_MESSAGES_MAX);
         shard_txs.push(tx);
+        // Catalog facts: a few per catalog change, so unbounded is safe.
+        let (fact_tx, fact_rx) = crossbeam_channel::unbounded();
+        fact_txs.push(fact_tx);
         let commit = gc.sender();
         let stats = stats.clone();
         workers.push(
             std::thread::Builder::new()
                 .name(format!("vouch-shard-{}", shard.index()))
-                .spawn(move || pipeline::run_worker(shard, rx, commit, stats))?,
+                .spawn(move || pipeline::run_worker(shard, rx, fact_rx, commit, stats))?,
         );
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -151,7 +155,9 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         workers.push(
             std::thread::Builder::new()
                 .name("vouch-catalog".into())
-                .spawn(move || pipeline::run_catalog_worker(catalog, catalog_rx, commit, tokens))?,
+                .spawn(move || {
+                    pipeline::run_catalog_worker(catalog, catalog_rx, commit, tokens, fact_txs)
+                })?,
         );
     }
     let ctx = Arc::new(Ctx {
@@ -382,6 +388,12 @@ pub fn token_hash(token: &str) -> [u8; 32] {
 ///
 /// Errors: `not_permitted` with the reason.
 fn authorize(principal: Principal, request: &mut Request) -> Result<(), WireError> {
+    if let Request::Command(Command::CatalogFact(_)) = request {
+        return Err(WireError::new(
+            ErrorCode::NotPermitted,
+            "catalog facts come only from the server's catalog",
+        ));
+    }
     let Principal::Token(actor, _) = principal else {
         return Ok(());
     };
@@ -434,6 +446,7 @@ fn authorize(principal: Principal, request: &mut Request) -> Result<(), WireErro
             Actor::Seller(s) if r.seller_id == Some(s) && r.pos_id.is_none() => Ok(()),
             _ => refuse("reverse as another POS or seller"),
         },
+        Request::Command(Command::CatalogFact(_)) => refuse("send catalog facts"),
         Request::Command(Command::AuditVouchers(_) | Command::AuditRedemptions(_)) => match actor {
             Actor::Staff => Ok(()),
             _ => refuse("read the audit"),

@@ -272,3 +272,95 @@ async fn role_matrix_tokens_bind_principals_and_survive_restart() {
         ErrorCode::Unauthenticated,
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ord_7_redemption_checks_outlet_verifier_and_device_against_the_catalog() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path());
+    let target = server.tcp_target();
+    let admin = server.client(&target).await;
+    let (_, _, device_token) = set_up(&admin).await;
+    let seller = Some(Actor::Seller(500));
+    let yuan = |s: &str| s.parse::<Decimal>().unwrap();
+    let grant = CatalogCommand::GrantPublishPermission {
+        seller: 500,
+        category: 11,
+    };
+    catalog(&admin, 200, None, grant).await;
+    let second_outlet = CatalogCommand::AddOutlet {
+        id: 901,
+        name: "o2".into(),
+        address: "a2".into(),
+        latitude: yuan("31"),
+        longitude: yuan("121"),
+    };
+    catalog(&admin, 201, seller, second_outlet).await;
+    let v41 = CatalogCommand::AddVerifier {
+        id: 41,
+        real_name: true,
+        parent: None,
+        outlets: vec![900],
+    };
+    catalog(&admin, 202, seller, v41).await;
+    let v43 = CatalogCommand::AddVerifier {
+        id: 43,
+        real_name: true,
+        parent: None,
+        outlets: vec![901],
+    };
+    catalog(&admin, 203, seller, v43).await;
+    let product = ProductSpec {
+        id: 1,
+        category: 11,
+        delivery: Delivery::EVoucher,
+        validity: vouch_engine::validity::Validity::DaysFromIssue(30),
+        provider: Some(70),
+        outlets: vec![900],
+        settlement: Settlement::PayOnRedemption,
+        expiry_refund_ratio: None,
+        merchant_code: "SKU".into(),
+        group_buying: false,
+    };
+    catalog(&admin, 204, seller, CatalogCommand::PublishProduct(product)).await;
+    let mut order = issue_cmd("ck-1", 5, MOBILE);
+    order.seller_id = 500;
+    order.product_id = 1;
+    let issued = as_issued(run(&admin, Command::Issue(order)).await);
+    let l4 = last4(MOBILE);
+    let at = |outlet: u64, verifier: u64, serial: u64, code| {
+        let mut r = redeem_cmd(31, serial, code, &l4, 1);
+        r.outlet_id = outlet;
+        r.verifier_id = verifier;
+        Command::Redeem(r)
+    };
+    let device = Client::connect(&target, &device_token, Some(&server.ca()))
+        .await
+        .unwrap();
+    assert_rejected(
+        &run(&device, at(901, 41, 1, issued.code)).await,
+        ErrorCode::OutletNotAllowed,
+    );
+    assert_rejected(
+        &run(&device, at(900, 43, 2, issued.code)).await,
+        ErrorCode::VerifierNotAuthorized,
+    );
+    let ok = as_redeemed(run(&device, at(900, 41, 3, issued.code)).await);
+    assert_eq!(ok.units_remaining, 4);
+    // The checks hold after a restart too (facts rebuilt from the log).
+    drop((admin, device));
+    server.kill();
+    let server = Server::start(dir.path());
+    let target = server.tcp_target();
+    let device = Client::connect(&target, &device_token, Some(&server.ca()))
+        .await
+        .unwrap();
+    let code = ok.new_code.unwrap();
+    assert_rejected(
+        &run(&device, at(901, 41, 4, code)).await,
+        ErrorCode::OutletNotAllowed,
+    );
+    assert_eq!(
+        as_redeemed(run(&device, at(900, 41, 5, code)).await).units_remaining,
+        3
+    );
+}

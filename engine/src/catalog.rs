@@ -400,6 +400,8 @@ pub enum CatalogEvent {
         /// Product.
         product: Id,
     },
+    /// A fact every voucher shard needs for ORD-7's redemption checks.
+    Fact(crate::command::CatalogFact),
 }
 
 /// Successful reply of a catalog command.
@@ -445,6 +447,7 @@ struct Outlet {
 #[derive(Clone, Debug)]
 struct Product {
     seller: Id,
+    outlets: Vec<Id>,
     listed: bool,
     /// First instant at which the validity has ended (fixed periods only).
     delist_at_ms: Option<i64>,
@@ -567,6 +570,37 @@ impl Catalog {
     /// The principal a token hash authenticates, if it is registered.
     pub fn token_actor(&self, token_hash: &[u8; 32]) -> Option<Actor> {
         self.tokens.get(token_hash).copied()
+    }
+
+    /// The facts voucher shards need (ORD-7) for every product, verifier
+    /// and POS in the catalog, as of now.
+    pub fn facts(&self) -> Vec<crate::command::CatalogFact> {
+        use crate::command::CatalogFact;
+        let mut out = Vec::new();
+        for (id, p) in &self.products {
+            out.push(CatalogFact::Product {
+                id: *id,
+                seller: p.seller,
+                outlets: p.outlets.clone(),
+            });
+        }
+        for (id, (seller, outlets)) in &self.verifiers {
+            out.push(CatalogFact::Verifier {
+                id: *id,
+                seller: *seller,
+                outlets: outlets.iter().copied().collect(),
+            });
+        }
+        for (pos_id, (_, outlet)) in &self.devices {
+            if let Some(o) = self.outlets.get(outlet) {
+                out.push(CatalogFact::Device {
+                    pos_id: *pos_id,
+                    seller: o.seller,
+                    outlet: *outlet,
+                });
+            }
+        }
+        out
     }
 
     /// Every registered token hash with its principal.
@@ -980,6 +1014,11 @@ impl Catalog {
                 self.own_outlets(me, outlets)?;
                 self.verifiers
                     .insert(*id, (me, outlets.iter().copied().collect()));
+                events.push(CatalogEvent::Fact(crate::command::CatalogFact::Verifier {
+                    id: *id,
+                    seller: me,
+                    outlets: outlets.clone(),
+                }));
                 Ok(CatalogOutcome::Done)
             }
             RegisterDevice { pos_id, outlet, .. } => {
@@ -999,9 +1038,22 @@ impl Catalog {
                     return Err(reject(ErrorCode::AlreadyExists, format!("POS {pos_id}")));
                 }
                 self.devices.insert(*pos_id, (me, *outlet));
+                events.push(CatalogEvent::Fact(crate::command::CatalogFact::Device {
+                    pos_id: *pos_id,
+                    seller: owner,
+                    outlet: *outlet,
+                }));
                 Ok(CatalogOutcome::Done)
             }
-            PublishProduct(spec) => self.publish(now_ms, me, spec),
+            PublishProduct(spec) => {
+                let done = self.publish(now_ms, me, spec)?;
+                events.push(CatalogEvent::Fact(crate::command::CatalogFact::Product {
+                    id: spec.id,
+                    seller: me,
+                    outlets: spec.outlets.clone(),
+                }));
+                Ok(done)
+            }
             IssueToken { token_hash, actor } => {
                 let exists = match *actor {
                     Actor::Seller(id) => self.sellers.contains_key(&id),
@@ -1177,6 +1229,7 @@ impl Catalog {
             p.id,
             Product {
                 seller: me,
+                outlets: p.outlets.clone(),
                 listed: true,
                 delist_at_ms,
             },

@@ -116,6 +116,41 @@ pub struct AuditRedemptions {
     pub limit: u32,
 }
 
+/// A catalog fact a voucher shard needs to check redemptions (ORD-7). The
+/// catalog emits one when a product is published, a verifier added or a POS
+/// registered; the server applies it to every shard, logged like any
+/// command, so the shards stay deterministic.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum CatalogFact {
+    /// A published product: its seller and outlets.
+    Product {
+        /// Product id.
+        id: u64,
+        /// Seller id.
+        seller: u64,
+        /// Outlets where its vouchers may be redeemed.
+        outlets: Vec<u64>,
+    },
+    /// A verifier account: its seller and authorised outlets.
+    Verifier {
+        /// Verifier id.
+        id: u64,
+        /// Seller id.
+        seller: u64,
+        /// Outlets it may redeem at.
+        outlets: Vec<u64>,
+    },
+    /// A registered POS: the seller and outlet it serves.
+    Device {
+        /// POS id.
+        pos_id: u64,
+        /// Seller id (the outlet's owner).
+        seller: u64,
+        /// Outlet.
+        outlet: u64,
+    },
+}
+
 /// Every command the engine applies.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Command {
@@ -131,6 +166,8 @@ pub enum Command {
     AuditVouchers(AuditVouchers),
     /// See [`AuditRedemptions`].
     AuditRedemptions(AuditRedemptions),
+    /// See [`CatalogFact`]; applied to every shard.
+    CatalogFact(CatalogFact),
 }
 
 impl Command {
@@ -147,7 +184,7 @@ impl Command {
     pub fn is_mutation(&self) -> bool {
         matches!(
             self,
-            Command::Issue(_) | Command::Redeem(_) | Command::Reverse(_)
+            Command::Issue(_) | Command::Redeem(_) | Command::Reverse(_) | Command::CatalogFact(_)
         )
     }
 }
@@ -265,6 +302,8 @@ pub enum Outcome {
         /// Next `from`, or None when the shard has no more.
         next: Option<u32>,
     },
+    /// A catalog fact was recorded.
+    FactNoted,
     /// A page of the verification log.
     Redemptions {
         /// The page.

@@ -17,6 +17,8 @@ pub fn route(command: &Command, shards: u32) -> u32 {
         Command::Reverse(c) => c.code.value() % n,
         Command::AuditVouchers(c) => u64::from(c.shard) % n,
         Command::AuditRedemptions(c) => u64::from(c.shard) % n,
+        // Every shard needs it; `Engine::apply` and the server broadcast it.
+        Command::CatalogFact(_) => 0,
     };
     r as u32
 }
@@ -59,6 +61,13 @@ impl Engine {
 
     /// Routes and applies one command at `now_ms`; see [`Shard::apply`].
     pub fn apply(&mut self, now_ms: i64, command: &Command, effects: &mut Vec<Effect>) -> Reply {
+        if let Command::CatalogFact(_) = command {
+            let mut last = Ok(crate::Outcome::FactNoted);
+            for s in &mut self.shards {
+                last = s.apply(now_ms, command, effects);
+            }
+            return last;
+        }
         let mut i = route(command, self.shards.len() as u32);
         if let Some(rid) = command.request_id() {
             i = *self.claims.entry(rid).or_insert(i);

@@ -70,6 +70,14 @@ pub enum ErrorCode {
     GroupBuyingNotAllowed = 35,
     /// A validity change may only move the end later (ORD-6).
     ValidityNotExtended = 36,
+    /// The outlet is not one of the product's outlets (ORD-7, PUB-5).
+    OutletNotAllowed = 37,
+    /// The verifier is not authorised for the voucher's seller and this
+    /// outlet (ORD-7).
+    VerifierNotAuthorized = 38,
+    /// The POS is not registered for the voucher's seller at this outlet
+    /// (ORD-7, PRV-3).
+    DeviceNotRegistered = 39,
     /// The client speaks a protocol version the server does not.
     UnsupportedVersion = 100,
     /// The handshake token is unknown, or a request came before the handshake.
@@ -120,6 +128,9 @@ impl ErrorCode {
             ErrorCode::SellerNotOnboarded => "seller_not_onboarded",
             ErrorCode::GroupBuyingNotAllowed => "group_buying_not_allowed",
             ErrorCode::ValidityNotExtended => "validity_not_extended",
+            ErrorCode::OutletNotAllowed => "outlet_not_allowed",
+            ErrorCode::VerifierNotAuthorized => "verifier_not_authorized",
+            ErrorCode::DeviceNotRegistered => "device_not_registered",
             ErrorCode::UnsupportedVersion => "unsupported_version",
             ErrorCode::Unauthenticated => "unauthenticated",
             ErrorCode::MalformedFrame => "malformed_frame",

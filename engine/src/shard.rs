@@ -6,8 +6,8 @@
 
 use crate::code::{space, Code};
 use crate::command::{
-    AuditRedemptions, AuditVouchers, Command, Effect, Issue, Issued, LookedUp, Lookup, Outcome,
-    Redeem, Redeemed, RedemptionEntry, Reply, RequestId, Reverse, Reversed, SendReason,
+    AuditRedemptions, AuditVouchers, CatalogFact, Command, Effect, Issue, Issued, LookedUp, Lookup,
+    Outcome, Redeem, Redeemed, RedemptionEntry, Reply, RequestId, Reverse, Reversed, SendReason,
     VoucherState,
 };
 use crate::error::{ErrorCode, InvalidCodeReason, Rejection};
@@ -126,6 +126,12 @@ pub struct Shard {
     /// The verification log (ORD-10), in apply order.
     log: Vec<Redemption>,
     reversals: Map<RequestId, Reversal>,
+    /// Catalog facts (ORD-7 checks): product → (seller, outlets).
+    products: Map<u64, (u64, Vec<u64>)>,
+    /// Verifier → (seller, authorised outlets).
+    verifiers: Map<u64, (u64, Vec<u64>)>,
+    /// POS → (seller, outlet).
+    devices: Map<u64, (u64, u64)>,
 }
 
 /// Maps keyed by codes, request ids and order ids. foldhash: fast, and
@@ -188,6 +194,9 @@ impl Shard {
             redemptions: Map::default(),
             log: Vec::new(),
             reversals: Map::default(),
+            products: Map::default(),
+            verifiers: Map::default(),
+            devices: Map::default(),
         })
     }
 
@@ -228,6 +237,32 @@ impl Shard {
             Command::Reverse(c) => self.reverse(now_ms, c, effects),
             Command::AuditVouchers(c) => Ok(self.audit_vouchers(c)),
             Command::AuditRedemptions(c) => Ok(self.audit_redemptions(c)),
+            Command::CatalogFact(f) => {
+                match f {
+                    CatalogFact::Product {
+                        id,
+                        seller,
+                        outlets,
+                    } => {
+                        self.products.insert(*id, (*seller, outlets.clone()));
+                    }
+                    CatalogFact::Verifier {
+                        id,
+                        seller,
+                        outlets,
+                    } => {
+                        self.verifiers.insert(*id, (*seller, outlets.clone()));
+                    }
+                    CatalogFact::Device {
+                        pos_id,
+                        seller,
+                        outlet,
+                    } => {
+                        self.devices.insert(*pos_id, (*seller, *outlet));
+                    }
+                }
+                Ok(Outcome::FactNoted)
+            }
         }
     }
 
@@ -450,6 +485,7 @@ impl Shard {
                 "the voucher's validity has not started",
             ));
         }
+        self.check_place(v.product_id, v.seller_id, c)?;
         if c.units > v.units_remaining {
             return Err(Rejection::new(
                 ErrorCode::UnitsInsufficient,
@@ -513,6 +549,52 @@ impl Shard {
             units_remaining: remaining,
             new_code,
         }))
+    }
+
+    /// ORD-7's checks of where and by whom a voucher of a catalog product is
+    /// redeemed: the outlet is one of the product's, the verifier belongs to
+    /// the seller and is authorised for the outlet, and a POS, when named, is
+    /// registered for the seller at that outlet. Vouchers of products the
+    /// catalog does not know (issued before the product was published
+    /// through the catalog) are not checked (Decision, see ARCHITECTURE.md).
+    /// Runs only after the code and phone digits matched: no oracle.
+    fn check_place(&self, product: u64, seller: u64, c: &Redeem) -> Result<(), Rejection> {
+        let Some((_, outlets)) = self.products.get(&product) else {
+            return Ok(());
+        };
+        if !outlets.contains(&c.outlet_id) {
+            return Err(Rejection::new(
+                ErrorCode::OutletNotAllowed,
+                format!("outlet {} is not an outlet of this product", c.outlet_id),
+            ));
+        }
+        match self.verifiers.get(&c.verifier_id) {
+            Some((s, o)) if *s == seller && o.contains(&c.outlet_id) => {}
+            _ => {
+                return Err(Rejection::new(
+                    ErrorCode::VerifierNotAuthorized,
+                    format!(
+                        "verifier {} is not authorised for this seller at outlet {}",
+                        c.verifier_id, c.outlet_id
+                    ),
+                ))
+            }
+        }
+        if let Some(pos) = c.pos_id {
+            match self.devices.get(&pos) {
+                Some((s, outlet)) if *s == seller && *outlet == c.outlet_id => {}
+                _ => {
+                    return Err(Rejection::new(
+                        ErrorCode::DeviceNotRegistered,
+                        format!(
+                            "POS {pos} is not registered for this seller at outlet {}",
+                            c.outlet_id
+                        ),
+                    ))
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Moves a live code to quarantine. The caller sets the voucher's new

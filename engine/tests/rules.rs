@@ -797,3 +797,97 @@ fn inv_1_replaying_only_state_changing_commands_rebuilds_the_same_state() {
         replayed.apply(now, &next, &mut Vec::new())
     );
 }
+
+#[test]
+fn ord_7_redemption_checks_outlet_verifier_and_device_of_catalog_products() {
+    use vouch_engine::command::CatalogFact;
+    let mut e = engine(2);
+    let code = issue(&mut e, "o-1", 9);
+    // Before the catalog knows product 20, its vouchers are not checked.
+    let first = redeem_at(&mut e, NOW, code, 1, 1).unwrap();
+    let facts = [
+        CatalogFact::Product {
+            id: 20,
+            seller: 10,
+            outlets: vec![3],
+        },
+        CatalogFact::Verifier {
+            id: 4,
+            seller: 10,
+            outlets: vec![3],
+        },
+        CatalogFact::Device {
+            pos_id: 900,
+            seller: 10,
+            outlet: 3,
+        },
+        // A verifier and a POS of another seller (tenant) at the same outlet id.
+        CatalogFact::Verifier {
+            id: 7,
+            seller: 11,
+            outlets: vec![3],
+        },
+        CatalogFact::Device {
+            pos_id: 901,
+            seller: 11,
+            outlet: 3,
+        },
+    ];
+    for f in facts {
+        assert_eq!(
+            e.apply(NOW, &Command::CatalogFact(f), &mut Vec::new()),
+            Ok(Outcome::FactNoted)
+        );
+    }
+    let live = first.new_code.unwrap();
+    let with = |f: &dyn Fn(&mut Redeem), serial: u64| {
+        let Command::Redeem(mut r) = redeem_cmd(live, 1, serial) else {
+            unreachable!()
+        };
+        f(&mut r);
+        Command::Redeem(r)
+    };
+    let code_of = |e: &mut Engine, c: Command| {
+        e.apply(NOW, &c, &mut Vec::new())
+            .map(|_| ())
+            .map_err(|r| r.code)
+    };
+    assert_eq!(
+        code_of(&mut e, with(&|r| r.outlet_id = 5, 2)),
+        Err(ErrorCode::OutletNotAllowed)
+    );
+    assert_eq!(
+        code_of(&mut e, with(&|r| r.verifier_id = 6, 3)),
+        Err(ErrorCode::VerifierNotAuthorized)
+    );
+    assert_eq!(
+        code_of(&mut e, with(&|r| r.verifier_id = 7, 4)),
+        Err(ErrorCode::VerifierNotAuthorized)
+    );
+    assert_eq!(
+        code_of(&mut e, with(&|r| r.pos_id = Some(902), 5)),
+        Err(ErrorCode::DeviceNotRegistered)
+    );
+    assert_eq!(
+        code_of(&mut e, with(&|r| r.pos_id = Some(901), 6)),
+        Err(ErrorCode::DeviceNotRegistered)
+    );
+    // No oracle: with wrong phone digits the answer is still code_invalid.
+    let guess = with(
+        &|r| {
+            r.outlet_id = 5;
+            r.phone_last4 = "0000".into();
+        },
+        7,
+    );
+    assert_eq!(code_of(&mut e, guess), Err(ErrorCode::CodeInvalid));
+    // The right place, verifier and POS redeem; a verifier without a POS too.
+    assert_eq!(code_of(&mut e, with(&|_| {}, 8)), Ok(()));
+    let l = e
+        .shards()
+        .iter()
+        .map(|s| s.live_code_count())
+        .sum::<usize>();
+    assert_eq!(l, 1);
+    e.check_invariants();
+}

@@ -52,6 +52,8 @@ impl Request {
             Request::RedeemBatch(_) => 9,
             Request::Info => 10,
             Request::Catalog { .. } => 11,
+            // Refused by the server: facts come only from its catalog.
+            Request::Command(Command::CatalogFact(_)) => 12,
         }
     }
 
