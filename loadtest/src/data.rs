@@ -10,7 +10,7 @@
 //!   the same order id are exercised separately by the replay.
 //! - Online Retail line with positive quantity → an order of `Quantity`
 //!   units at `UnitPrice` of one seller (the shop), product numbered by first
-//!   appearance of `StockCode`; mobile `1` + `CustomerID` padded to 10 digits.
+//!   appearance of `StockCode` from `RETAIL_PRODUCT_ID_BASE`; mobile `1` + `CustomerID` padded to 10 digits.
 //!   Skipped with a reason: cancellations (`C…`, negative quantity; refunds
 //!   come with the refund rules), lines without a customer (no buyer mobile),
 //!   prices below zero or finer than a fen, quantities above the voucher
@@ -23,6 +23,10 @@ use vouch_engine::limits::VOUCHER_UNITS_MAX;
 
 /// Seller id used for the Online Retail shop (O2O merchant ids are below).
 pub const RETAIL_SELLER_ID: u64 = 1_000_000;
+
+/// Retail products are numbered from here, above every O2O `Coupon_id`
+/// (which are below 20,000), so product ids never collide.
+pub const RETAIL_PRODUCT_ID_BASE: u64 = 10_000_000;
 
 /// Which file an order came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,7 +142,7 @@ fn load_retail(
             skip(out, "retail_no_customer_mobile");
             continue;
         };
-        let next = products.len() as u64 + 1;
+        let next = RETAIL_PRODUCT_ID_BASE + products.len() as u64 + 1;
         let product_id = *products.entry(stock.to_string()).or_insert(next);
         let n = seen
             .entry((invoice.to_string(), stock.to_string()))

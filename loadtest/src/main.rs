@@ -26,6 +26,11 @@ enum Scenario {
         /// online-retail-2010-12-*.csv).
         #[arg(long, default_value = "../shared/data")]
         data: PathBuf,
+        /// Skip onboarding sellers and publishing products through the
+        /// catalog (vouchers then carry the data's raw ids and redemptions
+        /// are not checked against outlets, verifiers and POS devices).
+        #[arg(long)]
+        no_onboard: bool,
         #[command(flatten)]
         common: CommonArgs,
     },
@@ -138,8 +143,12 @@ impl CommonArgs {
 
 async fn run(cli: Cli) -> anyhow::Result<bool> {
     let (report, json_path) = match cli.scenario {
-        Scenario::Replay { data, common } => (
-            scenarios::replay(&common.common()?, &data).await?,
+        Scenario::Replay {
+            data,
+            no_onboard,
+            common,
+        } => (
+            scenarios::replay(&common.common()?, &data, !no_onboard).await?,
             common.json,
         ),
         Scenario::FlashSale { orders, common } => (

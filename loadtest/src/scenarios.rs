@@ -65,6 +65,25 @@ impl Common {
     }
 }
 
+/// POS devices per seller in the load tests.
+const POS_PER_SELLER: u64 = 4;
+
+/// POS `k` of `seller` in this run: unique across runs (run id in the high
+/// half) and sellers (the seller's low 24 bits).
+fn pos_for(common: &Common, seller: u64, k: u64) -> u64 {
+    common.pos_id((seller & 0xff_ffff) * POS_PER_SELLER + k)
+}
+
+/// An outlet id of `seller` (one per seller in the load tests).
+fn outlet_of(seller: u64) -> u64 {
+    seller * 10 + 1
+}
+
+/// The verifier id of `seller` (one per seller in the load tests).
+fn verifier_of(seller: u64) -> u64 {
+    seller * 10 + 2
+}
+
 /// Shared mutable state of a run.
 #[derive(Default)]
 struct Shared {
@@ -356,7 +375,7 @@ fn plan_wave(
         let last4 = v.last4.clone();
         let seller = seller_of.get(o).copied().unwrap_or(0);
         s.serial += 1;
-        let pos = common.pos_id(seller % 100_000 * 4 + s.serial % 4);
+        let pos = pos_for(common, seller, s.serial % POS_PER_SELLER);
         plan.push(Planned {
             order_id: o.clone(),
             redeem: Redeem {
@@ -367,8 +386,8 @@ fn plan_wave(
                 code,
                 phone_last4: last4,
                 units,
-                outlet_id: seller * 10 + 1,
-                verifier_id: seller * 10 + 2,
+                outlet_id: outlet_of(seller),
+                verifier_id: verifier_of(seller),
                 pos_id: Some(pos),
             },
         });
@@ -465,7 +484,11 @@ async fn finish(
 /// reverses some, looks some up, re-issues some orders, and audits.
 ///
 /// Errors: the data could not be read or the connection failed.
-pub async fn replay(common: &Common, data_dir: &std::path::Path) -> anyhow::Result<Value> {
+pub async fn replay(
+    common: &Common,
+    data_dir: &std::path::Path,
+    onboard: bool,
+) -> anyhow::Result<Value> {
     let loaded = data::load(data_dir)?;
     let started = Instant::now();
     let pool = common.pool().await?;
@@ -474,12 +497,39 @@ pub async fn replay(common: &Common, data_dir: &std::path::Path) -> anyhow::Resu
     let mut seller_of = HashMap::new();
     let mut multi = Vec::new();
     let mut single = Vec::new();
+    // Seller and product ids of this run (the data's ids in the low bits),
+    // so that several runs can share one server.
+    let run = u64::from(common.run_id);
+    let seller_id = |s: u64| (run << 24) | (s & 0xff_ffff);
+    let product_id = |p: u64| (run << 32) | (p & 0xffff_ffff);
+    let mut stats = Stats::default();
+    if onboard {
+        let mut products: Vec<(u64, u64, String)> = loaded
+            .orders
+            .iter()
+            .map(|o| {
+                (
+                    seller_id(o.seller_id),
+                    product_id(o.product_id),
+                    o.key.clone(),
+                )
+            })
+            .collect();
+        products.sort_by_key(|p| (p.0, p.1));
+        products.dedup_by_key(|p| (p.0, p.1));
+        stats.merge_with_active(onboard_and_publish(common, &pool, &shared, products).await?);
+    }
     let issues: Vec<Issue> = loaded
         .orders
         .iter()
         .map(|o| {
             let order_id = format!("{prefix}{}", o.key);
-            seller_of.insert(order_id.clone(), o.seller_id);
+            let (seller, product) = if onboard {
+                (seller_id(o.seller_id), product_id(o.product_id))
+            } else {
+                (o.seller_id, o.product_id)
+            };
+            seller_of.insert(order_id.clone(), seller);
             if o.units > 1 {
                 multi.push(order_id.clone());
             } else {
@@ -487,8 +537,8 @@ pub async fn replay(common: &Common, data_dir: &std::path::Path) -> anyhow::Resu
             }
             Issue {
                 order_id,
-                seller_id: o.seller_id,
-                product_id: o.product_id,
+                seller_id: seller,
+                product_id: product,
                 units: o.units,
                 unit_price: o.unit_price,
                 mobile: o.mobile.clone(),
@@ -502,7 +552,7 @@ pub async fn replay(common: &Common, data_dir: &std::path::Path) -> anyhow::Resu
         .collect();
     let mut rng = ChaCha8Rng::seed_from_u64(common.seed);
     let retry_sample: Vec<Issue> = issues.iter().step_by(50).cloned().collect();
-    let mut stats = issue_all(&pool, &shared, issues, false).await?;
+    stats.merge_with_active(issue_all(&pool, &shared, issues, false).await?);
     stats.merge_with_active(issue_all(&pool, &shared, retry_sample, true).await?);
     // Wave 1: 60 % of single-unit vouchers; multi-unit vouchers lose part.
     let all: Vec<String> = single.iter().chain(multi.iter()).cloned().collect();
@@ -752,4 +802,183 @@ pub async fn mixed(
         extra,
     )
     .await
+}
+
+/// Onboards every seller of `products` (seller, product, merchant code)
+/// through the catalog and publishes every product, as the admin acting
+/// for each principal (issue 3's replay): a category and a code provider
+/// for the run; per seller the ONB-2 steps, publish permission, one outlet,
+/// one verifier for it, the provider's link and `POS_PER_SELLER` POS
+/// devices; then the products (pay-on-redemption, one year from issue).
+/// Every refusal is a violation.
+async fn onboard_and_publish(
+    common: &Common,
+    pool: &Pool,
+    shared: &SharedRef,
+    products: Vec<(u64, u64, String)>,
+) -> anyhow::Result<Stats> {
+    use vouch_engine::catalog::{
+        Actor, CatalogCommand as C, CheckMethod, Delivery, ProductSpec, SellerKind, Settlement,
+    };
+    let run = u64::from(common.run_id);
+    let category = run;
+    let provider = (run << 32) | 1;
+    let source = (run << 32) | 0xffff_ffff;
+    let serial = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let next_rid = {
+        let serial = serial.clone();
+        move || RequestId {
+            source,
+            serial: serial.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        }
+    };
+    let setup = [
+        C::PutCategory {
+            id: category,
+            parent: None,
+            name: format!("replay {run:x} vouchers"),
+            supports_vouchers: true,
+            deposit: Decimal::ZERO,
+            min_expiry_refund_ratio: None,
+            supports_auto_refund: true,
+        },
+        C::RegisterProvider {
+            id: provider,
+            name: format!("replay {run:x} codes"),
+            code_digits: 8,
+        },
+    ];
+    let client = pool.first();
+    for c in setup {
+        let reply = client
+            .catalog(next_rid(), Some(Actor::Staff), c.clone())
+            .await?;
+        lock(shared).check(reply.is_ok(), || format!("{c:?} refused: {reply:?}"));
+    }
+    let mut sellers: Vec<u64> = products.iter().map(|p| p.0).collect();
+    sellers.dedup();
+    let shared2 = shared.clone();
+    let rid = next_rid.clone();
+    let common2 = common.clone();
+    let mut stats = pool
+        .run("onboard", &["onboard"], sellers, move |client, seller| {
+            let (shared, rid, common) = (shared2.clone(), rid.clone(), common2.clone());
+            async move {
+                let me = Some(Actor::Seller(seller));
+                let outlet = outlet_of(seller);
+                let mut steps = vec![
+                    (
+                        None,
+                        C::CreateSeller {
+                            id: seller,
+                            kind: SellerKind::Marketplace,
+                            self_issuing: false,
+                            group_buying_operator: false,
+                        },
+                    ),
+                    (me, C::AcceptAgreement),
+                    (
+                        me,
+                        C::BindPaymentAccount {
+                            account: format!("pay:{seller}"),
+                            supports_freezing: true,
+                            accept_payment_agreement: true,
+                        },
+                    ),
+                    (
+                        me,
+                        C::ConfirmOnboarding {
+                            service_phone: "400-000-0000".into(),
+                            categories: vec![category],
+                        },
+                    ),
+                    (None, C::GrantPublishPermission { seller, category }),
+                    (
+                        me,
+                        C::AddOutlet {
+                            id: outlet,
+                            name: format!("outlet of {seller}"),
+                            address: "replay".into(),
+                            latitude: Decimal::ZERO,
+                            longitude: Decimal::ZERO,
+                        },
+                    ),
+                    (
+                        me,
+                        C::AddVerifier {
+                            id: verifier_of(seller),
+                            real_name: true,
+                            parent: None,
+                            outlets: vec![outlet],
+                        },
+                    ),
+                    (Some(Actor::Provider(provider)), C::LinkSeller { seller }),
+                ];
+                for k in 0..POS_PER_SELLER {
+                    let device = C::RegisterDevice {
+                        pos_id: pos_for(&common, seller, k),
+                        outlet,
+                        check_method: CheckMethod::Code,
+                    };
+                    steps.push((Some(Actor::Provider(provider)), device));
+                }
+                let mut ok = true;
+                for (actor, c) in steps {
+                    let reply = client.catalog(rid(), actor, c.clone()).await?;
+                    if reply.is_err() {
+                        ok = false;
+                        lock(&shared).check(false, || {
+                            format!("onboarding {seller}: {c:?} refused: {reply:?}")
+                        });
+                        break;
+                    }
+                }
+                Ok(vec![Sample {
+                    name: "onboard",
+                    n: 1,
+                    ok: u64::from(ok),
+                }])
+            }
+        })
+        .await?;
+    let shared2 = shared.clone();
+    let rid = next_rid.clone();
+    stats.merge_with_active(
+        pool.run(
+            "publish",
+            &["publish"],
+            products,
+            move |client, (seller, product, key)| {
+                let (shared, rid) = (shared2.clone(), rid.clone());
+                async move {
+                    let spec = ProductSpec {
+                        id: product,
+                        category,
+                        delivery: Delivery::EVoucher,
+                        validity: Validity::DaysFromIssue(365),
+                        provider: Some(provider),
+                        outlets: vec![outlet_of(seller)],
+                        settlement: Settlement::PayOnRedemption,
+                        expiry_refund_ratio: None,
+                        merchant_code: key.chars().take(64).collect(),
+                        group_buying: false,
+                    };
+                    let reply = client
+                        .catalog(rid(), Some(Actor::Seller(seller)), C::PublishProduct(spec))
+                        .await?;
+                    let ok = reply.is_ok();
+                    lock(&shared).check(ok, || {
+                        format!("publishing {product} of {seller}: {reply:?}")
+                    });
+                    Ok(vec![Sample {
+                        name: "publish",
+                        n: 1,
+                        ok: u64::from(ok),
+                    }])
+                }
+            },
+        )
+        .await?,
+    );
+    Ok(stats)
 }
