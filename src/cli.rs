@@ -4,6 +4,7 @@
 //! Exit codes: 0 success; 1 the server refused the command (the stable
 //! error is printed); 2 usage, connection or local errors.
 
+use crate::cli_catalog;
 use crate::server::{serve, ServeOptions};
 use clap::{Args, Parser, Subcommand};
 use rust_decimal::Decimal;
@@ -56,6 +57,30 @@ enum Cmd {
     /// provider, verifier, POS device, front end). The token is generated
     /// here and shown once; the server keeps only its SHA-256.
     Token(TokenArgs),
+    /// Categories (staff).
+    Category(Family<cli_catalog::CategoryCmd>),
+    /// Sellers: onboarding, permissions, payment account, T+N and deposits.
+    Seller(Family<cli_catalog::SellerCmd>),
+    /// Code providers: registration, seller links, POS devices.
+    Provider(Family<cli_catalog::ProviderCmd>),
+    /// Outlets and verifier accounts of a seller.
+    Outlet(Family<cli_catalog::OutletCmd>),
+    /// Products: publish and delist.
+    Product(Family<cli_catalog::ProductCmd>),
+}
+
+/// One catalog family's subcommand with the flags every catalog command
+/// takes.
+#[derive(Args)]
+struct Family<T: Subcommand> {
+    #[command(subcommand)]
+    action: T,
+    /// Client request id SOURCE:SERIAL; a retry with the same id never
+    /// applies twice.
+    #[arg(long, global = true)]
+    request_id: Option<String>,
+    #[command(flatten)]
+    client: ClientArgs,
 }
 
 #[derive(Args)]
@@ -133,16 +158,16 @@ struct ServeArgs {
 #[derive(Args, Clone)]
 struct ClientArgs {
     /// Server URL: tcp://host:port or quic://host:port.
-    #[arg(long, default_value = DEFAULT_SERVER, env = "VOUCH_SERVER")]
+    #[arg(long, default_value = DEFAULT_SERVER, env = "VOUCH_SERVER", global = true)]
     server: String,
     /// File holding the credential token.
-    #[arg(long, default_value = "./vouch-data/admin.token")]
+    #[arg(long, default_value = "./vouch-data/admin.token", global = true)]
     token_file: PathBuf,
     /// CA certificate (PEM) to trust for QUIC.
-    #[arg(long, default_value = "./vouch-data/cert.pem")]
+    #[arg(long, default_value = "./vouch-data/cert.pem", global = true)]
     ca: PathBuf,
     /// Print one JSON object instead of text.
-    #[arg(long)]
+    #[arg(long, global = true)]
     json: bool,
 }
 
@@ -313,6 +338,11 @@ fn wants_json(cmd: &Cmd) -> bool {
         Cmd::Redeem(a) => a.client.json,
         Cmd::Reverse(a) => a.client.json,
         Cmd::Catalog(a) => a.client.json,
+        Cmd::Category(a) => a.client.json,
+        Cmd::Seller(a) => a.client.json,
+        Cmd::Provider(a) => a.client.json,
+        Cmd::Outlet(a) => a.client.json,
+        Cmd::Product(a) => a.client.json,
         Cmd::Token(a) => match &a.action {
             TokenAction::Issue { client, .. } | TokenAction::Revoke { client, .. } => client.json,
         },
@@ -446,6 +476,26 @@ fn build_request(cmd: Cmd) -> Result<(ClientArgs, ClientRequest), String> {
         let actor = parse_actor(&a.act_as)?;
         return Ok((a.client, ClientRequest::Catalog(rid, actor, command)));
     }
+    fn family<T: Subcommand>(
+        f: Family<T>,
+        build: fn(T) -> (Actor, CatalogCommand),
+    ) -> Result<(ClientArgs, ClientRequest), String> {
+        let rid = f
+            .request_id
+            .as_deref()
+            .ok_or("catalog commands need --request-id SOURCE:SERIAL")
+            .and_then(|r| parse_request_id(r).map_err(|_| "bad --request-id"))?;
+        let (actor, command) = build(f.action);
+        Ok((f.client, ClientRequest::Catalog(rid, actor, command)))
+    }
+    let cmd = match cmd {
+        Cmd::Category(f) => return family(f, cli_catalog::category),
+        Cmd::Seller(f) => return family(f, cli_catalog::seller),
+        Cmd::Provider(f) => return family(f, cli_catalog::provider),
+        Cmd::Outlet(f) => return family(f, cli_catalog::outlet),
+        Cmd::Product(f) => return family(f, cli_catalog::product),
+        other => other,
+    };
     if let Cmd::Token(a) = cmd {
         return Ok(match a.action {
             TokenAction::Issue {
@@ -486,9 +536,14 @@ fn build_request(cmd: Cmd) -> Result<(ClientArgs, ClientRequest), String> {
 
 fn build_command(cmd: Cmd) -> Result<(ClientArgs, Command), String> {
     Ok(match cmd {
-        Cmd::Serve(_) | Cmd::Catalog(_) | Cmd::Token(_) => {
-            return Err("internal: this command is not an engine command".into())
-        }
+        Cmd::Serve(_)
+        | Cmd::Catalog(_)
+        | Cmd::Token(_)
+        | Cmd::Category(_)
+        | Cmd::Seller(_)
+        | Cmd::Provider(_)
+        | Cmd::Outlet(_)
+        | Cmd::Product(_) => return Err("internal: this command is not an engine command".into()),
         Cmd::Issue(a) => {
             let validity = match (a.valid_days, a.valid_from, a.valid_to) {
                 (Some(d), _, _) => Validity::DaysFromIssue(d),

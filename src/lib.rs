@@ -6,11 +6,13 @@
 //! - [`pipeline`]: shard worker threads and durable reply delivery.
 //! - [`server`]: TCP and QUIC listeners, connections, handshake, shutdown.
 //! - [`cli`]: the command-line contract of DESIGN.md (`vouch serve`,
-//!   `vouch issue|lookup|redeem|reverse`).
+//!   `vouch issue|lookup|redeem|reverse`); [`cli_catalog`]: the catalog's
+//!   subcommands.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod cli_catalog;
 pub mod data_dir;
 pub mod pipeline;
 pub mod server;

@@ -244,7 +244,7 @@ async fn check_after_restart(server: &Server, target: &Target) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn onb_pub_catalog_over_tcp_survives_restart() {
+async fn pub_9_publishing_api_over_tcp_validates_and_survives_restart() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path());
     onboard_and_publish(&server, &server.tcp_target()).await;
@@ -254,7 +254,7 @@ async fn onb_pub_catalog_over_tcp_survives_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn onb_pub_catalog_over_quic_survives_restart() {
+async fn pub_9_publishing_api_over_quic_validates_and_survives_restart() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path());
     onboard_and_publish(&server, &server.quic_target()).await;

@@ -68,8 +68,6 @@ pub enum ErrorCode {
     SellerNotOnboarded = 34,
     /// Only a group-buying operator may publish group-buying products (ONB-5).
     GroupBuyingNotAllowed = 35,
-    /// A validity change may only move the end later (ORD-6).
-    ValidityNotExtended = 36,
     /// The outlet is not one of the product's outlets (ORD-7, PUB-5).
     OutletNotAllowed = 37,
     /// The verifier is not authorised for the voucher's seller and this
@@ -127,7 +125,6 @@ impl ErrorCode {
             ErrorCode::TPlusNNotPending => "t_plus_n_not_pending",
             ErrorCode::SellerNotOnboarded => "seller_not_onboarded",
             ErrorCode::GroupBuyingNotAllowed => "group_buying_not_allowed",
-            ErrorCode::ValidityNotExtended => "validity_not_extended",
             ErrorCode::OutletNotAllowed => "outlet_not_allowed",
             ErrorCode::VerifierNotAuthorized => "verifier_not_authorized",
             ErrorCode::DeviceNotRegistered => "device_not_registered",
