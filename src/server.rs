@@ -782,3 +782,166 @@ fn dispatch_batch(
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vouch_engine::catalog::CatalogCommand;
+    use vouch_engine::command::{AuditVouchers, CatalogFact, Issue, Lookup, Redeem, Reverse};
+    use vouch_engine::validity::Validity;
+    use vouch_engine::Code;
+
+    fn redeem(pos: Option<u64>, verifier: u64) -> Redeem {
+        Redeem {
+            request_id: RequestId {
+                source: 1,
+                serial: 1,
+            },
+            code: Code::new(8, 1).unwrap(),
+            phone_last4: "1234".into(),
+            units: 1,
+            outlet_id: 1,
+            verifier_id: verifier,
+            pos_id: pos,
+        }
+    }
+
+    fn reverse(pos: Option<u64>, seller: Option<u64>) -> Reverse {
+        Reverse {
+            request_id: RequestId {
+                source: 1,
+                serial: 2,
+            },
+            code: Code::new(8, 1).unwrap(),
+            redemption: RequestId {
+                source: 1,
+                serial: 1,
+            },
+            pos_id: pos,
+            seller_id: seller,
+        }
+    }
+
+    fn issue() -> Issue {
+        Issue {
+            order_id: "o".into(),
+            seller_id: 5,
+            product_id: 1,
+            units: 1,
+            unit_price: rust_decimal::Decimal::ONE,
+            mobile: "13800001234".into(),
+            validity: Validity::DaysFromIssue(1),
+            code_digits: 8,
+        }
+    }
+
+    fn catalog(act_as: Option<Actor>) -> Request {
+        Request::Catalog {
+            request_id: RequestId {
+                source: 1,
+                serial: 3,
+            },
+            act_as,
+            command: CatalogCommand::Tick,
+        }
+    }
+
+    /// The request-level role matrix: every principal kind × every request
+    /// kind, allowed or refused (the catalog's own matrix is proven in the
+    /// engine's tests). Identity-bound fields must name the principal.
+    #[test]
+    fn role_matrix_every_principal_by_every_request() {
+        let lookup = Request::Command(Command::Lookup(Lookup {
+            code: Code::new(8, 1).unwrap(),
+            phone_last4: "1234".into(),
+        }));
+        let audit = Request::Command(Command::AuditVouchers(AuditVouchers {
+            shard: 0,
+            from: 0,
+            limit: 1,
+        }));
+        let fact = Request::Command(Command::CatalogFact(CatalogFact::Device {
+            pos_id: 1,
+            seller: 5,
+            outlet: 1,
+        }));
+        // (name, request, who may send it)
+        type Rule = fn(Actor) -> bool;
+        let rows: Vec<(&str, Request, Rule)> = vec![
+            ("info", Request::Info, |_| true),
+            ("issue", Request::Command(Command::Issue(issue())), |a| {
+                matches!(a, Actor::Staff | Actor::FrontEnd)
+            }),
+            ("issue batch", Request::IssueBatch(vec![issue()]), |a| {
+                matches!(a, Actor::Staff | Actor::FrontEnd)
+            }),
+            ("lookup", lookup, |a| {
+                matches!(a, Actor::Staff | Actor::Verifier(_) | Actor::Device(_))
+            }),
+            (
+                "redeem as POS 7",
+                Request::Command(Command::Redeem(redeem(Some(7), 9))),
+                |a| matches!(a, Actor::Staff | Actor::Device(7) | Actor::Verifier(9)),
+            ),
+            (
+                "redeem batch as verifier 9",
+                Request::RedeemBatch(vec![redeem(None, 9)]),
+                |a| matches!(a, Actor::Staff | Actor::Verifier(9)),
+            ),
+            (
+                "reverse as POS 7",
+                Request::Command(Command::Reverse(reverse(Some(7), None))),
+                |a| matches!(a, Actor::Staff | Actor::Device(7)),
+            ),
+            (
+                "reverse as seller 5",
+                Request::Command(Command::Reverse(reverse(None, Some(5)))),
+                |a| matches!(a, Actor::Staff | Actor::Seller(5)),
+            ),
+            ("audit", audit, |a| a == Actor::Staff),
+            ("catalog for itself", catalog(None), |_| true),
+            (
+                "catalog for seller 5",
+                catalog(Some(Actor::Seller(5))),
+                |a| a == Actor::Seller(5),
+            ),
+            ("catalog fact", fact, |_| false),
+        ];
+        let principals = [
+            Actor::Staff,
+            Actor::System,
+            Actor::FrontEnd,
+            Actor::Seller(5),
+            Actor::Seller(6),
+            Actor::Provider(5),
+            Actor::Verifier(9),
+            Actor::Verifier(8),
+            Actor::Device(7),
+            Actor::Device(8),
+        ];
+        for (name, request, allowed) in &rows {
+            for actor in principals {
+                let mut r = request.clone();
+                let got = authorize(Principal::Token(actor, [0; 32]), &mut r);
+                assert_eq!(got.is_ok(), allowed(actor), "{name} by {actor:?}: {got:?}");
+                if let (Ok(()), Request::Catalog { act_as, .. }) = (&got, &r) {
+                    assert_eq!(
+                        *act_as,
+                        Some(actor),
+                        "a token runs catalog commands as itself"
+                    );
+                }
+                if let Err(e) = got {
+                    assert_eq!(e.code, ErrorCode::NotPermitted.number());
+                }
+            }
+            // The admin may send everything except catalog facts.
+            let mut r = request.clone();
+            assert_eq!(
+                authorize(Principal::Admin, &mut r).is_ok(),
+                *name != "catalog fact",
+                "{name} by admin"
+            );
+        }
+    }
+}

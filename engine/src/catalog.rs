@@ -442,6 +442,20 @@ struct Seller {
 #[derive(Clone, Debug)]
 struct Outlet {
     seller: Id,
+    /// Name, address and coordinates for local search and maps (PUB-5);
+    /// kept for the listing reads that are not built yet.
+    #[allow(dead_code)]
+    place: (String, String, Decimal, Decimal),
+}
+
+/// A registered POS (PRV-3). Provider and check method are kept for the
+/// provider-side reads that are not built yet.
+#[allow(dead_code)]
+#[derive(Clone, Debug)]
+struct Device {
+    provider: Id,
+    outlet: Id,
+    check_method: CheckMethod,
 }
 
 #[derive(Clone, Debug)]
@@ -461,7 +475,7 @@ pub struct Catalog {
     providers: BTreeMap<Id, BTreeSet<Id>>,
     outlets: BTreeMap<Id, Outlet>,
     verifiers: BTreeMap<Id, (Id, BTreeSet<Id>)>,
-    devices: BTreeMap<Id, (Id, Id)>,
+    devices: BTreeMap<Id, Device>,
     products: BTreeMap<Id, Product>,
     balances: BTreeMap<Account, Decimal>,
     ledger: Vec<Entry>,
@@ -591,12 +605,12 @@ impl Catalog {
                 outlets: outlets.iter().copied().collect(),
             });
         }
-        for (pos_id, (_, outlet)) in &self.devices {
-            if let Some(o) = self.outlets.get(outlet) {
+        for (pos_id, d) in &self.devices {
+            if let Some(o) = self.outlets.get(&d.outlet) {
                 out.push(CatalogFact::Device {
                     pos_id: *pos_id,
                     seller: o.seller,
-                    outlet: *outlet,
+                    outlet: d.outlet,
                 });
             }
         }
@@ -993,7 +1007,13 @@ impl Catalog {
                 if self.outlets.contains_key(id) {
                     return Err(reject(ErrorCode::AlreadyExists, format!("outlet {id}")));
                 }
-                self.outlets.insert(*id, Outlet { seller: me });
+                self.outlets.insert(
+                    *id,
+                    Outlet {
+                        seller: me,
+                        place: (name.clone(), address.clone(), *latitude, *longitude),
+                    },
+                );
                 Ok(CatalogOutcome::Done)
             }
             AddVerifier {
@@ -1021,7 +1041,11 @@ impl Catalog {
                 }));
                 Ok(CatalogOutcome::Done)
             }
-            RegisterDevice { pos_id, outlet, .. } => {
+            RegisterDevice {
+                pos_id,
+                outlet,
+                check_method,
+            } => {
                 let owner = self
                     .outlets
                     .get(outlet)
@@ -1037,7 +1061,14 @@ impl Catalog {
                 if self.devices.contains_key(pos_id) {
                     return Err(reject(ErrorCode::AlreadyExists, format!("POS {pos_id}")));
                 }
-                self.devices.insert(*pos_id, (me, *outlet));
+                self.devices.insert(
+                    *pos_id,
+                    Device {
+                        provider: me,
+                        outlet: *outlet,
+                        check_method: *check_method,
+                    },
+                );
                 events.push(CatalogEvent::Fact(crate::command::CatalogFact::Device {
                     pos_id: *pos_id,
                     seller: owner,
