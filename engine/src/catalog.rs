@@ -462,6 +462,7 @@ struct Device {
 struct Product {
     seller: Id,
     outlets: Vec<Id>,
+    code_digits: Option<u8>,
     listed: bool,
     /// First instant at which the validity has ended (fixed periods only).
     delist_at_ms: Option<i64>,
@@ -473,6 +474,8 @@ pub struct Catalog {
     categories: BTreeMap<Id, Category>,
     sellers: BTreeMap<Id, Seller>,
     providers: BTreeMap<Id, BTreeSet<Id>>,
+    /// Code length per provider (6..=11).
+    provider_digits: BTreeMap<Id, u8>,
     outlets: BTreeMap<Id, Outlet>,
     verifiers: BTreeMap<Id, (Id, BTreeSet<Id>)>,
     devices: BTreeMap<Id, Device>,
@@ -525,6 +528,7 @@ impl Catalog {
             categories: BTreeMap::new(),
             sellers: BTreeMap::new(),
             providers: BTreeMap::new(),
+            provider_digits: BTreeMap::new(),
             outlets: BTreeMap::new(),
             verifiers: BTreeMap::new(),
             devices: BTreeMap::new(),
@@ -596,6 +600,7 @@ impl Catalog {
                 id: *id,
                 seller: p.seller,
                 outlets: p.outlets.clone(),
+                code_digits: p.code_digits,
             });
         }
         for (id, (seller, outlets)) in &self.verifiers {
@@ -979,6 +984,7 @@ impl Catalog {
                     return Err(reject(ErrorCode::AlreadyExists, format!("provider {id}")));
                 }
                 self.providers.insert(*id, BTreeSet::new());
+                self.provider_digits.insert(*id, *code_digits);
                 Ok(CatalogOutcome::Done)
             }
             LinkSeller { seller } => {
@@ -1078,10 +1084,12 @@ impl Catalog {
             }
             PublishProduct(spec) => {
                 let done = self.publish(now_ms, me, spec)?;
+                let code_digits = self.products.get(&spec.id).and_then(|p| p.code_digits);
                 events.push(CatalogEvent::Fact(crate::command::CatalogFact::Product {
                     id: spec.id,
                     seller: me,
                     outlets: spec.outlets.clone(),
+                    code_digits,
                 }));
                 Ok(done)
             }
@@ -1260,6 +1268,9 @@ impl Catalog {
             p.id,
             Product {
                 seller: me,
+                code_digits: p
+                    .provider
+                    .and_then(|id| self.provider_digits.get(&id).copied()),
                 outlets: p.outlets.clone(),
                 listed: true,
                 delist_at_ms,

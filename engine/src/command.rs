@@ -122,7 +122,7 @@ pub struct AuditRedemptions {
 /// command, so the shards stay deterministic.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum CatalogFact {
-    /// A published product: its seller and outlets.
+    /// A published product: its seller, outlets and code length.
     Product {
         /// Product id.
         id: u64,
@@ -130,6 +130,9 @@ pub enum CatalogFact {
         seller: u64,
         /// Outlets where its vouchers may be redeemed.
         outlets: Vec<u64>,
+        /// Code length of its code provider (a provider setting, 6..=11);
+        /// None for a self-issuing seller's product.
+        code_digits: Option<u8>,
     },
     /// A verifier account: its seller and authorised outlets.
     Verifier {

@@ -126,8 +126,9 @@ pub struct Shard {
     /// The verification log (ORD-10), in apply order.
     log: Vec<Redemption>,
     reversals: Map<RequestId, Reversal>,
-    /// Catalog facts (ORD-7 checks): product → (seller, outlets).
-    products: Map<u64, (u64, Vec<u64>)>,
+    /// Catalog facts (ORD-7 checks): product → (seller, outlets, code
+    /// length of its provider).
+    products: Map<u64, (u64, Vec<u64>, Option<u8>)>,
     /// Verifier → (seller, authorised outlets).
     verifiers: Map<u64, (u64, Vec<u64>)>,
     /// POS → (seller, outlet).
@@ -243,8 +244,10 @@ impl Shard {
                         id,
                         seller,
                         outlets,
+                        code_digits,
                     } => {
-                        self.products.insert(*id, (*seller, outlets.clone()));
+                        self.products
+                            .insert(*id, (*seller, outlets.clone(), *code_digits));
                     }
                     CatalogFact::Verifier {
                         id,
@@ -375,7 +378,12 @@ impl Shard {
             }));
         }
         let window = c.validity.resolve(now_ms, &self.tz)?;
-        let code = self.draw_code(c.code_digits, now_ms)?;
+        // A catalog product's code length is its provider's setting (ORD-3).
+        let digits = match self.products.get(&c.product_id) {
+            Some((_, _, Some(d))) => *d,
+            _ => c.code_digits,
+        };
+        let code = self.draw_code(digits, now_ms)?;
         let slot = u32::try_from(self.vouchers.len()).expect("fewer than 2^32 vouchers per shard");
         let order_id: Arc<str> = c.order_id.as_str().into();
         let mobile: Arc<str> = c.mobile.as_str().into();
@@ -559,7 +567,7 @@ impl Shard {
     /// through the catalog) are not checked (Decision, see ARCHITECTURE.md).
     /// Runs only after the code and phone digits matched: no oracle.
     fn check_place(&self, product: u64, seller: u64, c: &Redeem) -> Result<(), Rejection> {
-        let Some((_, outlets)) = self.products.get(&product) else {
+        let Some((_, outlets, _)) = self.products.get(&product) else {
             return Ok(());
         };
         if !outlets.contains(&c.outlet_id) {

@@ -810,6 +810,7 @@ fn ord_7_redemption_checks_outlet_verifier_and_device_of_catalog_products() {
             id: 20,
             seller: 10,
             outlets: vec![3],
+            code_digits: Some(10),
         },
         CatalogFact::Verifier {
             id: 4,
@@ -881,13 +882,21 @@ fn ord_7_redemption_checks_outlet_verifier_and_device_of_catalog_products() {
         7,
     );
     assert_eq!(code_of(&mut e, guess), Err(ErrorCode::CodeInvalid));
-    // The right place, verifier and POS redeem; a verifier without a POS too.
+    // ORD-3: new vouchers of the product get its provider's code length.
+    let Outcome::Issued(i) = e
+        .apply(NOW, &issue_cmd("o-2", 1, 8), &mut Vec::new())
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(i.code.digits(), 10);
+    // The right place, verifier and POS redeem.
     assert_eq!(code_of(&mut e, with(&|_| {}, 8)), Ok(()));
     let l = e
         .shards()
         .iter()
         .map(|s| s.live_code_count())
         .sum::<usize>();
-    assert_eq!(l, 1);
+    assert_eq!(l, 2, "o-1 still has units, and o-2");
     e.check_invariants();
 }
