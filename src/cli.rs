@@ -12,7 +12,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use vouch_engine::catalog::{Actor, CatalogCommand, CatalogOutcome};
 use vouch_engine::command::{Issue, Lookup, Redeem, RequestId, Reverse};
-use vouch_engine::validity::Validity;
 use vouch_engine::{Code, Command, EngineConfig, Outcome};
 use vouch_protocol::client::ClientError;
 use vouch_protocol::{Client, Target, WireError};
@@ -191,15 +190,8 @@ struct IssueArgs {
     /// Buyer mobile number (digits).
     #[arg(long)]
     mobile: String,
-    /// Valid for N days from issue (through 23:59:59 local of issue date + N).
-    #[arg(long, conflicts_with_all = ["valid_from", "valid_to"])]
-    valid_days: Option<u16>,
-    /// First valid date (YYYY-MM-DD, platform zone); needs --valid-to.
-    #[arg(long, requires = "valid_to")]
-    valid_from: Option<jiff::civil::Date>,
-    /// Last valid date (YYYY-MM-DD), inclusive to 23:59:59.
-    #[arg(long, requires = "valid_from")]
-    valid_to: Option<jiff::civil::Date>,
+    #[command(flatten)]
+    validity: cli_catalog::ValidityArgs,
     /// Code length, 6..=11 digits.
     #[arg(long, default_value_t = 8)]
     code_digits: u8,
@@ -545,11 +537,7 @@ fn build_command(cmd: Cmd) -> Result<(ClientArgs, Command), String> {
         | Cmd::Outlet(_)
         | Cmd::Product(_) => return Err("internal: this command is not an engine command".into()),
         Cmd::Issue(a) => {
-            let validity = match (a.valid_days, a.valid_from, a.valid_to) {
-                (Some(d), _, _) => Validity::DaysFromIssue(d),
-                (None, Some(start), Some(end)) => Validity::Fixed { start, end },
-                _ => Validity::DaysFromIssue(30),
-            };
+            let validity = a.validity.validity();
             let c = Issue {
                 order_id: a.order_id,
                 seller_id: a.seller,

@@ -3,12 +3,38 @@
 //! the principal it runs for; the admin token acts for that principal, a
 //! principal's own token must name itself.
 
-use clap::{Subcommand, ValueEnum};
+use clap::{Args, Subcommand, ValueEnum};
 use rust_decimal::Decimal;
 use vouch_engine::catalog::{
     Actor, CatalogCommand as C, CheckMethod, Delivery, Id, ProductSpec, SellerKind, Settlement,
 };
 use vouch_engine::validity::Validity;
+
+/// A validity window on the command line (PUB-3): N days from issue, or a
+/// fixed period; 30 days from issue when neither is given.
+#[derive(Args)]
+pub struct ValidityArgs {
+    /// Valid for N days from issue (through 23:59:59 local of issue date + N).
+    #[arg(long, conflicts_with_all = ["valid_from", "valid_to"])]
+    valid_days: Option<u16>,
+    /// First valid date (YYYY-MM-DD, platform zone); needs --valid-to.
+    #[arg(long, requires = "valid_to")]
+    valid_from: Option<jiff::civil::Date>,
+    /// Last valid date (YYYY-MM-DD), inclusive to 23:59:59.
+    #[arg(long, requires = "valid_from")]
+    valid_to: Option<jiff::civil::Date>,
+}
+
+impl ValidityArgs {
+    /// The validity these flags name.
+    pub fn validity(&self) -> Validity {
+        match (self.valid_days, self.valid_from, self.valid_to) {
+            (Some(d), _, _) => Validity::DaysFromIssue(d),
+            (None, Some(start), Some(end)) => Validity::Fixed { start, end },
+            _ => Validity::DaysFromIssue(30),
+        }
+    }
+}
 
 /// `vouch category …` (staff).
 #[derive(Subcommand)]
@@ -275,15 +301,9 @@ pub enum ProductCmd {
         /// Also deliverable by mail (PUB-2).
         #[arg(long)]
         mail: bool,
-        /// Valid N days from issue (PUB-3).
-        #[arg(long, conflicts_with_all = ["valid_from", "valid_to"])]
-        valid_days: Option<u16>,
-        /// First valid date (YYYY-MM-DD).
-        #[arg(long, requires = "valid_to")]
-        valid_from: Option<jiff::civil::Date>,
-        /// Last valid date, inclusive (YYYY-MM-DD).
-        #[arg(long, requires = "valid_from")]
-        valid_to: Option<jiff::civil::Date>,
+        /// Validity (PUB-3).
+        #[command(flatten)]
+        validity: ValidityArgs,
         /// Code provider (PUB-4); omit for self-issuing sellers.
         #[arg(long)]
         provider: Option<Id>,
@@ -504,9 +524,7 @@ pub fn product(c: ProductCmd) -> (Actor, C) {
             id,
             category,
             mail,
-            valid_days,
-            valid_from,
-            valid_to,
+            validity,
             provider,
             outlets,
             t_plus_3,
@@ -514,11 +532,7 @@ pub fn product(c: ProductCmd) -> (Actor, C) {
             merchant_code,
             group_buying,
         } => {
-            let validity = match (valid_days, valid_from, valid_to) {
-                (Some(d), _, _) => Validity::DaysFromIssue(d),
-                (None, Some(start), Some(end)) => Validity::Fixed { start, end },
-                _ => Validity::DaysFromIssue(30),
-            };
+            let validity = validity.validity();
             let spec = ProductSpec {
                 id,
                 category,
