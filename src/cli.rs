@@ -206,6 +206,12 @@ struct LookupArgs {
     /// Last four digits of the buyer's phone.
     #[arg(long)]
     last4: String,
+    /// Look up as this verifier account (a verifier's token sets it).
+    #[arg(long)]
+    verifier: Option<u64>,
+    /// Look up as this POS (a POS device's token sets it).
+    #[arg(long)]
+    pos: Option<u64>,
     #[command(flatten)]
     client: ClientArgs,
 }
@@ -554,6 +560,8 @@ fn build_command(cmd: Cmd) -> Result<(ClientArgs, Command), String> {
             let c = Lookup {
                 code: parse_code(&a.code)?,
                 phone_last4: a.last4,
+                verifier_id: a.verifier,
+                pos_id: a.pos,
             };
             (a.client, Command::Lookup(c))
         }

@@ -422,9 +422,19 @@ fn authorize(principal: Principal, request: &mut Request) -> Result<(), WireErro
             Actor::Staff | Actor::FrontEnd => Ok(()),
             _ => refuse("issue vouchers"),
         },
-        Request::Command(Command::Lookup(_)) => match actor {
-            Actor::Staff | Actor::Verifier(_) | Actor::Device(_) => Ok(()),
-            _ => refuse("look codes up"),
+        // A verifier or POS looks up as itself: the shard then refuses
+        // vouchers of other sellers.
+        Request::Command(Command::Lookup(l)) => match actor {
+            Actor::Staff => Ok(()),
+            Actor::Verifier(v) if l.verifier_id.is_none_or(|x| x == v) && l.pos_id.is_none() => {
+                l.verifier_id = Some(v);
+                Ok(())
+            }
+            Actor::Device(d) if l.pos_id.is_none_or(|x| x == d) && l.verifier_id.is_none() => {
+                l.pos_id = Some(d);
+                Ok(())
+            }
+            _ => refuse("look codes up as another verifier or POS"),
         },
         Request::Command(Command::Redeem(r)) => {
             if redeem_ok(r) {
@@ -851,10 +861,14 @@ mod tests {
     /// engine's tests). Identity-bound fields must name the principal.
     #[test]
     fn role_matrix_every_principal_by_every_request() {
-        let lookup = Request::Command(Command::Lookup(Lookup {
-            code: Code::new(8, 1).unwrap(),
-            phone_last4: "1234".into(),
-        }));
+        let lookup_by = |verifier_id, pos_id| {
+            Request::Command(Command::Lookup(Lookup {
+                code: Code::new(8, 1).unwrap(),
+                phone_last4: "1234".into(),
+                verifier_id,
+                pos_id,
+            }))
+        };
         let audit = Request::Command(Command::AuditVouchers(AuditVouchers {
             shard: 0,
             from: 0,
@@ -875,8 +889,14 @@ mod tests {
             ("issue batch", Request::IssueBatch(vec![issue()]), |a| {
                 matches!(a, Actor::Staff | Actor::FrontEnd)
             }),
-            ("lookup", lookup, |a| {
+            ("lookup", lookup_by(None, None), |a| {
                 matches!(a, Actor::Staff | Actor::Verifier(_) | Actor::Device(_))
+            }),
+            ("lookup as verifier 9", lookup_by(Some(9), None), |a| {
+                matches!(a, Actor::Staff | Actor::Verifier(9))
+            }),
+            ("lookup as POS 7", lookup_by(None, Some(7)), |a| {
+                matches!(a, Actor::Staff | Actor::Device(7))
             }),
             (
                 "redeem as POS 7",
@@ -930,6 +950,15 @@ mod tests {
                         Some(actor),
                         "a token runs catalog commands as itself"
                     );
+                }
+                // A verifier or POS always looks up as itself (ORD-9).
+                if let (Ok(()), Request::Command(Command::Lookup(l))) = (&got, &r) {
+                    let who = match actor {
+                        Actor::Verifier(v) => (Some(v), None),
+                        Actor::Device(d) => (None, Some(d)),
+                        _ => (l.verifier_id, l.pos_id),
+                    };
+                    assert_eq!((l.verifier_id, l.pos_id), who, "{name} by {actor:?}");
                 }
                 if let Err(e) = got {
                     assert_eq!(e.code, ErrorCode::NotPermitted.number());

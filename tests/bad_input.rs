@@ -405,6 +405,8 @@ struct RawCode {
 struct RawLookup {
     code: RawCode,
     phone_last4: String,
+    verifier_id: Option<u64>,
+    pos_id: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -480,10 +482,14 @@ async fn ord_3_malformed_codes_are_refused_by_parser_and_decoder() {
     let lookalike = RawRequest::Command(RawCommand::Lookup(RawLookup {
         code: raw_code(fx.target_code),
         phone_last4: L4.into(),
+        verifier_id: None,
+        pos_id: None,
     }));
     let real = Request::lookup(Lookup {
         code: fx.target_code,
         phone_last4: L4.into(),
+        verifier_id: None,
+        pos_id: None,
     });
     assert_eq!(
         postcard::to_allocvec(&lookalike).unwrap(),
@@ -510,6 +516,8 @@ async fn ord_3_malformed_codes_are_refused_by_parser_and_decoder() {
         let lookup = RawRequest::Command(RawCommand::Lookup(RawLookup {
             code: RawCode { digits, value },
             phone_last4: L4.into(),
+            verifier_id: None,
+            pos_id: None,
         }));
         let mut raw = Raw::hello(&fx.addr(), &fx.token()).await;
         raw.send(&raw_frame(

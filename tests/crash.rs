@@ -1108,6 +1108,8 @@ async fn check_lookups(client: &Arc<Client>, models: &[ClientModel], at: &str) -
                 let look = Lookup {
                     code,
                     phone_last4: v.last4(),
+                    verifier_id: None,
+                    pos_id: None,
                 };
                 todo.push((order.clone(), look, v.units_remaining, v.issue.units));
             }

@@ -32,6 +32,8 @@ async fn ord_2_issue_then_lookup_over_tcp_and_after_restart() {
     let look = Lookup {
         code: issued.code,
         phone_last4: "5678".into(),
+        verifier_id: None,
+        pos_id: None,
     };
     let Ok(Outcome::LookedUp(l)) = client.command(Command::Lookup(look)).await.unwrap() else {
         panic!("lookup refused")

@@ -292,6 +292,8 @@ fn bench_lookup(c: &mut Criterion) {
     let mut command = Command::Lookup(Lookup {
         code: codes[0],
         phone_last4: LAST4.into(),
+        verifier_id: None,
+        pos_id: None,
     });
     let mut i = 0;
     group.bench_function("lookup", |b| {

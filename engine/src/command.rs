@@ -48,12 +48,21 @@ pub struct Issue {
 
 /// Look a code up without consuming it (ORD-9). Needs the last four phone
 /// digits, like a redemption, so that it is no guessing oracle.
+///
+/// `verifier_id` and `pos_id` name who is looking; the server sets them
+/// from a verifier's or POS device's credential. A verifier or POS of
+/// another seller than the voucher's is refused (`verifier_not_authorized`,
+/// `device_not_registered`), like a redemption, and sees nothing.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Lookup {
     /// The code the buyer shows.
     pub code: Code,
     /// Last four digits of the buyer's phone, as ASCII digits.
     pub phone_last4: String,
+    /// The verifier account looking, if any.
+    pub verifier_id: Option<u64>,
+    /// The POS device looking, if any.
+    pub pos_id: Option<u64>,
 }
 
 /// Redeem `units` of the voucher behind `code` (ORD-7, ORD-8, ORD-10).

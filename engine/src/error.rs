@@ -71,10 +71,10 @@ pub enum ErrorCode {
     /// The outlet is not one of the product's outlets (ORD-7, PUB-5).
     OutletNotAllowed = 37,
     /// The verifier is not authorised for the voucher's seller and this
-    /// outlet (ORD-7).
+    /// outlet (ORD-7), or looks up a code of another seller (ORD-9).
     VerifierNotAuthorized = 38,
     /// The POS is not registered for the voucher's seller at this outlet
-    /// (ORD-7, PRV-3).
+    /// (ORD-7, PRV-3), or looks up a code of another seller (ORD-9).
     DeviceNotRegistered = 39,
     /// The client speaks a protocol version the server does not.
     UnsupportedVersion = 100,

@@ -446,6 +446,7 @@ impl Shard {
         check_last4(&c.phone_last4)?;
         let slot = self.find_live(now_ms, c.code, &c.phone_last4)?;
         let v = &self.vouchers[slot as usize];
+        self.check_tenant(v.product_id, v.seller_id, c.verifier_id, c.pos_id)?;
         Ok(Outcome::LookedUp(LookedUp {
             order_id: v.order_id.to_string(),
             seller_id: v.seller_id,
@@ -559,16 +560,19 @@ impl Shard {
         }))
     }
 
-    /// ORD-7's checks of where and by whom a voucher of a catalog product is
-    /// redeemed: the outlet is one of the product's, the verifier belongs to
-    /// the seller and is authorised for the outlet, and a POS, when named, is
-    /// registered for the seller at that outlet. Vouchers of products the
-    /// catalog does not know (issued before the product was published
-    /// through the catalog) are not checked (Decision, see ARCHITECTURE.md).
+    /// ORD-7's checks of where and by whom a voucher is redeemed: the
+    /// outlet is one of the product's, the verifier belongs to the seller
+    /// and is authorised for the outlet, and a POS, when named, is
+    /// registered for the seller at that outlet.
+    ///
+    /// The checks apply when the catalog knows the voucher's product. For a
+    /// product it does not know (issued before the product was published
+    /// through the catalog; Decision, see ARCHITECTURE.md) only the tenant
+    /// is checked, and only for a verifier or POS the catalog knows.
     /// Runs only after the code and phone digits matched: no oracle.
     fn check_place(&self, product: u64, seller: u64, c: &Redeem) -> Result<(), Rejection> {
         let Some((_, outlets, _)) = self.products.get(&product) else {
-            return Ok(());
+            return self.check_tenant(product, seller, Some(c.verifier_id), c.pos_id);
         };
         if !outlets.contains(&c.outlet_id) {
             return Err(Rejection::new(
@@ -600,6 +604,40 @@ impl Shard {
                         ),
                     ))
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// The tenant check shared by lookups and redemptions: a verifier or
+    /// POS must belong to the voucher's seller. It applies when the catalog
+    /// knows the product or the verifier or POS named; a verifier or POS
+    /// unknown to the catalog, looking at a voucher of a product it does not
+    /// know either, is not checked (Decision, see ARCHITECTURE.md).
+    fn check_tenant(
+        &self,
+        product: u64,
+        seller: u64,
+        verifier: Option<u64>,
+        pos: Option<u64>,
+    ) -> Result<(), Rejection> {
+        let product_known = self.products.contains_key(&product);
+        if let Some(v) = verifier {
+            let owner = self.verifiers.get(&v).map(|(s, _)| *s);
+            if owner.map_or(product_known, |s| s != seller) {
+                return Err(Rejection::new(
+                    ErrorCode::VerifierNotAuthorized,
+                    format!("verifier {v} is not a verifier of this voucher's seller"),
+                ));
+            }
+        }
+        if let Some(p) = pos {
+            let owner = self.devices.get(&p).map(|(s, _)| *s);
+            if owner.map_or(product_known, |s| s != seller) {
+                return Err(Rejection::new(
+                    ErrorCode::DeviceNotRegistered,
+                    format!("POS {p} is not registered for this voucher's seller"),
+                ));
             }
         }
         Ok(())

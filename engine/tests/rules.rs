@@ -76,6 +76,8 @@ fn lookup(e: &mut Engine, now: i64, code: Code, last4: &str) -> Result<LookedUp,
     let cmd = Command::Lookup(Lookup {
         code,
         phone_last4: last4.into(),
+        verifier_id: None,
+        pos_id: None,
     });
     match e.apply(now, &cmd, &mut Vec::new()) {
         Ok(Outcome::LookedUp(l)) => Ok(l),
@@ -898,5 +900,83 @@ fn ord_7_redemption_checks_outlet_verifier_and_device_of_catalog_products() {
         .map(|s| s.live_code_count())
         .sum::<usize>();
     assert_eq!(l, 2, "o-1 still has units, and o-2");
+    e.check_invariants();
+}
+
+#[test]
+fn ord_9_lookup_by_a_verifier_or_pos_of_another_seller_is_refused() {
+    use vouch_engine::command::CatalogFact;
+    let mut e = engine(2);
+    // Product 20 is not in the catalog, but verifier 4 and POS 900 of
+    // seller 10 and verifier 7 and POS 901 of seller 11 are.
+    let facts = [
+        CatalogFact::Verifier {
+            id: 4,
+            seller: 10,
+            outlets: vec![3],
+        },
+        CatalogFact::Device {
+            pos_id: 900,
+            seller: 10,
+            outlet: 3,
+        },
+        CatalogFact::Verifier {
+            id: 7,
+            seller: 11,
+            outlets: vec![3],
+        },
+        CatalogFact::Device {
+            pos_id: 901,
+            seller: 11,
+            outlet: 3,
+        },
+    ];
+    for f in facts {
+        e.apply(NOW, &Command::CatalogFact(f), &mut Vec::new())
+            .unwrap();
+    }
+    let code = issue(&mut e, "o-1", 4);
+    let look = |e: &mut Engine, verifier_id, pos_id, last4: &str| {
+        let cmd = Command::Lookup(Lookup {
+            code,
+            phone_last4: last4.into(),
+            verifier_id,
+            pos_id,
+        });
+        match e.apply(NOW, &cmd, &mut Vec::new()) {
+            Ok(Outcome::LookedUp(l)) => Ok(l.units_remaining),
+            Ok(other) => panic!("{other:?}"),
+            Err(r) => Err(r.code),
+        }
+    };
+    assert_eq!(look(&mut e, Some(4), None, "1234"), Ok(4));
+    assert_eq!(look(&mut e, None, Some(900), "1234"), Ok(4));
+    assert_eq!(
+        look(&mut e, Some(7), None, "1234"),
+        Err(ErrorCode::VerifierNotAuthorized)
+    );
+    assert_eq!(
+        look(&mut e, None, Some(901), "1234"),
+        Err(ErrorCode::DeviceNotRegistered)
+    );
+    // No oracle: without the phone digits the other tenant learns nothing more.
+    assert_eq!(
+        look(&mut e, Some(7), None, "0000"),
+        Err(ErrorCode::CodeInvalid)
+    );
+    // Redemption: seller 10's verifier and POS redeem; seller 11's verifier
+    // is refused, even though the catalog does not know the product.
+    let r = redeem_at(&mut e, NOW, code, 1, 1).unwrap();
+    assert_eq!(r.units_remaining, 3);
+    let Command::Redeem(mut other) = redeem_cmd(r.new_code.unwrap(), 1, 2) else {
+        unreachable!()
+    };
+    other.verifier_id = 7;
+    other.pos_id = None;
+    let refused = e.apply(NOW, &Command::Redeem(other), &mut Vec::new());
+    assert_eq!(
+        refused.map_err(|r| r.code),
+        Err(ErrorCode::VerifierNotAuthorized)
+    );
     e.check_invariants();
 }

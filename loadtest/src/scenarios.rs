@@ -344,7 +344,7 @@ async fn lookup_all(pool: &Pool, shared: &SharedRef, orders: Vec<String>) -> any
     pool.run("lookup", &["lookup"], items, move |client, (order, code, last4, remaining)| {
         let shared = shared.clone();
         async move {
-            let reply = client.command(Command::Lookup(Lookup { code, phone_last4: last4 })).await?;
+            let reply = client.command(Command::Lookup(Lookup { code, phone_last4: last4, verifier_id: None, pos_id: None })).await?;
             let ok = matches!(&reply, Ok(Outcome::LookedUp(l)) if l.units_remaining == remaining && l.order_id == order);
             lock(&shared).check(ok, || format!("lookup of {order}: {reply:?}, model remaining {remaining}"));
             Ok(vec![Sample { name: "lookup", n: 1, ok: u64::from(ok) }])

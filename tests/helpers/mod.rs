@@ -135,6 +135,8 @@ pub async fn lookup(client: &Client, code: Code, last4: &str) -> WireReply {
         Command::Lookup(Lookup {
             code,
             phone_last4: last4.into(),
+            verifier_id: None,
+            pos_id: None,
         }),
     )
     .await
