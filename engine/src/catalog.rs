@@ -10,6 +10,9 @@
 //! mutation carries a client request id and is idempotent like redemptions
 //! (invariant 4).
 
+mod read;
+pub use read::*;
+
 use crate::error::{ErrorCode, Rejection};
 use crate::limits::{CODE_DIGITS_MAX, CODE_DIGITS_MIN};
 use crate::validity::Validity;
@@ -28,6 +31,11 @@ pub type Id = u64;
 pub const TEXT_BYTES_MAX: usize = 256;
 /// Most categories, outlets or verifiers named in one command.
 pub const LIST_ITEMS_MAX: usize = 1_000;
+/// The platform's own code provider (PUB-4): present from the start, and
+/// selectable by every onboarded seller without a relationship import.
+pub const PLATFORM_PROVIDER: Id = 0;
+/// Code length of the platform's own provider, digits (ORD-3).
+pub const PLATFORM_CODE_DIGITS: u8 = 8;
 
 /// Who is asking, as the server authenticated it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -424,33 +432,55 @@ pub type CatalogReply = Result<CatalogOutcome, Rejection>;
 
 #[derive(Clone, Debug)]
 struct Category {
+    parent: Option<Id>,
+    name: String,
     supports_vouchers: bool,
     deposit: Decimal,
     min_expiry_refund_ratio: Option<Decimal>,
+    supports_auto_refund: bool,
 }
 
 #[derive(Clone, Debug)]
 struct Seller {
+    kind: SellerKind,
     self_issuing: bool,
     group_buying_operator: bool,
     onboarding: Onboarding,
+    payment_account: Option<String>,
+    service_phone: Option<String>,
+    categories_wanted: BTreeSet<Id>,
     permitted: BTreeSet<Id>,
     t_plus_n: BTreeMap<Id, TPlusN>,
     short: BTreeSet<Id>,
 }
 
 #[derive(Clone, Debug)]
-struct Outlet {
-    seller: Id,
-    /// Name, address and coordinates for local search and maps (PUB-5);
-    /// kept for the listing reads that are not built yet.
-    #[allow(dead_code)]
-    place: (String, String, Decimal, Decimal),
+struct Provider {
+    name: String,
+    /// Code length this provider issues (6..=11).
+    code_digits: u8,
+    /// Sellers that imported their relationship (PRV-1).
+    sellers: BTreeSet<Id>,
 }
 
-/// A registered POS (PRV-3). Provider and check method are kept for the
-/// provider-side reads that are not built yet.
-#[allow(dead_code)]
+#[derive(Clone, Debug)]
+struct Outlet {
+    seller: Id,
+    name: String,
+    address: String,
+    latitude: Decimal,
+    longitude: Decimal,
+}
+
+#[derive(Clone, Debug)]
+struct Verifier {
+    seller: Id,
+    real_name: bool,
+    parent: Option<Id>,
+    outlets: BTreeSet<Id>,
+}
+
+/// A registered POS (PRV-3).
 #[derive(Clone, Debug)]
 struct Device {
     provider: Id,
@@ -461,7 +491,7 @@ struct Device {
 #[derive(Clone, Debug)]
 struct Product {
     seller: Id,
-    outlets: Vec<Id>,
+    spec: ProductSpec,
     code_digits: Option<u8>,
     listed: bool,
     /// First instant at which the validity has ended (fixed periods only).
@@ -473,11 +503,9 @@ pub struct Catalog {
     tz: TimeZone,
     categories: BTreeMap<Id, Category>,
     sellers: BTreeMap<Id, Seller>,
-    providers: BTreeMap<Id, BTreeSet<Id>>,
-    /// Code length per provider (6..=11).
-    provider_digits: BTreeMap<Id, u8>,
+    providers: BTreeMap<Id, Provider>,
     outlets: BTreeMap<Id, Outlet>,
-    verifiers: BTreeMap<Id, (Id, BTreeSet<Id>)>,
+    verifiers: BTreeMap<Id, Verifier>,
     devices: BTreeMap<Id, Device>,
     products: BTreeMap<Id, Product>,
     balances: BTreeMap<Account, Decimal>,
@@ -527,8 +555,14 @@ impl Catalog {
             tz,
             categories: BTreeMap::new(),
             sellers: BTreeMap::new(),
-            providers: BTreeMap::new(),
-            provider_digits: BTreeMap::new(),
+            providers: BTreeMap::from([(
+                PLATFORM_PROVIDER,
+                Provider {
+                    name: "platform".into(),
+                    code_digits: PLATFORM_CODE_DIGITS,
+                    sellers: BTreeSet::new(),
+                },
+            )]),
             outlets: BTreeMap::new(),
             verifiers: BTreeMap::new(),
             devices: BTreeMap::new(),
@@ -599,15 +633,15 @@ impl Catalog {
             out.push(CatalogFact::Product {
                 id: *id,
                 seller: p.seller,
-                outlets: p.outlets.clone(),
+                outlets: p.spec.outlets.clone(),
                 code_digits: p.code_digits,
             });
         }
-        for (id, (seller, outlets)) in &self.verifiers {
+        for (id, v) in &self.verifiers {
             out.push(CatalogFact::Verifier {
                 id: *id,
-                seller: *seller,
-                outlets: outlets.iter().copied().collect(),
+                seller: v.seller,
+                outlets: v.outlets.iter().copied().collect(),
             });
         }
         for (pos_id, d) in &self.devices {
@@ -637,13 +671,12 @@ impl Catalog {
         &self.ledger
     }
 
-    /// Whether product `id` is listed, as its seller `actor` sees it: None
-    /// when it does not exist or belongs to another seller.
+    /// Whether product `id` is listed, as `actor` sees it through
+    /// [`CatalogQuery::Product`]: None when it does not exist or `actor`
+    /// may not see it (another seller's).
     pub fn product_listed(&self, actor: Actor, id: Id) -> Option<bool> {
-        let p = self.products.get(&id)?;
-        match actor {
-            Actor::Seller(s) if s == p.seller => Some(p.listed),
-            Actor::Staff | Actor::System => Some(p.listed),
+        match self.read(actor, &CatalogQuery::Product { id }) {
+            Ok(CatalogView::Products(p)) => p.first().map(|p| p.listed),
             _ => None,
         }
     }
@@ -747,7 +780,7 @@ impl Catalog {
                 supports_vouchers,
                 deposit,
                 min_expiry_refund_ratio,
-                ..
+                supports_auto_refund,
             } => {
                 check_text("category name", name)?;
                 if let Some(p) = parent {
@@ -758,6 +791,17 @@ impl Catalog {
                         ));
                     }
                     self.category(*p)?;
+                    // Replacing a node must not make it its own ancestor.
+                    let mut up = Some(*p);
+                    while let Some(node) = up {
+                        if node == *id {
+                            return Err(reject(
+                                ErrorCode::BadRequest,
+                                "that parent would make the category tree a cycle",
+                            ));
+                        }
+                        up = self.categories.get(&node).and_then(|c| c.parent);
+                    }
                 }
                 if deposit.is_sign_negative() || deposit.normalize().scale() > 2 {
                     return Err(reject(
@@ -776,18 +820,21 @@ impl Catalog {
                 self.categories.insert(
                     *id,
                     Category {
+                        parent: *parent,
+                        name: name.clone(),
                         supports_vouchers: *supports_vouchers,
                         deposit: *deposit,
                         min_expiry_refund_ratio: *min_expiry_refund_ratio,
+                        supports_auto_refund: *supports_auto_refund,
                     },
                 );
                 Ok(CatalogOutcome::Done)
             }
             CreateSeller {
                 id,
+                kind,
                 self_issuing,
                 group_buying_operator,
-                ..
             } => {
                 if self.sellers.contains_key(id) {
                     return Err(reject(ErrorCode::AlreadyExists, format!("seller {id}")));
@@ -795,9 +842,13 @@ impl Catalog {
                 self.sellers.insert(
                     *id,
                     Seller {
+                        kind: *kind,
                         self_issuing: *self_issuing,
                         group_buying_operator: *group_buying_operator,
                         onboarding: Onboarding::Applied,
+                        payment_account: None,
+                        service_phone: None,
+                        categories_wanted: BTreeSet::new(),
                         permitted: BTreeSet::new(),
                         t_plus_n: BTreeMap::new(),
                         short: BTreeSet::new(),
@@ -819,7 +870,9 @@ impl Catalog {
                         "the payment account must support freezing a deposit and its agreement be accepted",
                     ));
                 }
-                self.step(me, Onboarding::AgreementAccepted, Onboarding::PaymentBound)
+                self.step(me, Onboarding::AgreementAccepted, Onboarding::PaymentBound)?;
+                self.seller_mut(me)?.payment_account = Some(account.clone());
+                Ok(CatalogOutcome::Onboarding(Onboarding::PaymentBound))
             }
             ConfirmOnboarding {
                 service_phone,
@@ -838,7 +891,11 @@ impl Catalog {
                         ));
                     }
                 }
-                self.step(me, Onboarding::PaymentBound, Onboarding::Enabled)
+                self.step(me, Onboarding::PaymentBound, Onboarding::Enabled)?;
+                let s = self.seller_mut(me)?;
+                s.service_phone = Some(service_phone.clone());
+                s.categories_wanted = categories.iter().copied().collect();
+                Ok(CatalogOutcome::Onboarding(Onboarding::Enabled))
             }
             GrantPublishPermission { seller, category } => {
                 if !self.category(*category)?.supports_vouchers {
@@ -983,17 +1040,23 @@ impl Catalog {
                 if self.providers.contains_key(id) {
                     return Err(reject(ErrorCode::AlreadyExists, format!("provider {id}")));
                 }
-                self.providers.insert(*id, BTreeSet::new());
-                self.provider_digits.insert(*id, *code_digits);
+                self.providers.insert(
+                    *id,
+                    Provider {
+                        name: name.clone(),
+                        code_digits: *code_digits,
+                        sellers: BTreeSet::new(),
+                    },
+                );
                 Ok(CatalogOutcome::Done)
             }
             LinkSeller { seller } => {
                 self.enabled_seller(*seller)?;
-                let links = self
+                let provider = self
                     .providers
                     .get_mut(&me)
                     .ok_or_else(|| reject(ErrorCode::NotFound, format!("provider {me}")))?;
-                links.insert(*seller);
+                provider.sellers.insert(*seller);
                 Ok(CatalogOutcome::Done)
             }
             AddOutlet {
@@ -1017,29 +1080,39 @@ impl Catalog {
                     *id,
                     Outlet {
                         seller: me,
-                        place: (name.clone(), address.clone(), *latitude, *longitude),
+                        name: name.clone(),
+                        address: address.clone(),
+                        latitude: *latitude,
+                        longitude: *longitude,
                     },
                 );
                 Ok(CatalogOutcome::Done)
             }
             AddVerifier {
                 id,
+                real_name,
                 parent,
                 outlets,
-                ..
             } => {
                 self.enabled_seller(me)?;
                 if self.verifiers.contains_key(id) {
                     return Err(reject(ErrorCode::AlreadyExists, format!("verifier {id}")));
                 }
                 if let Some(p) = parent {
-                    if self.verifiers.get(p).map(|v| v.0) != Some(me) {
+                    if self.verifiers.get(p).map(|v| v.seller) != Some(me) {
                         return Err(reject(ErrorCode::NotFound, format!("verifier {p}")));
                     }
                 }
                 self.own_outlets(me, outlets)?;
-                self.verifiers
-                    .insert(*id, (me, outlets.iter().copied().collect()));
+                self.verifiers.insert(
+                    *id,
+                    Verifier {
+                        seller: me,
+                        real_name: *real_name,
+                        parent: *parent,
+                        outlets: outlets.iter().copied().collect(),
+                    },
+                );
                 events.push(CatalogEvent::Fact(crate::command::CatalogFact::Verifier {
                     id: *id,
                     seller: me,
@@ -1057,8 +1130,7 @@ impl Catalog {
                     .get(outlet)
                     .map(|o| o.seller)
                     .ok_or_else(|| reject(ErrorCode::NotFound, format!("outlet {outlet}")))?;
-                let linked = self.providers.get(&me).is_some_and(|l| l.contains(&owner));
-                if !linked {
+                if !self.linked(me, owner) {
                     return Err(reject(
                         ErrorCode::ProviderNotLinked,
                         "the outlet's seller is not linked to this provider",
@@ -1155,6 +1227,22 @@ impl Catalog {
         Ok(CatalogOutcome::Onboarding(to))
     }
 
+    /// Whether `provider` may serve `seller` (PUB-4, PRV-1): the seller
+    /// imported its relationship, or the provider is the platform's own
+    /// and the seller has onboarded.
+    fn linked(&self, provider: Id, seller: Id) -> bool {
+        let imported = self
+            .providers
+            .get(&provider)
+            .is_some_and(|p| p.sellers.contains(&seller));
+        let platform = provider == PLATFORM_PROVIDER
+            && self
+                .sellers
+                .get(&seller)
+                .is_some_and(|s| s.onboarding == Onboarding::Enabled);
+        imported || platform
+    }
+
     fn own_outlets(&self, seller: Id, outlets: &[Id]) -> Result<(), Rejection> {
         if outlets.len() > LIST_ITEMS_MAX {
             return Err(reject(ErrorCode::BadRequest, "too many outlets"));
@@ -1191,11 +1279,10 @@ impl Catalog {
             }
             None => {}
             Some(provider) => {
-                let links = self
-                    .providers
-                    .get(&provider)
-                    .ok_or_else(|| reject(ErrorCode::NotFound, format!("provider {provider}")))?;
-                if !links.contains(&me) {
+                if !self.providers.contains_key(&provider) {
+                    return Err(reject(ErrorCode::NotFound, format!("provider {provider}")));
+                }
+                if !self.linked(provider, me) {
                     return Err(reject(
                         ErrorCode::ProviderNotLinked,
                         format!("provider {provider} has not imported its relationship with this seller"),
@@ -1270,8 +1357,8 @@ impl Catalog {
                 seller: me,
                 code_digits: p
                     .provider
-                    .and_then(|id| self.provider_digits.get(&id).copied()),
-                outlets: p.outlets.clone(),
+                    .and_then(|id| self.providers.get(&id).map(|x| x.code_digits)),
+                spec: p.clone(),
                 listed: true,
                 delist_at_ms,
             },

@@ -910,3 +910,282 @@ fn principals_tokens_are_registered_by_hash_for_existing_principals_and_revocabl
         ErrorCode::NotFound
     );
 }
+
+#[test]
+fn pub_4_platform_provider_is_selectable_by_every_onboarded_seller_without_import() {
+    let mut t = T::new();
+    t.onboarded(SELLER, false, false);
+    let mut p = product(1, SELLER);
+    p.provider = Some(PLATFORM_PROVIDER);
+    t.ok(Actor::Seller(SELLER), publish(p));
+    let Ok(CatalogView::Products(v)) =
+        t.c.read(Actor::Seller(SELLER), &CatalogQuery::Product { id: 1 })
+    else {
+        panic!("product 1 not readable by its seller")
+    };
+    assert_eq!(v[0].code_digits, Some(PLATFORM_CODE_DIGITS));
+    // It cannot be registered again, and it serves POS devices at every
+    // onboarded seller's outlets without an import (PRV-3).
+    assert_eq!(
+        t.err(
+            Actor::Staff,
+            CatalogCommand::RegisterProvider {
+                id: PLATFORM_PROVIDER,
+                name: "again".into(),
+                code_digits: 9,
+            }
+        ),
+        ErrorCode::AlreadyExists
+    );
+    t.ok(
+        Actor::Provider(PLATFORM_PROVIDER),
+        CatalogCommand::RegisterDevice {
+            pos_id: 1,
+            outlet: OUTLET + SELLER,
+            check_method: CheckMethod::Code,
+        },
+    );
+    // A third-party provider still needs the import.
+    t.ok(
+        Actor::Staff,
+        CatalogCommand::RegisterProvider {
+            id: 72,
+            name: "other codes".into(),
+            code_digits: 9,
+        },
+    );
+    let mut q = product(2, SELLER);
+    q.provider = Some(72);
+    assert_eq!(
+        t.err(Actor::Seller(SELLER), publish(q)),
+        ErrorCode::ProviderNotLinked
+    );
+}
+
+/// Every read × every principal kind: allowed or `not_permitted` as the
+/// read matrix says.
+#[test]
+fn role_matrix_every_read_by_every_actor() {
+    let t = T::new();
+    let page = Page::first();
+    type Rule = fn(Actor) -> bool;
+    let staff_seller: Rule = |a| matches!(a, Actor::Staff | Actor::System | Actor::Seller(_));
+    let not_verifier: Rule = |a| !matches!(a, Actor::Verifier(_) | Actor::Device(_));
+    let rows: Vec<(CatalogQuery, Rule)> = vec![
+        (CatalogQuery::Categories(page), |_| true),
+        (CatalogQuery::Seller { id: Some(SELLER) }, staff_seller),
+        (CatalogQuery::Verifiers { seller: None, page }, staff_seller),
+        (CatalogQuery::Providers(page), |a| {
+            matches!(
+                a,
+                Actor::Staff | Actor::System | Actor::Seller(_) | Actor::Provider(_)
+            )
+        }),
+        (CatalogQuery::Devices(page), |a| {
+            matches!(
+                a,
+                Actor::Staff | Actor::System | Actor::Seller(_) | Actor::Provider(_)
+            )
+        }),
+        (CatalogQuery::Outlets { seller: None, page }, not_verifier),
+        (CatalogQuery::Products { seller: None, page }, not_verifier),
+    ];
+    let actors = [
+        Actor::Staff,
+        Actor::System,
+        Actor::FrontEnd,
+        Actor::Seller(SELLER),
+        Actor::Provider(PROVIDER),
+        Actor::Verifier(3),
+        Actor::Device(4),
+    ];
+    for (query, allowed) in &rows {
+        for actor in actors {
+            let got = t.c.read(actor, query);
+            assert_eq!(
+                query.allowed(actor),
+                allowed(actor),
+                "{query:?} by {actor:?}"
+            );
+            match got {
+                // A seller asking for a seller id other than its own, or a
+                // missing seller, is refused after the matrix.
+                Err(e) if allowed(actor) => assert_ne!(
+                    e.code,
+                    ErrorCode::NotPermitted,
+                    "{query:?} by {actor:?}: {e}"
+                ),
+                Err(e) => assert_eq!(e.code, ErrorCode::NotPermitted),
+                Ok(_) => assert!(allowed(actor), "{query:?} by {actor:?} answered"),
+            }
+        }
+    }
+}
+
+/// Issue 3's cross-tenant reads: a seller reading another's products,
+/// outlets, verifiers or account is refused; each principal sees only its
+/// tenant's part.
+#[test]
+fn tenant_reads_show_each_principal_only_its_own_data() {
+    let mut t = T::new();
+    t.onboarded(SELLER, false, false);
+    t.onboarded(OTHER, false, false);
+    t.ok(Actor::Seller(SELLER), publish(product(1, SELLER)));
+    t.ok(Actor::Seller(OTHER), publish(product(2, OTHER)));
+    let mut own = product(3, OTHER);
+    own.provider = Some(PLATFORM_PROVIDER);
+    t.ok(Actor::Seller(OTHER), publish(own));
+    t.ok(
+        Actor::Seller(OTHER),
+        CatalogCommand::DelistProduct { id: 2 },
+    );
+    for (id, seller) in [(31, SELLER), (32, OTHER)] {
+        t.ok(
+            Actor::Seller(seller),
+            CatalogCommand::AddVerifier {
+                id,
+                real_name: true,
+                parent: None,
+                outlets: vec![OUTLET + seller],
+            },
+        );
+    }
+    let page = Page::first();
+    let products = |t: &T, actor, seller| -> Result<Vec<Id>, ErrorCode> {
+        match t.c.read(actor, &CatalogQuery::Products { seller, page }) {
+            Ok(CatalogView::Products(v)) => Ok(v.iter().map(|p| p.spec.id).collect()),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e.code),
+        }
+    };
+    assert_eq!(products(&t, Actor::Seller(SELLER), None), Ok(vec![1]));
+    assert_eq!(products(&t, Actor::Seller(OTHER), None), Ok(vec![2, 3]));
+    assert_eq!(
+        products(&t, Actor::Seller(OTHER), Some(SELLER)),
+        Err(ErrorCode::NotPermitted)
+    );
+    assert_eq!(products(&t, Actor::Staff, None), Ok(vec![1, 2, 3]));
+    assert_eq!(products(&t, Actor::Staff, Some(OTHER)), Ok(vec![2, 3]));
+    // The provider sees the products that chose it; the front end the
+    // listed ones only (2 was delisted).
+    assert_eq!(
+        products(&t, Actor::Provider(PROVIDER), None),
+        Ok(vec![1, 2])
+    );
+    assert_eq!(products(&t, Actor::FrontEnd, None), Ok(vec![1, 3]));
+    // One product of another tenant looks like none at all.
+    let one = |actor, id| {
+        t.c.read(actor, &CatalogQuery::Product { id })
+            .map_err(|e| e.code)
+    };
+    assert_eq!(one(Actor::Seller(SELLER), 2), Err(ErrorCode::NotFound));
+    assert_eq!(one(Actor::Seller(SELLER), 99), Err(ErrorCode::NotFound));
+    assert!(one(Actor::Seller(OTHER), 2).is_ok());
+    // Accounts: a seller reads its own (None = itself), never another's.
+    let account = |actor, id| match t.c.read(actor, &CatalogQuery::Seller { id }) {
+        Ok(CatalogView::Seller(s)) => Ok(s),
+        Ok(other) => panic!("{other:?}"),
+        Err(e) => Err(e.code),
+    };
+    let mine = account(Actor::Seller(SELLER), None).unwrap();
+    assert_eq!(mine.id, SELLER);
+    assert_eq!(mine.payment_balance, yuan("5000.00"));
+    assert_eq!(mine.onboarding, Onboarding::Enabled);
+    assert_eq!(mine.permitted, vec![BREAD]);
+    assert_eq!(mine.categories_wanted, vec![BREAD]);
+    assert_eq!(mine.service_phone.as_deref(), Some("400-800-1234"));
+    assert_eq!(
+        account(Actor::Seller(SELLER), Some(OTHER)),
+        Err(ErrorCode::NotPermitted)
+    );
+    assert_eq!(account(Actor::Staff, Some(OTHER)).unwrap().id, OTHER);
+    // Outlets and verifiers: own only for sellers.
+    let outlets = |actor, seller| match t.c.read(actor, &CatalogQuery::Outlets { seller, page }) {
+        Ok(CatalogView::Outlets(v)) => Ok(v.iter().map(|o| o.id).collect::<Vec<_>>()),
+        Ok(other) => panic!("{other:?}"),
+        Err(e) => Err(e.code),
+    };
+    assert_eq!(
+        outlets(Actor::Seller(SELLER), None),
+        Ok(vec![OUTLET + SELLER])
+    );
+    assert_eq!(
+        outlets(Actor::Seller(SELLER), Some(OTHER)),
+        Err(ErrorCode::NotPermitted)
+    );
+    assert_eq!(
+        outlets(Actor::FrontEnd, None),
+        Ok(vec![OUTLET + SELLER, OUTLET + OTHER])
+    );
+    let verifiers = |actor| match t
+        .c
+        .read(actor, &CatalogQuery::Verifiers { seller: None, page })
+    {
+        Ok(CatalogView::Verifiers(v)) => v.iter().map(|v| v.id).collect::<Vec<_>>(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(verifiers(Actor::Seller(SELLER)), vec![31]);
+    assert_eq!(verifiers(Actor::Seller(OTHER)), vec![32]);
+    assert_eq!(verifiers(Actor::Staff), vec![31, 32]);
+    // A seller sees the providers it may select, and only its own link.
+    let Ok(CatalogView::Providers(v)) =
+        t.c.read(Actor::Seller(SELLER), &CatalogQuery::Providers(page))
+    else {
+        panic!()
+    };
+    let seen: Vec<(Id, Vec<Id>)> = v.iter().map(|p| (p.id, p.sellers.clone())).collect();
+    assert_eq!(
+        seen,
+        vec![(PLATFORM_PROVIDER, vec![]), (PROVIDER, vec![SELLER])]
+    );
+}
+
+#[test]
+fn reads_page_in_id_order_and_refuse_bad_limits() {
+    let mut t = T::new();
+    t.onboarded(SELLER, false, false);
+    for id in 1..=5 {
+        t.ok(Actor::Seller(SELLER), publish(product(id, SELLER)));
+    }
+    let read = |after, limit| match t.c.read(
+        Actor::Seller(SELLER),
+        &CatalogQuery::Products {
+            seller: None,
+            page: Page { after, limit },
+        },
+    ) {
+        Ok(CatalogView::Products(v)) => Ok(v.iter().map(|p| p.spec.id).collect::<Vec<_>>()),
+        Ok(other) => panic!("{other:?}"),
+        Err(e) => Err(e.code),
+    };
+    assert_eq!(read(None, 2), Ok(vec![1, 2]));
+    assert_eq!(read(Some(2), 2), Ok(vec![3, 4]));
+    assert_eq!(read(Some(4), 2), Ok(vec![5]));
+    assert_eq!(read(Some(5), 2), Ok(vec![]));
+    assert_eq!(read(None, 0), Err(ErrorCode::BadRequest));
+    assert_eq!(
+        read(None, READ_PAGE_ITEMS_MAX + 1),
+        Err(ErrorCode::BadRequest)
+    );
+}
+
+#[test]
+fn category_tree_refuses_a_cycle() {
+    let mut t = T::new();
+    // BREAD's parent is FOOD: making FOOD a child of BREAD is a cycle.
+    assert_eq!(
+        t.err(Actor::Staff, category(FOOD, Some(BREAD), true, "0", None)),
+        ErrorCode::BadRequest
+    );
+    let Ok(CatalogView::Categories(v)) = t.c.read(
+        Actor::Seller(SELLER),
+        &CatalogQuery::Categories(Page::first()),
+    ) else {
+        panic!()
+    };
+    let tree: Vec<(Id, Option<Id>)> = v.iter().map(|c| (c.id, c.parent)).collect();
+    assert_eq!(
+        tree,
+        vec![(FOOD, None), (BREAD, Some(FOOD)), (NO_VOUCHERS, Some(FOOD))]
+    );
+}

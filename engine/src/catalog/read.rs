@@ -1,0 +1,498 @@
+//! Catalog reads (issue 3 item 6, ORD-9's seller side): what each principal
+//! may see of categories, sellers, providers, outlets, verifiers, POS
+//! devices and products. A read changes nothing and carries no request id.
+//!
+//! Tenancy: a seller sees only its own account, outlets, verifiers, POS
+//! devices and products; a provider sees itself, the sellers' outlets it
+//! serves, its own POS devices and the products that chose it; the front
+//! end (acting for buyers) sees the public listing: listed products and
+//! outlets; staff see everything. Naming another tenant is `not_permitted`,
+//! and a single product of another tenant is `not_found`, as if it did not
+//! exist.
+
+use super::{
+    reject, Account, Actor, Catalog, CheckMethod, Id, Onboarding, ProductSpec, SellerKind, TPlusN,
+    PLATFORM_PROVIDER,
+};
+use crate::error::{ErrorCode, Rejection};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+/// Most items one list read returns. With every text at its 256-byte limit
+/// and products naming up to 1,000 outlets, 100 items stay far below the
+/// 8 MiB frame limit.
+pub const READ_PAGE_ITEMS_MAX: u32 = 100;
+
+/// One page of a list: items with ids above `after` (all when None), in
+/// ascending id order, at most `limit` (1..=`READ_PAGE_ITEMS_MAX`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Page {
+    /// Start after this id.
+    pub after: Option<Id>,
+    /// Most items, 1..=`READ_PAGE_ITEMS_MAX`.
+    pub limit: u32,
+}
+
+impl Page {
+    /// The first page of at most `READ_PAGE_ITEMS_MAX` items.
+    pub fn first() -> Page {
+        Page {
+            after: None,
+            limit: READ_PAGE_ITEMS_MAX,
+        }
+    }
+}
+
+/// A catalog read. `seller` filters name one seller; None means "mine" for
+/// a seller and "all I may see" for others.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum CatalogQuery {
+    /// The category tree. Everyone.
+    Categories(Page),
+    /// One seller's account, onboarding, permissions, T+N and balances
+    /// (ONB). Staff any; a seller itself (`id` None or its own).
+    Seller {
+        /// The seller; None for the asking seller itself.
+        id: Option<Id>,
+    },
+    /// Code providers with their code length (PUB-4, ORD-3). Staff all; a
+    /// provider itself; a seller those it may select (the platform's own
+    /// and those that imported it), showing only its own link.
+    Providers(Page),
+    /// Outlets (PUB-5). Staff and the front end all (the public map); a
+    /// seller its own; a provider those of the sellers it serves.
+    Outlets {
+        /// Only this seller's.
+        seller: Option<Id>,
+        /// Which page.
+        page: Page,
+    },
+    /// Verifier accounts. Staff any seller's; a seller its own.
+    Verifiers {
+        /// Only this seller's.
+        seller: Option<Id>,
+        /// Which page.
+        page: Page,
+    },
+    /// POS devices (PRV-3). Staff all; a provider its own; a seller those
+    /// at its outlets.
+    Devices(Page),
+    /// Products (PUB). Staff all; a seller its own; a provider those that
+    /// chose it; the front end the listed ones.
+    Products {
+        /// Only this seller's.
+        seller: Option<Id>,
+        /// Which page.
+        page: Page,
+    },
+    /// One product, as [`CatalogQuery::Products`] would show it; another
+    /// tenant's product is `not_found`.
+    Product {
+        /// Product id.
+        id: Id,
+    },
+}
+
+impl CatalogQuery {
+    /// The read role matrix: whether `actor` may run this read at all.
+    /// Tenant filtering comes after, in [`Catalog::read`].
+    pub fn allowed(&self, actor: Actor) -> bool {
+        use CatalogQuery::*;
+        let staff = matches!(actor, Actor::Staff | Actor::System);
+        let seller = matches!(actor, Actor::Seller(_));
+        let provider = matches!(actor, Actor::Provider(_));
+        let front = actor == Actor::FrontEnd;
+        match self {
+            Categories(_) => true,
+            Seller { .. } | Verifiers { .. } => staff || seller,
+            Providers(_) | Devices(_) => staff || seller || provider,
+            Outlets { .. } | Products { .. } | Product { .. } => {
+                staff || seller || provider || front
+            }
+        }
+    }
+}
+
+/// A category node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CategoryView {
+    /// Category id.
+    pub id: Id,
+    /// Parent node.
+    pub parent: Option<Id>,
+    /// Name.
+    pub name: String,
+    /// Vouchers may be published in it.
+    pub supports_vouchers: bool,
+    /// T+N deposit amount, yuan (ONB-4).
+    pub deposit: Decimal,
+    /// Minimum expiry refund ratio (PUB-7).
+    pub min_expiry_refund_ratio: Option<Decimal>,
+    /// Unexpired automatic refund applies (REF-1).
+    pub supports_auto_refund: bool,
+}
+
+/// A seller's account as the seller and staff see it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SellerView {
+    /// Seller id.
+    pub id: Id,
+    /// Mall or marketplace.
+    pub kind: SellerKind,
+    /// Runs its own code system (ONB-3).
+    pub self_issuing: bool,
+    /// Group-buying operator (ONB-5).
+    pub group_buying_operator: bool,
+    /// Where the ONB-2 application is.
+    pub onboarding: Onboarding,
+    /// Bound payment account (ONB-2 step 2).
+    pub payment_account: Option<String>,
+    /// Customer-service phone (ONB-2 step 3).
+    pub service_phone: Option<String>,
+    /// Categories asked for at confirmation (ONB-2).
+    pub categories_wanted: Vec<Id>,
+    /// Categories with publish permission (ONB-1).
+    pub permitted: Vec<Id>,
+    /// T+N state per category (ONB-4).
+    pub t_plus_n: Vec<(Id, TPlusN)>,
+    /// Payment account balance, yuan.
+    pub payment_balance: Decimal,
+    /// Voucher deposit per category, yuan (ONB-4, ONB-6).
+    pub deposits: Vec<(Id, Decimal)>,
+    /// Categories whose deposit is short (ONB-6).
+    pub deposit_short: Vec<Id>,
+    /// Group-buying deposit, yuan (ONB-5).
+    pub group_buying_deposit: Decimal,
+}
+
+/// A code provider.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderView {
+    /// Provider id (`PLATFORM_PROVIDER` for the platform's own).
+    pub id: Id,
+    /// Name.
+    pub name: String,
+    /// Code length it issues, digits.
+    pub code_digits: u8,
+    /// Sellers that imported their relationship with it (PRV-1), as far
+    /// as the reader may see them.
+    pub sellers: Vec<Id>,
+}
+
+/// An outlet (PUB-5).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutletView {
+    /// Outlet id.
+    pub id: Id,
+    /// Owning seller.
+    pub seller: Id,
+    /// Name.
+    pub name: String,
+    /// Address.
+    pub address: String,
+    /// Latitude, degrees.
+    pub latitude: Decimal,
+    /// Longitude, degrees.
+    pub longitude: Decimal,
+}
+
+/// A verifier account.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifierView {
+    /// Verifier id.
+    pub id: Id,
+    /// Owning seller.
+    pub seller: Id,
+    /// Real-name verified.
+    pub real_name: bool,
+    /// Parent account of a sub-account.
+    pub parent: Option<Id>,
+    /// Outlets it may redeem at.
+    pub outlets: Vec<Id>,
+}
+
+/// A POS device (PRV-3).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceView {
+    /// POS id.
+    pub pos_id: Id,
+    /// Registering provider.
+    pub provider: Id,
+    /// Outlet.
+    pub outlet: Id,
+    /// The outlet's seller.
+    pub seller: Id,
+    /// Check method.
+    pub check_method: CheckMethod,
+}
+
+/// A product (PUB).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProductView {
+    /// Publishing seller.
+    pub seller: Id,
+    /// What was published.
+    pub spec: ProductSpec,
+    /// Code length of its provider, digits (None: self-issuing).
+    pub code_digits: Option<u8>,
+    /// On the shelf (false once delisted, by the seller or by PUB-3).
+    pub listed: bool,
+}
+
+/// The answer to a [`CatalogQuery`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CatalogView {
+    /// Categories.
+    Categories(Vec<CategoryView>),
+    /// One seller.
+    Seller(SellerView),
+    /// Providers.
+    Providers(Vec<ProviderView>),
+    /// Outlets.
+    Outlets(Vec<OutletView>),
+    /// Verifiers.
+    Verifiers(Vec<VerifierView>),
+    /// POS devices.
+    Devices(Vec<DeviceView>),
+    /// Products.
+    Products(Vec<ProductView>),
+}
+
+/// A read's reply.
+pub type ReadReply = Result<CatalogView, Rejection>;
+
+fn check_page(page: Page) -> Result<(), Rejection> {
+    if page.limit == 0 || page.limit > READ_PAGE_ITEMS_MAX {
+        return Err(reject(
+            ErrorCode::BadRequest,
+            format!("page limit must be 1..={READ_PAGE_ITEMS_MAX}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Up to `page.limit` items of `map` after `page.after` that `keep`
+/// admits, mapped by `view`.
+fn paged<'a, T: 'a, V>(
+    map: &'a std::collections::BTreeMap<Id, T>,
+    page: Page,
+    keep: impl Fn(&Id, &T) -> bool,
+    view: impl Fn(&Id, &T) -> V,
+) -> Vec<V> {
+    use std::ops::Bound::{Excluded, Unbounded};
+    let from = page.after.map_or(Unbounded, Excluded);
+    map.range((from, Unbounded))
+        .filter(|(id, t)| keep(id, t))
+        .take(page.limit as usize)
+        .map(|(id, t)| view(id, t))
+        .collect()
+}
+
+impl Catalog {
+    /// Runs the read `query` for `actor`.
+    ///
+    /// Errors: `not_permitted` when the read role matrix refuses the actor
+    /// or a filter names another tenant; `not_found` for a seller or a
+    /// product the actor may not see or that does not exist; `bad_request`
+    /// for a page limit outside 1..=`READ_PAGE_ITEMS_MAX`.
+    pub fn read(&self, actor: Actor, query: &CatalogQuery) -> ReadReply {
+        use CatalogQuery as Q;
+        if !query.allowed(actor) {
+            return Err(reject(
+                ErrorCode::NotPermitted,
+                format!("{actor:?} may not run this read"),
+            ));
+        }
+        let staff = matches!(actor, Actor::Staff | Actor::System);
+        // The seller a filter may name: a seller only itself; staff anyone.
+        let scope = |filter: Option<Id>| -> Result<Option<Id>, Rejection> {
+            match (actor, filter) {
+                (Actor::Seller(me), None) => Ok(Some(me)),
+                (Actor::Seller(me), Some(s)) if s != me => Err(reject(
+                    ErrorCode::NotPermitted,
+                    "a seller reads only its own data",
+                )),
+                (_, f) => Ok(f),
+            }
+        };
+        match query {
+            Q::Categories(page) => {
+                check_page(*page)?;
+                Ok(CatalogView::Categories(paged(
+                    &self.categories,
+                    *page,
+                    |_, _| true,
+                    |id, c| CategoryView {
+                        id: *id,
+                        parent: c.parent,
+                        name: c.name.clone(),
+                        supports_vouchers: c.supports_vouchers,
+                        deposit: c.deposit,
+                        min_expiry_refund_ratio: c.min_expiry_refund_ratio,
+                        supports_auto_refund: c.supports_auto_refund,
+                    },
+                )))
+            }
+            Q::Seller { id } => {
+                let id = scope(*id)?
+                    .ok_or_else(|| reject(ErrorCode::BadRequest, "name the seller to read"))?;
+                self.seller_view(id).map(CatalogView::Seller)
+            }
+            Q::Providers(page) => {
+                check_page(*page)?;
+                Ok(CatalogView::Providers(paged(
+                    &self.providers,
+                    *page,
+                    |id, _| match actor {
+                        Actor::Provider(me) => *id == me,
+                        Actor::Seller(me) => self.linked(*id, me) || *id == PLATFORM_PROVIDER,
+                        _ => staff,
+                    },
+                    |id, p| ProviderView {
+                        id: *id,
+                        name: p.name.clone(),
+                        code_digits: p.code_digits,
+                        sellers: match actor {
+                            Actor::Seller(me) => {
+                                p.sellers.iter().copied().filter(|s| *s == me).collect()
+                            }
+                            _ => p.sellers.iter().copied().collect(),
+                        },
+                    },
+                )))
+            }
+            Q::Outlets { seller, page } => {
+                check_page(*page)?;
+                let seller = scope(*seller)?;
+                Ok(CatalogView::Outlets(paged(
+                    &self.outlets,
+                    *page,
+                    |_, o| {
+                        seller.is_none_or(|s| o.seller == s)
+                            && match actor {
+                                Actor::Provider(me) => self.linked(me, o.seller),
+                                _ => true,
+                            }
+                    },
+                    |id, o| OutletView {
+                        id: *id,
+                        seller: o.seller,
+                        name: o.name.clone(),
+                        address: o.address.clone(),
+                        latitude: o.latitude,
+                        longitude: o.longitude,
+                    },
+                )))
+            }
+            Q::Verifiers { seller, page } => {
+                check_page(*page)?;
+                let seller = scope(*seller)?;
+                Ok(CatalogView::Verifiers(paged(
+                    &self.verifiers,
+                    *page,
+                    |_, v| seller.is_none_or(|s| v.seller == s),
+                    |id, v| VerifierView {
+                        id: *id,
+                        seller: v.seller,
+                        real_name: v.real_name,
+                        parent: v.parent,
+                        outlets: v.outlets.iter().copied().collect(),
+                    },
+                )))
+            }
+            Q::Devices(page) => {
+                check_page(*page)?;
+                let owner = |outlet: &Id| self.outlets.get(outlet).map(|o| o.seller);
+                Ok(CatalogView::Devices(paged(
+                    &self.devices,
+                    *page,
+                    |_, d| match actor {
+                        Actor::Provider(me) => d.provider == me,
+                        Actor::Seller(me) => owner(&d.outlet) == Some(me),
+                        _ => staff,
+                    },
+                    |pos_id, d| DeviceView {
+                        pos_id: *pos_id,
+                        provider: d.provider,
+                        outlet: d.outlet,
+                        seller: owner(&d.outlet).unwrap_or_default(),
+                        check_method: d.check_method,
+                    },
+                )))
+            }
+            Q::Products { seller, page } => {
+                check_page(*page)?;
+                let seller = scope(*seller)?;
+                Ok(CatalogView::Products(paged(
+                    &self.products,
+                    *page,
+                    |id, p| {
+                        seller.is_none_or(|s| p.seller == s) && self.may_see_product(actor, *id)
+                    },
+                    |_, p| ProductView {
+                        seller: p.seller,
+                        spec: p.spec.clone(),
+                        code_digits: p.code_digits,
+                        listed: p.listed,
+                    },
+                )))
+            }
+            Q::Product { id } => match self.products.get(id) {
+                Some(p) if self.may_see_product(actor, *id) => {
+                    Ok(CatalogView::Products(vec![ProductView {
+                        seller: p.seller,
+                        spec: p.spec.clone(),
+                        code_digits: p.code_digits,
+                        listed: p.listed,
+                    }]))
+                }
+                _ => Err(reject(ErrorCode::NotFound, format!("product {id}"))),
+            },
+        }
+    }
+
+    /// Whether `actor` may see product `id` (see the module docs).
+    fn may_see_product(&self, actor: Actor, id: Id) -> bool {
+        let Some(p) = self.products.get(&id) else {
+            return false;
+        };
+        match actor {
+            Actor::Staff | Actor::System => true,
+            Actor::Seller(me) => p.seller == me,
+            Actor::Provider(me) => p.spec.provider == Some(me),
+            Actor::FrontEnd => p.listed,
+            Actor::Verifier(_) | Actor::Device(_) => false,
+        }
+    }
+
+    fn seller_view(&self, id: Id) -> Result<SellerView, Rejection> {
+        let s = self
+            .sellers
+            .get(&id)
+            .ok_or_else(|| reject(ErrorCode::NotFound, format!("seller {id}")))?;
+        let deposits = self
+            .balances
+            .range(Account::Deposit(id, Id::MIN)..=Account::Deposit(id, Id::MAX))
+            .filter_map(|(account, amount)| match account {
+                Account::Deposit(_, category) => Some((*category, *amount)),
+                _ => None,
+            })
+            .collect();
+        Ok(SellerView {
+            id,
+            kind: s.kind,
+            self_issuing: s.self_issuing,
+            group_buying_operator: s.group_buying_operator,
+            onboarding: s.onboarding,
+            payment_account: s.payment_account.clone(),
+            service_phone: s.service_phone.clone(),
+            categories_wanted: s.categories_wanted.iter().copied().collect(),
+            permitted: s.permitted.iter().copied().collect(),
+            t_plus_n: s.t_plus_n.iter().map(|(c, t)| (*c, *t)).collect(),
+            payment_balance: self.balance(Account::Payment(id)),
+            deposits,
+            deposit_short: s.short.iter().copied().collect(),
+            group_buying_deposit: self.balance(Account::GroupBuyingDeposit(id)),
+        })
+    }
+}
