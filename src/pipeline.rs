@@ -12,7 +12,7 @@ use crate::data_dir::{CatalogEntry, LogRecord};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
-use vouch_engine::catalog::{Catalog, CatalogCommand, CatalogEvent};
+use vouch_engine::catalog::{Actor, Catalog, CatalogCommand, CatalogEvent, CatalogQuery};
 use vouch_engine::command::CatalogFact;
 use vouch_engine::engine::changed_state;
 use vouch_engine::{Command, Effect, Reply, Shard};
@@ -228,10 +228,19 @@ pub fn run_worker(
 pub type TokenMap =
     dashmap::DashMap<[u8; 32], vouch_engine::catalog::Actor, foldhash::fast::RandomState>;
 
-/// One catalog command for the catalog worker and where its reply goes.
+/// What the catalog worker is asked to do.
+pub enum CatalogWork {
+    /// A command with its actor and request id.
+    Command(CatalogEntry),
+    /// A read, as the actor.
+    Read(Actor, CatalogQuery),
+}
+
+/// One catalog command or read for the catalog worker and where its reply
+/// goes.
 pub struct CatalogOp {
-    /// The command with its actor and request id.
-    pub entry: CatalogEntry,
+    /// The command or read.
+    pub work: CatalogWork,
     /// The connection writer's queue.
     pub tx: ConnTx,
     /// Correlation id of the request.
@@ -242,7 +251,9 @@ pub struct CatalogOp {
 
 /// Runs the catalog worker until its queue closes: like a shard worker,
 /// it applies a batch, logs what changed state as one record, and releases
-/// the replies once the record is durable. Catalog events are logged at
+/// the replies once the record is durable. A read sees the commands queued
+/// before it and is answered with them, once they are durable (invariant
+/// 3: a read never shows what a crash could still undo). Catalog events are logged at
 /// info level for staff (ONB-4 freeze notices, ONB-6 `deposit_short`,
 /// PUB-3 delistings).
 pub fn run_catalog_worker(
@@ -261,7 +272,15 @@ pub fn run_catalog_worker(
         let mut token_updates = Vec::new();
         let mut facts_out = Vec::new();
         for op in ops {
-            let e = &op.entry;
+            let e = match &op.work {
+                CatalogWork::Command(e) => e,
+                CatalogWork::Read(actor, query) => {
+                    let reply = catalog.read(*actor, query);
+                    let wire = reply.map_err(|r| WireError::from(&r));
+                    replies.push((op, Response::CatalogView(wire)));
+                    continue;
+                }
+            };
             let reply = catalog.apply(now, e.actor, e.request_id, &e.command, &mut events);
             // The catalog's state after the command decides, not the command:
             // a replayed IssueToken must not revive a revoked token.
@@ -277,9 +296,10 @@ pub fn run_catalog_worker(
                 }
             }
             if reply.is_ok() {
-                applied.push(op.entry.clone());
+                applied.push(e.clone());
             }
-            replies.push((op, reply));
+            let wire = reply.map_err(|r| WireError::from(&r));
+            replies.push((op, Response::Catalog(wire)));
         }
         let record = if applied.is_empty() {
             Vec::new()
@@ -308,9 +328,8 @@ pub fn run_catalog_worker(
                         None => tokens.remove(&hash).map(|(_, a)| a),
                     };
                 }
-                for (op, reply) in replies {
-                    let wire = reply.map_err(|r| WireError::from(&r));
-                    let _ = op.tx.send((op.corr, Response::Catalog(wire), op.permit));
+                for (op, response) in replies {
+                    let _ = op.tx.send((op.corr, response, op.permit));
                 }
             }),
         };

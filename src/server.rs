@@ -4,7 +4,7 @@
 use crate::data_dir;
 use crate::data_dir::CatalogEntry;
 use crate::pipeline::{self, Gather, Op, ReplyTo, Stats};
-use crate::pipeline::{CatalogOp, ConnTx, TokenMap};
+use crate::pipeline::{CatalogOp, CatalogWork, ConnTx, TokenMap};
 use anyhow::Context;
 use bytes::BytesMut;
 use std::net::SocketAddr;
@@ -311,14 +311,14 @@ async fn tick_driver(ctx: Arc<Ctx>, mut stop: tokio::sync::watch::Receiver<bool>
         // Nobody waits for the reply; delistings are logged as events.
         let (tx, _rx) = mpsc::unbounded_channel();
         let op = CatalogOp {
-            entry: CatalogEntry {
+            work: CatalogWork::Command(CatalogEntry {
                 actor: Actor::System,
                 request_id: RequestId {
                     source: TICK_REQUEST_SOURCE,
                     serial,
                 },
                 command: vouch_engine::catalog::CatalogCommand::Tick,
-            },
+            }),
             tx,
             corr: 0,
             permit: None,
@@ -411,7 +411,7 @@ fn authorize(principal: Principal, request: &mut Request) -> Result<(), WireErro
     };
     match request {
         Request::Hello { .. } | Request::Info => Ok(()),
-        Request::Catalog { act_as, .. } => {
+        Request::Catalog { act_as, .. } | Request::CatalogRead { act_as, .. } => {
             if act_as.is_some_and(|a| a != actor) {
                 return refuse("act for another principal");
             }
@@ -741,11 +741,20 @@ fn dispatch(
             // runs as staff unless it names a principal.
             let actor = act_as.unwrap_or(Actor::Staff);
             pending_catalog.push(CatalogOp {
-                entry: CatalogEntry {
+                work: CatalogWork::Command(CatalogEntry {
                     actor,
                     request_id,
                     command,
-                },
+                }),
+                tx: tx.clone(),
+                corr,
+                permit: Some(permit),
+            });
+        }
+        Request::CatalogRead { act_as, query } => {
+            let actor = act_as.unwrap_or(Actor::Staff);
+            pending_catalog.push(CatalogOp {
+                work: CatalogWork::Read(actor, query),
                 tx: tx.clone(),
                 corr,
                 permit: Some(permit),
@@ -856,6 +865,15 @@ mod tests {
         }
     }
 
+    fn read(act_as: Option<Actor>) -> Request {
+        Request::CatalogRead {
+            act_as,
+            query: vouch_engine::catalog::CatalogQuery::Categories(
+                vouch_engine::catalog::Page::first(),
+            ),
+        }
+    }
+
     /// The request-level role matrix: every principal kind × every request
     /// kind, allowed or refused (the catalog's own matrix is proven in the
     /// engine's tests). Identity-bound fields must name the principal.
@@ -926,6 +944,12 @@ mod tests {
                 |a| a == Actor::Seller(5),
             ),
             ("catalog fact", fact, |_| false),
+            ("catalog read for itself", read(None), |_| true),
+            (
+                "catalog read for seller 5",
+                read(Some(Actor::Seller(5))),
+                |a| a == Actor::Seller(5),
+            ),
         ];
         let principals = [
             Actor::Staff,
@@ -944,7 +968,11 @@ mod tests {
                 let mut r = request.clone();
                 let got = authorize(Principal::Token(actor, [0; 32]), &mut r);
                 assert_eq!(got.is_ok(), allowed(actor), "{name} by {actor:?}: {got:?}");
-                if let (Ok(()), Request::Catalog { act_as, .. }) = (&got, &r) {
+                if let (
+                    Ok(()),
+                    Request::Catalog { act_as, .. } | Request::CatalogRead { act_as, .. },
+                ) = (&got, &r)
+                {
                     assert_eq!(
                         *act_as,
                         Some(actor),

@@ -232,6 +232,22 @@ impl Client {
         }
     }
 
+    /// Runs a catalog read as `act_as` (admin token only; None = staff, or
+    /// the token's own principal). The inner result is the read's reply.
+    ///
+    /// Errors: [`ClientError`] when the request failed as a whole.
+    pub async fn catalog_read(
+        &self,
+        act_as: Option<vouch_engine::catalog::Actor>,
+        query: vouch_engine::catalog::CatalogQuery,
+    ) -> Result<Result<vouch_engine::catalog::CatalogView, WireError>, ClientError> {
+        match self.call(Request::CatalogRead { act_as, query }).await? {
+            Response::CatalogView(r) => Ok(r),
+            Response::Error(e) => Err(ClientError::Refused(e)),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
     /// Issues a batch; replies in request order.
     ///
     /// Errors: [`ClientError`] when the batch failed as a whole.

@@ -2,7 +2,7 @@
 //! is the variant number, checked against the body on decode.
 
 use serde::{Deserialize, Serialize};
-use vouch_engine::catalog::{Actor, CatalogCommand, CatalogOutcome};
+use vouch_engine::catalog::{Actor, CatalogCommand, CatalogOutcome, CatalogQuery, CatalogView};
 use vouch_engine::command::{AuditRedemptions, AuditVouchers, Issue, Lookup, Redeem, Reverse};
 use vouch_engine::{Command, ErrorCode, Outcome, Rejection, RequestId};
 
@@ -35,6 +35,13 @@ pub enum Request {
         /// The command.
         command: CatalogCommand,
     },
+    /// A catalog read (changes nothing). `act_as` as for `Catalog`.
+    CatalogRead {
+        /// The principal to read as.
+        act_as: Option<Actor>,
+        /// The read.
+        query: CatalogQuery,
+    },
 }
 
 impl Request {
@@ -54,6 +61,7 @@ impl Request {
             Request::Catalog { .. } => 11,
             // Refused by the server: facts come only from its catalog.
             Request::Command(Command::CatalogFact(_)) => 12,
+            Request::CatalogRead { .. } => 13,
         }
     }
 
@@ -159,6 +167,8 @@ pub enum Response {
     },
     /// Reply to a catalog command.
     Catalog(Result<CatalogOutcome, WireError>),
+    /// Reply to a catalog read.
+    CatalogView(Result<CatalogView, WireError>),
     /// The request failed as a whole. After a frame-level error
     /// (`malformed_frame`, `frame_too_large`, `unsupported_version`,
     /// `unauthenticated`) the server closes the connection; after
@@ -176,6 +186,7 @@ impl Response {
             Response::Info { .. } => 4,
             Response::Error(_) => 5,
             Response::Catalog(_) => 6,
+            Response::CatalogView(_) => 7,
         }
     }
 }
