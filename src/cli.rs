@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use rust_decimal::Decimal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use vouch_engine::catalog::{Actor, CatalogCommand, CatalogOutcome};
+use vouch_engine::catalog::{Actor, CatalogCommand, CatalogOutcome, CatalogQuery, CatalogView};
 use vouch_engine::command::{Issue, Lookup, Redeem, RequestId, Reverse};
 use vouch_engine::{Code, Command, EngineConfig, Outcome};
 use vouch_protocol::client::ClientError;
@@ -125,9 +125,10 @@ struct CatalogArgs {
     #[arg(long)]
     request_id: String,
     /// The principal to act as: staff, system, seller:ID or provider:ID
-    /// (the admin token may act for anyone).
-    #[arg(long = "as", default_value = "staff")]
-    act_as: String,
+    /// (the admin token may act for anyone; without it the admin runs as
+    /// staff and any other token as its own principal).
+    #[arg(long = "as")]
+    act_as: Option<String>,
     #[command(flatten)]
     client: ClientArgs,
 }
@@ -414,9 +415,12 @@ async fn run_client(cmd: Cmd) -> ExitCode {
             client.command(command).await.map(|r| r.map(Shown::Engine))
         }
         ClientRequest::Catalog(rid, actor, command) => client
-            .catalog(rid, Some(actor), command)
+            .catalog(rid, actor, command)
             .await
             .map(|r| r.map(Shown::Catalog)),
+        ClientRequest::Read(query) => read_all_pages(&client, query)
+            .await
+            .map(|r| r.map(Shown::View)),
         ClientRequest::NewToken(rid, token, command) => client
             .catalog(rid, Some(Actor::Staff), command)
             .await
@@ -425,6 +429,10 @@ async fn run_client(cmd: Cmd) -> ExitCode {
     match outcome {
         Ok(Ok(Shown::Engine(outcome))) => {
             print_outcome(&outcome, json);
+            ExitCode::SUCCESS
+        }
+        Ok(Ok(Shown::View(view))) => {
+            cli_catalog::print_view(&view, json);
             ExitCode::SUCCESS
         }
         Ok(Ok(Shown::Token(token))) => {
@@ -447,6 +455,11 @@ async fn run_client(cmd: Cmd) -> ExitCode {
             print_refusal(&e, json);
             ExitCode::from(1)
         }
+        // The server refused the request as a whole (e.g. the role matrix).
+        Err(ClientError::Refused(e)) => {
+            print_refusal(&e, json);
+            ExitCode::from(1)
+        }
         Err(e) => fail("connection", e.to_string()),
     }
 }
@@ -454,7 +467,9 @@ async fn run_client(cmd: Cmd) -> ExitCode {
 /// What a client command sends.
 enum ClientRequest {
     Engine(Command),
-    Catalog(RequestId, Actor, CatalogCommand),
+    /// A catalog read, run as the token's principal.
+    Read(CatalogQuery),
+    Catalog(RequestId, Option<Actor>, CatalogCommand),
     /// A token command; the token is shown once it is registered.
     NewToken(RequestId, String, CatalogCommand),
 }
@@ -462,8 +477,31 @@ enum ClientRequest {
 /// What a client command got back.
 enum Shown {
     Engine(Outcome),
+    View(CatalogView),
     Catalog(CatalogOutcome),
     Token(String),
+}
+
+/// Runs a list read page by page until a page comes back short, and
+/// gathers every item.
+async fn read_all_pages(
+    client: &Client,
+    query: CatalogQuery,
+) -> Result<Result<CatalogView, WireError>, ClientError> {
+    let mut view = match client.catalog_read(None, query.clone()).await? {
+        Ok(v) => v,
+        Err(e) => return Ok(Err(e)),
+    };
+    let mut next = cli_catalog::next_page(&query, &view);
+    while let Some(q) = next {
+        let more = match client.catalog_read(None, q.clone()).await? {
+            Ok(v) => v,
+            Err(e) => return Ok(Err(e)),
+        };
+        next = cli_catalog::next_page(&q, &more);
+        cli_catalog::extend_view(&mut view, more);
+    }
+    Ok(Ok(view))
 }
 
 fn build_request(cmd: Cmd) -> Result<(ClientArgs, ClientRequest), String> {
@@ -471,20 +509,23 @@ fn build_request(cmd: Cmd) -> Result<(ClientArgs, ClientRequest), String> {
         let command: CatalogCommand = serde_json::from_str(&a.command)
             .map_err(|e| format!("catalog command is not valid JSON for a catalog command: {e}"))?;
         let rid = parse_request_id(&a.request_id)?;
-        let actor = parse_actor(&a.act_as)?;
+        let actor = a.act_as.as_deref().map(parse_actor).transpose()?;
         return Ok((a.client, ClientRequest::Catalog(rid, actor, command)));
     }
     fn family<T: Subcommand>(
         f: Family<T>,
-        build: fn(T) -> (Actor, CatalogCommand),
+        build: fn(T) -> cli_catalog::Built,
     ) -> Result<(ClientArgs, ClientRequest), String> {
+        let (actor, command) = match build(f.action) {
+            cli_catalog::Built::Read(query) => return Ok((f.client, ClientRequest::Read(query))),
+            cli_catalog::Built::Command(actor, command) => (actor, command),
+        };
         let rid = f
             .request_id
             .as_deref()
             .ok_or("catalog commands need --request-id SOURCE:SERIAL")
             .and_then(|r| parse_request_id(r).map_err(|_| "bad --request-id"))?;
-        let (actor, command) = build(f.action);
-        Ok((f.client, ClientRequest::Catalog(rid, actor, command)))
+        Ok((f.client, ClientRequest::Catalog(rid, Some(actor), command)))
     }
     let cmd = match cmd {
         Cmd::Category(f) => return family(f, cli_catalog::category),
@@ -524,7 +565,7 @@ fn build_request(cmd: Cmd) -> Result<(ClientArgs, ClientRequest), String> {
                     token_hash: crate::server::token_hash(token.trim()),
                 };
                 let rid = parse_request_id(&request_id)?;
-                (client, ClientRequest::Catalog(rid, Actor::Staff, command))
+                (client, ClientRequest::Catalog(rid, None, command))
             }
         });
     }

@@ -1,12 +1,14 @@
 //! Catalog subcommands of the CLI (issue 3): `vouch category|seller|
-//! provider|outlet|verifier|product …`. Each builds one catalog command and
-//! the principal it runs for; the admin token acts for that principal, a
-//! principal's own token must name itself.
+//! provider|outlet|product …`. Each builds one catalog command and the
+//! principal it runs for (the admin token acts for that principal, a
+//! principal's own token must name itself), or one catalog read, which runs
+//! as the token's principal (staff for the admin token).
 
 use clap::{Args, Subcommand, ValueEnum};
 use rust_decimal::Decimal;
 use vouch_engine::catalog::{
-    Actor, CatalogCommand as C, CheckMethod, Delivery, Id, ProductSpec, SellerKind, Settlement,
+    Actor, CatalogCommand as C, CatalogQuery as Q, CatalogView, CheckMethod, Delivery, Id, Page,
+    ProductSpec, SellerKind, Settlement, READ_PAGE_ITEMS_MAX,
 };
 use vouch_engine::validity::Validity;
 
@@ -63,6 +65,8 @@ pub enum CategoryCmd {
         #[arg(long)]
         auto_refund: bool,
     },
+    /// List the category tree (everyone).
+    List,
 }
 
 /// Seller kinds on the command line.
@@ -197,6 +201,13 @@ pub enum SellerCmd {
         #[arg(long)]
         amount: Decimal,
     },
+    /// Show a seller's account: onboarding, permissions, T+N, balances
+    /// (staff any seller; a seller's token itself).
+    Show {
+        /// Seller id (default: the seller whose token is used).
+        #[arg(long)]
+        seller: Option<Id>,
+    },
 }
 
 /// `vouch provider …`: code providers (PRV).
@@ -238,6 +249,11 @@ pub enum ProviderCmd {
         #[arg(long, value_enum, default_value = "code")]
         check_method: CheckArg,
     },
+    /// List the providers the token may see, with code lengths and links.
+    List,
+    /// List POS devices (staff all, a provider its own, a seller those at
+    /// its outlets).
+    Devices,
 }
 
 /// `vouch outlet …` and `vouch verifier …` (sellers).
@@ -281,6 +297,18 @@ pub enum OutletCmd {
         /// Outlets, comma separated.
         #[arg(long, value_delimiter = ',')]
         outlets: Vec<Id>,
+    },
+    /// List outlets (a seller its own; staff and the front end all).
+    List {
+        /// Only this seller's.
+        #[arg(long)]
+        seller: Option<Id>,
+    },
+    /// List verifier accounts (a seller its own; staff any).
+    Verifiers {
+        /// Only this seller's.
+        #[arg(long)]
+        seller: Option<Id>,
     },
 }
 
@@ -332,11 +360,213 @@ pub enum ProductCmd {
         #[arg(long)]
         id: Id,
     },
+    /// List products (a seller its own, a provider those that chose it,
+    /// the front end the listed ones, staff all).
+    List {
+        /// Only this seller's.
+        #[arg(long)]
+        seller: Option<Id>,
+    },
+    /// Show one product.
+    Show {
+        /// Product id.
+        #[arg(long)]
+        id: Id,
+    },
 }
 
-/// The command and the principal it runs for.
-pub fn category(c: CategoryCmd) -> (Actor, C) {
-    match c {
+/// What a catalog subcommand sends: a command for a principal, or a read.
+pub enum Built {
+    /// A command and the principal it runs for.
+    Command(Actor, C),
+    /// A read, run as the token's principal.
+    Read(Q),
+}
+
+impl From<(Actor, C)> for Built {
+    fn from((actor, command): (Actor, C)) -> Built {
+        Built::Command(actor, command)
+    }
+}
+
+/// The next page of list read `query` after `view`, when `view` was full.
+pub fn next_page(query: &Q, view: &CatalogView) -> Option<Q> {
+    let last = match view {
+        CatalogView::Categories(v) => v.last().map(|x| x.id),
+        CatalogView::Providers(v) => v.last().map(|x| x.id),
+        CatalogView::Outlets(v) => v.last().map(|x| x.id),
+        CatalogView::Verifiers(v) => v.last().map(|x| x.id),
+        CatalogView::Devices(v) => v.last().map(|x| x.pos_id),
+        CatalogView::Products(v) => v.last().map(|x| x.spec.id),
+        CatalogView::Seller(_) => None,
+    }?;
+    let full = Page {
+        after: Some(last),
+        limit: READ_PAGE_ITEMS_MAX,
+    };
+    let len = match view {
+        CatalogView::Categories(v) => v.len(),
+        CatalogView::Providers(v) => v.len(),
+        CatalogView::Outlets(v) => v.len(),
+        CatalogView::Verifiers(v) => v.len(),
+        CatalogView::Devices(v) => v.len(),
+        CatalogView::Products(v) => v.len(),
+        CatalogView::Seller(_) => 0,
+    };
+    if len < READ_PAGE_ITEMS_MAX as usize {
+        return None;
+    }
+    match query {
+        Q::Categories(_) => Some(Q::Categories(full)),
+        Q::Providers(_) => Some(Q::Providers(full)),
+        Q::Devices(_) => Some(Q::Devices(full)),
+        Q::Outlets { seller, .. } => Some(Q::Outlets {
+            seller: *seller,
+            page: full,
+        }),
+        Q::Verifiers { seller, .. } => Some(Q::Verifiers {
+            seller: *seller,
+            page: full,
+        }),
+        Q::Products { seller, .. } => Some(Q::Products {
+            seller: *seller,
+            page: full,
+        }),
+        Q::Seller { .. } | Q::Product { .. } => None,
+    }
+}
+
+/// Appends the items of `more` (a later page) to `view`.
+pub fn extend_view(view: &mut CatalogView, more: CatalogView) {
+    match (view, more) {
+        (CatalogView::Categories(a), CatalogView::Categories(b)) => a.extend(b),
+        (CatalogView::Providers(a), CatalogView::Providers(b)) => a.extend(b),
+        (CatalogView::Outlets(a), CatalogView::Outlets(b)) => a.extend(b),
+        (CatalogView::Verifiers(a), CatalogView::Verifiers(b)) => a.extend(b),
+        (CatalogView::Devices(a), CatalogView::Devices(b)) => a.extend(b),
+        (CatalogView::Products(a), CatalogView::Products(b)) => a.extend(b),
+        _ => {}
+    }
+}
+
+/// Prints a read's answer: `{"ok": true, "seller": {…}}` or
+/// `{"ok": true, "items": […]}` with `--json`, one line per item otherwise.
+pub fn print_view(view: &CatalogView, json: bool) {
+    use serde_json::json;
+    if json {
+        let value = match view {
+            CatalogView::Seller(s) => json!({"ok": true, "seller": s}),
+            CatalogView::Categories(v) => json!({"ok": true, "items": v}),
+            CatalogView::Providers(v) => json!({"ok": true, "items": v}),
+            CatalogView::Outlets(v) => json!({"ok": true, "items": v}),
+            CatalogView::Verifiers(v) => json!({"ok": true, "items": v}),
+            CatalogView::Devices(v) => json!({"ok": true, "items": v}),
+            CatalogView::Products(v) => json!({"ok": true, "items": v}),
+        };
+        println!("{value}");
+        return;
+    }
+    let lines: Vec<String> = match view {
+        CatalogView::Seller(s) => vec![
+            format!("seller {} ({:?}), onboarding {:?}", s.id, s.kind, s.onboarding),
+            format!(
+                "  self-issuing {}, group-buying operator {}",
+                s.self_issuing, s.group_buying_operator
+            ),
+            format!(
+                "  payment account {}, balance {} yuan; service phone {}",
+                s.payment_account.as_deref().unwrap_or("-"),
+                s.payment_balance,
+                s.service_phone.as_deref().unwrap_or("-")
+            ),
+            format!(
+                "  categories wanted {:?}, permitted {:?}",
+                s.categories_wanted, s.permitted
+            ),
+            format!("  T+N {:?}", s.t_plus_n),
+            format!(
+                "  deposits {:?} (short {:?}); group-buying deposit {} yuan",
+                s.deposits, s.deposit_short, s.group_buying_deposit
+            ),
+        ],
+        CatalogView::Categories(v) => v
+            .iter()
+            .map(|c| {
+                format!(
+                    "category {} {:?} parent {:?}: vouchers {}, deposit {} yuan, min expiry refund {:?}, auto refund {}",
+                    c.id, c.name, c.parent, c.supports_vouchers, c.deposit,
+                    c.min_expiry_refund_ratio, c.supports_auto_refund
+                )
+            })
+            .collect(),
+        CatalogView::Providers(v) => v
+            .iter()
+            .map(|p| {
+                format!(
+                    "provider {} {:?}: {} digits, sellers {:?}",
+                    p.id, p.name, p.code_digits, p.sellers
+                )
+            })
+            .collect(),
+        CatalogView::Outlets(v) => v
+            .iter()
+            .map(|o| {
+                format!(
+                    "outlet {} of seller {}: {:?}, {:?} ({}, {})",
+                    o.id, o.seller, o.name, o.address, o.latitude, o.longitude
+                )
+            })
+            .collect(),
+        CatalogView::Verifiers(v) => v
+            .iter()
+            .map(|x| {
+                format!(
+                    "verifier {} of seller {}: real name {}, parent {:?}, outlets {:?}",
+                    x.id, x.seller, x.real_name, x.parent, x.outlets
+                )
+            })
+            .collect(),
+        CatalogView::Devices(v) => v
+            .iter()
+            .map(|d| {
+                format!(
+                    "POS {} of provider {} at outlet {} (seller {}), {:?}",
+                    d.pos_id, d.provider, d.outlet, d.seller, d.check_method
+                )
+            })
+            .collect(),
+        CatalogView::Products(v) => v
+            .iter()
+            .map(|p| {
+                format!(
+                    "product {} of seller {} ({}): category {}, {:?}, provider {:?} ({:?} digits), outlets {:?}, {:?}, {:?}, merchant code {:?}",
+                    p.spec.id,
+                    p.seller,
+                    if p.listed { "listed" } else { "delisted" },
+                    p.spec.category,
+                    p.spec.validity,
+                    p.spec.provider,
+                    p.code_digits,
+                    p.spec.outlets,
+                    p.spec.settlement,
+                    p.spec.delivery,
+                    p.spec.merchant_code
+                )
+            })
+            .collect(),
+    };
+    if lines.is_empty() {
+        println!("(none)");
+    }
+    for line in lines {
+        println!("{line}");
+    }
+}
+
+/// The command and the principal it runs for, or the read.
+pub fn category(c: CategoryCmd) -> Built {
+    let built: (Actor, C) = match c {
+        CategoryCmd::List => return Built::Read(Q::Categories(Page::first())),
         CategoryCmd::Put {
             id,
             parent,
@@ -357,13 +587,15 @@ pub fn category(c: CategoryCmd) -> (Actor, C) {
                 supports_auto_refund: auto_refund,
             },
         ),
-    }
+    };
+    built.into()
 }
 
-/// The command and the principal it runs for.
-pub fn seller(c: SellerCmd) -> (Actor, C) {
+/// The command and the principal it runs for, or the read.
+pub fn seller(c: SellerCmd) -> Built {
     use SellerCmd::*;
-    match c {
+    let built: (Actor, C) = match c {
+        Show { seller } => return Built::Read(Q::Seller { id: seller }),
         Create {
             id,
             kind,
@@ -434,12 +666,15 @@ pub fn seller(c: SellerCmd) -> (Actor, C) {
             category,
             amount,
         } => (Actor::Seller(seller), C::TopUpDeposit { category, amount }),
-    }
+    };
+    built.into()
 }
 
-/// The command and the principal it runs for.
-pub fn provider(c: ProviderCmd) -> (Actor, C) {
-    match c {
+/// The command and the principal it runs for, or the read.
+pub fn provider(c: ProviderCmd) -> Built {
+    let built: (Actor, C) = match c {
+        ProviderCmd::List => return Built::Read(Q::Providers(Page::first())),
+        ProviderCmd::Devices => return Built::Read(Q::Devices(Page::first())),
         ProviderCmd::Register {
             id,
             name,
@@ -475,12 +710,25 @@ pub fn provider(c: ProviderCmd) -> (Actor, C) {
                 },
             )
         }
-    }
+    };
+    built.into()
 }
 
-/// The command and the principal it runs for.
-pub fn outlet(c: OutletCmd) -> (Actor, C) {
-    match c {
+/// The command and the principal it runs for, or the read.
+pub fn outlet(c: OutletCmd) -> Built {
+    let built: (Actor, C) = match c {
+        OutletCmd::List { seller } => {
+            return Built::Read(Q::Outlets {
+                seller,
+                page: Page::first(),
+            })
+        }
+        OutletCmd::Verifiers { seller } => {
+            return Built::Read(Q::Verifiers {
+                seller,
+                page: Page::first(),
+            })
+        }
         OutletCmd::Add {
             seller,
             id,
@@ -513,12 +761,20 @@ pub fn outlet(c: OutletCmd) -> (Actor, C) {
                 outlets,
             },
         ),
-    }
+    };
+    built.into()
 }
 
-/// The command and the principal it runs for.
-pub fn product(c: ProductCmd) -> (Actor, C) {
-    match c {
+/// The command and the principal it runs for, or the read.
+pub fn product(c: ProductCmd) -> Built {
+    let built: (Actor, C) = match c {
+        ProductCmd::List { seller } => {
+            return Built::Read(Q::Products {
+                seller,
+                page: Page::first(),
+            })
+        }
+        ProductCmd::Show { id } => return Built::Read(Q::Product { id }),
         ProductCmd::Publish {
             seller,
             id,
@@ -556,5 +812,6 @@ pub fn product(c: ProductCmd) -> (Actor, C) {
             (Actor::Seller(seller), C::PublishProduct(spec))
         }
         ProductCmd::Delist { seller, id } => (Actor::Seller(seller), C::DelistProduct { id }),
-    }
+    };
+    built.into()
 }

@@ -196,11 +196,11 @@ pub fn open(root: &Path, new_config: &EngineConfig) -> anyhow::Result<Opened> {
                         .get_mut(index as usize)
                         .with_context(|| format!("log record {seq} names shard {index}"))?;
                     for c in &commands {
-                        if let Some(rid) = c.request_id() {
-                            claims.entry(rid).or_insert(index);
-                        }
                         let _ = shard.apply(now_ms, c, &mut effects);
                         effects.clear();
+                        if let Some(rid) = c.request_id().filter(|r| shard.knows_request(r)) {
+                            claims.entry(rid).or_insert(index);
+                        }
                     }
                 }
                 LogRecord::Catalog { now_ms, entries } => {

@@ -148,6 +148,36 @@ impl Clock {
     }
 }
 
+/// The shard a request id is bound to (invariant 4 across shards), and how
+/// many commands with that id are queued or being applied. A claim made by
+/// a command that is then refused is dropped once no other command with the
+/// id is in flight, so a corrected retry goes where its code lives, as after
+/// a restart (claims are rebuilt from the log's successes only).
+#[derive(Clone, Copy, Debug)]
+pub struct Claim {
+    /// The shard.
+    pub shard: u32,
+    /// Commands with this request id routed and not yet applied.
+    pub inflight: u32,
+}
+
+/// Request id → its claim, shared by the connection tasks (which route)
+/// and the shard workers (which settle claims after applying).
+pub type Claims = dashmap::DashMap<vouch_engine::RequestId, Claim, foldhash::fast::RandomState>;
+
+/// Settles the claim of request id `rid` after shard `shard` applied one
+/// command with it: the claim stays while the shard holds the request's
+/// record or other commands with the id are in flight.
+fn settle_claim(claims: &Claims, shard: &Shard, rid: vouch_engine::RequestId) {
+    if let dashmap::Entry::Occupied(mut e) = claims.entry(rid) {
+        let claim = e.get_mut();
+        claim.inflight = claim.inflight.saturating_sub(1);
+        if claim.inflight == 0 && !shard.knows_request(&rid) {
+            e.remove();
+        }
+    }
+}
+
 /// Waits for the next queue message and drains whatever else is queued, up
 /// to `BATCH_COMMANDS_MAX` items; None when the queue is closed.
 fn next_batch<T>(rx: &mut mpsc::Receiver<Vec<T>>) -> Option<Vec<T>> {
@@ -169,6 +199,7 @@ pub fn run_worker(
     facts: crossbeam_channel::Receiver<CatalogFact>,
     commit: crossbeam_channel::Sender<Job>,
     stats: Arc<Stats>,
+    claims: Arc<Claims>,
 ) {
     let mut clock = Clock::default();
     let mut effects: Vec<Effect> = Vec::new();
@@ -185,6 +216,9 @@ pub fn run_worker(
         }
         for op in ops {
             let reply = shard.apply(now, &op.command, &mut effects);
+            if let Some(rid) = op.command.request_id() {
+                settle_claim(&claims, &shard, rid);
+            }
             if let Err(rej) = &reply {
                 if let Some(reason) = rej.reason {
                     tracing::debug!(shard = shard.index(), ?reason, "code_invalid");

@@ -61,7 +61,7 @@ struct Ctx {
     /// the catalog worker after each durable batch.
     tokens: Arc<TokenMap>,
     /// Request id → the shard of its first use (see `Engine`'s docs).
-    claims: dashmap::DashMap<RequestId, u32, foldhash::fast::RandomState>,
+    claims: Arc<pipeline::Claims>,
     shards: u32,
     admin_token: String,
     draining: AtomicBool,
@@ -128,6 +128,13 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         std::process::exit(70);
     });
     let stats = Arc::new(Stats::default());
+    let claims: Arc<pipeline::Claims> = Arc::new(
+        opened
+            .claims
+            .into_iter()
+            .map(|(rid, shard)| (rid, pipeline::Claim { shard, inflight: 0 }))
+            .collect(),
+    );
     let mut shard_txs = Vec::new();
     let mut workers = Vec::new();
     let mut fact_txs = Vec::new();
@@ -139,10 +146,11 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         fact_txs.push(fact_tx);
         let commit = gc.sender();
         let stats = stats.clone();
+        let claims = claims.clone();
         workers.push(
             std::thread::Builder::new()
                 .name(format!("vouch-shard-{}", shard.index()))
-                .spawn(move || pipeline::run_worker(shard, rx, fact_rx, commit, stats))?,
+                .spawn(move || pipeline::run_worker(shard, rx, fact_rx, commit, stats, claims))?,
         );
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -164,7 +172,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         shard_txs,
         catalog_tx,
         tokens,
-        claims: opened.claims.into_iter().collect(),
+        claims,
         shards: opened.config.shards,
         admin_token: opened.admin_token,
         draining: AtomicBool::new(false),
@@ -674,7 +682,14 @@ async fn flush(ctx: &Ctx, pending: &mut [Vec<Op>], catalog: &mut Vec<CatalogOp>)
 fn shard_of(ctx: &Ctx, command: &Command) -> usize {
     let shard = route(command, ctx.shards);
     match command.request_id() {
-        Some(rid) => *ctx.claims.entry(rid).or_insert(shard) as usize,
+        Some(rid) => {
+            let mut claim = ctx
+                .claims
+                .entry(rid)
+                .or_insert(pipeline::Claim { shard, inflight: 0 });
+            claim.inflight += 1;
+            claim.shard as usize
+        }
         None => shard as usize,
     }
 }

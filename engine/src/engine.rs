@@ -36,10 +36,11 @@ pub fn changed_state(reply: &Reply) -> bool {
 
 /// All shards of one engine in one value.
 ///
-/// Request ids are bound to the shard of their first use (invariant 4
-/// across shards): a later command with the same request id goes to that
-/// shard, whatever its code, where it is the original request's retry or a
-/// `request_conflict` (or, when the first use was refused, a `code_invalid`).
+/// Request ids are bound to the shard of their first successful use
+/// (invariant 4 across shards): a later command with the same request id
+/// goes to that shard, whatever its code, where it is the original
+/// request's retry or a `request_conflict`. A refused command binds nothing,
+/// so a corrected retry goes where its code lives.
 pub struct Engine {
     shards: Vec<Shard>,
     claims: std::collections::HashMap<crate::RequestId, u32>,
@@ -69,10 +70,16 @@ impl Engine {
             return last;
         }
         let mut i = route(command, self.shards.len() as u32);
-        if let Some(rid) = command.request_id() {
-            i = *self.claims.entry(rid).or_insert(i);
+        let rid = command.request_id();
+        if let Some(claimed) = rid.and_then(|r| self.claims.get(&r)) {
+            i = *claimed;
         }
-        self.shards[i as usize].apply(now_ms, command, effects)
+        let shard = &mut self.shards[i as usize];
+        let reply = shard.apply(now_ms, command, effects);
+        if let Some(r) = rid.filter(|r| shard.knows_request(r)) {
+            self.claims.entry(r).or_insert(i);
+        }
+        reply
     }
 
     /// The shards, for inspection.

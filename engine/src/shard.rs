@@ -220,6 +220,12 @@ impl Shard {
             .unwrap_or(0)
     }
 
+    /// Whether this shard holds the record of a redemption or reversal with
+    /// request id `rid` (invariant 4).
+    pub fn knows_request(&self, rid: &RequestId) -> bool {
+        self.redemptions.contains_key(rid) || self.reversals.contains_key(rid)
+    }
+
     /// Live codes in this shard (one per voucher with units left).
     pub fn live_code_count(&self) -> usize {
         self.live.len()

@@ -980,3 +980,24 @@ fn ord_9_lookup_by_a_verifier_or_pos_of_another_seller_is_refused() {
     );
     e.check_invariants();
 }
+
+#[test]
+fn inv_4_a_refused_first_use_binds_no_shard_so_the_corrected_retry_applies() {
+    let mut e = engine(2);
+    let code = issue(&mut e, "o-1", 3);
+    // A mistyped code of the other shard, with the request id the POS then
+    // retries with the right code.
+    let typo = Code::new(8, (code.value() + 1) % 100_000_000).unwrap();
+    assert_eq!(
+        redeem_at(&mut e, NOW, typo, 1, 1),
+        Err(ErrorCode::CodeInvalid)
+    );
+    let r = redeem_at(&mut e, NOW, code, 1, 1).unwrap();
+    assert_eq!(r.units_remaining, 2);
+    // Now the id is bound: the same id on another code is a conflict.
+    assert_eq!(
+        redeem_at(&mut e, NOW, r.new_code.unwrap(), 1, 1),
+        Err(ErrorCode::RequestConflict)
+    );
+    e.check_invariants();
+}
