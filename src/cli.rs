@@ -280,6 +280,24 @@ pub fn parse_request_id(s: &str) -> Result<RequestId, String> {
     Ok(RequestId { source, serial })
 }
 
+/// Parses `SOURCE:SERIAL`, or `SERIAL` alone, which takes the request-id
+/// source of the token in `client`'s token file (see
+/// `vouch::server::token_source`; a principal's token must use it).
+///
+/// Errors: the message of [`parse_request_id`], or an unreadable token file.
+fn request_id_for(s: &str, client: &ClientArgs) -> Result<RequestId, String> {
+    if s.contains(':') {
+        return parse_request_id(s);
+    }
+    let serial = s.parse().map_err(|_| {
+        format!("request id {s:?} must be SERIAL or SOURCE:SERIAL, e.g. 17 or 9001:17")
+    })?;
+    let token = std::fs::read_to_string(&client.token_file)
+        .map_err(|e| format!("reading token file {}: {e}", client.token_file.display()))?;
+    let source = crate::server::token_source(&crate::server::token_hash(token.trim()));
+    Ok(RequestId { source, serial })
+}
+
 /// Entry point of the `vouch` binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -436,10 +454,15 @@ async fn run_client(cmd: Cmd) -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(Ok(Shown::Token(token))) => {
+            let source = crate::server::token_source(&crate::server::token_hash(&token));
             if json {
-                println!("{}", serde_json::json!({"ok": true, "token": token}));
+                println!(
+                    "{}",
+                    serde_json::json!({"ok": true, "token": token, "request_source": source})
+                );
             } else {
                 println!("{token}");
+                eprintln!("request ids of this token use source {source}");
             }
             ExitCode::SUCCESS
         }
@@ -508,7 +531,7 @@ fn build_request(cmd: Cmd) -> Result<(ClientArgs, ClientRequest), String> {
     if let Cmd::Catalog(a) = cmd {
         let command: CatalogCommand = serde_json::from_str(&a.command)
             .map_err(|e| format!("catalog command is not valid JSON for a catalog command: {e}"))?;
-        let rid = parse_request_id(&a.request_id)?;
+        let rid = request_id_for(&a.request_id, &a.client)?;
         let actor = a.act_as.as_deref().map(parse_actor).transpose()?;
         return Ok((a.client, ClientRequest::Catalog(rid, actor, command)));
     }
@@ -523,8 +546,8 @@ fn build_request(cmd: Cmd) -> Result<(ClientArgs, ClientRequest), String> {
         let rid = f
             .request_id
             .as_deref()
-            .ok_or("catalog commands need --request-id SOURCE:SERIAL")
-            .and_then(|r| parse_request_id(r).map_err(|_| "bad --request-id"))?;
+            .ok_or_else(|| "catalog commands need --request-id SERIAL or SOURCE:SERIAL".to_string())
+            .and_then(|r| request_id_for(r, &f.client))?;
         Ok((f.client, ClientRequest::Catalog(rid, Some(actor), command)))
     }
     let cmd = match cmd {
@@ -551,10 +574,8 @@ fn build_request(cmd: Cmd) -> Result<(ClientArgs, ClientRequest), String> {
                     token_hash: crate::server::token_hash(&token),
                     actor,
                 };
-                (
-                    client,
-                    ClientRequest::NewToken(parse_request_id(&request_id)?, token, command),
-                )
+                let rid = request_id_for(&request_id, &client)?;
+                (client, ClientRequest::NewToken(rid, token, command))
             }
             TokenAction::Revoke {
                 token,
@@ -564,7 +585,7 @@ fn build_request(cmd: Cmd) -> Result<(ClientArgs, ClientRequest), String> {
                 let command = CatalogCommand::RevokeToken {
                     token_hash: crate::server::token_hash(token.trim()),
                 };
-                let rid = parse_request_id(&request_id)?;
+                let rid = request_id_for(&request_id, &client)?;
                 (client, ClientRequest::Catalog(rid, None, command))
             }
         });
@@ -608,7 +629,7 @@ fn build_command(cmd: Cmd) -> Result<(ClientArgs, Command), String> {
         }
         Cmd::Redeem(a) => {
             let c = Redeem {
-                request_id: parse_request_id(&a.request_id)?,
+                request_id: request_id_for(&a.request_id, &a.client)?,
                 code: parse_code(&a.code)?,
                 phone_last4: a.last4,
                 units: a.units,
@@ -620,9 +641,9 @@ fn build_command(cmd: Cmd) -> Result<(ClientArgs, Command), String> {
         }
         Cmd::Reverse(a) => {
             let c = Reverse {
-                request_id: parse_request_id(&a.request_id)?,
+                request_id: request_id_for(&a.request_id, &a.client)?,
                 code: parse_code(&a.code)?,
-                redemption: parse_request_id(&a.redemption)?,
+                redemption: request_id_for(&a.redemption, &a.client)?,
                 pos_id: a.pos,
                 seller_id: a.seller,
             };

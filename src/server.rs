@@ -383,6 +383,15 @@ enum Principal {
     Token(Actor, [u8; 32]),
 }
 
+/// The request-id source of a registered token: the first 8 bytes of its
+/// SHA-256, big-endian. Every request id a principal's token sends must use
+/// it, so no tenant can take, block or probe another's request ids
+/// (invariant 4 per principal); the catalog refuses a token whose source is
+/// already taken.
+pub fn token_source(hash: &[u8; 32]) -> u64 {
+    vouch_engine::catalog::token_source(hash)
+}
+
 /// SHA-256 of a token, as registered by `IssueToken`.
 pub fn token_hash(token: &str) -> [u8; 32] {
     use sha2::Digest;
@@ -402,18 +411,35 @@ fn authorize(principal: Principal, request: &mut Request) -> Result<(), WireErro
             "catalog facts come only from the server's catalog",
         ));
     }
-    let Principal::Token(actor, _) = principal else {
+    let Principal::Token(actor, hash) = principal else {
         return Ok(());
     };
+    let source = token_source(&hash);
+    let own = |rid: &RequestId| rid.source == source;
+    let rids_own = match &*request {
+        Request::Catalog { request_id, .. } => own(request_id),
+        Request::Command(Command::Redeem(r)) => own(&r.request_id),
+        Request::Command(Command::Reverse(r)) => own(&r.request_id),
+        Request::RedeemBatch(items) => items.iter().all(|r| own(&r.request_id)),
+        _ => true,
+    };
+    if !rids_own {
+        return Err(WireError::new(
+            ErrorCode::NotPermitted,
+            format!("request ids of this token must use source {source} (its token_source)"),
+        ));
+    }
     let refuse = |what: &str| {
         Err(WireError::new(
             ErrorCode::NotPermitted,
             format!("{actor:?} may not {what}"),
         ))
     };
+    // A verifier account redeems as itself and names no POS; a POS names
+    // itself and the verifier account signed in on it (checked by the shard).
     let redeem_ok = |r: &vouch_engine::command::Redeem| match actor {
         Actor::Staff => true,
-        Actor::Verifier(v) => r.verifier_id == v,
+        Actor::Verifier(v) => r.verifier_id == v && r.pos_id.is_none(),
         Actor::Device(d) => r.pos_id == Some(d),
         _ => false,
     };
@@ -889,6 +915,14 @@ mod tests {
         }
     }
 
+    /// A token hash whose request-id source is 1, the source the requests
+    /// above use.
+    const OWN_HASH: [u8; 32] = {
+        let mut h = [0u8; 32];
+        h[7] = 1;
+        h
+    };
+
     /// The request-level role matrix: every principal kind × every request
     /// kind, allowed or refused (the catalog's own matrix is proven in the
     /// engine's tests). Identity-bound fields must name the principal.
@@ -934,7 +968,35 @@ mod tests {
             (
                 "redeem as POS 7",
                 Request::Command(Command::Redeem(redeem(Some(7), 9))),
-                |a| matches!(a, Actor::Staff | Actor::Device(7) | Actor::Verifier(9)),
+                |a| matches!(a, Actor::Staff | Actor::Device(7)),
+            ),
+            (
+                "redeem as verifier 9",
+                Request::Command(Command::Redeem(redeem(None, 9))),
+                |a| matches!(a, Actor::Staff | Actor::Verifier(9)),
+            ),
+            (
+                "redeem with another token's request-id source",
+                Request::Command(Command::Redeem(Redeem {
+                    request_id: RequestId {
+                        source: 2,
+                        serial: 1,
+                    },
+                    ..redeem(Some(7), 9)
+                })),
+                |_| false,
+            ),
+            (
+                "catalog command with another token's request-id source",
+                Request::Catalog {
+                    request_id: RequestId {
+                        source: 2,
+                        serial: 3,
+                    },
+                    act_as: None,
+                    command: CatalogCommand::Tick,
+                },
+                |_| false,
             ),
             (
                 "redeem batch as verifier 9",
@@ -981,7 +1043,7 @@ mod tests {
         for (name, request, allowed) in &rows {
             for actor in principals {
                 let mut r = request.clone();
-                let got = authorize(Principal::Token(actor, [0; 32]), &mut r);
+                let got = authorize(Principal::Token(actor, OWN_HASH), &mut r);
                 assert_eq!(got.is_ok(), allowed(actor), "{name} by {actor:?}: {got:?}");
                 if let (
                     Ok(()),

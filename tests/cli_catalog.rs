@@ -7,11 +7,19 @@ use common::Server;
 use std::process::Command;
 
 fn vouch(server: &Server, args: &[&str]) -> (i32, serde_json::Value) {
+    vouch_with(server, &server.data_dir.join("admin.token"), args)
+}
+
+fn vouch_with(
+    server: &Server,
+    token_file: &std::path::Path,
+    args: &[&str],
+) -> (i32, serde_json::Value) {
     let out = Command::new(env!("CARGO_BIN_EXE_vouch"))
         .args(args)
         .args(["--json", "--server", &format!("tcp://{}", server.tcp)])
         .arg("--token-file")
-        .arg(server.data_dir.join("admin.token"))
+        .arg(token_file)
         .output()
         .expect("run vouch");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -199,4 +207,84 @@ fn pub_9_cli_onboards_a_seller_and_publishes_with_the_same_validation() {
         &["seller", "top-up", "--seller", "500", "--amount", "5"],
     );
     assert_eq!((code, json["error"]["kind"].as_str()), (2, Some("usage")));
+
+    // Reads: staff see the product and the seller's account.
+    let (code, json) = vouch(&server, &["product", "list"]);
+    assert_eq!(code, 0, "{json}");
+    let items = json["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{json}");
+    assert_eq!(items[0]["spec"]["id"], 1);
+    assert_eq!(items[0]["listed"], true);
+    let (code, json) = vouch(&server, &["seller", "show", "--seller", "500"]);
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(json["seller"]["onboarding"], "Enabled");
+    // The seller's own token: its request ids take the token's source when
+    // only a serial is given; it reads its own data, never staff's view.
+    let (code, json) = vouch(
+        &server,
+        &[
+            "token",
+            "issue",
+            "--for",
+            "seller:500",
+            "--request-id",
+            "1:13",
+        ],
+    );
+    assert_eq!(code, 0, "{json}");
+    let token_file = dir.path().join("seller.token");
+    std::fs::write(&token_file, json["token"].as_str().unwrap()).unwrap();
+    let (code, json) = vouch_with(
+        &server,
+        &token_file,
+        &[
+            "seller",
+            "top-up",
+            "--seller",
+            "500",
+            "--amount",
+            "7.50",
+            "--request-id",
+            "1",
+        ],
+    );
+    assert_eq!(
+        (code, &json["outcome"]["Balance"]),
+        (0, &serde_json::json!("7.50")),
+        "{json}"
+    );
+    let (code, json) = vouch_with(&server, &token_file, &["seller", "show"]);
+    assert_eq!(
+        (code, &json["seller"]["payment_balance"]),
+        (0, &serde_json::json!("7.50")),
+        "{json}"
+    );
+    let (code, json) = vouch_with(&server, &token_file, &["product", "show", "--id", "1"]);
+    assert_eq!(
+        (code, &json["items"][0]["spec"]["merchant_code"]),
+        (0, &serde_json::json!("SKU-1")),
+        "{json}"
+    );
+    // Staff-only commands and other request-id sources are refused (exit 1).
+    let (code, json) = vouch_with(&server, &token_file, &["category", "list"]);
+    assert_eq!(code, 0, "everyone reads categories: {json}");
+    let (code, json) = vouch_with(
+        &server,
+        &token_file,
+        &[
+            "seller",
+            "top-up",
+            "--seller",
+            "500",
+            "--amount",
+            "1",
+            "--request-id",
+            "1:2",
+        ],
+    );
+    assert_eq!(
+        (code, json["error"]["name"].as_str()),
+        (1, Some("not_permitted")),
+        "{json}"
+    );
 }

@@ -37,6 +37,14 @@ pub const PLATFORM_PROVIDER: Id = 0;
 /// Code length of the platform's own provider, digits (ORD-3).
 pub const PLATFORM_CODE_DIGITS: u8 = 8;
 
+/// The request-id source of a token with SHA-256 `hash`: its first 8
+/// bytes, big-endian. No two registered or revoked tokens share one.
+pub fn token_source(hash: &[u8; 32]) -> u64 {
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&hash[..8]);
+    u64::from_be_bytes(first)
+}
+
 /// Who is asking, as the server authenticated it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Actor {
@@ -512,6 +520,8 @@ pub struct Catalog {
     ledger: Vec<Entry>,
     done: HashMap<RequestId, (u64, CatalogReply)>,
     tokens: BTreeMap<[u8; 32], Actor>,
+    /// Request-id sources of every token ever registered, revoked or not.
+    token_sources: BTreeSet<u64>,
 }
 
 fn reject(code: ErrorCode, message: impl Into<String>) -> Rejection {
@@ -571,6 +581,7 @@ impl Catalog {
             ledger: Vec::new(),
             done: HashMap::new(),
             tokens: BTreeMap::new(),
+            token_sources: BTreeSet::new(),
         }
     }
 
@@ -1171,15 +1182,23 @@ impl Catalog {
                     Actor::Provider(id) => self.providers.contains_key(&id),
                     Actor::Verifier(id) => self.verifiers.contains_key(&id),
                     Actor::Device(id) => self.devices.contains_key(&id),
-                    Actor::Staff | Actor::System | Actor::FrontEnd => true,
+                    Actor::Staff | Actor::FrontEnd => true,
+                    Actor::System => {
+                        return Err(reject(
+                            ErrorCode::BadRequest,
+                            "the system principal is the server itself and has no tokens",
+                        ))
+                    }
                 };
                 if !exists {
                     return Err(reject(ErrorCode::NotFound, format!("{actor:?}")));
                 }
-                if self.tokens.contains_key(token_hash) {
+                // A revoked token is never revived, and no two tokens share
+                // a request-id source.
+                if !self.token_sources.insert(token_source(token_hash)) {
                     return Err(reject(
                         ErrorCode::AlreadyExists,
-                        "that token is already registered",
+                        "that token (or one with its request-id source) was registered before",
                     ));
                 }
                 self.tokens.insert(*token_hash, *actor);
