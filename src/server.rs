@@ -945,6 +945,7 @@ mod tests {
             pos_id: 1,
             seller: 5,
             outlet: 1,
+            provider: 70,
         }));
         // (name, request, who may send it)
         type Rule = fn(Actor) -> bool;

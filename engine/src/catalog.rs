@@ -640,14 +640,7 @@ impl Catalog {
     pub fn facts(&self) -> Vec<crate::command::CatalogFact> {
         use crate::command::CatalogFact;
         let mut out = Vec::new();
-        for (id, p) in &self.products {
-            out.push(CatalogFact::Product {
-                id: *id,
-                seller: p.seller,
-                outlets: p.spec.outlets.clone(),
-                code_digits: p.code_digits,
-            });
-        }
+        out.extend(self.products.keys().filter_map(|id| self.product_fact(*id)));
         for (id, v) in &self.verifiers {
             out.push(CatalogFact::Verifier {
                 id: *id,
@@ -661,10 +654,24 @@ impl Catalog {
                     pos_id: *pos_id,
                     seller: o.seller,
                     outlet: d.outlet,
+                    provider: d.provider,
                 });
             }
         }
         out
+    }
+
+    /// The fact shards need of product `id` as it is now.
+    fn product_fact(&self, id: Id) -> Option<crate::command::CatalogFact> {
+        let p = self.products.get(&id)?;
+        Some(crate::command::CatalogFact::Product {
+            id,
+            seller: p.seller,
+            outlets: p.spec.outlets.clone(),
+            code_digits: p.code_digits,
+            provider: p.spec.provider,
+            listed: p.listed,
+        })
     }
 
     /// Every registered token hash with its principal.
@@ -1162,18 +1169,13 @@ impl Catalog {
                     pos_id: *pos_id,
                     seller: owner,
                     outlet: *outlet,
+                    provider: me,
                 }));
                 Ok(CatalogOutcome::Done)
             }
             PublishProduct(spec) => {
                 let done = self.publish(now_ms, me, spec)?;
-                let code_digits = self.products.get(&spec.id).and_then(|p| p.code_digits);
-                events.push(CatalogEvent::Fact(crate::command::CatalogFact::Product {
-                    id: spec.id,
-                    seller: me,
-                    outlets: spec.outlets.clone(),
-                    code_digits,
-                }));
+                events.extend(self.product_fact(spec.id).map(CatalogEvent::Fact));
                 Ok(done)
             }
             IssueToken { token_hash, actor } => {
@@ -1213,6 +1215,7 @@ impl Catalog {
                     Some(p) if p.seller == me => p.listed = false,
                     _ => return Err(reject(ErrorCode::NotFound, format!("product {id}"))),
                 }
+                events.extend(self.product_fact(*id).map(CatalogEvent::Fact));
                 Ok(CatalogOutcome::Done)
             }
             Tick => {
@@ -1223,6 +1226,9 @@ impl Catalog {
                         delisted.push(*id);
                         events.push(CatalogEvent::ProductDelisted { product: *id });
                     }
+                }
+                for id in &delisted {
+                    events.extend(self.product_fact(*id).map(CatalogEvent::Fact));
                 }
                 Ok(CatalogOutcome::Delisted(delisted))
             }

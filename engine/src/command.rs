@@ -131,7 +131,8 @@ pub struct AuditRedemptions {
 /// command, so the shards stay deterministic.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum CatalogFact {
-    /// A published product: its seller, outlets and code length.
+    /// A published product: its seller, outlets, code provider and code
+    /// length, and whether it is listed. Sent again when it is delisted.
     Product {
         /// Product id.
         id: u64,
@@ -142,6 +143,10 @@ pub enum CatalogFact {
         /// Code length of its code provider (a provider setting, 6..=11);
         /// None for a self-issuing seller's product.
         code_digits: Option<u8>,
+        /// Its code provider; None for a self-issuing seller's product.
+        provider: Option<u64>,
+        /// On the shelf: vouchers are issued only for listed products.
+        listed: bool,
     },
     /// A verifier account: its seller and authorised outlets.
     Verifier {
@@ -152,7 +157,8 @@ pub enum CatalogFact {
         /// Outlets it may redeem at.
         outlets: Vec<u64>,
     },
-    /// A registered POS: the seller and outlet it serves.
+    /// A registered POS: the seller and outlet it serves, and the code
+    /// provider that registered it.
     Device {
         /// POS id.
         pos_id: u64,
@@ -160,6 +166,8 @@ pub enum CatalogFact {
         seller: u64,
         /// Outlet.
         outlet: u64,
+        /// The registering code provider.
+        provider: u64,
     },
 }
 

@@ -73,9 +73,15 @@ pub enum ErrorCode {
     /// The verifier is not authorised for the voucher's seller and this
     /// outlet (ORD-7), or looks up a code of another seller (ORD-9).
     VerifierNotAuthorized = 38,
-    /// The POS is not registered for the voucher's seller at this outlet
-    /// (ORD-7, PRV-3), or looks up a code of another seller (ORD-9).
+    /// The POS is not registered for the voucher's seller at this outlet,
+    /// or belongs to another code provider than the product's (ORD-7,
+    /// PRV-3), or looks up a code of another seller (ORD-9).
     DeviceNotRegistered = 39,
+    /// A verifier account (or sub-account) must be real-name verified.
+    VerifierNotRealName = 40,
+    /// The catalog's product is another seller's or delisted: no voucher is
+    /// issued for it (ORD-2, PUB-3).
+    ProductNotForSale = 41,
     /// The client speaks a protocol version the server does not.
     UnsupportedVersion = 100,
     /// The handshake token is unknown, or a request came before the handshake.
@@ -128,6 +134,8 @@ impl ErrorCode {
             ErrorCode::OutletNotAllowed => "outlet_not_allowed",
             ErrorCode::VerifierNotAuthorized => "verifier_not_authorized",
             ErrorCode::DeviceNotRegistered => "device_not_registered",
+            ErrorCode::VerifierNotRealName => "verifier_not_real_name",
+            ErrorCode::ProductNotForSale => "product_not_for_sale",
             ErrorCode::UnsupportedVersion => "unsupported_version",
             ErrorCode::Unauthenticated => "unauthenticated",
             ErrorCode::MalformedFrame => "malformed_frame",

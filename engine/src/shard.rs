@@ -126,13 +126,22 @@ pub struct Shard {
     /// The verification log (ORD-10), in apply order.
     log: Vec<Redemption>,
     reversals: Map<RequestId, Reversal>,
-    /// Catalog facts (ORD-7 checks): product → (seller, outlets, code
-    /// length of its provider).
-    products: Map<u64, (u64, Vec<u64>, Option<u8>)>,
+    /// Catalog facts (ORD-2 and ORD-7 checks) per product.
+    products: Map<u64, ProductFact>,
     /// Verifier → (seller, authorised outlets).
     verifiers: Map<u64, (u64, Vec<u64>)>,
-    /// POS → (seller, outlet).
-    devices: Map<u64, (u64, u64)>,
+    /// POS → (seller, outlet, registering provider).
+    devices: Map<u64, (u64, u64, u64)>,
+}
+
+/// What a shard knows of a catalog product (see [`CatalogFact::Product`]).
+#[derive(Clone, Debug)]
+struct ProductFact {
+    seller: u64,
+    outlets: Vec<u64>,
+    code_digits: Option<u8>,
+    provider: Option<u64>,
+    listed: bool,
 }
 
 /// Maps keyed by codes, request ids and order ids. foldhash: fast, and
@@ -251,9 +260,17 @@ impl Shard {
                         seller,
                         outlets,
                         code_digits,
+                        provider,
+                        listed,
                     } => {
-                        self.products
-                            .insert(*id, (*seller, outlets.clone(), *code_digits));
+                        let fact = ProductFact {
+                            seller: *seller,
+                            outlets: outlets.clone(),
+                            code_digits: *code_digits,
+                            provider: *provider,
+                            listed: *listed,
+                        };
+                        self.products.insert(*id, fact);
                     }
                     CatalogFact::Verifier {
                         id,
@@ -266,8 +283,9 @@ impl Shard {
                         pos_id,
                         seller,
                         outlet,
+                        provider,
                     } => {
-                        self.devices.insert(*pos_id, (*seller, *outlet));
+                        self.devices.insert(*pos_id, (*seller, *outlet, *provider));
                     }
                 }
                 Ok(Outcome::FactNoted)
@@ -383,10 +401,30 @@ impl Shard {
                 valid_until_ms: v.valid_until_ms,
             }));
         }
+        // A catalog product is sold only by its seller, only while listed.
+        if let Some(p) = self.products.get(&c.product_id) {
+            if p.seller != c.seller_id || !p.listed {
+                return Err(Rejection::new(
+                    ErrorCode::ProductNotForSale,
+                    format!(
+                        "product {} is {}",
+                        c.product_id,
+                        if p.listed {
+                            format!("not seller {}'s", c.seller_id)
+                        } else {
+                            "delisted".to_string()
+                        }
+                    ),
+                ));
+            }
+        }
         let window = c.validity.resolve(now_ms, &self.tz)?;
         // A catalog product's code length is its provider's setting (ORD-3).
         let digits = match self.products.get(&c.product_id) {
-            Some((_, _, Some(d))) => *d,
+            Some(ProductFact {
+                code_digits: Some(d),
+                ..
+            }) => *d,
             _ => c.code_digits,
         };
         let code = self.draw_code(digits, now_ms)?;
@@ -577,10 +615,10 @@ impl Shard {
     /// is checked, and only for a verifier or POS the catalog knows.
     /// Runs only after the code and phone digits matched: no oracle.
     fn check_place(&self, product: u64, seller: u64, c: &Redeem) -> Result<(), Rejection> {
-        let Some((_, outlets, _)) = self.products.get(&product) else {
+        let Some(fact) = self.products.get(&product) else {
             return self.check_tenant(product, seller, Some(c.verifier_id), c.pos_id);
         };
-        if !outlets.contains(&c.outlet_id) {
+        if !fact.outlets.contains(&c.outlet_id) {
             return Err(Rejection::new(
                 ErrorCode::OutletNotAllowed,
                 format!("outlet {} is not an outlet of this product", c.outlet_id),
@@ -600,12 +638,15 @@ impl Shard {
         }
         if let Some(pos) = c.pos_id {
             match self.devices.get(&pos) {
-                Some((s, outlet)) if *s == seller && *outlet == c.outlet_id => {}
+                Some((s, outlet, provider))
+                    if *s == seller
+                        && *outlet == c.outlet_id
+                        && fact.provider.is_none_or(|p| p == *provider) => {}
                 _ => {
                     return Err(Rejection::new(
                         ErrorCode::DeviceNotRegistered,
                         format!(
-                            "POS {pos} is not registered for this seller at outlet {}",
+                            "POS {pos} is not registered for this seller and product's code provider at outlet {}",
                             c.outlet_id
                         ),
                     ))
@@ -638,7 +679,7 @@ impl Shard {
             }
         }
         if let Some(p) = pos {
-            let owner = self.devices.get(&p).map(|(s, _)| *s);
+            let owner = self.devices.get(&p).map(|(s, _, _)| *s);
             if owner.map_or(product_known, |s| s != seller) {
                 return Err(Rejection::new(
                     ErrorCode::DeviceNotRegistered,

@@ -545,7 +545,21 @@ fn pub_3_ended_validity_refused_and_tick_delists_at_end() {
         tick(&mut t.c, end, 2, &mut ev),
         CatalogOutcome::Delisted(vec![2])
     );
-    assert_eq!(ev, vec![CatalogEvent::ProductDelisted { product: 2 }]);
+    // Staff are told, and the shards learn it is no longer for sale.
+    assert_eq!(ev[0], CatalogEvent::ProductDelisted { product: 2 });
+    assert!(
+        matches!(
+            &ev[1..],
+            [CatalogEvent::Fact(
+                vouch_engine::command::CatalogFact::Product {
+                    id: 2,
+                    listed: false,
+                    ..
+                }
+            )]
+        ),
+        "{ev:?}"
+    );
     assert_eq!(t.c.product_listed(Actor::Seller(SELLER), 2), Some(false));
     assert_eq!(
         t.c.product_listed(Actor::Seller(SELLER), 3),

@@ -813,6 +813,8 @@ fn ord_7_redemption_checks_outlet_verifier_and_device_of_catalog_products() {
             seller: 10,
             outlets: vec![3],
             code_digits: Some(10),
+            provider: Some(70),
+            listed: true,
         },
         CatalogFact::Verifier {
             id: 4,
@@ -823,6 +825,7 @@ fn ord_7_redemption_checks_outlet_verifier_and_device_of_catalog_products() {
             pos_id: 900,
             seller: 10,
             outlet: 3,
+            provider: 70,
         },
         // A verifier and a POS of another seller (tenant) at the same outlet id.
         CatalogFact::Verifier {
@@ -834,6 +837,7 @@ fn ord_7_redemption_checks_outlet_verifier_and_device_of_catalog_products() {
             pos_id: 901,
             seller: 11,
             outlet: 3,
+            provider: 70,
         },
     ];
     for f in facts {
@@ -919,6 +923,7 @@ fn ord_9_lookup_by_a_verifier_or_pos_of_another_seller_is_refused() {
             pos_id: 900,
             seller: 10,
             outlet: 3,
+            provider: 70,
         },
         CatalogFact::Verifier {
             id: 7,
@@ -929,6 +934,7 @@ fn ord_9_lookup_by_a_verifier_or_pos_of_another_seller_is_refused() {
             pos_id: 901,
             seller: 11,
             outlet: 3,
+            provider: 70,
         },
     ];
     for f in facts {
@@ -999,5 +1005,94 @@ fn inv_4_a_refused_first_use_binds_no_shard_so_the_corrected_retry_applies() {
         redeem_at(&mut e, NOW, r.new_code.unwrap(), 1, 1),
         Err(ErrorCode::RequestConflict)
     );
+    e.check_invariants();
+}
+
+/// PRV-3 with PUB-4: a POS registered by another code provider than the
+/// product's may not redeem its vouchers, even at the right outlet.
+#[test]
+fn prv_3_pos_of_another_code_provider_is_refused() {
+    use vouch_engine::command::CatalogFact;
+    let mut e = engine(1);
+    let facts = [
+        CatalogFact::Product {
+            id: 20,
+            seller: 10,
+            outlets: vec![3],
+            code_digits: None,
+            provider: Some(70),
+            listed: true,
+        },
+        CatalogFact::Verifier {
+            id: 4,
+            seller: 10,
+            outlets: vec![3],
+        },
+        // POS 900 of provider 71, at seller 10's outlet 3.
+        CatalogFact::Device {
+            pos_id: 900,
+            seller: 10,
+            outlet: 3,
+            provider: 71,
+        },
+    ];
+    for f in facts {
+        e.apply(NOW, &Command::CatalogFact(f), &mut Vec::new())
+            .unwrap();
+    }
+    let code = issue(&mut e, "o-1", 2);
+    assert_eq!(
+        redeem_at(&mut e, NOW, code, 1, 1).map(|r| r.units_remaining),
+        Err(ErrorCode::DeviceNotRegistered)
+    );
+    // Registered by provider 70 (a new fact for the same POS), it redeems.
+    let fact = CatalogFact::Device {
+        pos_id: 900,
+        seller: 10,
+        outlet: 3,
+        provider: 70,
+    };
+    e.apply(NOW, &Command::CatalogFact(fact), &mut Vec::new())
+        .unwrap();
+    assert_eq!(
+        redeem_at(&mut e, NOW, code, 1, 2).map(|r| r.units_remaining),
+        Ok(1)
+    );
+}
+
+/// ORD-2 with PUB-3: no voucher for a catalog product of another seller or
+/// a delisted one; an order issued before stays answerable.
+#[test]
+fn ord_2_no_voucher_for_another_sellers_or_a_delisted_product() {
+    use vouch_engine::command::CatalogFact;
+    let mut e = engine(2);
+    let product = |seller, listed| {
+        Command::CatalogFact(CatalogFact::Product {
+            id: 20,
+            seller,
+            outlets: vec![3],
+            code_digits: None,
+            provider: Some(70),
+            listed,
+        })
+    };
+    // Product 20 is seller 11's: seller 10's order for it is refused.
+    e.apply(NOW, &product(11, true), &mut Vec::new()).unwrap();
+    let refused = e.apply(NOW, &issue_cmd("o-1", 1, 8), &mut Vec::new());
+    assert_eq!(
+        refused.map_err(|r| r.code),
+        Err(ErrorCode::ProductNotForSale)
+    );
+    // Seller 10's and listed: issued; then delisted: new orders refused,
+    // the issued order's retry still answers with its code.
+    e.apply(NOW, &product(10, true), &mut Vec::new()).unwrap();
+    let first = issue(&mut e, "o-1", 1);
+    e.apply(NOW, &product(10, false), &mut Vec::new()).unwrap();
+    let refused = e.apply(NOW, &issue_cmd("o-2", 1, 8), &mut Vec::new());
+    assert_eq!(
+        refused.map_err(|r| r.code),
+        Err(ErrorCode::ProductNotForSale)
+    );
+    assert_eq!(issue(&mut e, "o-1", 1), first);
     e.check_invariants();
 }
