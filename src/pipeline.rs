@@ -12,7 +12,9 @@ use crate::data_dir::{CatalogEntry, LogRecord};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
-use vouch_engine::catalog::{Actor, Catalog, CatalogCommand, CatalogEvent, CatalogQuery};
+use vouch_engine::catalog::{
+    Actor, Catalog, CatalogCommand, CatalogEvent, CatalogOutcome, CatalogQuery,
+};
 use vouch_engine::command::CatalogFact;
 use vouch_engine::engine::changed_state;
 use vouch_engine::{Command, Effect, Reply, Shard};
@@ -288,7 +290,7 @@ pub struct CatalogOp {
 /// the replies once the record is durable. A read sees the commands queued
 /// before it and is answered with them, once they are durable (invariant
 /// 3: a read never shows what a crash could still undo). Catalog events are logged at
-/// info level for staff (ONB-4 freeze notices, ONB-6 `deposit_short`,
+/// warn level for staff (ONB-4 freeze notices, ONB-6 `deposit_short`,
 /// PUB-3 delistings).
 pub fn run_catalog_worker(
     mut catalog: Catalog,
@@ -326,10 +328,15 @@ pub fn run_catalog_worker(
             for event in events.drain(..) {
                 match event {
                     CatalogEvent::Fact(f) => facts_out.push(f),
-                    event => tracing::info!(?event, "catalog event"),
+                    // Staff must act on these (ONB-4, ONB-6, PUB-3): shown
+                    // at the default log level.
+                    event => tracing::warn!(?event, "catalog event"),
                 }
             }
-            if reply.is_ok() {
+            // A tick that delisted nothing changed nothing: no log record
+            // every minute of an idle server.
+            let idle_tick = matches!(&reply, Ok(CatalogOutcome::Delisted(d)) if d.is_empty());
+            if reply.is_ok() && !idle_tick {
                 applied.push(e.clone());
             }
             let wire = reply.map_err(|r| WireError::from(&r));

@@ -157,6 +157,7 @@ pub struct Entry {
 
 /// A product to publish (PUB-1..PUB-8).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ProductSpec {
     /// Product id.
     pub id: Id,
@@ -180,8 +181,10 @@ pub struct ProductSpec {
     pub group_buying: bool,
 }
 
-/// Every catalog command. The doc of each names who may run it.
+/// Every catalog command. The doc of each names who may run it. As JSON
+/// (the CLI's `vouch catalog`), a misspelt field is refused, never dropped.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub enum CatalogCommand {
     /// Staff: create or replace a category node.
     PutCategory {
@@ -536,13 +539,37 @@ fn fingerprint(actor: Actor, command: &CatalogCommand) -> u64 {
 }
 
 fn check_text(what: &str, s: &str) -> Result<(), Rejection> {
-    if s.is_empty() || s.len() > TEXT_BYTES_MAX || s.chars().any(char::is_control) {
+    // Bidirectional overrides and isolates (U+202A..E, U+2066..9) can make
+    // a name display as another; they are refused like control characters.
+    let hidden =
+        |c: char| c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+    if s.trim().is_empty() || s.len() > TEXT_BYTES_MAX || s.chars().any(hidden) {
         return Err(reject(
             ErrorCode::BadRequest,
-            format!("{what} must be 1..={TEXT_BYTES_MAX} bytes without control characters"),
+            format!("{what} must be 1..={TEXT_BYTES_MAX} bytes, not blank, without control or direction-override characters"),
         ));
     }
     Ok(())
+}
+
+/// Refuses a list naming the same id twice.
+fn check_distinct(what: &str, ids: &[Id]) -> Result<(), Rejection> {
+    let distinct: BTreeSet<&Id> = ids.iter().collect();
+    if distinct.len() != ids.len() {
+        return Err(reject(
+            ErrorCode::BadRequest,
+            format!("{what} names an id twice"),
+        ));
+    }
+    Ok(())
+}
+
+/// `amount` in fen (scale 2), e.g. 5 → 5.00, 7.500 → 7.50. Callers have
+/// checked it has at most 2 significant decimals.
+fn in_fen(amount: Decimal) -> Decimal {
+    let mut a = amount.normalize();
+    a.rescale(2);
+    a
 }
 
 fn check_amount(amount: Decimal) -> Result<(), Rejection> {
@@ -706,7 +733,15 @@ impl Catalog {
             .map(|s| (s.onboarding, s.t_plus_n.clone()))
     }
 
+    /// Moves `amount` yuan (in fen) from `from` to `to` as one balanced
+    /// entry; nothing for a zero amount.
+    ///
+    /// Errors: `insufficient_balance` when `from` (not External) holds less.
     fn transfer(&mut self, from: Account, to: Account, amount: Decimal) -> Result<(), Rejection> {
+        let amount = in_fen(amount);
+        if amount.is_zero() {
+            return Ok(());
+        }
         if from != Account::External && self.balance(from) < amount {
             return Err(reject(
                 ErrorCode::InsufficientBalance,
@@ -841,11 +876,22 @@ impl Catalog {
                         parent: *parent,
                         name: name.clone(),
                         supports_vouchers: *supports_vouchers,
-                        deposit: *deposit,
+                        deposit: in_fen(*deposit),
                         min_expiry_refund_ratio: *min_expiry_refund_ratio,
                         supports_auto_refund: *supports_auto_refund,
                     },
                 );
+                // A changed deposit amount applies to every seller with T+N
+                // in the category at once (ONB-6).
+                let with_t_plus_n: Vec<Id> = self
+                    .sellers
+                    .iter()
+                    .filter(|(_, s)| s.t_plus_n.get(id) == Some(&TPlusN::Enabled))
+                    .map(|(seller, _)| *seller)
+                    .collect();
+                for seller in with_t_plus_n {
+                    self.review_deposit(seller, *id, events)?;
+                }
                 Ok(CatalogOutcome::Done)
             }
             CreateSeller {
@@ -898,9 +944,13 @@ impl Catalog {
             } => {
                 check_text("customer-service phone", service_phone)?;
                 self.expect_step(me, Onboarding::PaymentBound)?;
-                if categories.len() > LIST_ITEMS_MAX {
-                    return Err(reject(ErrorCode::BadRequest, "too many categories"));
+                if categories.is_empty() || categories.len() > LIST_ITEMS_MAX {
+                    return Err(reject(
+                        ErrorCode::BadRequest,
+                        format!("name 1..={LIST_ITEMS_MAX} categories"),
+                    ));
                 }
+                check_distinct("categories", categories)?;
                 for c in categories {
                     if !self.category(*c)?.supports_vouchers {
                         return Err(reject(
@@ -927,7 +977,16 @@ impl Catalog {
             }
             TopUp { amount } => {
                 check_amount(*amount)?;
-                self.seller(me)?;
+                // The payment account exists once bound (ONB-2 step 2).
+                if matches!(
+                    self.seller(me)?.onboarding,
+                    Onboarding::Applied | Onboarding::AgreementAccepted
+                ) {
+                    return Err(reject(
+                        ErrorCode::OnboardingStepOutOfOrder,
+                        "bind a payment account before topping it up",
+                    ));
+                }
                 self.transfer(Account::External, Account::Payment(me), *amount)?;
                 Ok(CatalogOutcome::Balance(self.balance(Account::Payment(me))))
             }
@@ -1113,6 +1172,12 @@ impl Catalog {
                 outlets,
             } => {
                 self.enabled_seller(me)?;
+                if !real_name {
+                    return Err(reject(
+                        ErrorCode::VerifierNotRealName,
+                        "verifier accounts and sub-accounts must be real-name verified",
+                    ));
+                }
                 if self.verifiers.contains_key(id) {
                     return Err(reject(ErrorCode::AlreadyExists, format!("verifier {id}")));
                 }
@@ -1272,6 +1337,7 @@ impl Catalog {
         if outlets.len() > LIST_ITEMS_MAX {
             return Err(reject(ErrorCode::BadRequest, "too many outlets"));
         }
+        check_distinct("outlets", outlets)?;
         for o in outlets {
             if self.outlets.get(o).map(|x| x.seller) != Some(seller) {
                 return Err(reject(ErrorCode::NotFound, format!("outlet {o}")));

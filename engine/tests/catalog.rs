@@ -1203,3 +1203,114 @@ fn category_tree_refuses_a_cycle() {
         vec![(FOOD, None), (BREAD, Some(FOOD)), (NO_VOUCHERS, Some(FOOD))]
     );
 }
+
+#[test]
+fn onb_6_raising_a_category_deposit_makes_its_t_plus_n_sellers_short() {
+    let mut t = T::new();
+    t.onboarded(SELLER, false, false);
+    t.enable_t_plus_n(SELLER, BREAD);
+    t.events.clear();
+    // BREAD's deposit goes from 500.00 to 800.00: the frozen 500.00 is short.
+    t.ok(
+        Actor::Staff,
+        category(BREAD, Some(FOOD), true, "800", Some("0.8")),
+    );
+    assert_eq!(
+        t.events,
+        vec![CatalogEvent::DepositShort {
+            seller: SELLER,
+            category: BREAD,
+            balance: yuan("500.00"),
+            required: yuan("800.00"),
+        }]
+    );
+    let mut p = product(1, SELLER);
+    p.settlement = Settlement::TPlus3;
+    assert_eq!(
+        t.err(Actor::Seller(SELLER), publish(p.clone())),
+        ErrorCode::DepositShort
+    );
+    t.ok(
+        Actor::Seller(SELLER),
+        CatalogCommand::TopUpDeposit {
+            category: BREAD,
+            amount: yuan("300"),
+        },
+    );
+    t.ok(Actor::Seller(SELLER), publish(p));
+}
+
+#[test]
+fn onb_2_confirm_names_categories_once_and_top_up_needs_a_bound_payment_account() {
+    let mut t = T::new();
+    t.ok(
+        Actor::Staff,
+        CatalogCommand::CreateSeller {
+            id: SELLER,
+            kind: SellerKind::Marketplace,
+            self_issuing: false,
+            group_buying_operator: false,
+        },
+    );
+    let s = Actor::Seller(SELLER);
+    let top_up = CatalogCommand::TopUp { amount: yuan("5") };
+    assert_eq!(
+        t.err(s, top_up.clone()),
+        ErrorCode::OnboardingStepOutOfOrder
+    );
+    t.ok(s, CatalogCommand::AcceptAgreement);
+    t.ok(s, bind(true, true));
+    // Amounts are kept in fen: 5 → 5.00.
+    assert_eq!(t.ok(s, top_up), CatalogOutcome::Balance(yuan("5.00")));
+    for categories in [vec![], vec![BREAD, BREAD]] {
+        let confirm = CatalogCommand::ConfirmOnboarding {
+            service_phone: "400".into(),
+            categories,
+        };
+        assert_eq!(t.err(s, confirm), ErrorCode::BadRequest);
+    }
+    let blank_phone = CatalogCommand::ConfirmOnboarding {
+        service_phone: "   ".into(),
+        categories: vec![BREAD],
+    };
+    assert_eq!(t.err(s, blank_phone), ErrorCode::BadRequest);
+}
+
+#[test]
+fn ord_7_verifier_accounts_and_sub_accounts_must_be_real_name() {
+    let mut t = T::new();
+    t.onboarded(SELLER, false, false);
+    let verifier = |id, real_name, parent| CatalogCommand::AddVerifier {
+        id,
+        real_name,
+        parent,
+        outlets: vec![OUTLET + SELLER],
+    };
+    assert_eq!(
+        t.err(Actor::Seller(SELLER), verifier(1, false, None)),
+        ErrorCode::VerifierNotRealName
+    );
+    t.ok(Actor::Seller(SELLER), verifier(1, true, None));
+    assert_eq!(
+        t.err(Actor::Seller(SELLER), verifier(2, false, Some(1))),
+        ErrorCode::VerifierNotRealName
+    );
+    t.ok(Actor::Seller(SELLER), verifier(2, true, Some(1)));
+    // An outlet named twice is refused.
+    let twice = CatalogCommand::AddVerifier {
+        id: 3,
+        real_name: true,
+        parent: None,
+        outlets: vec![OUTLET + SELLER, OUTLET + SELLER],
+    };
+    assert_eq!(t.err(Actor::Seller(SELLER), twice), ErrorCode::BadRequest);
+}
+
+#[test]
+fn pub_9_publishing_api_refuses_misspelt_fields_in_json() {
+    let good = r#"{"PutCategory":{"id":22,"parent":null,"name":"n","supports_vouchers":true,"deposit":"0","min_expiry_refund_ratio":null,"supports_auto_refund":false}}"#;
+    assert!(serde_json::from_str::<CatalogCommand>(good).is_ok());
+    let misspelt = good.replace("\"parent\"", "\"parnet\"");
+    let err = serde_json::from_str::<CatalogCommand>(&misspelt).unwrap_err();
+    assert!(err.to_string().contains("parnet"), "{err}");
+}
