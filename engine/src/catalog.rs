@@ -1395,8 +1395,14 @@ impl Catalog {
             ));
         }
         if p.settlement == Settlement::TPlus3 {
-            let by_group_deposit =
-                p.group_buying && self.balance(Account::GroupBuyingDeposit(me)) > Decimal::ZERO;
+            // Decision (ONB-5 names no amount): the group-buying deposit
+            // guarantees group-buying T+3 products of a category when it
+            // holds at least that category's voucher deposit amount (and
+            // something at all).
+            let group_deposit = self.balance(Account::GroupBuyingDeposit(me));
+            let by_group_deposit = p.group_buying
+                && group_deposit > Decimal::ZERO
+                && group_deposit >= category.deposit;
             if !by_group_deposit {
                 if seller.t_plus_n.get(&p.category) != Some(&TPlusN::Enabled) {
                     return Err(reject(

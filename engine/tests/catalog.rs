@@ -418,12 +418,17 @@ fn onb_5_group_buying_operator_uses_its_group_buying_deposit() {
         t.err(Actor::Seller(SELLER), publish(p.clone())),
         ErrorCode::TPlusNNotEnabled
     );
-    t.ok(
-        Actor::Seller(SELLER),
-        CatalogCommand::FundGroupBuyingDeposit {
-            amount: yuan("2000.00"),
-        },
+    // A group-buying deposit below the category's deposit amount (BREAD:
+    // 500.00) does not guarantee the orders.
+    let fund = |amount| CatalogCommand::FundGroupBuyingDeposit {
+        amount: yuan(amount),
+    };
+    t.ok(Actor::Seller(SELLER), fund("0.01"));
+    assert_eq!(
+        t.err(Actor::Seller(SELLER), publish(p.clone())),
+        ErrorCode::TPlusNNotEnabled
     );
+    t.ok(Actor::Seller(SELLER), fund("499.99"));
     t.ok(Actor::Seller(SELLER), publish(p.clone()));
     // Its other (non-group-buying) T+3 products still need the voucher deposit.
     let mut other = product(2, SELLER);
