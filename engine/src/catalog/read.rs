@@ -11,8 +11,8 @@
 //! exist.
 
 use super::{
-    reject, Account, Actor, Catalog, CheckMethod, Id, Onboarding, ProductSpec, SellerKind, TPlusN,
-    PLATFORM_PROVIDER,
+    in_fen, reject, Account, Actor, Catalog, CheckMethod, Id, Onboarding, ProductSpec, SellerKind,
+    TPlusN, PLATFORM_PROVIDER,
 };
 use crate::error::{ErrorCode, Rejection};
 use rust_decimal::Decimal;
@@ -474,7 +474,7 @@ impl Catalog {
             .balances
             .range(Account::Deposit(id, Id::MIN)..=Account::Deposit(id, Id::MAX))
             .filter_map(|(account, amount)| match account {
-                Account::Deposit(_, category) => Some((*category, *amount)),
+                Account::Deposit(_, category) => Some((*category, in_fen(*amount))),
                 _ => None,
             })
             .collect();
@@ -489,10 +489,10 @@ impl Catalog {
             categories_wanted: s.categories_wanted.iter().copied().collect(),
             permitted: s.permitted.iter().copied().collect(),
             t_plus_n: s.t_plus_n.iter().map(|(c, t)| (*c, *t)).collect(),
-            payment_balance: self.balance(Account::Payment(id)),
+            payment_balance: in_fen(self.balance(Account::Payment(id))),
             deposits,
             deposit_short: s.short.iter().copied().collect(),
-            group_buying_deposit: self.balance(Account::GroupBuyingDeposit(id)),
+            group_buying_deposit: in_fen(self.balance(Account::GroupBuyingDeposit(id))),
         })
     }
 }
