@@ -288,6 +288,15 @@ fn paged<'a, T: 'a, V>(
         .collect()
 }
 
+fn product_view(p: &super::Product) -> ProductView {
+    ProductView {
+        seller: p.seller,
+        spec: p.spec.clone(),
+        code_digits: p.code_digits,
+        listed: p.listed,
+    }
+}
+
 impl Catalog {
     /// Runs the read `query` for `actor`.
     ///
@@ -429,22 +438,12 @@ impl Catalog {
                     |id, p| {
                         seller.is_none_or(|s| p.seller == s) && self.may_see_product(actor, *id)
                     },
-                    |_, p| ProductView {
-                        seller: p.seller,
-                        spec: p.spec.clone(),
-                        code_digits: p.code_digits,
-                        listed: p.listed,
-                    },
+                    |_, p| product_view(p),
                 )))
             }
             Q::Product { id } => match self.products.get(id) {
                 Some(p) if self.may_see_product(actor, *id) => {
-                    Ok(CatalogView::Products(vec![ProductView {
-                        seller: p.seller,
-                        spec: p.spec.clone(),
-                        code_digits: p.code_digits,
-                        listed: p.listed,
-                    }]))
+                    Ok(CatalogView::Products(vec![product_view(p)]))
                 }
                 _ => Err(reject(ErrorCode::NotFound, format!("product {id}"))),
             },
