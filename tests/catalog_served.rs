@@ -1,6 +1,7 @@
-//! The catalog served end to end: onboarding, T+N, providers, outlets and
-//! products through the protocol, persisted, surviving a restart (issue 3's
-//! restart test, first part).
+//! The catalog served end to end: onboarding, T+N, providers, outlets,
+//! verifiers, POS devices and products through the protocol, persisted,
+//! surviving a SIGKILL and restart exactly as they were (issue 3's restart
+//! test: every catalog read before equals the same read after).
 mod common;
 
 use common::Server;
@@ -176,6 +177,43 @@ async fn onboard_and_publish(server: &Server, target: &Target) {
     s.run(seller, CatalogCommand::PublishProduct(bread_product(1)))
         .await
         .unwrap();
+    let verifier = CatalogCommand::AddVerifier {
+        id: 41,
+        real_name: true,
+        parent: None,
+        outlets: vec![900],
+    };
+    s.run(seller, verifier).await.unwrap();
+    let device = CatalogCommand::RegisterDevice {
+        pos_id: 31,
+        outlet: 900,
+        check_method: CheckMethod::QrCode,
+    };
+    s.run(Actor::Provider(70), device).await.unwrap();
+}
+
+/// Everything staff can read of the catalog: every kind of entity.
+async fn everything(server: &Server, target: &Target) -> Vec<CatalogView> {
+    let client = server.client(target).await;
+    let page = Page::first();
+    let queries = [
+        CatalogQuery::Categories(page),
+        CatalogQuery::Seller { id: Some(SELLER) },
+        CatalogQuery::Providers(page),
+        CatalogQuery::Outlets { seller: None, page },
+        CatalogQuery::Verifiers { seller: None, page },
+        CatalogQuery::Devices(page),
+        CatalogQuery::Products { seller: None, page },
+    ];
+    let mut out = Vec::new();
+    for q in queries {
+        let view = client
+            .catalog_read(None, q.clone())
+            .await
+            .expect("connection");
+        out.push(view.unwrap_or_else(|e| panic!("{q:?}: {e}")));
+    }
+    out
 }
 
 async fn check_after_restart(server: &Server, target: &Target) {
@@ -248,8 +286,32 @@ async fn pub_9_publishing_api_over_tcp_validates_and_survives_restart() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path());
     onboard_and_publish(&server, &server.tcp_target()).await;
+    let before = everything(&server, &server.tcp_target()).await;
     server.kill();
     let server = Server::start(dir.path());
+    // Issue 3's restart test: everything created is still there, as it was.
+    let after = everything(&server, &server.tcp_target()).await;
+    assert_eq!(before, after);
+    let CatalogView::Seller(seller) = &after[1] else {
+        panic!("{:?}", after[1])
+    };
+    assert_eq!(seller.deposits, vec![(11, yuan("500.00"))]);
+    assert_eq!(seller.payment_balance, yuan("300.00"));
+    assert_eq!(seller.t_plus_n, vec![(11, TPlusN::Enabled)]);
+    let counts: Vec<usize> = after
+        .iter()
+        .map(|v| match v {
+            CatalogView::Categories(x) => x.len(),
+            CatalogView::Seller(_) => 1,
+            CatalogView::Providers(x) => x.len(),
+            CatalogView::Outlets(x) => x.len(),
+            CatalogView::Verifiers(x) => x.len(),
+            CatalogView::Devices(x) => x.len(),
+            CatalogView::Products(x) => x.len(),
+        })
+        .collect();
+    // Providers: the platform's own and 70.
+    assert_eq!(counts, [1, 1, 2, 1, 1, 1, 1]);
     check_after_restart(&server, &server.tcp_target()).await;
 }
 
