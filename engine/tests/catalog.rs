@@ -668,7 +668,7 @@ fn pub_7_expiry_refund_ratio_bounds_and_category_minimum() {
 }
 
 #[test]
-fn pub_8_merchant_code_is_required_and_bounded() {
+fn pub_8_prv_4_merchant_code_is_required_bounded_and_the_providers_ticket_type() {
     let mut t = T::new();
     t.onboarded(SELLER, false, false);
     let mut p = product(1, SELLER);
@@ -684,6 +684,15 @@ fn pub_8_merchant_code_is_required_and_bounded() {
     );
     p.merchant_code = "TICKET-TYPE-42".into();
     t.ok(Actor::Seller(SELLER), publish(p));
+    // PRV-4: the product's provider reads it with that merchant code as its
+    // ticket type.
+    let read =
+        t.c.read(Actor::Provider(PROVIDER), &CatalogQuery::Product { id: 1 });
+    let Ok(CatalogView::Products(v)) = read else {
+        panic!("{read:?}")
+    };
+    assert_eq!(v[0].spec.merchant_code, "TICKET-TYPE-42");
+    assert_eq!(v[0].spec.provider, Some(PROVIDER));
 }
 
 #[test]
