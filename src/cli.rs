@@ -319,6 +319,7 @@ pub fn main() -> ExitCode {
                         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
                 )
                 .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .init();
             let opts = ServeOptions {
                 data_dir: a.data_dir,
@@ -540,6 +541,9 @@ fn build_request(cmd: Cmd) -> Result<(ClientArgs, ClientRequest), String> {
         build: fn(T) -> cli_catalog::Built,
     ) -> Result<(ClientArgs, ClientRequest), String> {
         let (actor, command) = match build(f.action) {
+            cli_catalog::Built::Read(_) if f.request_id.is_some() => {
+                return Err("reads change nothing and take no --request-id".into())
+            }
             cli_catalog::Built::Read(query) => return Ok((f.client, ClientRequest::Read(query))),
             cli_catalog::Built::Command(actor, command) => (actor, command),
         };

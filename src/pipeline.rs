@@ -217,6 +217,7 @@ pub fn run_worker(
             mutations.push(command);
         }
         for op in ops {
+            let repeat = shard.is_repeat(&op.command);
             let reply = shard.apply(now, &op.command, &mut effects);
             if let Some(rid) = op.command.request_id() {
                 settle_claim(&claims, &shard, rid);
@@ -227,7 +228,7 @@ pub fn run_worker(
                 }
             }
             // Only what changed state is logged (refusals are not replayed).
-            if op.command.is_mutation() && changed_state(&reply) {
+            if op.command.is_mutation() && changed_state(&reply) && !repeat {
                 mutations.push(op.command);
             }
             replies.push((op.reply, reply));
@@ -317,6 +318,7 @@ pub fn run_catalog_worker(
                     continue;
                 }
             };
+            let repeat = catalog.is_repeat(&e.request_id);
             let reply = catalog.apply(now, e.actor, e.request_id, &e.command, &mut events);
             // The catalog's state after the command decides, not the command:
             // a replayed IssueToken must not revive a revoked token.
@@ -336,7 +338,9 @@ pub fn run_catalog_worker(
             // A tick that delisted nothing changed nothing: no log record
             // every minute of an idle server.
             let idle_tick = matches!(&reply, Ok(CatalogOutcome::Delisted(d)) if d.is_empty());
-            if reply.is_ok() && !idle_tick {
+            // A retry changed nothing either: no record, or any client
+            // could grow the log (and the replay time) at will.
+            if reply.is_ok() && !idle_tick && !repeat {
                 applied.push(e.clone());
             }
             let wire = reply.map_err(|r| WireError::from(&r));

@@ -468,7 +468,10 @@ fn authorize(principal: Principal, request: &mut Request) -> Result<(), WireErro
                 l.pos_id = Some(d);
                 Ok(())
             }
-            _ => refuse("look codes up as another verifier or POS"),
+            Actor::Verifier(_) | Actor::Device(_) => {
+                refuse("look codes up as another verifier or POS")
+            }
+            _ => refuse("look codes up"),
         },
         Request::Command(Command::Redeem(r)) => {
             if redeem_ok(r) {

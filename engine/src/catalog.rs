@@ -539,14 +539,37 @@ fn fingerprint(actor: Actor, command: &CatalogCommand) -> u64 {
 }
 
 fn check_text(what: &str, s: &str) -> Result<(), Rejection> {
-    // Bidirectional overrides and isolates (U+202A..E, U+2066..9) can make
-    // a name display as another; they are refused like control characters.
-    let hidden =
-        |c: char| c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+    // Invisible and direction-changing characters (zero-width marks and
+    // joiners, bidirectional marks, overrides and isolates, the byte-order
+    // mark, Hangul and braille fillers) can make a name look like another
+    // or like nothing; they are refused like control characters.
+    let hidden = |c: char| {
+        c.is_control()
+            || matches!(
+                c,
+                '\u{00AD}'
+                    | '\u{034F}'
+                    | '\u{061C}'
+                    | '\u{115F}'
+                    | '\u{1160}'
+                    | '\u{17B4}'
+                    | '\u{17B5}'
+                    | '\u{180B}'..='\u{180E}'
+                    | '\u{200B}'..='\u{200F}'
+                    | '\u{202A}'..='\u{202E}'
+                    | '\u{2060}'..='\u{206F}'
+                    | '\u{2800}'
+                    | '\u{3164}'
+                    | '\u{FE00}'..='\u{FE0F}'
+                    | '\u{FEFF}'
+                    | '\u{FFA0}'
+                    | '\u{FFF9}'..='\u{FFFB}'
+            )
+    };
     if s.trim().is_empty() || s.len() > TEXT_BYTES_MAX || s.chars().any(hidden) {
         return Err(reject(
             ErrorCode::BadRequest,
-            format!("{what} must be 1..={TEXT_BYTES_MAX} bytes, not blank, without control or direction-override characters"),
+            format!("{what} must be 1..={TEXT_BYTES_MAX} bytes, not blank, without control, invisible or direction-changing characters"),
         ));
     }
     Ok(())
@@ -652,6 +675,12 @@ impl Catalog {
         reply
     }
 
+    /// Whether `request_id` was already applied: a command with it is a
+    /// retry (original reply) or a conflict, and changes nothing.
+    pub fn is_repeat(&self, request_id: &RequestId) -> bool {
+        self.done.contains_key(request_id)
+    }
+
     /// Whether all balances add up to zero (every entry is balanced).
     pub fn ledger_balanced(&self) -> bool {
         self.balances.values().sum::<Decimal>() == Decimal::ZERO
@@ -697,6 +726,7 @@ impl Catalog {
             outlets: p.spec.outlets.clone(),
             code_digits: p.code_digits,
             provider: p.spec.provider,
+            validity: p.spec.validity,
             listed: p.listed,
         })
     }
@@ -786,8 +816,9 @@ impl Catalog {
         Ok(s)
     }
 
-    /// Emits `deposit_short` and flags the category when the deposit is
-    /// below the category's amount (ONB-6); clears the flag otherwise.
+    /// Emits `deposit_short` and flags the category when the seller has T+N
+    /// enabled there and the deposit is below the category's amount
+    /// (ONB-6); clears the flag otherwise.
     fn review_deposit(
         &mut self,
         seller: Id,
@@ -797,7 +828,8 @@ impl Catalog {
         let required = self.category(category)?.deposit;
         let balance = self.balance(Account::Deposit(seller, category));
         let s = self.seller_mut(seller)?;
-        if balance < required {
+        let t_plus_n = s.t_plus_n.get(&category) == Some(&TPlusN::Enabled);
+        if t_plus_n && balance < required {
             if s.short.insert(category) {
                 events.push(CatalogEvent::DepositShort {
                     seller,

@@ -39,7 +39,8 @@ pub struct Issue {
     pub unit_price: Decimal,
     /// Buyer mobile, 5..=15 ASCII digits; its last four digits guard the code.
     pub mobile: String,
-    /// Validity window (PUB-3).
+    /// Validity window (PUB-3). For a product the catalog knows, the
+    /// product's validity applies instead (PUB-3, PRV-6).
     pub validity: Validity,
     /// Code length wanted, 6..=11 (the code provider's setting). May be
     /// lengthened when that length is full (see `CODE_DENSITY_PPM_MAX`).
@@ -145,6 +146,8 @@ pub enum CatalogFact {
         code_digits: Option<u8>,
         /// Its code provider; None for a self-issuing seller's product.
         provider: Option<u64>,
+        /// Its validity (PUB-3): every voucher of the product gets it.
+        validity: Validity,
         /// On the shelf: vouchers are issued only for listed products.
         listed: bool,
     },

@@ -12,6 +12,7 @@ use crate::command::{
 };
 use crate::error::{ErrorCode, InvalidCodeReason, Rejection};
 use crate::limits::*;
+use crate::validity::Validity;
 use jiff::tz::TimeZone;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -141,6 +142,7 @@ struct ProductFact {
     outlets: Vec<u64>,
     code_digits: Option<u8>,
     provider: Option<u64>,
+    validity: Validity,
     listed: bool,
 }
 
@@ -229,6 +231,19 @@ impl Shard {
             .unwrap_or(0)
     }
 
+    /// Whether `command` is a retry or a reuse of a request this shard
+    /// already applied (same order id or request id): its reply then is the
+    /// original one or a conflict, and it changes nothing, so it needs no
+    /// log record.
+    pub fn is_repeat(&self, command: &Command) -> bool {
+        match command {
+            Command::Issue(c) => self.by_order.contains_key(c.order_id.as_str()),
+            Command::Redeem(c) => self.knows_request(&c.request_id),
+            Command::Reverse(c) => self.knows_request(&c.request_id),
+            _ => false,
+        }
+    }
+
     /// Whether this shard holds the record of a redemption or reversal with
     /// request id `rid` (invariant 4).
     pub fn knows_request(&self, rid: &RequestId) -> bool {
@@ -261,6 +276,7 @@ impl Shard {
                         outlets,
                         code_digits,
                         provider,
+                        validity,
                         listed,
                     } => {
                         let fact = ProductFact {
@@ -268,6 +284,7 @@ impl Shard {
                             outlets: outlets.clone(),
                             code_digits: *code_digits,
                             provider: *provider,
+                            validity: *validity,
                             listed: *listed,
                         };
                         self.products.insert(*id, fact);
@@ -418,15 +435,12 @@ impl Shard {
                 ));
             }
         }
-        let window = c.validity.resolve(now_ms, &self.tz)?;
-        // A catalog product's code length is its provider's setting (ORD-3).
-        let digits = match self.products.get(&c.product_id) {
-            Some(ProductFact {
-                code_digits: Some(d),
-                ..
-            }) => *d,
-            _ => c.code_digits,
-        };
+        // A catalog product's validity is the product's (PUB-3, PRV-6), and
+        // its code length its provider's setting (ORD-3).
+        let fact = self.products.get(&c.product_id);
+        let validity = fact.map_or(c.validity, |p| p.validity);
+        let window = validity.resolve(now_ms, &self.tz)?;
+        let digits = fact.and_then(|p| p.code_digits).unwrap_or(c.code_digits);
         let code = self.draw_code(digits, now_ms)?;
         let slot = u32::try_from(self.vouchers.len()).expect("fewer than 2^32 vouchers per shard");
         let order_id: Arc<str> = c.order_id.as_str().into();
@@ -523,6 +537,12 @@ impl Shard {
             }
             return Ok(self.redeemed_reply(r));
         }
+        if self.reversals.contains_key(&c.request_id) {
+            return Err(Rejection::new(
+                ErrorCode::RequestConflict,
+                "request id already used by a reversal",
+            ));
+        }
         if c.units == 0 {
             return Err(Rejection::new(
                 ErrorCode::UnitsInvalid,
@@ -615,7 +635,7 @@ impl Shard {
     /// is checked, and only for a verifier or POS the catalog knows.
     /// Runs only after the code and phone digits matched: no oracle.
     fn check_place(&self, product: u64, seller: u64, c: &Redeem) -> Result<(), Rejection> {
-        let Some(fact) = self.products.get(&product) else {
+        let Some(fact) = self.product_of(product, seller) else {
             return self.check_tenant(product, seller, Some(c.verifier_id), c.pos_id);
         };
         if !fact.outlets.contains(&c.outlet_id) {
@@ -656,6 +676,13 @@ impl Shard {
         Ok(())
     }
 
+    /// The catalog's fact of `product` when it is `seller`'s. A voucher
+    /// issued for a product id before another seller published that id is
+    /// not bound by the other seller's product (it gets the tenant check).
+    fn product_of(&self, product: u64, seller: u64) -> Option<&ProductFact> {
+        self.products.get(&product).filter(|p| p.seller == seller)
+    }
+
     /// The tenant check shared by lookups and redemptions: a verifier or
     /// POS must belong to the voucher's seller. It applies when the catalog
     /// knows the product or the verifier or POS named; a verifier or POS
@@ -668,7 +695,7 @@ impl Shard {
         verifier: Option<u64>,
         pos: Option<u64>,
     ) -> Result<(), Rejection> {
-        let product_known = self.products.contains_key(&product);
+        let product_known = self.product_of(product, seller).is_some();
         if let Some(v) = verifier {
             let owner = self.verifiers.get(&v).map(|(s, _)| *s);
             if owner.map_or(product_known, |s| s != seller) {
@@ -708,6 +735,12 @@ impl Shard {
                 ));
             }
             return Ok(Outcome::Reversed(r.reply.clone()));
+        }
+        if self.redemptions.contains_key(&c.request_id) {
+            return Err(Rejection::new(
+                ErrorCode::RequestConflict,
+                "request id already used by a redemption",
+            ));
         }
         let unknown = || {
             Rejection::new(

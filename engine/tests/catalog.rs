@@ -1100,6 +1100,19 @@ fn tenant_reads_show_each_principal_only_its_own_data() {
         products(&t, Actor::Provider(PROVIDER), None),
         Ok(vec![1, 2])
     );
+    // A provider naming a seller it does not serve is refused.
+    t.ok(
+        Actor::Staff,
+        CatalogCommand::RegisterProvider {
+            id: 72,
+            name: "unlinked".into(),
+            code_digits: 9,
+        },
+    );
+    assert_eq!(
+        products(&t, Actor::Provider(72), Some(SELLER)),
+        Err(ErrorCode::NotPermitted)
+    );
     assert_eq!(products(&t, Actor::FrontEnd, None), Ok(vec![1, 3]));
     // One product of another tenant looks like none at all.
     let one = |actor, id| {
@@ -1283,11 +1296,20 @@ fn onb_2_confirm_names_categories_once_and_top_up_needs_a_bound_payment_account(
         };
         assert_eq!(t.err(s, confirm), ErrorCode::BadRequest);
     }
-    let blank_phone = CatalogCommand::ConfirmOnboarding {
-        service_phone: "   ".into(),
-        categories: vec![BREAD],
-    };
-    assert_eq!(t.err(s, blank_phone), ErrorCode::BadRequest);
+    // Blank, invisible or direction-changing text is refused.
+    for phone in [
+        "   ",
+        "\u{200B}",
+        "400\u{202E}008",
+        "\u{3164}",
+        "\u{FEFF}400",
+    ] {
+        let confirm = CatalogCommand::ConfirmOnboarding {
+            service_phone: phone.into(),
+            categories: vec![BREAD],
+        };
+        assert_eq!(t.err(s, confirm), ErrorCode::BadRequest, "{phone:?}");
+    }
 }
 
 #[test]
@@ -1327,4 +1349,26 @@ fn pub_9_publishing_api_refuses_misspelt_fields_in_json() {
     let misspelt = good.replace("\"parent\"", "\"parnet\"");
     let err = serde_json::from_str::<CatalogCommand>(&misspelt).unwrap_err();
     assert!(err.to_string().contains("parnet"), "{err}");
+}
+
+#[test]
+fn onb_6_a_deposit_without_t_plus_n_is_never_short() {
+    let mut t = T::new();
+    t.onboarded(SELLER, false, false);
+    t.events.clear();
+    t.ok(
+        Actor::Seller(SELLER),
+        CatalogCommand::TopUpDeposit {
+            category: BREAD,
+            amount: yuan("1"),
+        },
+    );
+    assert_eq!(t.events, vec![], "no T+N in BREAD: nothing is required");
+    let Ok(CatalogView::Seller(s)) =
+        t.c.read(Actor::Seller(SELLER), &CatalogQuery::Seller { id: None })
+    else {
+        panic!()
+    };
+    assert_eq!(s.deposit_short, Vec::<Id>::new());
+    assert_eq!(s.deposits, vec![(BREAD, yuan("1.00"))]);
 }

@@ -698,11 +698,16 @@ fn inv_3_refused_commands_need_no_log_record() {
     assert!(!changed_state(&refused));
     let ok = e.apply(NOW, &redeem_cmd(code, 1, 2), &mut Vec::new());
     assert!(changed_state(&ok));
+    // A retry (same request id or order id) answers the original reply and
+    // changes nothing: the server logs it no more (a client must not grow
+    // the log at will). A new request id is no repeat.
+    let shard = &e.shards()[0];
+    assert!(shard.is_repeat(&redeem_cmd(code, 1, 2)));
+    assert!(shard.is_repeat(&issue_cmd("o-1", 2, 8)));
+    assert!(!shard.is_repeat(&redeem_cmd(code, 1, 3)));
+    assert!(!shard.is_repeat(&issue_cmd("o-2", 2, 8)));
     let retry = e.apply(NOW, &redeem_cmd(code, 1, 2), &mut Vec::new());
-    assert!(
-        changed_state(&retry),
-        "an idempotent replay is logged like its original"
-    );
+    assert_eq!(retry, ok, "the original reply");
 }
 
 #[test]
@@ -814,6 +819,7 @@ fn ord_7_redemption_checks_outlet_verifier_and_device_of_catalog_products() {
             outlets: vec![3],
             code_digits: Some(10),
             provider: Some(70),
+            validity: Validity::DaysFromIssue(30),
             listed: true,
         },
         CatalogFact::Verifier {
@@ -1021,6 +1027,7 @@ fn prv_3_pos_of_another_code_provider_is_refused() {
             outlets: vec![3],
             code_digits: None,
             provider: Some(70),
+            validity: Validity::DaysFromIssue(30),
             listed: true,
         },
         CatalogFact::Verifier {
@@ -1073,6 +1080,7 @@ fn ord_2_no_voucher_for_another_sellers_or_a_delisted_product() {
             outlets: vec![3],
             code_digits: None,
             provider: Some(70),
+            validity: Validity::DaysFromIssue(30),
             listed,
         })
     };
@@ -1095,4 +1103,100 @@ fn ord_2_no_voucher_for_another_sellers_or_a_delisted_product() {
     );
     assert_eq!(issue(&mut e, "o-1", 1), first);
     e.check_invariants();
+}
+
+/// A product id first used by one seller's uncatalogued vouchers and later
+/// published by another seller binds only the publisher's vouchers: the
+/// first seller's vouchers stay redeemable by its own verifiers.
+#[test]
+fn ord_7_another_sellers_later_product_does_not_strand_earlier_vouchers() {
+    let mut e = engine(1);
+    let code = issue(&mut e, "o-1", 2);
+    let facts = [
+        CatalogFact::Verifier {
+            id: 4,
+            seller: 10,
+            outlets: vec![3],
+        },
+        // Seller 11 publishes product id 20 with outlet 5 only.
+        CatalogFact::Product {
+            id: 20,
+            seller: 11,
+            outlets: vec![5],
+            code_digits: None,
+            provider: Some(70),
+            validity: Validity::DaysFromIssue(30),
+            listed: true,
+        },
+    ];
+    for f in facts {
+        e.apply(NOW, &Command::CatalogFact(f), &mut Vec::new())
+            .unwrap();
+    }
+    let Command::Redeem(mut r) = redeem_cmd(code, 1, 1) else {
+        unreachable!()
+    };
+    r.pos_id = None;
+    let reply = e.apply(NOW, &Command::Redeem(r), &mut Vec::new());
+    assert!(
+        matches!(reply, Ok(Outcome::Redeemed(ref x)) if x.units_remaining == 1),
+        "{reply:?}"
+    );
+    // New vouchers of seller 10 for product 20 are refused: it is 11's now.
+    let refused = e.apply(NOW, &issue_cmd("o-2", 1, 8), &mut Vec::new());
+    assert_eq!(
+        refused.map_err(|r| r.code),
+        Err(ErrorCode::ProductNotForSale)
+    );
+}
+
+/// PUB-3 and PRV-6: a catalog product's vouchers get the product's
+/// validity, whatever validity the issuing front end sent.
+#[test]
+fn pub_3_a_catalog_products_validity_applies_to_its_vouchers() {
+    let mut e = engine(1);
+    let fact = CatalogFact::Product {
+        id: 20,
+        seller: 10,
+        outlets: vec![3],
+        code_digits: None,
+        provider: Some(70),
+        validity: Validity::Fixed {
+            start: date(2026, 12, 1),
+            end: date(2026, 12, 31),
+        },
+        listed: true,
+    };
+    e.apply(NOW, &Command::CatalogFact(fact), &mut Vec::new())
+        .unwrap();
+    // issue_cmd asks for 30 days from issue.
+    let Ok(Outcome::Issued(i)) = e.apply(NOW, &issue_cmd("o-1", 1, 8), &mut Vec::new()) else {
+        panic!("not issued")
+    };
+    // 2026-12-01 00:00 and 2027-01-01 00:00 in Asia/Shanghai.
+    assert_eq!(
+        (i.valid_from_ms, i.valid_until_ms),
+        (1_796_054_400_000, 1_798_732_800_000)
+    );
+}
+
+/// Invariant 4: one request id names one request; a reversal may not reuse
+/// the id of a redemption (nor the other way round).
+#[test]
+fn inv_4_a_reversal_cannot_reuse_a_redemptions_request_id() {
+    let mut e = engine(1);
+    let code = issue(&mut e, "o-1", 3);
+    let r = redeem_at(&mut e, NOW, code, 1, 1).unwrap();
+    let live = r.new_code.unwrap();
+    let same_id = reverse_cmd(live, 1, 1, Some(900), None);
+    assert_eq!(
+        reverse_at(&mut e, NOW, &same_id),
+        Err(ErrorCode::RequestConflict)
+    );
+    let back = reverse_cmd(live, 1, 2, Some(900), None);
+    assert!(reverse_at(&mut e, NOW, &back).is_ok());
+    assert_eq!(
+        redeem_at(&mut e, NOW, live, 1, 2).map(|r| r.units_remaining),
+        Err(ErrorCode::RequestConflict)
+    );
 }

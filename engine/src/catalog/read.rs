@@ -313,13 +313,18 @@ impl Catalog {
             ));
         }
         let staff = matches!(actor, Actor::Staff | Actor::System);
-        // The seller a filter may name: a seller only itself; staff anyone.
+        // The seller a filter may name: a seller only itself, a provider
+        // only a seller it serves; staff and the front end anyone.
         let scope = |filter: Option<Id>| -> Result<Option<Id>, Rejection> {
             match (actor, filter) {
                 (Actor::Seller(me), None) => Ok(Some(me)),
                 (Actor::Seller(me), Some(s)) if s != me => Err(reject(
                     ErrorCode::NotPermitted,
                     "a seller reads only its own data",
+                )),
+                (Actor::Provider(me), Some(s)) if !self.linked(me, s) => Err(reject(
+                    ErrorCode::NotPermitted,
+                    "a provider reads only the sellers it serves",
                 )),
                 (_, f) => Ok(f),
             }
