@@ -74,7 +74,8 @@ enum Cmd {
 struct Family<T: Subcommand> {
     #[command(subcommand)]
     action: T,
-    /// Client request id SOURCE:SERIAL; a retry with the same id never
+    /// Client request id SOURCE:SERIAL, or SERIAL with this token's source
+    /// (a principal's token must use its own); a retry with the same id never
     /// applies twice.
     #[arg(long, global = true)]
     request_id: Option<String>,
@@ -96,7 +97,7 @@ enum TokenAction {
         /// verifier:ID or device:POS_ID.
         #[arg(long = "for")]
         principal: String,
-        /// Client request id SOURCE:SERIAL.
+        /// Client request id SOURCE:SERIAL, or SERIAL with this token's source.
         #[arg(long)]
         request_id: String,
         #[command(flatten)]
@@ -107,7 +108,7 @@ enum TokenAction {
     Revoke {
         /// The token to revoke.
         token: String,
-        /// Client request id SOURCE:SERIAL.
+        /// Client request id SOURCE:SERIAL, or SERIAL with this token's source.
         #[arg(long)]
         request_id: String,
         #[command(flatten)]
@@ -120,7 +121,8 @@ struct CatalogArgs {
     /// The command as JSON: one of the variants of the catalog command,
     /// e.g. '{"AcceptAgreement":null}' or '{"ApplyTPlusN":{"category":11}}'.
     command: String,
-    /// Client request id SOURCE:SERIAL; a retry with the same id never
+    /// Client request id SOURCE:SERIAL, or SERIAL with this token's source
+    /// (a principal's token must use its own); a retry with the same id never
     /// applies twice.
     #[arg(long)]
     request_id: String,
@@ -236,7 +238,8 @@ struct RedeemArgs {
     /// POS id, for device redemptions.
     #[arg(long)]
     pos: Option<u64>,
-    /// Client request id SOURCE:SERIAL (POS or verifier id : serial number).
+    /// Client request id SOURCE:SERIAL, or SERIAL with this token's source
+    /// (a POS's or verifier's token must use its own).
     /// Retrying with the same id never redeems twice.
     #[arg(long)]
     request_id: String,
@@ -248,10 +251,12 @@ struct RedeemArgs {
 struct ReverseArgs {
     /// Any code of the voucher (the one redeemed or its replacement).
     code: String,
-    /// Request id SOURCE:SERIAL of the redemption to reverse.
+    /// Request id SOURCE:SERIAL of the redemption to reverse, as the POS
+    /// sent it (a bare SERIAL takes this token's source: right for a POS
+    /// reversing its own redemption, not for a seller).
     #[arg(long)]
     redemption: String,
-    /// This reversal's own request id SOURCE:SERIAL.
+    /// This reversal's own request id, SOURCE:SERIAL or SERIAL.
     #[arg(long)]
     request_id: String,
     /// The POS asking (must be the POS that redeemed).
