@@ -476,7 +476,7 @@ async fn run_client(cmd: Cmd) -> ExitCode {
             if json {
                 println!("{}", serde_json::json!({"ok": true, "outcome": outcome}));
             } else {
-                println!("done: {outcome:?}");
+                println!("{}", cli_catalog::outcome_text(&outcome));
             }
             ExitCode::SUCCESS
         }

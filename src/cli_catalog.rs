@@ -449,6 +449,31 @@ pub fn extend_view(view: &mut CatalogView, more: CatalogView) {
     }
 }
 
+fn yes(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+/// A catalog command's outcome as one line of text.
+pub fn outcome_text(o: &vouch_engine::catalog::CatalogOutcome) -> String {
+    use vouch_engine::catalog::{CatalogOutcome as O, TPlusN};
+    match o {
+        O::Done => "done".into(),
+        O::Onboarding(step) => format!("done; onboarding now at {step:?}"),
+        O::TPlusN(TPlusN::FreezeNotice { amount }) => {
+            format!(
+                "done; T+N approved: a deposit-freeze notice for {amount} yuan awaits the seller"
+            )
+        }
+        O::TPlusN(t) => format!("done; T+N now {t:?}"),
+        O::Balance(b) => format!("done; balance {b} yuan"),
+        O::Delisted(ids) => format!("done; delisted products {ids:?}"),
+    }
+}
+
 /// Prints a read's answer: `{"ok": true, "seller": {…}}` or
 /// `{"ok": true, "items": […]}` with `--json`, one line per item otherwise.
 pub fn print_view(view: &CatalogView, json: bool) {
@@ -493,9 +518,14 @@ pub fn print_view(view: &CatalogView, json: bool) {
             .iter()
             .map(|c| {
                 format!(
-                    "category {} {:?} parent {:?}: vouchers {}, deposit {} yuan, min expiry refund {:?}, auto refund {}",
-                    c.id, c.name, c.parent, c.supports_vouchers, c.deposit,
-                    c.min_expiry_refund_ratio, c.supports_auto_refund
+                    "category {} {:?} ({}): vouchers {}, T+N deposit {} yuan, min expiry refund ratio {}, unexpired auto refund {}",
+                    c.id,
+                    c.name,
+                    c.parent.map_or("root".to_string(), |p| format!("under {p}")),
+                    yes(c.supports_vouchers),
+                    c.deposit,
+                    c.min_expiry_refund_ratio.map_or("-".to_string(), |r| r.to_string()),
+                    yes(c.supports_auto_refund)
                 )
             })
             .collect(),
@@ -538,18 +568,29 @@ pub fn print_view(view: &CatalogView, json: bool) {
         CatalogView::Products(v) => v
             .iter()
             .map(|p| {
+                let provider = match (p.spec.provider, p.code_digits) {
+                    (Some(id), Some(d)) => format!("provider {id} ({d}-digit codes)"),
+                    _ => "self-issued codes".to_string(),
+                };
+                let validity = match p.spec.validity {
+                    Validity::DaysFromIssue(n) => format!("valid {n} days from issue"),
+                    Validity::Fixed { start, end } => format!("valid {start} to {end}"),
+                };
+                let settlement = match p.spec.settlement {
+                    Settlement::PayOnRedemption => "pay-on-redemption",
+                    Settlement::TPlus3 => "T+3",
+                };
+                let delivery = match p.spec.delivery {
+                    Delivery::EVoucher => "e-voucher",
+                    Delivery::EVoucherOrMail => "e-voucher or mail",
+                };
                 format!(
-                    "product {} of seller {} ({}): category {}, {:?}, provider {:?} ({:?} digits), outlets {:?}, {:?}, {:?}, merchant code {:?}",
+                    "product {} of seller {} ({}): category {}, {validity}, {provider}, outlets {:?}, {settlement}, {delivery}, merchant code {:?}",
                     p.spec.id,
                     p.seller,
                     if p.listed { "listed" } else { "delisted" },
                     p.spec.category,
-                    p.spec.validity,
-                    p.spec.provider,
-                    p.code_digits,
                     p.spec.outlets,
-                    p.spec.settlement,
-                    p.spec.delivery,
                     p.spec.merchant_code
                 )
             })
