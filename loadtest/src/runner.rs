@@ -16,6 +16,11 @@ use vouch_engine::command::{Issue, Redeem};
 use vouch_engine::Command;
 use vouch_protocol::{Client, Target, WireReply};
 
+/// Longest wait for one request's (or batch frame's) reply before the run
+/// fails with a clear error instead of hanging: 60 s, far above any
+/// durable reply under load.
+pub const REQUEST_TIMEOUT_MS: u64 = 60_000;
+
 /// One measured sample returned by a work item: `n` operations named
 /// `name`, `ok` of which succeeded.
 pub struct Sample {
@@ -111,7 +116,15 @@ impl Pool {
                         }
                         None => Instant::now(),
                     };
-                    let samples = f(client.clone(), item).await?;
+                    let reply = tokio::time::timeout(
+                        Duration::from_millis(REQUEST_TIMEOUT_MS),
+                        f(client.clone(), item),
+                    );
+                    let samples = reply.await.map_err(|_| {
+                        anyhow::anyhow!(
+                            "no reply within {REQUEST_TIMEOUT_MS} ms (item {index}); the server may be stuck or overloaded"
+                        )
+                    })??;
                     let us = begin.elapsed().as_micros() as u64;
                     for s in samples {
                         stats.record(s.name, us, s.n, s.ok);
