@@ -122,7 +122,7 @@ fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
 pub fn open(root: &Path, new_config: &EngineConfig) -> anyhow::Result<Opened> {
     std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
     let paths = Paths::new(root);
-    let storage = Storage::open(&root.join("db")).map_err(|e| {
+    let mut storage = Storage::open(&root.join("db")).map_err(|e| {
         if e.to_string().contains("lock") {
             anyhow::anyhow!(
                 "data directory {} is in use by another vouch server (its database lock is held): {e}",
@@ -219,16 +219,40 @@ pub fn open(root: &Path, new_config: &EngineConfig) -> anyhow::Result<Opened> {
             Ok(())
         })
         .map_err(|e| anyhow::anyhow!("replaying the log: {e}"))?;
-    // Catalog facts a crash may have kept from reaching a shard's log are
-    // derived again from the catalog (idempotent, not logged): the shards
-    // check redemptions against the catalog as it is (ORD-7).
-    for fact in catalog.facts() {
-        let command = Command::CatalogFact(fact);
-        for s in &mut shards {
-            let _ = s.apply(0, &command, &mut effects);
+    // Catalog facts a stop or crash kept from reaching a shard's log (a shard
+    // logs a fact with its next batch) are derived again from the catalog.
+    // A shard lacking one gets it logged now, before it serves: it changes
+    // what the shard issues (validity, code length) and redeems (ORD-7),
+    // so a later replay must see it at this point too.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let facts = catalog.facts();
+    let mut records = Vec::new();
+    for (index, s) in shards.iter_mut().enumerate() {
+        let missing: Vec<Command> = facts
+            .iter()
+            .filter(|f| !s.has_fact(f))
+            .map(|f| Command::CatalogFact(f.clone()))
+            .collect();
+        if missing.is_empty() {
+            continue;
         }
+        for command in &missing {
+            let _ = s.apply(now_ms, command, &mut effects);
+        }
+        let record = LogRecord::Shard {
+            shard: index as u32,
+            now_ms,
+            commands: missing,
+        };
+        records.push(postcard::to_allocvec(&record).expect("log records always serialize"));
     }
     effects.clear();
+    storage
+        .append_sync(records.iter().map(Vec::as_slice))
+        .context("logging catalog facts the shards lacked")?;
     for s in &shards {
         s.check_invariants();
     }

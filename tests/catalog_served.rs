@@ -3,6 +3,7 @@
 //! surviving a SIGKILL and restart exactly as they were (issue 3's restart
 //! test: every catalog read before equals the same read after).
 mod common;
+mod helpers;
 
 use common::Server;
 use jiff::civil::date;
@@ -323,4 +324,55 @@ async fn pub_9_publishing_api_over_quic_validates_and_survives_restart() {
     server.kill();
     let server = Server::start(dir.path());
     check_after_restart(&server, &server.quic_target()).await;
+}
+
+/// A product published just before a stop reaches the shards' logs only
+/// when they next run a batch; on restart the server logs the facts a shard
+/// lacks before serving. Without that, a voucher issued after the restart
+/// (with the product's code length and validity) would replay differently
+/// after the next restart, and its acknowledged redemption would be lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inv_3_catalog_facts_of_a_product_published_just_before_a_stop_survive_two_restarts() {
+    use vouch_engine::Command;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path());
+    onboard_and_publish(&server, &server.tcp_target()).await;
+    {
+        let client = server.client(&server.tcp_target()).await;
+        let mut s = Session {
+            client: &client,
+            serial: 500,
+        };
+        let mut spec = bread_product(5);
+        spec.validity = Validity::DaysFromIssue(30);
+        spec.settlement = Settlement::PayOnRedemption;
+        let publish = CatalogCommand::PublishProduct(spec);
+        s.run(Actor::Seller(SELLER), publish).await.unwrap();
+    }
+    // No shard has run a batch since: the facts are in no shard's log yet.
+    server.kill();
+    let mut server = Server::start(dir.path());
+    let admin = server.client(&server.tcp_target()).await;
+    let mut order = helpers::issue_cmd("late-1", 3, "13900001234");
+    order.seller_id = SELLER;
+    order.product_id = 5;
+    order.code_digits = 6;
+    order.validity = Validity::DaysFromIssue(1);
+    let issued = helpers::as_issued(helpers::run(&admin, Command::Issue(order)).await);
+    assert_eq!(issued.code.digits(), 10, "provider 70's code length");
+    let mut redeem = helpers::redeem_cmd(31, 1, issued.code, "1234", 1);
+    redeem.outlet_id = 900;
+    redeem.verifier_id = 41;
+    let redeemed = helpers::as_redeemed(helpers::run(&admin, Command::Redeem(redeem)).await);
+    let new_code = redeemed.new_code.expect("units left");
+    drop(admin);
+    server.kill();
+    let server = Server::start(dir.path());
+    let admin = server.client(&server.tcp_target()).await;
+    let looked = helpers::as_looked_up(helpers::lookup(&admin, new_code, "1234").await);
+    assert_eq!(
+        looked.units_remaining, 2,
+        "the acknowledged redemption survived"
+    );
+    assert_eq!(looked.valid_until_ms, issued.valid_until_ms);
 }

@@ -231,6 +231,43 @@ impl Shard {
             .unwrap_or(0)
     }
 
+    /// Whether this shard already holds `fact` exactly as given (applying
+    /// it again would change nothing).
+    pub fn has_fact(&self, fact: &CatalogFact) -> bool {
+        match fact {
+            CatalogFact::Product {
+                id,
+                seller,
+                outlets,
+                code_digits,
+                provider,
+                validity,
+                listed,
+            } => self.products.get(id).is_some_and(|p| {
+                p.seller == *seller
+                    && p.outlets == *outlets
+                    && p.code_digits == *code_digits
+                    && p.provider == *provider
+                    && p.validity == *validity
+                    && p.listed == *listed
+            }),
+            CatalogFact::Verifier {
+                id,
+                seller,
+                outlets,
+            } => self
+                .verifiers
+                .get(id)
+                .is_some_and(|(s, o)| s == seller && o == outlets),
+            CatalogFact::Device {
+                pos_id,
+                seller,
+                outlet,
+                provider,
+            } => self.devices.get(pos_id) == Some(&(*seller, *outlet, *provider)),
+        }
+    }
+
     /// Whether `command` is a retry or a reuse of a request this shard
     /// already applied (same order id or request id): its reply then is the
     /// original one or a conflict, and it changes nothing, so it needs no
