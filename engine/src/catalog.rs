@@ -668,7 +668,10 @@ impl Catalog {
             ));
         }
         let reply = self.run(now_ms, actor, command, events);
-        if reply.is_ok() {
+        // A tick needs no idempotency record (running it again changes
+        // nothing), and an idle one is not logged: keeping its request id
+        // would make live behaviour differ from behaviour after a restart.
+        if reply.is_ok() && *command != CatalogCommand::Tick {
             self.done.insert(request_id, (fp, reply.clone()));
         }
         debug_assert!(self.ledger_balanced());

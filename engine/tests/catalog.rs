@@ -1372,3 +1372,29 @@ fn onb_6_a_deposit_without_t_plus_n_is_never_short() {
     assert_eq!(s.deposit_short, Vec::<Id>::new());
     assert_eq!(s.deposits, vec![(BREAD, yuan("1.00"))]);
 }
+
+/// PUB-3's tick keeps no idempotency record: its request id stays free
+/// (as after a restart, where an idle tick left no log record), and
+/// running a tick again only delists what is due by then.
+#[test]
+fn pub_3_ticks_keep_no_request_id() {
+    let mut t = T::new();
+    t.onboarded(SELLER, false, false);
+    let rid = RequestId {
+        source: 3,
+        serial: 1,
+    };
+    let tick = t.c.apply(
+        NOW,
+        Actor::System,
+        rid,
+        &CatalogCommand::Tick,
+        &mut t.events,
+    );
+    assert_eq!(tick, Ok(CatalogOutcome::Delisted(vec![])));
+    assert!(!t.c.is_repeat(&rid));
+    let top_up = CatalogCommand::TopUp { amount: yuan("1") };
+    let reply =
+        t.c.apply(NOW, Actor::Seller(SELLER), rid, &top_up, &mut t.events);
+    assert_eq!(reply, Ok(CatalogOutcome::Balance(yuan("5001.00"))));
+}
