@@ -539,32 +539,39 @@ fn fingerprint(actor: Actor, command: &CatalogCommand) -> u64 {
 }
 
 fn check_text(what: &str, s: &str) -> Result<(), Rejection> {
-    // Invisible and direction-changing characters (zero-width marks and
-    // joiners, bidirectional marks, overrides and isolates, the byte-order
-    // mark, Hangul and braille fillers) can make a name look like another
-    // or like nothing; they are refused like control characters.
+    // Invisible and direction-changing characters can make a name look
+    // like another or like nothing: refused are controls, format characters
+    // (zero-width marks and joiners, bidirectional marks, overrides and
+    // isolates, tags, the byte-order mark), line and paragraph separators,
+    // private-use, unassigned and surrogate code points (Unicode general
+    // categories Cc, Cf, Zl, Zp, Co, Cn, Cs), and the invisible fillers and
+    // selectors of other categories (Hangul and braille fillers, variation
+    // selectors, the combining grapheme joiner).
     let hidden = |c: char| {
-        c.is_control()
-            || matches!(
-                c,
-                '\u{00AD}'
-                    | '\u{034F}'
-                    | '\u{061C}'
-                    | '\u{115F}'
-                    | '\u{1160}'
-                    | '\u{17B4}'
-                    | '\u{17B5}'
-                    | '\u{180B}'..='\u{180E}'
-                    | '\u{200B}'..='\u{200F}'
-                    | '\u{202A}'..='\u{202E}'
-                    | '\u{2060}'..='\u{206F}'
-                    | '\u{2800}'
-                    | '\u{3164}'
-                    | '\u{FE00}'..='\u{FE0F}'
-                    | '\u{FEFF}'
-                    | '\u{FFA0}'
-                    | '\u{FFF9}'..='\u{FFFB}'
-            )
+        use unicode_properties::{GeneralCategory as G, UnicodeGeneralCategory};
+        matches!(
+            c.general_category(),
+            G::Control
+                | G::Format
+                | G::LineSeparator
+                | G::ParagraphSeparator
+                | G::PrivateUse
+                | G::Unassigned
+                | G::Surrogate
+        ) || matches!(
+            c,
+            '\u{034F}'
+                | '\u{115F}'
+                | '\u{1160}'
+                | '\u{17B4}'
+                | '\u{17B5}'
+                | '\u{180B}'..='\u{180D}'
+                | '\u{2800}'
+                | '\u{3164}'
+                | '\u{FE00}'..='\u{FE0F}'
+                | '\u{FFA0}'
+                | '\u{E0100}'..='\u{E01EF}'
+        )
     };
     if s.trim().is_empty() || s.len() > TEXT_BYTES_MAX || s.chars().any(hidden) {
         return Err(reject(

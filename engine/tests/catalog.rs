@@ -1303,6 +1303,11 @@ fn onb_2_confirm_names_categories_once_and_top_up_needs_a_bound_payment_account(
         "400\u{202E}008",
         "\u{3164}",
         "\u{FEFF}400",
+        "\u{E0041}\u{E0042}",
+        "400\u{2028}",
+        "\u{E000}",
+        "400\u{E0100}",
+        "\u{1D173}",
     ] {
         let confirm = CatalogCommand::ConfirmOnboarding {
             service_phone: phone.into(),
@@ -1310,6 +1315,15 @@ fn onb_2_confirm_names_categories_once_and_top_up_needs_a_bound_payment_account(
         };
         assert_eq!(t.err(s, confirm), ErrorCode::BadRequest, "{phone:?}");
     }
+    // Ordinary text in any script is fine.
+    let confirm = CatalogCommand::ConfirmOnboarding {
+        service_phone: "客服 400-800-1234 转 8".into(),
+        categories: vec![BREAD],
+    };
+    assert_eq!(
+        t.ok(s, confirm),
+        CatalogOutcome::Onboarding(Onboarding::Enabled)
+    );
 }
 
 #[test]
