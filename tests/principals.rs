@@ -34,10 +34,11 @@ fn rid_of(token: &str, serial: u64) -> RequestId {
     RequestId { source, serial }
 }
 
-/// A redemption by POS `pos` whose token is `token`.
+/// A redemption by POS `pos` whose token is `token`, at outlet 900.
 fn redeem_by(token: &str, pos: u64, serial: u64, code: vouch_engine::Code, l4: &str) -> Command {
     let mut r = redeem_cmd(pos, serial, code, l4, 1);
     r.request_id = rid_of(token, serial);
+    r.outlet_id = 900;
     Command::Redeem(r)
 }
 

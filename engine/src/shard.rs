@@ -673,7 +673,29 @@ impl Shard {
     /// Runs only after the code and phone digits matched: no oracle.
     fn check_place(&self, product: u64, seller: u64, c: &Redeem) -> Result<(), Rejection> {
         let Some(fact) = self.product_of(product, seller) else {
-            return self.check_tenant(product, seller, Some(c.verifier_id), c.pos_id);
+            // A product the catalog does not know: a verifier or POS the
+            // catalog knows must still be the seller's, at its own outlet.
+            self.check_tenant(product, seller, Some(c.verifier_id), c.pos_id)?;
+            if let Some((_, outlets)) = self.verifiers.get(&c.verifier_id) {
+                if !outlets.contains(&c.outlet_id) {
+                    return Err(Rejection::new(
+                        ErrorCode::VerifierNotAuthorized,
+                        format!(
+                            "verifier {} is not authorised at outlet {}",
+                            c.verifier_id, c.outlet_id
+                        ),
+                    ));
+                }
+            }
+            if let Some((_, outlet, _)) = c.pos_id.and_then(|p| self.devices.get(&p)) {
+                if *outlet != c.outlet_id {
+                    return Err(Rejection::new(
+                        ErrorCode::DeviceNotRegistered,
+                        format!("the POS is not registered at outlet {}", c.outlet_id),
+                    ));
+                }
+            }
+            return Ok(());
         };
         if !fact.outlets.contains(&c.outlet_id) {
             return Err(Rejection::new(

@@ -1137,6 +1137,16 @@ fn ord_7_another_sellers_later_product_does_not_strand_earlier_vouchers() {
         unreachable!()
     };
     r.pos_id = None;
+    // Verifier 4 is authorised at outlet 3 only, product known or not.
+    let elsewhere = Redeem {
+        outlet_id: 5,
+        ..r.clone()
+    };
+    let refused = e.apply(NOW, &Command::Redeem(elsewhere), &mut Vec::new());
+    assert_eq!(
+        refused.map_err(|r| r.code),
+        Err(ErrorCode::VerifierNotAuthorized)
+    );
     let reply = e.apply(NOW, &Command::Redeem(r), &mut Vec::new());
     assert!(
         matches!(reply, Ok(Outcome::Redeemed(ref x)) if x.units_remaining == 1),
