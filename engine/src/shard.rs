@@ -136,7 +136,7 @@ pub struct Shard {
 }
 
 /// What a shard knows of a catalog product (see [`CatalogFact::Product`]).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 struct ProductFact {
     seller: u64,
     outlets: Vec<u64>,
@@ -144,6 +144,31 @@ struct ProductFact {
     provider: Option<u64>,
     validity: Validity,
     listed: bool,
+}
+
+impl ProductFact {
+    /// The shard's view of a `CatalogFact::Product`; None for other facts.
+    fn of(fact: &CatalogFact) -> Option<ProductFact> {
+        match fact {
+            CatalogFact::Product {
+                seller,
+                outlets,
+                code_digits,
+                provider,
+                validity,
+                listed,
+                ..
+            } => Some(ProductFact {
+                seller: *seller,
+                outlets: outlets.clone(),
+                code_digits: *code_digits,
+                provider: *provider,
+                validity: *validity,
+                listed: *listed,
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// Maps keyed by codes, request ids and order ids. foldhash: fast, and
@@ -235,22 +260,9 @@ impl Shard {
     /// it again would change nothing).
     pub fn has_fact(&self, fact: &CatalogFact) -> bool {
         match fact {
-            CatalogFact::Product {
-                id,
-                seller,
-                outlets,
-                code_digits,
-                provider,
-                validity,
-                listed,
-            } => self.products.get(id).is_some_and(|p| {
-                p.seller == *seller
-                    && p.outlets == *outlets
-                    && p.code_digits == *code_digits
-                    && p.provider == *provider
-                    && p.validity == *validity
-                    && p.listed == *listed
-            }),
+            CatalogFact::Product { id, .. } => {
+                self.products.get(id) == ProductFact::of(fact).as_ref()
+            }
             CatalogFact::Verifier {
                 id,
                 seller,
@@ -307,24 +319,10 @@ impl Shard {
             Command::AuditRedemptions(c) => Ok(self.audit_redemptions(c)),
             Command::CatalogFact(f) => {
                 match f {
-                    CatalogFact::Product {
-                        id,
-                        seller,
-                        outlets,
-                        code_digits,
-                        provider,
-                        validity,
-                        listed,
-                    } => {
-                        let fact = ProductFact {
-                            seller: *seller,
-                            outlets: outlets.clone(),
-                            code_digits: *code_digits,
-                            provider: *provider,
-                            validity: *validity,
-                            listed: *listed,
-                        };
-                        self.products.insert(*id, fact);
+                    CatalogFact::Product { id, .. } => {
+                        if let Some(fact) = ProductFact::of(f) {
+                            self.products.insert(*id, fact);
+                        }
                     }
                     CatalogFact::Verifier {
                         id,
