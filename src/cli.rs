@@ -5,7 +5,8 @@
 //! error is printed); 2 usage, connection or local errors.
 
 use crate::cli_catalog;
-use crate::server::{serve, ServeOptions};
+use crate::guard::{GuardConfig, LockoutLimit};
+use crate::server::{serve, ServeOptions, TcpSecurity};
 use clap::{Args, Parser, Subcommand};
 use rust_decimal::Decimal;
 use std::path::PathBuf;
@@ -66,6 +67,9 @@ enum Cmd {
     Outlet(Family<cli_catalog::OutletCmd>),
     /// Products: publish and delist.
     Product(Family<cli_catalog::ProductCmd>),
+    /// Lockouts after failed code attempts: list (staff, sellers) and
+    /// lift (staff).
+    Lockout(Family<cli_catalog::LockoutCmd>),
 }
 
 /// One catalog family's subcommand with the flags every catalog command
@@ -155,22 +159,85 @@ struct ServeArgs {
     /// Reversal window of a new data directory, in seconds.
     #[arg(long, default_value_t = 3600)]
     reversal_window_s: i64,
+    /// Code density limit of a new data directory, parts per million of a
+    /// code length's space (1..=10000; lower is safer against guessing,
+    /// see SECURITY.md).
+    #[arg(long, default_value_t = 10_000)]
+    code_density_ppm: u64,
+    /// Lockout of a principal (POS, verifier, seller) after failed code
+    /// attempts: FAILURES:WINDOW_S:LOCKOUT_S.
+    #[arg(long, default_value = "20:86400:86400", value_parser = parse_lockout)]
+    lockout_principal: LockoutLimit,
+    /// Lockout of an outlet after failed code attempts of its POS devices:
+    /// FAILURES:WINDOW_S:LOCKOUT_S.
+    #[arg(long, default_value = "60:86400:3600", value_parser = parse_lockout)]
+    lockout_outlet: LockoutLimit,
+    /// Lockout of a peer address (IPv4, or IPv6 /64) after failed code
+    /// attempts and failed logins: FAILURES:WINDOW_S:LOCKOUT_S.
+    #[arg(long, default_value = "200:3600:3600", value_parser = parse_lockout)]
+    lockout_peer: LockoutLimit,
+    /// Most failure counters kept at once (1000..=10000000).
+    #[arg(long, default_value_t = crate::guard::GUARD_KEYS_MAX_DEFAULT)]
+    lockout_keys_max: usize,
+    /// Close a logged-in connection with nothing in flight after this many
+    /// seconds of silence (1..=86400).
+    #[arg(long, default_value_t = crate::server::IDLE_TIMEOUT_MS_DEFAULT / 1000,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    idle_timeout_s: u64,
+    /// TLS on TCP also on a loopback address (clients use tcps://).
+    #[arg(long, conflicts_with = "plain_tcp")]
+    tcp_tls: bool,
+    /// Plain TCP also off loopback (without it, TCP off loopback is TLS).
+    #[arg(long)]
+    plain_tcp: bool,
+}
+
+/// Parses a lockout limit `FAILURES:WINDOW_S:LOCKOUT_S`, e.g.
+/// `20:86400:86400`, and checks its ranges.
+fn parse_lockout(s: &str) -> Result<LockoutLimit, String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let [failures, window, lockout] = parts[..] else {
+        return Err(format!(
+            "{s:?}: expected FAILURES:WINDOW_S:LOCKOUT_S, e.g. 20:86400:86400"
+        ));
+    };
+    let num = |what: &str, v: &str| -> Result<i64, String> {
+        v.trim()
+            .parse::<i64>()
+            .map_err(|_| format!("{s:?}: {what} {v:?} is not a whole number"))
+    };
+    let failures = num("FAILURES", failures)?;
+    let limit = LockoutLimit {
+        failures_max: u32::try_from(failures)
+            .map_err(|_| format!("{s:?}: FAILURES out of range"))?,
+        window_ms: num("WINDOW_S", window)?.saturating_mul(1000),
+        lockout_ms: num("LOCKOUT_S", lockout)?.saturating_mul(1000),
+    };
+    limit.validate("lockout")?;
+    Ok(limit)
 }
 
 #[derive(Args, Clone)]
 struct ClientArgs {
-    /// Server URL: tcp://host:port or quic://host:port.
+    /// Server URL: tcp://host:port, tcps://host:port (TCP with TLS) or
+    /// quic://host:port.
     #[arg(long, default_value = DEFAULT_SERVER, env = "VOUCH_SERVER", global = true)]
     server: String,
     /// File holding the credential token.
     #[arg(long, default_value = "./vouch-data/admin.token", global = true)]
     token_file: PathBuf,
-    /// CA certificate (PEM) to trust for QUIC.
+    /// CA certificate (PEM) to trust for QUIC and tcps://.
     #[arg(long, default_value = "./vouch-data/cert.pem", global = true)]
     ca: PathBuf,
     /// Print one JSON object instead of text.
     #[arg(long, global = true)]
     json: bool,
+    /// Give up on a request after this many seconds without a reply
+    /// (1..=3600); the request may or may not have been applied, so retry
+    /// it with the same request id.
+    #[arg(long, default_value_t = vouch_protocol::client::REQUEST_TIMEOUT_MS_DEFAULT / 1000,
+          global = true, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    timeout_s: u64,
 }
 
 #[derive(Args)]
@@ -334,7 +401,20 @@ pub fn main() -> ExitCode {
                     shards: a.shards,
                     time_zone: a.time_zone,
                     reversal_window_ms: a.reversal_window_s.saturating_mul(1000),
+                    code_density_ppm: a.code_density_ppm,
                     ..EngineConfig::default()
+                },
+                guard: GuardConfig {
+                    principal: a.lockout_principal,
+                    outlet: a.lockout_outlet,
+                    peer: a.lockout_peer,
+                    keys_max: a.lockout_keys_max,
+                },
+                idle_timeout_ms: a.idle_timeout_s * 1000,
+                tcp_security: match (a.tcp_tls, a.plain_tcp) {
+                    (true, _) => TcpSecurity::Tls,
+                    (_, true) => TcpSecurity::Plain,
+                    _ => TcpSecurity::Auto,
                 },
             };
             match rt.block_on(serve(opts)) {
@@ -366,6 +446,7 @@ fn wants_json(cmd: &Cmd) -> bool {
         Cmd::Provider(a) => a.client.json,
         Cmd::Outlet(a) => a.client.json,
         Cmd::Product(a) => a.client.json,
+        Cmd::Lockout(a) => a.client.json,
         Cmd::Token(a) => match &a.action {
             TokenAction::Issue { client, .. } | TokenAction::Revoke { client, .. } => client.json,
         },
@@ -425,7 +506,10 @@ async fn run_client(cmd: Cmd) -> ExitCode {
             )
         }
     };
-    let client = match Client::connect(&target, &token, Some(&client_args.ca)).await {
+    let options = vouch_protocol::client::ClientOptions {
+        request_timeout_ms: client_args.timeout_s * 1000,
+    };
+    let client = match Client::connect_with(&target, &token, Some(&client_args.ca), options).await {
         Ok(c) => c,
         Err(ClientError::Refused(e)) => {
             // The server answered: a refusal (bad token, version), exit 1.
@@ -565,6 +649,7 @@ fn build_request(cmd: Cmd) -> Result<(ClientArgs, ClientRequest), String> {
         Cmd::Provider(f) => return family(f, cli_catalog::provider),
         Cmd::Outlet(f) => return family(f, cli_catalog::outlet),
         Cmd::Product(f) => return family(f, cli_catalog::product),
+        Cmd::Lockout(f) => return family(f, cli_catalog::lockout),
         other => other,
     };
     if let Cmd::Token(a) = cmd {
@@ -612,7 +697,8 @@ fn build_command(cmd: Cmd) -> Result<(ClientArgs, Command), String> {
         | Cmd::Seller(_)
         | Cmd::Provider(_)
         | Cmd::Outlet(_)
-        | Cmd::Product(_) => return Err("internal: this command is not an engine command".into()),
+        | Cmd::Product(_)
+        | Cmd::Lockout(_) => return Err("internal: this command is not an engine command".into()),
         Cmd::Issue(a) => {
             let validity = a.validity.validity();
             let c = Issue {

@@ -312,6 +312,63 @@ pub enum OutletCmd {
     },
 }
 
+/// `vouch lockout …` (issue 7): keys locked out after failed code
+/// attempts, listed for staff (all) and sellers (their own), lifted by
+/// staff.
+#[derive(Subcommand)]
+pub enum LockoutCmd {
+    /// List lockouts: staff see all, a seller's token its POS, verifiers
+    /// and outlets.
+    List,
+    /// Lift a lockout at once (staff). Name exactly one key.
+    #[command(group(clap::ArgGroup::new("key").required(true).args(["pos", "verifier", "seller", "outlet", "peer"])))]
+    Lift {
+        /// A POS by its POS id.
+        #[arg(long)]
+        pos: Option<Id>,
+        /// A verifier account.
+        #[arg(long)]
+        verifier: Option<Id>,
+        /// A seller (its reversals).
+        #[arg(long)]
+        seller: Option<Id>,
+        /// An outlet.
+        #[arg(long)]
+        outlet: Option<Id>,
+        /// A peer address (IPv4, or any address of an IPv6 /64).
+        #[arg(long)]
+        peer: Option<std::net::IpAddr>,
+    },
+}
+
+/// The read or the staff command of `vouch lockout …`.
+pub fn lockout(c: LockoutCmd) -> Built {
+    use vouch_engine::catalog::{LockKey, LOCKOUTS_PAGE_ITEMS_MAX};
+    match c {
+        LockoutCmd::List => Built::Read(Q::Lockouts {
+            after: None,
+            limit: LOCKOUTS_PAGE_ITEMS_MAX,
+        }),
+        LockoutCmd::Lift {
+            pos,
+            verifier,
+            seller,
+            outlet,
+            peer,
+        } => {
+            let key = match (pos, verifier, seller, outlet, peer) {
+                (Some(id), ..) => LockKey::Principal(Actor::Device(id)),
+                (_, Some(id), ..) => LockKey::Principal(Actor::Verifier(id)),
+                (_, _, Some(id), ..) => LockKey::Principal(Actor::Seller(id)),
+                (_, _, _, Some(id), _) => LockKey::Outlet(id),
+                (.., Some(addr)) => LockKey::peer(addr),
+                _ => LockKey::Principal(Actor::Staff),
+            };
+            Built::Command(Actor::Staff, C::LiftLockout { key })
+        }
+    }
+}
+
 /// `vouch product …` (sellers; PUB-1..9).
 #[derive(Subcommand)]
 pub enum ProductCmd {
@@ -391,7 +448,14 @@ impl From<(Actor, C)> for Built {
 
 /// The next page of list read `query` after `view`, when `view` was full.
 pub fn next_page(query: &Q, view: &CatalogView) -> Option<Q> {
+    if let (Q::Lockouts { limit, .. }, CatalogView::Lockouts(v)) = (query, view) {
+        return (v.len() >= *limit as usize).then(|| Q::Lockouts {
+            after: v.last().map(|l| l.key),
+            limit: *limit,
+        });
+    }
     let last = match view {
+        CatalogView::Lockouts(_) => None,
         CatalogView::Categories(v) => v.last().map(|x| x.id),
         CatalogView::Providers(v) => v.last().map(|x| x.id),
         CatalogView::Outlets(v) => v.last().map(|x| x.id),
@@ -411,7 +475,7 @@ pub fn next_page(query: &Q, view: &CatalogView) -> Option<Q> {
         CatalogView::Verifiers(v) => v.len(),
         CatalogView::Devices(v) => v.len(),
         CatalogView::Products(v) => v.len(),
-        CatalogView::Seller(_) => 0,
+        CatalogView::Seller(_) | CatalogView::Lockouts(_) => 0,
     };
     if len < READ_PAGE_ITEMS_MAX as usize {
         return None;
@@ -432,7 +496,7 @@ pub fn next_page(query: &Q, view: &CatalogView) -> Option<Q> {
             seller: *seller,
             page: full,
         }),
-        Q::Seller { .. } | Q::Product { .. } => None,
+        Q::Seller { .. } | Q::Product { .. } | Q::Lockouts { .. } => None,
     }
 }
 
@@ -445,6 +509,7 @@ pub fn extend_view(view: &mut CatalogView, more: CatalogView) {
         (CatalogView::Verifiers(a), CatalogView::Verifiers(b)) => a.extend(b),
         (CatalogView::Devices(a), CatalogView::Devices(b)) => a.extend(b),
         (CatalogView::Products(a), CatalogView::Products(b)) => a.extend(b),
+        (CatalogView::Lockouts(a), CatalogView::Lockouts(b)) => a.extend(b),
         _ => {}
     }
 }
@@ -470,7 +535,31 @@ pub fn outcome_text(o: &vouch_engine::catalog::CatalogOutcome) -> String {
         }
         O::TPlusN(t) => format!("done; T+N now {t:?}"),
         O::Balance(b) => format!("done; balance {b} yuan"),
-        O::Delisted(ids) => format!("done; delisted products {ids:?}"),
+        O::Ticked {
+            delisted,
+            lockouts_ended,
+        } => format!(
+            "done; {} products delisted{}; {lockouts_ended} ended lockouts dropped",
+            delisted.len(),
+            if delisted.is_empty() {
+                String::new()
+            } else {
+                let ids: Vec<String> = delisted.iter().map(|id| id.to_string()).collect();
+                format!(" ({})", ids.join(", "))
+            }
+        ),
+    }
+}
+
+/// An instant (unix ms) in this machine's time zone with its offset,
+/// e.g. `2026-12-01 21:30:00+08:00`.
+pub fn local_time(ms: i64) -> String {
+    match jiff::Timestamp::from_millisecond(ms) {
+        Ok(t) => t
+            .to_zoned(jiff::tz::TimeZone::system())
+            .strftime("%Y-%m-%d %H:%M:%S%:z")
+            .to_string(),
+        Err(_) => ms.to_string(),
     }
 }
 
@@ -487,6 +576,17 @@ pub fn print_view(view: &CatalogView, json: bool) {
             CatalogView::Verifiers(v) => json!({"ok": true, "items": v}),
             CatalogView::Devices(v) => json!({"ok": true, "items": v}),
             CatalogView::Products(v) => json!({"ok": true, "items": v}),
+            CatalogView::Lockouts(v) => {
+                let items: Vec<_> = v
+                    .iter()
+                    .map(|l| {
+                        json!({"key": l.key.to_string(), "since_ms": l.since_ms,
+                               "since": local_time(l.since_ms), "until_ms": l.until_ms,
+                               "until": local_time(l.until_ms), "failures": l.failures})
+                    })
+                    .collect();
+                json!({"ok": true, "items": items})
+            }
         };
         println!("{value}");
         return;
@@ -553,6 +653,18 @@ pub fn print_view(view: &CatalogView, json: bool) {
                 format!(
                     "verifier {} of seller {}: real name {}, parent {:?}, outlets {:?}",
                     x.id, x.seller, x.real_name, x.parent, x.outlets
+                )
+            })
+            .collect(),
+        CatalogView::Lockouts(v) => v
+            .iter()
+            .map(|l| {
+                format!(
+                    "{} locked out since {} until {} after {} failed code attempts",
+                    l.key,
+                    local_time(l.since_ms),
+                    local_time(l.until_ms),
+                    l.failures
                 )
             })
             .collect(),

@@ -14,5 +14,6 @@
 pub mod cli;
 pub mod cli_catalog;
 pub mod data_dir;
+pub mod guard;
 pub mod pipeline;
 pub mod server;

@@ -9,15 +9,18 @@
 //! batch N syncs, the worker is already applying batch N+1.
 
 use crate::data_dir::{CatalogEntry, LogRecord};
+use crate::guard::{self, Guard};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use vouch_engine::catalog::LockKey;
 use vouch_engine::catalog::{
     Actor, Catalog, CatalogCommand, CatalogEvent, CatalogOutcome, CatalogQuery,
 };
 use vouch_engine::command::CatalogFact;
 use vouch_engine::engine::changed_state;
-use vouch_engine::{Command, Effect, Reply, Shard};
+use vouch_engine::shard::Caller;
+use vouch_engine::{Command, Effect, ErrorCode, Rejection, Reply, Shard};
 use vouch_protocol::{Response, WireError, WireReply};
 use vouch_storage::group_commit::Job;
 
@@ -31,9 +34,25 @@ pub const BATCH_COMMANDS_MAX: usize = 8_000;
 /// wait, which stops them reading from their sockets.
 pub const SHARD_QUEUE_MESSAGES_MAX: usize = 4_096;
 
+/// A request's share of the in-flight budgets (issue 7 item 5): of its
+/// connection, of its principal across its connections (tenants only) and
+/// of the whole server, each in units of one request plus one per 64 KiB
+/// it may hold (`server::request_units`). Released when its reply has been
+/// written to the peer, so a client that does not read stops being read.
+pub struct Permit {
+    /// The connection's share.
+    pub conn: OwnedSemaphorePermit,
+    /// The principal's share; None for staff.
+    pub principal: Option<OwnedSemaphorePermit>,
+    /// The server's share.
+    pub server: OwnedSemaphorePermit,
+}
+
 /// A connection writer's queue: correlation id, response, and the
 /// request's in-flight permit, released once the response is written.
-pub type ConnTx = mpsc::UnboundedSender<(u64, Response, Option<OwnedSemaphorePermit>)>;
+/// Every entry holds a permit except the one error that closes the
+/// connection, so the queue is bounded by the connection's budget.
+pub type ConnTx = mpsc::UnboundedSender<(u64, Response, Option<Permit>)>;
 
 /// Where a reply goes once durable.
 pub enum ReplyTo {
@@ -44,7 +63,7 @@ pub enum ReplyTo {
         /// Correlation id of the request.
         corr: u64,
         /// Released when the reply is written (in-flight limit).
-        permit: Option<OwnedSemaphorePermit>,
+        permit: Option<Permit>,
     },
     /// Into slot `index` of a batch frame's reply.
     Gather {
@@ -61,17 +80,12 @@ pub struct Gather {
     remaining: AtomicUsize,
     tx: ConnTx,
     corr: u64,
-    permit: Mutex<Option<OwnedSemaphorePermit>>,
+    permit: Mutex<Option<Permit>>,
 }
 
 impl Gather {
     /// A gather of `len` replies for request `corr` on connection `tx`.
-    pub fn new(
-        len: usize,
-        tx: ConnTx,
-        corr: u64,
-        permit: Option<OwnedSemaphorePermit>,
-    ) -> Arc<Gather> {
+    pub fn new(len: usize, tx: ConnTx, corr: u64, permit: Option<Permit>) -> Arc<Gather> {
         Arc::new(Gather {
             slots: Mutex::new(vec![None; len]),
             remaining: AtomicUsize::new(len),
@@ -82,12 +96,87 @@ impl Gather {
     }
 }
 
+/// Who sent a command and from where: what a refusal may tell them
+/// (ORD-7) and what failed code attempts are counted under (issue 7).
+#[derive(Clone, Copy, Debug)]
+pub struct Origin {
+    /// Staff (the admin token, staff tokens) or a tenant.
+    pub caller: Caller,
+    /// The authenticated principal; None for the admin token.
+    pub actor: Option<Actor>,
+    /// The transport peer's key (address or /64 prefix).
+    pub peer: LockKey,
+}
+
+impl Origin {
+    /// The origin of the server's own commands and of recovery.
+    pub const SERVER: Origin = Origin {
+        caller: Caller::Staff,
+        actor: None,
+        peer: LockKey::Peer(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
+    };
+}
+
 /// One command for a shard worker and where its reply goes.
 pub struct Op {
     /// The command.
     pub command: Command,
+    /// Who sent it.
+    pub origin: Origin,
     /// Its reply's destination.
     pub reply: ReplyTo,
+}
+
+/// Whether a refusal of `command` is a failed code attempt (issue 7): a
+/// `code_invalid` lookup or redemption, or a reversal naming a redemption
+/// or code that is not there.
+fn failed_attempt(command: &Command, reply: &Reply) -> bool {
+    let Err(rejection) = reply else { return false };
+    match command {
+        Command::Lookup(_) | Command::Redeem(_) => rejection.code == ErrorCode::CodeInvalid,
+        Command::Reverse(_) => rejection.code == ErrorCode::RedemptionUnknown,
+        _ => false,
+    }
+}
+
+/// The lockout keys of an op: its principal, its peer and, for a POS, the
+/// outlet the catalog registered it at. Empty for staff and for commands
+/// that guess no code.
+fn lock_keys(shard: &Shard, op: &Op) -> Vec<LockKey> {
+    if !matches!(
+        op.command,
+        Command::Lookup(_) | Command::Redeem(_) | Command::Reverse(_)
+    ) {
+        return Vec::new();
+    }
+    let outlet = match op.origin.actor {
+        Some(Actor::Device(pos)) => shard.device_outlet(pos),
+        _ => None,
+    };
+    guard::keys_of(op.origin.actor, op.origin.peer, outlet)
+}
+
+/// Applies one op for its origin: a locked-out key is refused before the
+/// engine sees the command (`locked_out`), and a failed code attempt is
+/// counted. Both cost nothing while nothing is locked out and the command
+/// succeeds.
+fn apply_guarded(
+    shard: &mut Shard,
+    guard: &Guard,
+    now: i64,
+    op: &Op,
+    effects: &mut Vec<Effect>,
+) -> Reply {
+    if op.origin.caller == Caller::Tenant && guard.any_locked() {
+        if let Some(until) = guard.locked_until(now, &lock_keys(shard, op)) {
+            return Err(Rejection::locked_out((until - now).max(1) as u64));
+        }
+    }
+    let reply = shard.apply_as(now, op.origin.caller, &op.command, effects);
+    if op.origin.caller == Caller::Tenant && failed_attempt(&op.command, &reply) {
+        guard.failure(now, &lock_keys(shard, op));
+    }
+    reply
 }
 
 fn to_wire(reply: Reply) -> WireReply {
@@ -202,6 +291,7 @@ pub fn run_worker(
     commit: crossbeam_channel::Sender<Job>,
     stats: Arc<Stats>,
     claims: Arc<Claims>,
+    guard: Arc<Guard>,
 ) {
     let mut clock = Clock::default();
     let mut effects: Vec<Effect> = Vec::new();
@@ -218,13 +308,14 @@ pub fn run_worker(
         }
         for op in ops {
             let repeat = shard.is_repeat(&op.command);
-            let reply = shard.apply(now, &op.command, &mut effects);
+            let reply = apply_guarded(&mut shard, &guard, now, &op, &mut effects);
             if let Some(rid) = op.command.request_id() {
                 settle_claim(&claims, &shard, rid);
             }
             if let Err(rej) = &reply {
                 if let Some(reason) = rej.reason {
-                    tracing::debug!(shard = shard.index(), ?reason, "code_invalid");
+                    let origin = op.origin;
+                    tracing::debug!(shard = shard.index(), ?reason, ?origin, "code_invalid");
                 }
             }
             // Only what changed state is logged (refusals are not replayed).
@@ -283,7 +374,7 @@ pub struct CatalogOp {
     /// Correlation id of the request.
     pub corr: u64,
     /// The request's in-flight permit.
-    pub permit: Option<OwnedSemaphorePermit>,
+    pub permit: Option<Permit>,
 }
 
 /// Runs the catalog worker until its queue closes: like a shard worker,
@@ -299,6 +390,8 @@ pub fn run_catalog_worker(
     commit: crossbeam_channel::Sender<Job>,
     tokens: Arc<TokenMap>,
     fact_txs: Vec<crossbeam_channel::Sender<CatalogFact>>,
+    guard: Arc<Guard>,
+    revoked: Arc<tokio::sync::watch::Sender<u64>>,
 ) {
     let mut clock = Clock::default();
     let mut events = Vec::new();
@@ -308,6 +401,7 @@ pub fn run_catalog_worker(
         let mut applied = Vec::new();
         let mut token_updates = Vec::new();
         let mut facts_out = Vec::new();
+        let mut lifted = Vec::new();
         for op in ops {
             let e = match &op.work {
                 CatalogWork::Command(e) => e,
@@ -327,6 +421,10 @@ pub fn run_catalog_worker(
             {
                 token_updates.push((*token_hash, catalog.token_actor(token_hash)));
             }
+            if let (CatalogCommand::LiftLockout { key }, Ok(_)) = (&e.command, &reply) {
+                tracing::warn!(key = %key, actor = ?e.actor, "lockout lifted");
+                lifted.push(*key);
+            }
             for event in events.drain(..) {
                 match event {
                     CatalogEvent::Fact(f) => facts_out.push(f),
@@ -337,7 +435,7 @@ pub fn run_catalog_worker(
             }
             // A tick that delisted nothing changed nothing: no log record
             // every minute of an idle server.
-            let idle_tick = matches!(&reply, Ok(CatalogOutcome::Delisted(d)) if d.is_empty());
+            let idle_tick = matches!(&reply, Ok(CatalogOutcome::Ticked { delisted, lockouts_ended: 0 }) if delisted.is_empty());
             // A retry changed nothing either: no record, or any client
             // could grow the log (and the replay time) at will.
             if reply.is_ok() && !idle_tick && !repeat {
@@ -357,6 +455,8 @@ pub fn run_catalog_worker(
         };
         let tokens = tokens.clone();
         let fact_txs = fact_txs.clone();
+        let guard = guard.clone();
+        let revoked = revoked.clone();
         let job = Job {
             record,
             done: Box::new(move || {
@@ -366,12 +466,22 @@ pub fn run_catalog_worker(
                         let _ = tx.send(f.clone());
                     }
                 }
-                // Credentials change only once their record is durable.
+                // Credentials change only once their record is durable; a
+                // revocation closes the token's open connections.
+                let mut any_revoked = false;
                 for (hash, actor) in token_updates {
                     match actor {
-                        Some(a) => tokens.insert(hash, a),
-                        None => tokens.remove(&hash).map(|(_, a)| a),
-                    };
+                        Some(a) => {
+                            tokens.insert(hash, a);
+                        }
+                        None => any_revoked |= tokens.remove(&hash).is_some(),
+                    }
+                }
+                if any_revoked {
+                    revoked.send_modify(|epoch| *epoch += 1);
+                }
+                for key in &lifted {
+                    guard.lift(key);
                 }
                 for (op, response) in replies {
                     let _ = op.tx.send((op.corr, response, op.permit));

@@ -5,6 +5,7 @@ mod common;
 mod helpers;
 
 use common::Server;
+use helpers::tenants::*;
 use helpers::*;
 use rust_decimal::Decimal;
 use vouch_engine::catalog::*;
@@ -13,134 +14,6 @@ use vouch_protocol::client::ClientError;
 use vouch_protocol::Client;
 
 const MOBILE: &str = "13900004321";
-
-async fn catalog(
-    client: &Client,
-    serial: u64,
-    act_as: Option<Actor>,
-    command: CatalogCommand,
-) -> CatalogOutcome {
-    let rid = RequestId { source: 77, serial };
-    client
-        .catalog(rid, act_as, command)
-        .await
-        .expect("connection")
-        .unwrap_or_else(|e| panic!("catalog command refused: {e}"))
-}
-
-/// A request id of the token `token` (its request-id source).
-fn rid_of(token: &str, serial: u64) -> RequestId {
-    let source = vouch::server::token_source(&vouch::server::token_hash(token));
-    RequestId { source, serial }
-}
-
-/// A redemption by POS `pos` whose token is `token`, at outlet 900.
-fn redeem_by(token: &str, pos: u64, serial: u64, code: vouch_engine::Code, l4: &str) -> Command {
-    let mut r = redeem_cmd(pos, serial, code, l4, 1);
-    r.request_id = rid_of(token, serial);
-    r.outlet_id = 900;
-    Command::Redeem(r)
-}
-
-fn refused_with(result: Result<impl std::fmt::Debug, ClientError>, code: ErrorCode) {
-    match result {
-        Err(ClientError::Refused(e)) => assert_eq!(e.code, code.number(), "{e}"),
-        other => panic!("expected {code}, got {other:?}"),
-    }
-}
-
-/// Seller 500 onboarded with outlet 900, provider 70 linked, POS 31 of
-/// provider 70 at outlet 900, and tokens for seller, front end and POS.
-async fn set_up(admin: &Client) -> (String, String, String) {
-    let yuan = |s: &str| s.parse::<Decimal>().unwrap();
-    let seller = Some(Actor::Seller(500));
-    let mut n = 0;
-    let mut next = || {
-        n += 1;
-        n
-    };
-    let put = CatalogCommand::PutCategory {
-        id: 11,
-        parent: None,
-        name: "bread".into(),
-        supports_vouchers: true,
-        deposit: yuan("500.00"),
-        min_expiry_refund_ratio: None,
-        supports_auto_refund: true,
-    };
-    catalog(admin, next(), None, put).await;
-    let create = CatalogCommand::CreateSeller {
-        id: 500,
-        kind: SellerKind::Marketplace,
-        self_issuing: false,
-        group_buying_operator: false,
-    };
-    catalog(admin, next(), None, create).await;
-    catalog(admin, next(), seller, CatalogCommand::AcceptAgreement).await;
-    let bind = CatalogCommand::BindPaymentAccount {
-        account: "p".into(),
-        supports_freezing: true,
-        accept_payment_agreement: true,
-    };
-    catalog(admin, next(), seller, bind).await;
-    let confirm = CatalogCommand::ConfirmOnboarding {
-        service_phone: "400".into(),
-        categories: vec![11],
-    };
-    catalog(admin, next(), seller, confirm).await;
-    let outlet = CatalogCommand::AddOutlet {
-        id: 900,
-        name: "o".into(),
-        address: "a".into(),
-        latitude: yuan("31"),
-        longitude: yuan("121"),
-    };
-    catalog(admin, next(), seller, outlet).await;
-    catalog(
-        admin,
-        next(),
-        None,
-        CatalogCommand::RegisterProvider {
-            id: 70,
-            name: "p".into(),
-            code_digits: 8,
-        },
-    )
-    .await;
-    catalog(
-        admin,
-        next(),
-        Some(Actor::Provider(70)),
-        CatalogCommand::LinkSeller { seller: 500 },
-    )
-    .await;
-    let device = CatalogCommand::RegisterDevice {
-        pos_id: 31,
-        outlet: 900,
-        check_method: CheckMethod::Code,
-    };
-    catalog(admin, next(), Some(Actor::Provider(70)), device).await;
-    let mut tokens = Vec::new();
-    for (i, actor) in [Actor::Seller(500), Actor::FrontEnd, Actor::Device(31)]
-        .into_iter()
-        .enumerate()
-    {
-        let token = format!("test-token-{i}-{}", "x".repeat(20));
-        let hash = vouch::server::token_hash(&token);
-        catalog(
-            admin,
-            next(),
-            None,
-            CatalogCommand::IssueToken {
-                token_hash: hash,
-                actor,
-            },
-        )
-        .await;
-        tokens.push(token);
-    }
-    (tokens[0].clone(), tokens[1].clone(), tokens[2].clone())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn role_matrix_tokens_bind_principals_and_survive_restart() {
@@ -502,33 +375,117 @@ async fn tenants_never_read_or_redeem_another_sellers_data_over_the_wire() {
     let issued = as_issued(run(&front, Command::Issue(order)).await);
     let l4 = last4(MOBILE);
 
-    // Verifier 61 of seller 600: no lookup, no redemption of seller 500's code.
-    let verifier = Client::connect(&target, verifier_token, Some(&server.ca()))
+    // A redemption of one unit by seller 500's verifier 51 on POS 31, so
+    // that there is a redemption for others to try to reverse.
+    let add_verifier = CatalogCommand::AddVerifier {
+        id: 51,
+        real_name: true,
+        parent: None,
+        outlets: vec![900],
+    };
+    catalog(&admin, next(), Some(Actor::Seller(500)), add_verifier).await;
+    let device = CatalogCommand::RegisterDevice {
+        pos_id: 62,
+        outlet: 960,
+        check_method: CheckMethod::Code,
+    };
+    catalog(
+        &admin,
+        next(),
+        Some(Actor::Provider(PLATFORM_PROVIDER)),
+        device,
+    )
+    .await;
+    let device_token = token_for(&admin, next(), Actor::Device(62)).await;
+    let provider_token = token_for(&admin, next(), Actor::Provider(70)).await;
+    let redemption = RequestId {
+        source: 31,
+        serial: 1,
+    };
+    let mut first = redeem_cmd(31, 1, issued.code, &l4, 1);
+    first.request_id = redemption;
+    first.verifier_id = 51;
+    first.outlet_id = 900;
+    let live = as_redeemed(run(&admin, Command::Redeem(first)).await)
+        .new_code
+        .expect("2 units left");
+    let unknown = vouch_engine::Code::new(8, (live.value() + 2) % 100_000_000).unwrap();
+
+    // Issue 7 item 1: to seller 600's verifier 61, POS 62, seller token and
+    // to provider 70, the right code and last four get exactly the reply
+    // of an unknown code — on lookups, redemptions and reversals.
+    let ca = server.ca();
+    let callers = [
+        (verifier_token.to_string(), Actor::Verifier(61)),
+        (device_token, Actor::Device(62)),
+        (other_token.to_string(), Actor::Seller(600)),
+        (provider_token, Actor::Provider(70)),
+    ];
+    for (token, actor) in &callers {
+        let client = Client::connect(&target, token, Some(&ca)).await.unwrap();
+        let look = |code| {
+            Command::Lookup(vouch_engine::command::Lookup {
+                code,
+                phone_last4: l4.clone(),
+                verifier_id: None,
+                pos_id: None,
+            })
+        };
+        let redeem = |code| {
+            let mut r = redeem_cmd(0, 1, code, &l4, 1);
+            r.request_id = rid_of(token, 1);
+            r.outlet_id = 960;
+            (r.verifier_id, r.pos_id) = match actor {
+                Actor::Device(p) => (61, Some(*p)),
+                _ => (61, None),
+            };
+            Command::Redeem(r)
+        };
+        let reverse = |code| {
+            Command::Reverse(vouch_engine::command::Reverse {
+                request_id: rid_of(token, 2),
+                code,
+                redemption,
+                pos_id: matches!(actor, Actor::Device(_)).then_some(62),
+                seller_id: matches!(actor, Actor::Seller(_)).then_some(600),
+            })
+        };
+        for (what, right, none) in [
+            ("lookup", look(live), look(unknown)),
+            ("redeem", redeem(live), redeem(unknown)),
+            ("reverse", reverse(live), reverse(unknown)),
+        ] {
+            let right = client.command(right).await;
+            let none = client.command(none).await;
+            assert_eq!(
+                format!("{right:?}"),
+                format!("{none:?}"),
+                "{what} by {actor:?}"
+            );
+            let refused = match &right {
+                Ok(Err(e)) => e.code,
+                Err(ClientError::Refused(e)) => e.code,
+                other => panic!("{what} by {actor:?} was not refused: {other:?}"),
+            };
+            assert!(
+                [
+                    ErrorCode::CodeInvalid,
+                    ErrorCode::RedemptionUnknown,
+                    ErrorCode::NotPermitted
+                ]
+                .map(|c| c.number())
+                .contains(&refused),
+                "{what} by {actor:?}: {right:?}"
+            );
+        }
+    }
+    let verifier = Client::connect(&target, verifier_token, Some(&ca))
         .await
         .unwrap();
-    let look = Command::Lookup(vouch_engine::command::Lookup {
-        code: issued.code,
-        phone_last4: l4.clone(),
-        verifier_id: None,
-        pos_id: None,
-    });
-    assert_rejected(
-        &run(&verifier, look).await,
-        ErrorCode::VerifierNotAuthorized,
-    );
-    let mut redeem = redeem_cmd(0, 1, issued.code, &l4, 1);
-    redeem.request_id = rid_of(verifier_token, 1);
-    redeem.verifier_id = 61;
-    redeem.pos_id = None;
-    redeem.outlet_id = 900;
-    assert_rejected(
-        &run(&verifier, Command::Redeem(redeem)).await,
-        ErrorCode::VerifierNotAuthorized,
-    );
     assert_eq!(
-        as_looked_up(lookup(&admin, issued.code, &l4).await).units_remaining,
-        3,
-        "nothing was redeemed"
+        as_looked_up(lookup(&admin, live, &l4).await).units_remaining,
+        2,
+        "nothing more was redeemed"
     );
 
     // Reads: each seller sees its own, never the other's.

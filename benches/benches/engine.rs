@@ -17,6 +17,10 @@
 //!   replaced and the next redeem of it uses the new code from the reply.
 //! - `redeem_full`: redeem all units of a voucher (no replacement code).
 //! - `lookup`: look a live code up.
+//! - `code_check_paths/*` (issue 7 item 4): a wrong guess of each kind —
+//!   an unknown code, a replaced code, a live code with wrong last four
+//!   digits, an expired code — against the same state. The four should
+//!   take the same time: a stopwatch must not tell them apart.
 
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
@@ -323,11 +327,95 @@ fn bench_lookup(c: &mut Criterion) {
     group.finish();
 }
 
+/// Wrong guesses of each kind, each against its own pool of codes so that
+/// caches treat them alike: unknown codes, replaced codes (redeemed
+/// partly, now in quarantine), live codes with wrong digits, and live
+/// codes looked up after their validity ended.
+fn bench_code_check_paths(c: &mut Criterion) {
+    let mut group = c.benchmark_group("code_check_paths");
+    group.measurement_time(Duration::from_secs(3));
+    group.throughput(Throughput::Elements(1));
+    let mut state = State::new(2);
+    let live: Vec<Code> = state.codes.make_contiguous().to_vec();
+    let n = live.len() / 3;
+    let mut effects = Vec::new();
+    let mut replaced = Vec::with_capacity(n);
+    for (serial, code) in live[..n].iter().enumerate() {
+        let mut cmd = redeem_cmd(1);
+        if let Command::Redeem(r) = &mut cmd {
+            r.code = *code;
+            r.request_id = RequestId {
+                source: 77,
+                serial: serial as u64,
+            };
+        }
+        match state.engine.apply(NOW_MS, &cmd, &mut effects) {
+            Ok(Outcome::Redeemed(_)) => replaced.push(*code),
+            other => panic!("redeem failed: {other:?}"),
+        }
+        effects.clear();
+    }
+    let space = 10u64.pow(u32::from(CODE_DIGITS));
+    let unknown: Vec<Code> = live[..n]
+        .iter()
+        .map(|c| Code::new(CODE_DIGITS, (c.value() + 2) % space).expect("in the space"))
+        .filter(|code| {
+            let probe = Command::Lookup(Lookup {
+                code: *code,
+                phone_last4: LAST4.into(),
+                verifier_id: None,
+                pos_id: None,
+            });
+            state.engine.apply(NOW_MS, &probe, &mut effects).is_err()
+        })
+        .collect();
+    let wrong_digits: Vec<Code> = live[n..2 * n].to_vec();
+    let expired: Vec<Code> = live[2 * n..3 * n].to_vec();
+    let later_ms = NOW_MS + 400 * 86_400_000;
+    let cases: [(&str, &[Code], &str, i64); 4] = [
+        ("unknown", &unknown, LAST4, NOW_MS),
+        ("replaced", &replaced, LAST4, NOW_MS),
+        ("wrong_last4", &wrong_digits, "0000", NOW_MS),
+        ("expired", &expired, LAST4, later_ms),
+    ];
+    for (name, codes, last4, now) in cases {
+        let mut command = Command::Lookup(Lookup {
+            code: codes[0],
+            phone_last4: last4.into(),
+            verifier_id: None,
+            pos_id: None,
+        });
+        let mut i = 0;
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let engine = &mut state.engine;
+                let start = Instant::now();
+                for _ in 0..iters {
+                    if let Command::Lookup(l) = &mut command {
+                        l.code = codes[i];
+                    }
+                    match engine.apply(now, &command, &mut effects) {
+                        Err(r) => {
+                            black_box(r);
+                        }
+                        other => panic!("{name}: a wrong guess was answered: {other:?}"),
+                    }
+                    i = (i + 1) % codes.len();
+                }
+                start.elapsed()
+            })
+        });
+    }
+    drop(state);
+    group.finish();
+}
+
 criterion_group!(
     benches,
     bench_issue,
     bench_redeem,
     bench_redeem_full,
-    bench_lookup
+    bench_lookup,
+    bench_code_check_paths
 );
 criterion_main!(benches);

@@ -10,7 +10,9 @@
 //! mutation carries a client request id and is idempotent like redemptions
 //! (invariant 4).
 
+mod lockout;
 mod read;
+pub use lockout::*;
 pub use read::*;
 
 use crate::error::{ErrorCode, Rejection};
@@ -46,7 +48,7 @@ pub fn token_source(hash: &[u8; 32]) -> u64 {
 }
 
 /// Who is asking, as the server authenticated it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Actor {
     /// Platform staff (小二).
     Staff,
@@ -357,6 +359,21 @@ pub enum CatalogCommand {
         /// SHA-256 of the token.
         token_hash: [u8; 32],
     },
+    /// The system (the server's failure counters): lock `key` out until
+    /// `until_ms` after `failures` failed code attempts (issue 7).
+    LockOut {
+        /// What is locked out.
+        key: LockKey,
+        /// End of the lockout, unix ms (exclusive).
+        until_ms: i64,
+        /// Failures counted in the window.
+        failures: u32,
+    },
+    /// Staff: lift the lockout of `key` at once.
+    LiftLockout {
+        /// What to let in again.
+        key: LockKey,
+    },
 }
 
 impl CatalogCommand {
@@ -387,6 +404,8 @@ impl CatalogCommand {
             | DelistProduct { .. } => matches!(actor, Actor::Seller(_)),
             LinkSeller { .. } | RegisterDevice { .. } => matches!(actor, Actor::Provider(_)),
             Tick => matches!(actor, Actor::System | Actor::Staff),
+            LockOut { .. } => actor == Actor::System,
+            LiftLockout { .. } => actor == Actor::Staff,
         }
     }
 }
@@ -435,7 +454,12 @@ pub enum CatalogOutcome {
     /// An account balance after the movement, yuan.
     Balance(Decimal),
     /// Products delisted by a tick.
-    Delisted(Vec<Id>),
+    Ticked {
+        /// Products delisted because their validity ended (PUB-3).
+        delisted: Vec<Id>,
+        /// Lockouts whose cooling period had ended, dropped.
+        lockouts_ended: u32,
+    },
 }
 
 /// A catalog command's reply.
@@ -525,6 +549,8 @@ pub struct Catalog {
     tokens: BTreeMap<[u8; 32], Actor>,
     /// Request-id sources of every token ever registered, revoked or not.
     token_sources: BTreeSet<u64>,
+    /// Keys locked out after failed code attempts (issue 7).
+    lockouts: BTreeMap<LockKey, LockoutView>,
 }
 
 fn reject(code: ErrorCode, message: impl Into<String>) -> Rejection {
@@ -639,6 +665,7 @@ impl Catalog {
             done: HashMap::new(),
             tokens: BTreeMap::new(),
             token_sources: BTreeSet::new(),
+            lockouts: BTreeMap::new(),
         }
     }
 
@@ -1337,8 +1364,18 @@ impl Catalog {
                 for id in &delisted {
                     events.extend(self.product_fact(*id).map(CatalogEvent::Fact));
                 }
-                Ok(CatalogOutcome::Delisted(delisted))
+                let lockouts_ended = self.end_lockouts(now_ms);
+                Ok(CatalogOutcome::Ticked {
+                    delisted,
+                    lockouts_ended,
+                })
             }
+            LockOut {
+                key,
+                until_ms,
+                failures,
+            } => self.lock_out(now_ms, *key, *until_ms, *failures),
+            LiftLockout { key } => self.lift_lockout(now_ms, *key),
         }
     }
 

@@ -3,7 +3,7 @@
 //! and routes with the same [`route`].
 
 use crate::command::{Command, Effect, Reply};
-use crate::shard::{EngineConfig, Shard};
+use crate::shard::{Caller, EngineConfig, Shard};
 
 /// The shard that owns a command (DESIGN invariant 2): issue by the order
 /// id's xxh3 hash, code commands by the code's value, audit by its field.
@@ -60,8 +60,21 @@ impl Engine {
         })
     }
 
-    /// Routes and applies one command at `now_ms`; see [`Shard::apply`].
+    /// Routes and applies one command at `now_ms` as staff; see
+    /// [`Shard::apply`].
     pub fn apply(&mut self, now_ms: i64, command: &Command, effects: &mut Vec<Effect>) -> Reply {
+        self.apply_as(now_ms, Caller::Staff, command, effects)
+    }
+
+    /// Routes and applies one command at `now_ms` sent by `caller`; see
+    /// [`Shard::apply_as`].
+    pub fn apply_as(
+        &mut self,
+        now_ms: i64,
+        caller: Caller,
+        command: &Command,
+        effects: &mut Vec<Effect>,
+    ) -> Reply {
         if let Command::CatalogFact(_) = command {
             let mut last = Ok(crate::Outcome::FactNoted);
             for s in &mut self.shards {
@@ -75,7 +88,7 @@ impl Engine {
             i = *claimed;
         }
         let shard = &mut self.shards[i as usize];
-        let reply = shard.apply(now_ms, command, effects);
+        let reply = shard.apply_as(now_ms, caller, command, effects);
         if let Some(r) = rid.filter(|r| shard.knows_request(r)) {
             self.claims.entry(r).or_insert(i);
         }

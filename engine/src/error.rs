@@ -11,7 +11,8 @@ pub enum ErrorCode {
     /// A field is malformed or out of range (the message names it).
     BadRequest = 1,
     /// The code is unknown, replaced, expired, or the last four phone digits
-    /// do not match. These look the same to the caller on purpose (ORD-7,
+    /// do not match — or, to a caller of another seller, any outcome of
+    /// that seller's voucher (ORD-7). These look the same to the caller on purpose (ORD-7,
     /// DESIGN "code guessing"); the engine's rejection keeps the real reason.
     CodeInvalid = 2,
     /// Units to redeem must be at least 1 (ORD-7).
@@ -68,14 +69,17 @@ pub enum ErrorCode {
     SellerNotOnboarded = 34,
     /// Only a group-buying operator may publish group-buying products (ONB-5).
     GroupBuyingNotAllowed = 35,
-    /// The outlet is not one of the product's outlets (ORD-7, PUB-5).
+    /// The outlet is not one of the product's outlets (ORD-7, PUB-5); to
+    /// another seller's callers it is `code_invalid`.
     OutletNotAllowed = 37,
-    /// The verifier is not authorised for the voucher's seller and this
-    /// outlet (ORD-7), or looks up a code of another seller (ORD-9).
+    /// The verifier is not authorised for this outlet of the voucher's
+    /// seller (ORD-7). Given only to staff and the voucher's own seller's
+    /// callers; to another seller's it is `code_invalid`.
     VerifierNotAuthorized = 38,
     /// The POS is not registered for the voucher's seller at this outlet,
     /// or belongs to another code provider than the product's (ORD-7,
-    /// PRV-3), or looks up a code of another seller (ORD-9).
+    /// PRV-3). Given only to staff and the voucher's own seller's callers;
+    /// to another seller's it is `code_invalid`.
     DeviceNotRegistered = 39,
     /// A verifier account (or sub-account) must be real-name verified.
     VerifierNotRealName = 40,
@@ -96,6 +100,10 @@ pub enum ErrorCode {
     Unavailable = 105,
     /// The caller's role may not run this command.
     NotPermitted = 106,
+    /// Too many failed code attempts (or logins) from this principal,
+    /// outlet or peer address: every request of it is refused until the
+    /// lockout ends (`retry_after_ms`) or staff lift it (issue 7).
+    LockedOut = 107,
 }
 
 impl ErrorCode {
@@ -143,6 +151,7 @@ impl ErrorCode {
             ErrorCode::BatchTooLarge => "batch_too_large",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::NotPermitted => "not_permitted",
+            ErrorCode::LockedOut => "locked_out",
         }
     }
 
@@ -170,6 +179,9 @@ pub enum InvalidCodeReason {
     Expired,
     /// The last four digits of the phone do not match.
     WrongPhoneDigits,
+    /// Code and digits matched a voucher of another seller than the
+    /// caller's (ORD-7: to that caller it does not exist).
+    OtherSeller,
 }
 
 /// A refused command: the stable code, a human message, and for
@@ -183,6 +195,8 @@ pub struct Rejection {
     /// Only for `code_invalid`; stripped before a reply leaves the server.
     #[serde(skip)]
     pub reason: Option<InvalidCodeReason>,
+    /// Only for `locked_out`: ms until the lockout ends.
+    pub retry_after_ms: Option<u64>,
 }
 
 impl Rejection {
@@ -192,6 +206,21 @@ impl Rejection {
             code,
             message: message.into(),
             reason: None,
+            retry_after_ms: None,
+        }
+    }
+
+    /// `locked_out` for `retry_after_ms` more ms (issue 7).
+    pub fn locked_out(retry_after_ms: u64) -> Self {
+        Rejection {
+            retry_after_ms: Some(retry_after_ms),
+            ..Rejection::new(
+                ErrorCode::LockedOut,
+                format!(
+                    "locked out after too many failed code attempts; retry after {} s or ask staff to lift it",
+                    retry_after_ms.div_ceil(1000)
+                ),
+            )
         }
     }
 
@@ -203,6 +232,7 @@ impl Rejection {
                 "code not valid for redemption (check the code and the last four phone digits)"
                     .into(),
             reason: Some(reason),
+            retry_after_ms: None,
         }
     }
 }

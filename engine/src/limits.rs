@@ -23,7 +23,8 @@ pub const VALIDITY_DAYS_MAX: u16 = 3_650;
 /// random guess of a well-formed code hits a live code once in 100 tries,
 /// and then still needs the buyer's last four phone digits (1 in 10,000).
 /// When a length is full, the code is lengthened by one digit; at 11 digits
-/// issue is refused with `code_space_exhausted`.
+/// issue is refused with `code_space_exhausted`. A data directory may be
+/// created with a lower density (`EngineConfig::code_density_ppm`).
 pub const CODE_DENSITY_PPM_MAX: u64 = 10_000;
 /// Attempts to draw a free code of one length before lengthening. With the
 /// density limit above, 64 misses in a row happen with probability < 1e-128.

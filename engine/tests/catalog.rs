@@ -544,11 +544,17 @@ fn pub_3_ended_validity_refused_and_tick_delists_at_end() {
     };
     assert_eq!(
         tick(&mut t.c, end - 1000, 1, &mut ev),
-        CatalogOutcome::Delisted(vec![])
+        CatalogOutcome::Ticked {
+            delisted: vec![],
+            lockouts_ended: 0
+        }
     );
     assert_eq!(
         tick(&mut t.c, end, 2, &mut ev),
-        CatalogOutcome::Delisted(vec![2])
+        CatalogOutcome::Ticked {
+            delisted: vec![2],
+            lockouts_ended: 0
+        }
     );
     // Staff are told, and the shards learn it is no longer for sale.
     assert_eq!(ev[0], CatalogEvent::ProductDelisted { product: 2 });
@@ -835,8 +841,16 @@ fn role_matrix_every_command_by_every_actor() {
         CatalogCommand::RevokeToken {
             token_hash: [1; 32],
         },
+        CatalogCommand::LockOut {
+            key: LockKey::Outlet(1),
+            until_ms: NOW + 1,
+            failures: 1,
+        },
+        CatalogCommand::LiftLockout {
+            key: LockKey::Outlet(1),
+        },
     ];
-    let staff_only = [0, 1, 5, 8, 10, 13, 21, 22];
+    let staff_only = [0, 1, 5, 8, 10, 13, 21, 22, 24];
     let seller_only = [2, 3, 4, 6, 7, 9, 11, 12, 15, 16, 18, 19];
     let provider_only = [14, 17];
     for (i, c) in commands.iter().enumerate() {
@@ -844,7 +858,7 @@ fn role_matrix_every_command_by_every_actor() {
             Actor::Staff => staff_only.contains(&i) || i == 20,
             Actor::Seller(_) => seller_only.contains(&i),
             Actor::Provider(_) => provider_only.contains(&i),
-            Actor::System => i == 20,
+            Actor::System => i == 20 || i == 23,
             Actor::Verifier(_) | Actor::Device(_) | Actor::FrontEnd => false,
         };
         for a in [
@@ -1003,6 +1017,13 @@ fn role_matrix_every_read_by_every_actor() {
         (CatalogQuery::Categories(page), |_| true),
         (CatalogQuery::Seller { id: Some(SELLER) }, staff_seller),
         (CatalogQuery::Verifiers { seller: None, page }, staff_seller),
+        (
+            CatalogQuery::Lockouts {
+                after: None,
+                limit: 10,
+            },
+            staff_seller,
+        ),
         (CatalogQuery::Providers(page), |a| {
             matches!(
                 a,
@@ -1405,10 +1426,101 @@ fn pub_3_ticks_keep_no_request_id() {
         &CatalogCommand::Tick,
         &mut t.events,
     );
-    assert_eq!(tick, Ok(CatalogOutcome::Delisted(vec![])));
+    assert_eq!(
+        tick,
+        Ok(CatalogOutcome::Ticked {
+            delisted: vec![],
+            lockouts_ended: 0
+        })
+    );
     assert!(!t.c.is_repeat(&rid));
     let top_up = CatalogCommand::TopUp { amount: yuan("1") };
     let reply =
         t.c.apply(NOW, Actor::Seller(SELLER), rid, &top_up, &mut t.events);
     assert_eq!(reply, Ok(CatalogOutcome::Balance(yuan("5001.00"))));
+}
+
+/// Issue 7: lockouts are recorded by the system, listed for staff (all)
+/// and for a seller (its POS, verifiers and outlets only, never peers),
+/// lifted by staff, and dropped by the tick once ended.
+#[test]
+fn lockouts_recorded_listed_per_tenant_lifted_and_dropped_when_ended() {
+    let mut t = T::new();
+    t.onboarded(SELLER, false, false);
+    t.onboarded(OTHER, false, false);
+    let own_outlet = OUTLET + SELLER;
+    t.ok(
+        Actor::Provider(PROVIDER),
+        CatalogCommand::RegisterDevice {
+            pos_id: 31,
+            outlet: own_outlet,
+            check_method: CheckMethod::Code,
+        },
+    );
+    let peer = LockKey::peer("10.1.2.3".parse().unwrap());
+    let keys = [
+        LockKey::Principal(Actor::Device(31)),
+        LockKey::Outlet(own_outlet),
+        LockKey::Outlet(OUTLET + OTHER),
+        peer,
+    ];
+    for key in keys {
+        t.ok(
+            Actor::System,
+            CatalogCommand::LockOut {
+                key,
+                until_ms: NOW + 3_600_000,
+                failures: 20,
+            },
+        );
+    }
+    let list = |t: &T, actor| match t.c.read(
+        actor,
+        &CatalogQuery::Lockouts {
+            after: None,
+            limit: 100,
+        },
+    ) {
+        Ok(CatalogView::Lockouts(v)) => v.iter().map(|l| l.key).collect::<Vec<_>>(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(list(&t, Actor::Staff).len(), 4);
+    let mine = list(&t, Actor::Seller(SELLER));
+    assert_eq!(
+        mine,
+        [keys[0], keys[1]],
+        "the seller sees its POS and its outlet, not the other's nor peers"
+    );
+    let bad = CatalogCommand::LockOut {
+        key: keys[0],
+        until_ms: NOW,
+        failures: 1,
+    };
+    assert_eq!(t.err(Actor::System, bad), ErrorCode::BadRequest);
+    t.ok(Actor::Staff, CatalogCommand::LiftLockout { key: keys[0] });
+    assert_eq!(
+        t.err(Actor::Staff, CatalogCommand::LiftLockout { key: keys[0] }),
+        ErrorCode::NotFound
+    );
+    assert_eq!(list(&t, Actor::Seller(SELLER)), [keys[1]]);
+    // An hour later the tick drops the ended ones.
+    let rid = RequestId {
+        source: 9,
+        serial: 1,
+    };
+    let tick = t.c.apply(
+        NOW + 3_600_000,
+        Actor::System,
+        rid,
+        &CatalogCommand::Tick,
+        &mut Vec::new(),
+    );
+    assert_eq!(
+        tick,
+        Ok(CatalogOutcome::Ticked {
+            delisted: vec![],
+            lockouts_ended: 3
+        })
+    );
+    assert!(list(&t, Actor::Staff).is_empty());
 }

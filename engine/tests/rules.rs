@@ -1210,3 +1210,166 @@ fn inv_4_a_reversal_cannot_reuse_a_redemptions_request_id() {
         Err(ErrorCode::RequestConflict)
     );
 }
+
+/// Issue 7 item 1: to a verifier, POS or seller of another seller, every
+/// outcome of a voucher — wrong outlet, not yet valid, too many units, a
+/// reversal — is the reply an unknown code gets, byte for byte; the
+/// voucher's own seller's callers and staff get the real reason.
+#[test]
+fn ord_7_another_sellers_callers_get_the_unknown_code_reply() {
+    use vouch_engine::command::CatalogFact;
+    use vouch_engine::shard::Caller;
+    let mut e = engine(2);
+    let facts = [
+        CatalogFact::Product {
+            id: 20,
+            seller: 10,
+            outlets: vec![3],
+            code_digits: None,
+            provider: None,
+            validity: Validity::DaysFromIssue(30),
+            listed: true,
+        },
+        CatalogFact::Verifier {
+            id: 4,
+            seller: 10,
+            outlets: vec![3],
+        },
+        CatalogFact::Device {
+            pos_id: 900,
+            seller: 10,
+            outlet: 3,
+            provider: 70,
+        },
+        CatalogFact::Verifier {
+            id: 7,
+            seller: 11,
+            outlets: vec![5],
+        },
+        CatalogFact::Device {
+            pos_id: 901,
+            seller: 11,
+            outlet: 5,
+            provider: 70,
+        },
+    ];
+    for f in facts {
+        e.apply(NOW, &Command::CatalogFact(f), &mut Vec::new())
+            .unwrap();
+    }
+    let code = issue(&mut e, "o-1", 2);
+    let redeemed = redeem_at(&mut e, NOW, code, 1, 1).unwrap();
+    let live = redeemed.new_code.unwrap();
+    let unknown = Code::new(8, (live.value() + 2) % 100_000_000).unwrap();
+    let mut apply = |caller, cmd: &Command| e.apply_as(NOW, caller, cmd, &mut Vec::new());
+    let redeem_by = |code, verifier_id, pos_id: Option<u64>, outlet_id, units| {
+        Command::Redeem(Redeem {
+            request_id: rid(50),
+            code,
+            phone_last4: "1234".into(),
+            units,
+            outlet_id,
+            verifier_id,
+            pos_id,
+        })
+    };
+    let lookup_by = |code, verifier_id, pos_id| {
+        Command::Lookup(Lookup {
+            code,
+            phone_last4: "1234".into(),
+            verifier_id,
+            pos_id,
+        })
+    };
+    // Another seller's POS 901 and verifier 7: every outcome equals the
+    // unknown code's, whatever else is wrong.
+    for (verifier, pos) in [(7, Some(901)), (7, None), (4, Some(901))] {
+        for (outlet, units) in [(5, 1), (3, 1), (3, 9)] {
+            let right = apply(
+                Caller::Tenant,
+                &redeem_by(live, verifier, pos, outlet, units),
+            );
+            let none = apply(
+                Caller::Tenant,
+                &redeem_by(unknown, verifier, pos, outlet, units),
+            );
+            assert_eq!(right.as_ref().unwrap_err().code, ErrorCode::CodeInvalid);
+            assert_eq!(
+                right.map_err(|r| (r.code, r.message)),
+                none.map_err(|r| (r.code, r.message))
+            );
+        }
+    }
+    for (verifier, pos) in [(Some(7), None), (None, Some(901))] {
+        let right = apply(Caller::Tenant, &lookup_by(live, verifier, pos));
+        let none = apply(Caller::Tenant, &lookup_by(unknown, verifier, pos));
+        assert_eq!(right.as_ref().unwrap_err().code, ErrorCode::CodeInvalid);
+        assert_eq!(
+            right.map_err(|r| (r.code, r.message)),
+            none.map_err(|r| (r.code, r.message))
+        );
+    }
+    // A reversal of seller 10's redemption by seller 11 or its POS: the
+    // reply of a reversal naming an unknown code.
+    for (pos, seller) in [(None, Some(11)), (Some(901), None)] {
+        let right = apply(Caller::Tenant, &reverse_cmd(live, 1, 60, pos, seller));
+        let none = apply(Caller::Tenant, &reverse_cmd(unknown, 1, 60, pos, seller));
+        assert_eq!(
+            right.as_ref().unwrap_err().code,
+            ErrorCode::RedemptionUnknown
+        );
+        assert_eq!(
+            right.map_err(|r| (r.code, r.message)),
+            none.map_err(|r| (r.code, r.message))
+        );
+    }
+    // The voucher's own seller's verifier at a wrong outlet, and staff, get
+    // the real reason.
+    let own = apply(Caller::Tenant, &redeem_by(live, 4, None, 5, 1));
+    assert_eq!(own.unwrap_err().code, ErrorCode::OutletNotAllowed);
+    let staff = apply(Caller::Staff, &redeem_by(live, 7, None, 3, 1));
+    assert_eq!(staff.unwrap_err().code, ErrorCode::VerifierNotAuthorized);
+    let own = apply(Caller::Tenant, &redeem_by(live, 4, Some(900), 3, 9));
+    assert_eq!(own.unwrap_err().code, ErrorCode::UnitsInsufficient);
+    // And the own seller's POS redeems.
+    let ok = apply(Caller::Tenant, &redeem_by(live, 4, Some(900), 3, 1));
+    assert!(ok.is_ok(), "{ok:?}");
+    e.check_invariants();
+}
+
+/// Issue 7 item 4: an unknown, a replaced and an expired code and a live
+/// code with wrong last four digits give the same reply (the benchmark
+/// `code_check_paths` shows they take the same time).
+#[test]
+fn ord_7_every_kind_of_wrong_guess_gives_one_reply() {
+    let mut e = engine(1);
+    let code = issue(&mut e, "o-1", 2);
+    let replaced = code;
+    let live = redeem_at(&mut e, NOW, code, 1, 1)
+        .unwrap()
+        .new_code
+        .unwrap();
+    let unknown = Code::new(8, (live.value() + 1) % 100_000_000).unwrap();
+    let replies: Vec<_> = [
+        (NOW, unknown, "1234"),
+        (NOW, replaced, "1234"),
+        (NOW, live, "1235"),
+        (NOW + 40 * 24 * HOUR, live, "1234"),
+    ]
+    .into_iter()
+    .map(|(now, code, last4)| {
+        let cmd = Command::Lookup(Lookup {
+            code,
+            phone_last4: last4.into(),
+            verifier_id: None,
+            pos_id: None,
+        });
+        e.apply(now, &cmd, &mut Vec::new())
+            .map_err(|r| (r.code, r.message))
+    })
+    .collect();
+    assert_eq!(replies[0].as_ref().unwrap_err().0, ErrorCode::CodeInvalid);
+    for r in &replies[1..] {
+        assert_eq!(r, &replies[0]);
+    }
+}

@@ -1,6 +1,15 @@
 //! The async pipelined client. Many requests may be in flight on one
 //! connection; a writer task coalesces outgoing frames and a reader task
 //! matches responses to callers by correlation id.
+//!
+//! It never hangs (issue 7 item 6): every request has a deadline
+//! ([`ClientOptions::request_timeout_ms`]); when the connection closes or
+//! its peer dies, every pending request and every later one fails at once
+//! with [`ClientError::Closed`]; over QUIC a dead server is noticed within
+//! `QUIC_IDLE_TIMEOUT_MS`. The client never retries by itself: a caller
+//! that retries a mutation after `Closed` or `Timeout` sends it again with
+//! the same request id (or order id), which the server applies at most
+//! once.
 
 use crate::frame::{take_frame, KIND_RESPONSE};
 use crate::messages::{decode_response, Limits, Request, Response, WireError, WireReply};
@@ -20,6 +29,26 @@ use vouch_engine::Command;
 /// How long connecting (and the handshake) may take, in ms.
 pub const CONNECT_TIMEOUT_MS: u64 = 10_000;
 
+/// How long a request may wait for its reply by default, in ms. A
+/// 10,000-command batch on a busy server replies in well under a second;
+/// 30 s leaves room for a long group commit without leaving a POS hanging.
+pub const REQUEST_TIMEOUT_MS_DEFAULT: u64 = 30_000;
+
+/// How a client behaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientOptions {
+    /// Deadline of each request, ms (1..).
+    pub request_timeout_ms: u64,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            request_timeout_ms: REQUEST_TIMEOUT_MS_DEFAULT,
+        }
+    }
+}
+
 /// Requests in flight per connection; `call` waits for a reply beyond it.
 /// Matches the server's per-connection limit, so the server never has to
 /// stop reading from a well-behaved client.
@@ -38,12 +67,36 @@ pub enum ClientError {
     /// may not have been applied: retry with the same request id.
     #[error("connection closed")]
     Closed,
+    /// No reply within the request deadline (ms). The request may or may
+    /// not have been applied: retry with the same request id.
+    #[error("no reply within {0} ms")]
+    Timeout(u64),
     /// The server answered with a response of an unexpected kind.
     #[error("unexpected response: {0}")]
     Unexpected(String),
 }
 
-type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Response>>>>;
+/// Callers waiting for replies, and whether the connection is gone.
+#[derive(Default)]
+struct Shared {
+    pending: Mutex<HashMap<u64, oneshot::Sender<Response>>>,
+    closed: std::sync::atomic::AtomicBool,
+}
+
+impl Shared {
+    /// Marks the connection gone and wakes every waiting caller with
+    /// `Closed` (their senders are dropped).
+    fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.pending.lock().expect("pending lock").clear();
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+}
+
+type Pending = Arc<Shared>;
 
 /// A connected, authenticated client. Cheap to share behind an `Arc`; every
 /// method may be called concurrently.
@@ -51,6 +104,7 @@ pub struct Client {
     tx: mpsc::UnboundedSender<(u64, Request, ())>,
     inflight: Arc<Semaphore>,
     pending: Pending,
+    options: ClientOptions,
     next: AtomicU64,
     shards: u32,
     limits: Limits,
@@ -70,7 +124,19 @@ impl Client {
         token: &str,
         ca: Option<&Path>,
     ) -> Result<Client, ClientError> {
-        let fut = Self::connect_inner(target, token, ca);
+        Self::connect_with(target, token, ca, ClientOptions::default()).await
+    }
+
+    /// [`Client::connect`] with `options`.
+    ///
+    /// Errors: as [`Client::connect`].
+    pub async fn connect_with(
+        target: &Target,
+        token: &str,
+        ca: Option<&Path>,
+        options: ClientOptions,
+    ) -> Result<Client, ClientError> {
+        let fut = Self::connect_inner(target, token, ca, options);
         match tokio::time::timeout(Duration::from_millis(CONNECT_TIMEOUT_MS), fut).await {
             Ok(r) => r,
             Err(_) => Err(ClientError::Connect(format!(
@@ -83,6 +149,7 @@ impl Client {
         target: &Target,
         token: &str,
         ca: Option<&Path>,
+        options: ClientOptions,
     ) -> Result<Client, ClientError> {
         let cerr = |e: &dyn std::fmt::Display| ClientError::Connect(format!("{target}: {e}"));
         match target.transport {
@@ -92,7 +159,23 @@ impl Client {
                     .map_err(|e| cerr(&e))?;
                 s.set_nodelay(true).map_err(|e| cerr(&e))?;
                 let (r, w) = s.into_split();
-                Self::start(r, w, token, None, None).await
+                Self::start(r, w, token, None, None, options).await
+            }
+            Transport::Tcps => {
+                let ca = ca.ok_or_else(|| cerr(&"TLS needs a CA file (--ca)"))?;
+                let config = crate::tls::tcp_client_config(ca).map_err(|e| cerr(&e))?;
+                let name = rustls::pki_types::ServerName::try_from(target.host().to_string())
+                    .map_err(|e| cerr(&e))?;
+                let s = tokio::net::TcpStream::connect(&target.addr)
+                    .await
+                    .map_err(|e| cerr(&e))?;
+                s.set_nodelay(true).map_err(|e| cerr(&e))?;
+                let tls = tokio_rustls::TlsConnector::from(config)
+                    .connect(name, s)
+                    .await
+                    .map_err(|e| cerr(&e))?;
+                let (r, w) = tokio::io::split(tls);
+                Self::start(r, w, token, None, None, options).await
             }
             Transport::Quic => {
                 let ca = ca.ok_or_else(|| cerr(&"QUIC needs a CA file (--ca)"))?;
@@ -109,19 +192,14 @@ impl Client {
                 };
                 let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| cerr(&e))?;
                 endpoint.set_default_client_config(config);
-                let host = target
-                    .addr
-                    .rsplit_once(':')
-                    .map(|(h, _)| h)
-                    .unwrap_or("localhost");
-                let host = host.trim_start_matches('[').trim_end_matches(']');
+                let host = target.host();
                 let conn = endpoint
                     .connect(addr, host)
                     .map_err(|e| cerr(&e))?
                     .await
                     .map_err(|e| cerr(&e))?;
                 let (w, r) = conn.open_bi().await.map_err(|e| cerr(&e))?;
-                Self::start(r, w, token, Some(endpoint), Some(conn)).await
+                Self::start(r, w, token, Some(endpoint), Some(conn), options).await
             }
         }
     }
@@ -132,18 +210,24 @@ impl Client {
         token: &str,
         endpoint: Option<quinn::Endpoint>,
         conn: Option<quinn::Connection>,
+        options: ClientOptions,
     ) -> Result<Client, ClientError>
     where
         R: AsyncRead + Unpin + Send + 'static,
         W: AsyncWrite + Unpin + Send + 'static,
     {
-        let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
+        let pending: Pending = Arc::new(Shared::default());
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(crate::io::write_loop(writer, rx));
+        let shared = pending.clone();
+        tokio::spawn(async move {
+            crate::io::write_loop(writer, rx, None).await;
+            shared.close();
+        });
         tokio::spawn(read_loop(reader, pending.clone()));
         let mut client = Client {
             tx,
             pending,
+            options,
             inflight: Arc::new(Semaphore::new(CLIENT_INFLIGHT_REQUESTS_MAX)),
             next: AtomicU64::new(1),
             shards: 0,
@@ -180,20 +264,56 @@ impl Client {
         &self.limits
     }
 
-    /// Sends one request and waits for its response.
+    /// Whether the connection is gone (every call fails at once).
+    pub fn is_closed(&self) -> bool {
+        self.pending.is_closed()
+    }
+
+    /// Sends one request and waits for its response, at most the request
+    /// deadline (waiting for an in-flight slot included).
     ///
-    /// Errors: [`ClientError::Closed`] when the connection is gone.
+    /// Errors: [`ClientError::Closed`] when the connection is gone or goes
+    /// while waiting; [`ClientError::Timeout`] past the deadline.
     pub async fn call(&self, request: Request) -> Result<Response, ClientError> {
+        let ms = self.options.request_timeout_ms;
+        let corr = self.next.fetch_add(1, Ordering::Relaxed);
+        match tokio::time::timeout(Duration::from_millis(ms), self.call_inner(corr, request)).await
+        {
+            Ok(r) => r,
+            Err(_) => {
+                self.pending
+                    .pending
+                    .lock()
+                    .expect("pending lock")
+                    .remove(&corr);
+                Err(ClientError::Timeout(ms))
+            }
+        }
+    }
+
+    async fn call_inner(&self, corr: u64, request: Request) -> Result<Response, ClientError> {
+        if self.pending.is_closed() {
+            return Err(ClientError::Closed);
+        }
         let _permit = self
             .inflight
             .acquire()
             .await
             .map_err(|_| ClientError::Closed)?;
-        let corr = self.next.fetch_add(1, Ordering::Relaxed);
         let (otx, orx) = oneshot::channel();
-        self.pending.lock().expect("pending lock").insert(corr, otx);
-        if self.tx.send((corr, request, ())).is_err() {
-            self.pending.lock().expect("pending lock").remove(&corr);
+        self.pending
+            .pending
+            .lock()
+            .expect("pending lock")
+            .insert(corr, otx);
+        // Closed after the check above: the reader may have cleared the
+        // map before this insert, so nobody would ever answer.
+        if self.pending.is_closed() || self.tx.send((corr, request, ())).is_err() {
+            self.pending
+                .pending
+                .lock()
+                .expect("pending lock")
+                .remove(&corr);
             return Err(ClientError::Closed);
         }
         orx.await.map_err(|_| ClientError::Closed)
@@ -283,7 +403,11 @@ async fn read_loop<R: AsyncRead + Unpin>(mut r: R, pending: Pending) {
                     let Ok(resp) = decode_response(h.opcode, &body) else {
                         break 'outer;
                     };
-                    let waiter = pending.lock().expect("pending lock").remove(&h.correlation);
+                    let waiter = pending
+                        .pending
+                        .lock()
+                        .expect("pending lock")
+                        .remove(&h.correlation);
                     match waiter {
                         Some(w) => {
                             let _ = w.send(resp);
@@ -291,8 +415,12 @@ async fn read_loop<R: AsyncRead + Unpin>(mut r: R, pending: Pending) {
                         None => {
                             // Correlation 0: a connection-level error before close.
                             if let Response::Error(_) = resp {
-                                let all: Vec<_> =
-                                    pending.lock().expect("pending lock").drain().collect();
+                                let all: Vec<_> = pending
+                                    .pending
+                                    .lock()
+                                    .expect("pending lock")
+                                    .drain()
+                                    .collect();
                                 for (_, w) in all {
                                     let _ = w.send(resp.clone());
                                 }
@@ -309,6 +437,7 @@ async fn read_loop<R: AsyncRead + Unpin>(mut r: R, pending: Pending) {
             Ok(_) => {}
         }
     }
-    // Dropping the senders wakes every caller with `Closed`.
-    pending.lock().expect("pending lock").clear();
+    // Dropping the senders wakes every caller with `Closed`, and every
+    // later call fails at once.
+    pending.close();
 }

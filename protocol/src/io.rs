@@ -7,6 +7,7 @@ use crate::messages::{Request, Response};
 use crate::PROTOCOL_VERSION;
 use bytes::{BufMut, BytesMut};
 use serde::Serialize;
+use std::time::Duration;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
@@ -53,12 +54,17 @@ pub fn put_message<M: Message>(buf: &mut BytesMut, correlation: u64, message: &M
 }
 
 /// Writes every queued message as frames until the queue closes, then
-/// shuts the writer down. Returns early when a write fails. Each message
-/// comes with a guard `G` that is dropped only after the message was
-/// written: the server passes its in-flight permit, so a peer that does not
-/// read its replies stops the server from reading its requests.
-pub async fn write_loop<W, M, G>(mut w: W, mut rx: mpsc::UnboundedReceiver<(u64, M, G)>)
-where
+/// shuts the writer down. Returns early when a write fails, or when
+/// `stall` is set and a write makes no progress for that long (the peer
+/// does not read). Each message comes with a guard `G` that is dropped
+/// only after the message was written: the server passes its in-flight
+/// permit, so a peer that does not read its replies stops the server from
+/// reading its requests.
+pub async fn write_loop<W, M, G>(
+    mut w: W,
+    mut rx: mpsc::UnboundedReceiver<(u64, M, G)>,
+    stall: Option<Duration>,
+) where
     W: AsyncWrite + Unpin,
     M: Message,
 {
@@ -76,13 +82,44 @@ where
                 Err(_) => break,
             }
         }
-        if w.write_all(&buf).await.is_err() || w.flush().await.is_err() {
+        if write_all_progressing(&mut w, &buf, stall).await.is_err() {
             return;
         }
         buf.clear();
         guards.clear();
+        if buf.capacity() > 2 * WRITE_CHUNK_BYTES_MAX {
+            buf = BytesMut::with_capacity(64 * 1024);
+        }
     }
     let _ = w.shutdown().await;
+}
+
+/// Writes all of `buf` and flushes; fails when a write fails or, with
+/// `stall`, when one write call makes no progress for that long.
+async fn write_all_progressing<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    mut buf: &[u8],
+    stall: Option<Duration>,
+) -> std::io::Result<()> {
+    let timed_out = || std::io::Error::new(std::io::ErrorKind::TimedOut, "peer not reading");
+    while !buf.is_empty() {
+        let n = match stall {
+            Some(t) => tokio::time::timeout(t, w.write(buf))
+                .await
+                .map_err(|_| timed_out())??,
+            None => w.write(buf).await?,
+        };
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        buf = &buf[n..];
+    }
+    match stall {
+        Some(t) => tokio::time::timeout(t, w.flush())
+            .await
+            .map_err(|_| timed_out())?,
+        None => w.flush().await,
+    }
 }
 
 #[cfg(test)]

@@ -29,4 +29,4 @@ pub use messages::{Request, Response, WireError, WireReply};
 pub use target::Target;
 
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;

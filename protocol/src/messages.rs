@@ -100,6 +100,8 @@ pub struct WireError {
     pub name: String,
     /// Human message.
     pub message: String,
+    /// For `locked_out` (107): ms until the lockout ends.
+    pub retry_after_ms: Option<u64>,
 }
 
 impl WireError {
@@ -109,6 +111,7 @@ impl WireError {
             code: code.number(),
             name: code.name().into(),
             message: message.into(),
+            retry_after_ms: None,
         }
     }
 }
@@ -116,7 +119,10 @@ impl WireError {
 impl From<&Rejection> for WireError {
     /// Drops the hidden reason of `code_invalid` (DESIGN "code guessing").
     fn from(r: &Rejection) -> WireError {
-        WireError::new(r.code, r.message.clone())
+        WireError {
+            retry_after_ms: r.retry_after_ms,
+            ..WireError::new(r.code, r.message.clone())
+        }
     }
 }
 

@@ -12,6 +12,8 @@ use vouch_protocol::{Client, Target};
 pub struct Server {
     pub child: Child,
     pub tcp: String,
+    /// The TCP listener speaks TLS (`listening tcps`).
+    pub tcp_tls: bool,
     pub quic: Option<String>,
     pub data_dir: PathBuf,
 }
@@ -51,7 +53,9 @@ impl Server {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 if let Some(a) = line.strip_prefix("listening tcp ") {
-                    tcp = Some(a.to_string());
+                    tcp = Some((a.to_string(), false));
+                } else if let Some(a) = line.strip_prefix("listening tcps ") {
+                    tcp = Some((a.to_string(), true));
                 } else if let Some(a) = line.strip_prefix("listening quic ") {
                     quic = Some(a.to_string());
                 } else if line == "ready" {
@@ -69,9 +73,11 @@ impl Server {
             }
             assert!(Instant::now() < deadline, "server not ready in time");
         };
+        let (tcp, tcp_tls) = tcp.expect("tcp address printed");
         Server {
             child,
-            tcp: tcp.expect("tcp address printed"),
+            tcp,
+            tcp_tls,
             quic,
             data_dir: data_dir.to_path_buf(),
         }
@@ -79,7 +85,8 @@ impl Server {
 
     /// `tcp://ADDR` of this server.
     pub fn tcp_target(&self) -> Target {
-        format!("tcp://{}", self.tcp).parse().unwrap()
+        let scheme = if self.tcp_tls { "tcps" } else { "tcp" };
+        format!("{scheme}://{}", self.tcp).parse().unwrap()
     }
 
     /// `quic://ADDR` of this server.

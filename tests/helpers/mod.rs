@@ -4,6 +4,8 @@
 //! (the server harness) and `mod helpers;` (this file).
 #![allow(dead_code)]
 
+pub mod tenants;
+
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
 use vouch_engine::command::{
@@ -279,6 +281,22 @@ impl Raw {
             other => panic!("expected a Hello response, got {other:?}"),
         }
         raw
+    }
+
+    /// Connects and sends a Hello with `token`: the connection when the
+    /// server accepts it, else the error number it answered with.
+    pub async fn try_hello(addr: &str, token: &str) -> Result<Raw, u16> {
+        let mut raw = Raw::connect(addr).await;
+        let hello = Request::Hello {
+            version: PROTOCOL_VERSION,
+            token: token.into(),
+        };
+        raw.send(&request_frame(1, &hello)).await;
+        match raw.read().await {
+            Some((_, Response::Hello { .. })) => Ok(raw),
+            Some((_, Response::Error(e))) => Err(e.code),
+            other => panic!("expected Hello or an error, got {other:?}"),
+        }
     }
 
     /// Writes bytes.

@@ -11,8 +11,8 @@
 //! exist.
 
 use super::{
-    in_fen, reject, Account, Actor, Catalog, CheckMethod, Id, Onboarding, ProductSpec, SellerKind,
-    TPlusN, PLATFORM_PROVIDER,
+    in_fen, reject, Account, Actor, Catalog, CheckMethod, Id, LockKey, LockoutView, Onboarding,
+    ProductSpec, SellerKind, TPlusN, PLATFORM_PROVIDER,
 };
 use crate::error::{ErrorCode, Rejection};
 use rust_decimal::Decimal;
@@ -91,6 +91,14 @@ pub enum CatalogQuery {
         /// Product id.
         id: Id,
     },
+    /// Keys locked out after failed code attempts (issue 7). Staff all; a
+    /// seller those of its POS, verifiers, outlets and itself.
+    Lockouts {
+        /// Start after this key (key order).
+        after: Option<LockKey>,
+        /// Most items, 1..=`LOCKOUTS_PAGE_ITEMS_MAX`.
+        limit: u32,
+    },
 }
 
 impl CatalogQuery {
@@ -104,7 +112,7 @@ impl CatalogQuery {
         let front = actor == Actor::FrontEnd;
         match self {
             Categories(_) => true,
-            Seller { .. } | Verifiers { .. } => staff || seller,
+            Seller { .. } | Verifiers { .. } | Lockouts { .. } => staff || seller,
             Providers(_) | Devices(_) => staff || seller || provider,
             Outlets { .. } | Products { .. } | Product { .. } => {
                 staff || seller || provider || front
@@ -256,6 +264,8 @@ pub enum CatalogView {
     Devices(Vec<DeviceView>),
     /// Products.
     Products(Vec<ProductView>),
+    /// Lockouts, in key order.
+    Lockouts(Vec<LockoutView>),
 }
 
 /// A read's reply.
@@ -330,6 +340,7 @@ impl Catalog {
             }
         };
         match query {
+            Q::Lockouts { after, limit } => self.read_lockouts(actor, *after, *limit),
             Q::Categories(page) => {
                 check_page(*page)?;
                 Ok(CatalogView::Categories(paged(

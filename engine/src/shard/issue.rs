@@ -1,0 +1,127 @@
+//! Issue (ORD-1..3): one voucher and one live code per paid order;
+//! re-issuing the same order returns the original reply.
+
+use super::*;
+
+impl Shard {
+    pub(super) fn issue(&mut self, now_ms: i64, c: &Issue, effects: &mut Vec<Effect>) -> Reply {
+        if c.order_id.is_empty()
+            || c.order_id.len() > ORDER_ID_BYTES_MAX
+            || c.order_id.chars().any(char::is_control)
+        {
+            return Err(Rejection::new(
+                ErrorCode::BadRequest,
+                format!(
+                    "order_id must be 1..={ORDER_ID_BYTES_MAX} bytes without control characters"
+                ),
+            ));
+        }
+        if c.units == 0 || c.units > VOUCHER_UNITS_MAX {
+            return Err(Rejection::new(
+                ErrorCode::BadRequest,
+                format!("units must be 1..={VOUCHER_UNITS_MAX}, got {}", c.units),
+            ));
+        }
+        if c.unit_price.is_sign_negative()
+            || c.unit_price > Decimal::from(UNIT_PRICE_YUAN_MAX)
+            || c.unit_price.normalize().scale() > 2
+        {
+            return Err(Rejection::new(
+                ErrorCode::BadRequest,
+                format!(
+                    "unit_price must be 0..={UNIT_PRICE_YUAN_MAX} yuan with at most 2 decimals, got {}",
+                    c.unit_price
+                ),
+            ));
+        }
+        if !(MOBILE_DIGITS_MIN..=MOBILE_DIGITS_MAX).contains(&c.mobile.len())
+            || !c.mobile.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(Rejection::new(
+                ErrorCode::BadRequest,
+                format!("mobile must be {MOBILE_DIGITS_MIN}..={MOBILE_DIGITS_MAX} digits"),
+            ));
+        }
+        if !(CODE_DIGITS_MIN..=CODE_DIGITS_MAX).contains(&c.code_digits) {
+            return Err(Rejection::new(
+                ErrorCode::BadRequest,
+                format!("code_digits must be 6..=11, got {}", c.code_digits),
+            ));
+        }
+        let fp = fingerprint(c);
+        if let Some(&slot) = self.by_order.get(c.order_id.as_str()) {
+            let v = &self.vouchers[slot as usize];
+            if v.fingerprint != fp {
+                return Err(Rejection::new(
+                    ErrorCode::OrderConflict,
+                    format!("order {} was issued with other content", c.order_id),
+                ));
+            }
+            return Ok(Outcome::Issued(Issued {
+                code: v.issued_code,
+                units: v.units_total,
+                valid_from_ms: v.valid_from_ms,
+                valid_until_ms: v.valid_until_ms,
+            }));
+        }
+        // A catalog product is sold only by its seller, only while listed.
+        if let Some(p) = self.products.get(&c.product_id) {
+            if p.seller != c.seller_id || !p.listed {
+                return Err(Rejection::new(
+                    ErrorCode::ProductNotForSale,
+                    format!(
+                        "product {} is {}",
+                        c.product_id,
+                        if p.listed {
+                            format!("not seller {}'s", c.seller_id)
+                        } else {
+                            "delisted".to_string()
+                        }
+                    ),
+                ));
+            }
+        }
+        // A catalog product's validity is the product's (PUB-3, PRV-6), and
+        // its code length its provider's setting (ORD-3).
+        let fact = self.products.get(&c.product_id);
+        let validity = fact.map_or(c.validity, |p| p.validity);
+        let window = validity.resolve(now_ms, &self.tz)?;
+        let digits = fact.and_then(|p| p.code_digits).unwrap_or(c.code_digits);
+        let code = self.draw_code(digits, now_ms)?;
+        let slot = u32::try_from(self.vouchers.len()).expect("fewer than 2^32 vouchers per shard");
+        let order_id: Arc<str> = c.order_id.as_str().into();
+        let mobile: Arc<str> = c.mobile.as_str().into();
+        self.vouchers.push(Voucher {
+            order_id: order_id.clone(),
+            seller_id: c.seller_id,
+            product_id: c.product_id,
+            units_total: c.units,
+            units_remaining: c.units,
+            last4: last4_of(&c.mobile),
+            mobile: mobile.clone(),
+            valid_from_ms: window.from_ms,
+            valid_until_ms: window.until_ms,
+            live_code: Some(code),
+            code_digits: code.digits(),
+            issued_code: code,
+            fingerprint: fp,
+            unit_price: c.unit_price,
+        });
+        self.by_order.insert(order_id.clone(), slot);
+        let fresh = self.live.insert(code, slot).is_none();
+        assert!(fresh, "drawn code was already live");
+        self.codes_used[usize::from(code.digits())] += 1;
+        effects.push(Effect::SendCode {
+            order_id,
+            mobile,
+            code,
+            reason: SendReason::Issued,
+        });
+        Ok(Outcome::Issued(Issued {
+            code,
+            units: c.units,
+            valid_from_ms: window.from_ms,
+            valid_until_ms: window.until_ms,
+        }))
+    }
+}

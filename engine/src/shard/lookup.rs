@@ -1,0 +1,64 @@
+//! Lookup (ORD-9) and the code check every lookup and redemption shares
+//! (ORD-7: unknown, replaced, expired and wrong last-4 look the same).
+
+use super::*;
+
+/// Stands in for a voucher when a code is not live, so that an unknown
+/// code goes through the same loads and comparisons as a live one. Its
+/// last four bytes are no digits and its window ended before any `now`.
+const NO_VOUCHER_LAST4: [u8; 4] = [0xff; 4];
+
+/// Whether four phone digits equal, comparing every byte whatever the
+/// first difference (issue 7 item 4: no early exit a stopwatch can see).
+fn last4_equal(a: &[u8; 4], b: &[u8]) -> bool {
+    b.len() == 4 && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl Shard {
+    /// Finds the voucher of a live code and checks phone digits and expiry.
+    /// Every failure is the uniform `code_invalid` with a hidden reason.
+    ///
+    /// An unknown, a replaced or expired code and a live code with wrong
+    /// last four digits take the same steps: both code maps are probed, a
+    /// voucher (or a stand-in) is read, the digits are compared in full and
+    /// the window is checked before the outcome is chosen (issue 7 item 4;
+    /// measured in `benches/`, `code_check_paths`).
+    pub(super) fn find_live(&self, now_ms: i64, code: Code, last4: &str) -> Result<u32, Rejection> {
+        let live = self.live.get(&code).copied();
+        let retired = self.retired.contains_key(&code);
+        let voucher = live.and_then(|slot| self.vouchers.get(slot as usize));
+        let (digits, until_ms) = voucher.map_or((&NO_VOUCHER_LAST4, i64::MIN), |v| {
+            (&v.last4, v.valid_until_ms)
+        });
+        let digits_match = last4_equal(digits, last4.as_bytes());
+        let in_window = now_ms < until_ms;
+        let reason = match (live, digits_match, in_window) {
+            (Some(slot), true, true) => return Ok(slot),
+            (None, _, _) if retired => InvalidCodeReason::Replaced,
+            (None, _, _) => InvalidCodeReason::Unknown,
+            (Some(_), false, _) => InvalidCodeReason::WrongPhoneDigits,
+            (Some(_), true, false) => InvalidCodeReason::Expired,
+        };
+        Err(Rejection::code_invalid(reason))
+    }
+
+    pub(super) fn lookup(&self, now_ms: i64, caller: Caller, c: &Lookup) -> Reply {
+        check_last4(&c.phone_last4)?;
+        let slot = self.find_live(now_ms, c.code, &c.phone_last4)?;
+        let v = &self.vouchers[slot as usize];
+        let who = Who::of_lookup(c);
+        if !self.entitled(caller, who, v.seller_id) {
+            return Err(Rejection::code_invalid(InvalidCodeReason::OtherSeller));
+        }
+        self.check_tenant(v.product_id, v.seller_id, c.verifier_id, c.pos_id)?;
+        Ok(Outcome::LookedUp(LookedUp {
+            order_id: v.order_id.to_string(),
+            seller_id: v.seller_id,
+            product_id: v.product_id,
+            units_remaining: v.units_remaining,
+            units_total: v.units_total,
+            valid_from_ms: v.valid_from_ms,
+            valid_until_ms: v.valid_until_ms,
+        }))
+    }
+}

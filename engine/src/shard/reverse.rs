@@ -1,0 +1,138 @@
+//! Reversal (冲正) of a redemption: once, within the window, by the POS
+//! that redeemed or the voucher's seller.
+
+use super::*;
+
+fn redemption_unknown() -> Rejection {
+    Rejection::new(
+        ErrorCode::RedemptionUnknown,
+        "no redemption with that request id on this code's voucher",
+    )
+}
+
+impl Shard {
+    pub(super) fn reverse(
+        &mut self,
+        now_ms: i64,
+        caller: Caller,
+        c: &Reverse,
+        effects: &mut Vec<Effect>,
+    ) -> Reply {
+        let fp = fingerprint(c);
+        if let Some(r) = self.reversals.get(&c.request_id) {
+            if r.fingerprint != fp {
+                return Err(Rejection::new(
+                    ErrorCode::RequestConflict,
+                    "request id already used with other content",
+                ));
+            }
+            return Ok(Outcome::Reversed(r.reply.clone()));
+        }
+        if self.redemptions.contains_key(&c.request_id) {
+            return Err(Rejection::new(
+                ErrorCode::RequestConflict,
+                "request id already used by a redemption",
+            ));
+        }
+        let pos = self.check_reversal(now_ms, caller, c)?;
+        let v = &self.vouchers[self.log[pos as usize].voucher as usize];
+        let digits = v.code_digits;
+        let new_code = match v.live_code {
+            Some(_) => None,
+            None => Some(self.draw_code(digits, now_ms)?),
+        };
+        Ok(self.commit_reversal(pos, c, fp, new_code, effects))
+    }
+
+    /// The checks of a reversal; the redemption's position in the log.
+    /// The redemption must be of the named code's voucher; to a caller
+    /// not of that voucher's seller (nor staff) every other outcome is the
+    /// same `redemption_unknown` (no oracle, ORD-7).
+    fn check_reversal(&self, now_ms: i64, caller: Caller, c: &Reverse) -> Result<u32, Rejection> {
+        let &pos = self
+            .redemptions
+            .get(&c.redemption)
+            .ok_or_else(redemption_unknown)?;
+        let r = &self.log[pos as usize];
+        let code_slot = self.live.get(&c.code).or_else(|| self.retired.get(&c.code));
+        if code_slot != Some(&r.voucher) {
+            return Err(redemption_unknown());
+        }
+        let v = &self.vouchers[r.voucher as usize];
+        if !self.entitled(caller, Who::of_reverse(c), v.seller_id) {
+            return Err(redemption_unknown());
+        }
+        if r.reversed {
+            return Err(Rejection::new(
+                ErrorCode::AlreadyReversed,
+                "that redemption was already reversed",
+            ));
+        }
+        let by_pos = c.pos_id.is_some() && c.pos_id == r.pos_id;
+        let by_seller = c.seller_id == Some(v.seller_id);
+        if !by_pos && !by_seller {
+            return Err(Rejection::new(
+                ErrorCode::ReversalNotPermitted,
+                "only the POS that redeemed or the voucher's seller may reverse",
+            ));
+        }
+        if now_ms > r.at_ms.saturating_add(self.config.reversal_window_ms) {
+            return Err(Rejection::new(
+                ErrorCode::ReversalWindowPassed,
+                "the reversal window of this redemption has passed",
+            ));
+        }
+        Ok(pos)
+    }
+
+    /// Applies a checked reversal: the units go back onto the live code,
+    /// or onto `new_code` when the voucher was used up.
+    fn commit_reversal(
+        &mut self,
+        pos: u32,
+        c: &Reverse,
+        fp: u64,
+        new_code: Option<Code>,
+        effects: &mut Vec<Effect>,
+    ) -> Outcome {
+        let r = &mut self.log[pos as usize];
+        r.reversed = true;
+        let (slot, units) = (r.voucher, r.units);
+        let v = &mut self.vouchers[slot as usize];
+        v.units_remaining += units;
+        assert!(
+            v.units_remaining <= v.units_total,
+            "reversal exceeds units bought"
+        );
+        if let Some(code) = new_code {
+            v.live_code = Some(code);
+            v.code_digits = code.digits();
+        }
+        let live_code = v.live_code.expect("voucher with units has a live code");
+        let reply = Reversed {
+            order_id: v.order_id.to_string(),
+            units,
+            units_remaining: v.units_remaining,
+            live_code,
+        };
+        if let Some(code) = new_code {
+            effects.push(Effect::SendCode {
+                order_id: v.order_id.clone(),
+                mobile: v.mobile.clone(),
+                code,
+                reason: SendReason::Reversal,
+            });
+            let fresh = self.live.insert(code, slot).is_none();
+            assert!(fresh, "reversal code was already live");
+            self.codes_used[usize::from(code.digits())] += 1;
+        }
+        self.reversals.insert(
+            c.request_id,
+            Reversal {
+                fingerprint: fp,
+                reply: reply.clone(),
+            },
+        );
+        Outcome::Reversed(reply)
+    }
+}

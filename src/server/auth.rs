@@ -1,0 +1,436 @@
+//! Who a connection is and what it may send: the handshake's token, the
+//! request role matrix (`authorize`) binding the POS, verifier and seller a
+//! command names to the authenticated identity, and request-id ownership.
+
+use crate::pipeline::TokenMap;
+use vouch_engine::catalog::Actor;
+use vouch_engine::shard::Caller;
+use vouch_engine::{Command, ErrorCode, RequestId};
+use vouch_protocol::{Request, WireError};
+
+/// Who a connection authenticated as.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Principal {
+    /// The admin token: every command, and catalog commands for anyone.
+    Admin,
+    /// A registered token: its principal and the token's hash.
+    Token(Actor, [u8; 32]),
+}
+
+/// The request-id source of a registered token: the first 8 bytes of its
+/// SHA-256, big-endian. Every request id a principal's token sends must use
+/// it, so no tenant can take, block or probe another's request ids
+/// (invariant 4 per principal); the catalog refuses a token whose source is
+/// already taken.
+pub fn token_source(hash: &[u8; 32]) -> u64 {
+    vouch_engine::catalog::token_source(hash)
+}
+
+/// SHA-256 of a token, as registered by `IssueToken`.
+pub fn token_hash(token: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes()).into()
+}
+
+/// The role matrix for requests (issue 3): which principal may send what,
+/// binding the POS, verifier and seller named in a command to the
+/// authenticated identity. Catalog commands are checked again by the
+/// catalog's own matrix.
+///
+/// Errors: `not_permitted` with the reason.
+pub(super) fn authorize(principal: Principal, request: &mut Request) -> Result<(), WireError> {
+    if let Request::Command(Command::CatalogFact(_)) = request {
+        return Err(WireError::new(
+            ErrorCode::NotPermitted,
+            "catalog facts come only from the server's catalog",
+        ));
+    }
+    let Principal::Token(actor, hash) = principal else {
+        return Ok(());
+    };
+    let source = token_source(&hash);
+    let own = |rid: &RequestId| rid.source == source;
+    let rids_own = match &*request {
+        Request::Catalog { request_id, .. } => own(request_id),
+        Request::Command(Command::Redeem(r)) => own(&r.request_id),
+        Request::Command(Command::Reverse(r)) => own(&r.request_id),
+        Request::RedeemBatch(items) => items.iter().all(|r| own(&r.request_id)),
+        _ => true,
+    };
+    if !rids_own {
+        return Err(WireError::new(
+            ErrorCode::NotPermitted,
+            format!("request ids of this token must use source {source} (its token_source)"),
+        ));
+    }
+    let refuse = |what: &str| {
+        Err(WireError::new(
+            ErrorCode::NotPermitted,
+            format!("{actor:?} may not {what}"),
+        ))
+    };
+    // A verifier account redeems as itself and names no POS; a POS names
+    // itself and the verifier account signed in on it (checked by the shard).
+    let redeem_ok = |r: &vouch_engine::command::Redeem| match actor {
+        Actor::Staff => true,
+        Actor::Verifier(v) => r.verifier_id == v && r.pos_id.is_none(),
+        Actor::Device(d) => r.pos_id == Some(d),
+        _ => false,
+    };
+    match request {
+        Request::Hello { .. } | Request::Info => Ok(()),
+        Request::Catalog { act_as, .. } | Request::CatalogRead { act_as, .. } => {
+            if act_as.is_some_and(|a| a != actor) {
+                return refuse("act for another principal");
+            }
+            *act_as = Some(actor);
+            Ok(())
+        }
+        Request::IssueBatch(_) | Request::Command(Command::Issue(_)) => match actor {
+            Actor::Staff | Actor::FrontEnd => Ok(()),
+            _ => refuse("issue vouchers"),
+        },
+        // A verifier or POS looks up as itself: the shard then refuses
+        // vouchers of other sellers.
+        Request::Command(Command::Lookup(l)) => match actor {
+            Actor::Staff => Ok(()),
+            Actor::Verifier(v) if l.verifier_id.is_none_or(|x| x == v) && l.pos_id.is_none() => {
+                l.verifier_id = Some(v);
+                Ok(())
+            }
+            Actor::Device(d) if l.pos_id.is_none_or(|x| x == d) && l.verifier_id.is_none() => {
+                l.pos_id = Some(d);
+                Ok(())
+            }
+            Actor::Verifier(_) | Actor::Device(_) => {
+                refuse("look codes up as another verifier or POS")
+            }
+            _ => refuse("look codes up"),
+        },
+        Request::Command(Command::Redeem(r)) => {
+            if redeem_ok(r) {
+                Ok(())
+            } else {
+                refuse("redeem as another verifier or POS")
+            }
+        }
+        Request::RedeemBatch(items) => {
+            if items.iter().all(redeem_ok) {
+                Ok(())
+            } else {
+                refuse("redeem as another verifier or POS")
+            }
+        }
+        Request::Command(Command::Reverse(r)) => match actor {
+            Actor::Staff => Ok(()),
+            Actor::Device(d) if r.pos_id == Some(d) && r.seller_id.is_none() => Ok(()),
+            Actor::Seller(s) if r.seller_id == Some(s) && r.pos_id.is_none() => Ok(()),
+            _ => refuse("reverse as another POS or seller"),
+        },
+        Request::Command(Command::CatalogFact(_)) => refuse("send catalog facts"),
+        Request::Command(Command::AuditVouchers(_) | Command::AuditRedemptions(_)) => match actor {
+            Actor::Staff => Ok(()),
+            _ => refuse("read the audit"),
+        },
+    }
+}
+
+impl Principal {
+    /// The principal's actor; None for the admin token.
+    pub(super) fn actor(&self) -> Option<Actor> {
+        match self {
+            Principal::Admin => None,
+            Principal::Token(a, _) => Some(*a),
+        }
+    }
+
+    /// Whether it is staff: the admin token or a staff token. Staff get
+    /// every refusal's real reason, are never locked out and may use the
+    /// connection slots kept for them.
+    pub(super) fn is_staff(&self) -> bool {
+        matches!(self, Principal::Admin | Principal::Token(Actor::Staff, _))
+    }
+
+    /// What the engine may tell it (ORD-7).
+    pub(super) fn caller(&self) -> Caller {
+        if self.is_staff() {
+            Caller::Staff
+        } else {
+            Caller::Tenant
+        }
+    }
+}
+
+/// Whether two tokens are equal, in time that depends only on their
+/// lengths (issue 7 item 7). Registered tokens are compared by their
+/// SHA-256 in a map, which reveals nothing about a token that is not there.
+pub(super) fn tokens_equal(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut diff = u8::from(a.len() != b.len());
+    for i in 0..a.len().max(b.len()) {
+        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0xff);
+    }
+    diff == 0
+}
+
+/// Finds who a Hello's token authenticates. The admin token is compared
+/// in constant time; others by SHA-256 in the token map.
+pub(super) fn login(token: &str, admin_token: &str, tokens: &TokenMap) -> Option<Principal> {
+    if tokens_equal(token, admin_token) {
+        return Some(Principal::Admin);
+    }
+    let hash = token_hash(token);
+    tokens.get(&hash).map(|a| Principal::Token(*a, hash))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vouch_engine::catalog::CatalogCommand;
+    use vouch_engine::command::{AuditVouchers, CatalogFact, Issue, Lookup, Redeem, Reverse};
+    use vouch_engine::validity::Validity;
+    use vouch_engine::Code;
+
+    fn redeem(pos: Option<u64>, verifier: u64) -> Redeem {
+        Redeem {
+            request_id: RequestId {
+                source: 1,
+                serial: 1,
+            },
+            code: Code::new(8, 1).unwrap(),
+            phone_last4: "1234".into(),
+            units: 1,
+            outlet_id: 1,
+            verifier_id: verifier,
+            pos_id: pos,
+        }
+    }
+
+    fn reverse(pos: Option<u64>, seller: Option<u64>) -> Reverse {
+        Reverse {
+            request_id: RequestId {
+                source: 1,
+                serial: 2,
+            },
+            code: Code::new(8, 1).unwrap(),
+            redemption: RequestId {
+                source: 1,
+                serial: 1,
+            },
+            pos_id: pos,
+            seller_id: seller,
+        }
+    }
+
+    fn issue() -> Issue {
+        Issue {
+            order_id: "o".into(),
+            seller_id: 5,
+            product_id: 1,
+            units: 1,
+            unit_price: rust_decimal::Decimal::ONE,
+            mobile: "13800001234".into(),
+            validity: Validity::DaysFromIssue(1),
+            code_digits: 8,
+        }
+    }
+
+    fn catalog(act_as: Option<Actor>) -> Request {
+        Request::Catalog {
+            request_id: RequestId {
+                source: 1,
+                serial: 3,
+            },
+            act_as,
+            command: CatalogCommand::Tick,
+        }
+    }
+
+    fn read(act_as: Option<Actor>) -> Request {
+        Request::CatalogRead {
+            act_as,
+            query: vouch_engine::catalog::CatalogQuery::Categories(
+                vouch_engine::catalog::Page::first(),
+            ),
+        }
+    }
+
+    /// A token hash whose request-id source is 1, the source the requests
+    /// above use.
+    const OWN_HASH: [u8; 32] = {
+        let mut h = [0u8; 32];
+        h[7] = 1;
+        h
+    };
+
+    /// The request-level role matrix: every principal kind × every request
+    /// kind, allowed or refused (the catalog's own matrix is proven in the
+    /// engine's tests). Identity-bound fields must name the principal.
+    #[test]
+    fn role_matrix_every_principal_by_every_request() {
+        let lookup_by = |verifier_id, pos_id| {
+            Request::Command(Command::Lookup(Lookup {
+                code: Code::new(8, 1).unwrap(),
+                phone_last4: "1234".into(),
+                verifier_id,
+                pos_id,
+            }))
+        };
+        let audit = Request::Command(Command::AuditVouchers(AuditVouchers {
+            shard: 0,
+            from: 0,
+            limit: 1,
+        }));
+        let fact = Request::Command(Command::CatalogFact(CatalogFact::Device {
+            pos_id: 1,
+            seller: 5,
+            outlet: 1,
+            provider: 70,
+        }));
+        // (name, request, who may send it)
+        type Rule = fn(Actor) -> bool;
+        let rows: Vec<(&str, Request, Rule)> = vec![
+            ("info", Request::Info, |_| true),
+            ("issue", Request::Command(Command::Issue(issue())), |a| {
+                matches!(a, Actor::Staff | Actor::FrontEnd)
+            }),
+            ("issue batch", Request::IssueBatch(vec![issue()]), |a| {
+                matches!(a, Actor::Staff | Actor::FrontEnd)
+            }),
+            ("lookup", lookup_by(None, None), |a| {
+                matches!(a, Actor::Staff | Actor::Verifier(_) | Actor::Device(_))
+            }),
+            ("lookup as verifier 9", lookup_by(Some(9), None), |a| {
+                matches!(a, Actor::Staff | Actor::Verifier(9))
+            }),
+            ("lookup as POS 7", lookup_by(None, Some(7)), |a| {
+                matches!(a, Actor::Staff | Actor::Device(7))
+            }),
+            (
+                "redeem as POS 7",
+                Request::Command(Command::Redeem(redeem(Some(7), 9))),
+                |a| matches!(a, Actor::Staff | Actor::Device(7)),
+            ),
+            (
+                "redeem as verifier 9",
+                Request::Command(Command::Redeem(redeem(None, 9))),
+                |a| matches!(a, Actor::Staff | Actor::Verifier(9)),
+            ),
+            (
+                "redeem with another token's request-id source",
+                Request::Command(Command::Redeem(Redeem {
+                    request_id: RequestId {
+                        source: 2,
+                        serial: 1,
+                    },
+                    ..redeem(Some(7), 9)
+                })),
+                |_| false,
+            ),
+            (
+                "catalog command with another token's request-id source",
+                Request::Catalog {
+                    request_id: RequestId {
+                        source: 2,
+                        serial: 3,
+                    },
+                    act_as: None,
+                    command: CatalogCommand::Tick,
+                },
+                |_| false,
+            ),
+            (
+                "redeem batch as verifier 9",
+                Request::RedeemBatch(vec![redeem(None, 9)]),
+                |a| matches!(a, Actor::Staff | Actor::Verifier(9)),
+            ),
+            (
+                "reverse as POS 7",
+                Request::Command(Command::Reverse(reverse(Some(7), None))),
+                |a| matches!(a, Actor::Staff | Actor::Device(7)),
+            ),
+            (
+                "reverse as seller 5",
+                Request::Command(Command::Reverse(reverse(None, Some(5)))),
+                |a| matches!(a, Actor::Staff | Actor::Seller(5)),
+            ),
+            ("audit", audit, |a| a == Actor::Staff),
+            ("catalog for itself", catalog(None), |_| true),
+            (
+                "catalog for seller 5",
+                catalog(Some(Actor::Seller(5))),
+                |a| a == Actor::Seller(5),
+            ),
+            ("catalog fact", fact, |_| false),
+            ("catalog read for itself", read(None), |_| true),
+            (
+                "catalog read for seller 5",
+                read(Some(Actor::Seller(5))),
+                |a| a == Actor::Seller(5),
+            ),
+        ];
+        let principals = [
+            Actor::Staff,
+            Actor::System,
+            Actor::FrontEnd,
+            Actor::Seller(5),
+            Actor::Seller(6),
+            Actor::Provider(5),
+            Actor::Verifier(9),
+            Actor::Verifier(8),
+            Actor::Device(7),
+            Actor::Device(8),
+        ];
+        for (name, request, allowed) in &rows {
+            for actor in principals {
+                let mut r = request.clone();
+                let got = authorize(Principal::Token(actor, OWN_HASH), &mut r);
+                assert_eq!(got.is_ok(), allowed(actor), "{name} by {actor:?}: {got:?}");
+                if let (
+                    Ok(()),
+                    Request::Catalog { act_as, .. } | Request::CatalogRead { act_as, .. },
+                ) = (&got, &r)
+                {
+                    assert_eq!(
+                        *act_as,
+                        Some(actor),
+                        "a token runs catalog commands as itself"
+                    );
+                }
+                // A verifier or POS always looks up as itself (ORD-9).
+                if let (Ok(()), Request::Command(Command::Lookup(l))) = (&got, &r) {
+                    let who = match actor {
+                        Actor::Verifier(v) => (Some(v), None),
+                        Actor::Device(d) => (None, Some(d)),
+                        _ => (l.verifier_id, l.pos_id),
+                    };
+                    assert_eq!((l.verifier_id, l.pos_id), who, "{name} by {actor:?}");
+                }
+                if let Err(e) = got {
+                    assert_eq!(e.code, ErrorCode::NotPermitted.number());
+                }
+            }
+            // The admin may send everything except catalog facts.
+            let mut r = request.clone();
+            assert_eq!(
+                authorize(Principal::Admin, &mut r).is_ok(),
+                *name != "catalog fact",
+                "{name} by admin"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod token_tests {
+    use super::*;
+
+    #[test]
+    fn tokens_equal_only_for_the_same_bytes() {
+        assert!(tokens_equal("abc", "abc"));
+        assert!(!tokens_equal("abc", "abd"));
+        assert!(!tokens_equal("abc", "abcd"));
+        assert!(!tokens_equal("", "a"));
+        assert!(tokens_equal("", ""));
+    }
+}
