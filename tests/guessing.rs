@@ -107,7 +107,10 @@ async fn lockout_a_guessing_pos_is_locked_out_everywhere_until_staff_lift_it() {
     // A new connection, TCP or QUIC, is refused at login.
     for target in [&tcp, &quic] {
         match Client::connect(target, &guesser, Some(&ca)).await {
-            Err(ClientError::Refused(e)) => assert_eq!(e.code, ErrorCode::LockedOut.number()),
+            Err(ClientError::Refused(e)) => {
+                assert_eq!(e.code, ErrorCode::LockedOut.number());
+                assert!(e.retry_after_ms.is_some(), "{e:?}");
+            }
             other => panic!(
                 "a locked-out POS logged in on {target}: {:?}",
                 other.is_ok()
@@ -169,4 +172,39 @@ async fn lockout_a_guessing_pos_is_locked_out_everywhere_until_staff_lift_it() {
     let pos = Client::connect(&tcp, &guesser, Some(&ca)).await.unwrap();
     let looked = as_looked_up(run(&pos, lookup_cmd(code, &l4)).await);
     assert_eq!(looked.units_remaining, 4);
+}
+
+/// Failed logins count against the peer address: past the limit every
+/// login but staff's is refused alike (valid token or not), until staff
+/// lift the peer's lockout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lockout_failed_logins_lock_the_peer_out_but_never_staff() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(dir.path(), &["--lockout-peer", "5:3600:3600"]);
+    let tcp = server.tcp_target();
+    let ca = server.ca();
+    let admin = server.client(&tcp).await;
+    let (seller, _, _) = set_up(&admin).await;
+    for i in 0..5 {
+        match Client::connect(&tcp, &format!("not-a-token-{i}"), Some(&ca)).await {
+            Err(ClientError::Refused(e)) => {
+                assert_eq!(e.code, ErrorCode::Unauthenticated.number())
+            }
+            other => panic!("a bad token logged in: {:?}", other.is_ok()),
+        }
+    }
+    for token in ["not-a-token-9", seller.as_str()] {
+        match Client::connect(&tcp, token, Some(&ca)).await {
+            Err(ClientError::Refused(e)) => assert_eq!(e.code, ErrorCode::LockedOut.number()),
+            other => panic!("a locked-out peer logged in: {:?}", other.is_ok()),
+        }
+    }
+    let staff = server.client(&tcp).await;
+    let peer = LockKey::peer("127.0.0.1".parse().unwrap());
+    assert_eq!(lockouts(&staff).await, [peer]);
+    let lift = vouch_engine::catalog::CatalogCommand::LiftLockout { key: peer };
+    catalog(&staff, 500, None, lift).await;
+    Client::connect(&tcp, &seller, Some(&ca))
+        .await
+        .expect("the seller logs in again");
 }

@@ -61,7 +61,10 @@ async fn inv_3_connections_during_recovery_are_answered_recovering() {
                 Some((_, Response::Error(e))) => {
                     assert_eq!(e.code, ErrorCode::Unavailable.number(), "{e}");
                     assert!(e.message.contains("recovering"), "{e}");
-                    assert!(started.elapsed() < Duration::from_secs(1), "answered at once");
+                    assert!(
+                        started.elapsed() < Duration::from_secs(1),
+                        "answered at once"
+                    );
                     recovering += 1;
                     continue;
                 }

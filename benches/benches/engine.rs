@@ -369,8 +369,16 @@ fn bench_code_check_paths(c: &mut Criterion) {
             state.engine.apply(NOW_MS, &probe, &mut effects).is_err()
         })
         .collect();
-    let wrong_digits: Vec<Code> = live[n..2 * n].to_vec();
-    let expired: Vec<Code> = live[2 * n..3 * n].to_vec();
+    let mut unknown = unknown;
+    let mut wrong_digits: Vec<Code> = live[n..2 * n].to_vec();
+    let mut expired: Vec<Code> = live[2 * n..3 * n].to_vec();
+    // Random order in every pool, so no pool walks memory in order.
+    for (i, pool) in [&mut unknown, &mut replaced, &mut wrong_digits, &mut expired]
+        .into_iter()
+        .enumerate()
+    {
+        shuffle(pool, 11 + i as u64);
+    }
     let later_ms = NOW_MS + 400 * 86_400_000;
     let cases: [(&str, &[Code], &str, i64); 4] = [
         ("unknown", &unknown, LAST4, NOW_MS),

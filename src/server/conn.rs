@@ -80,11 +80,11 @@ pub(super) struct Peer {
 
 /// Why a connection ends early; sent as its last frame (correlation 0
 /// unless a request caused it).
-struct Close(u64, ErrorCode, String);
+struct Close(u64, WireError);
 
 impl Close {
     fn new(corr: u64, code: ErrorCode, message: impl Into<String>) -> Close {
-        Close(corr, code, message.into())
+        Close(corr, WireError::new(code, message))
     }
 }
 
@@ -192,11 +192,9 @@ where
             }
         }
     };
-    if let Some(Close(corr, code, message)) = closed {
-        tracing::debug!(peer = %conn.peer.addr, %code, %message, "closing connection");
-        let _ = conn
-            .tx
-            .send((corr, Response::Error(WireError::new(code, message)), None));
+    if let Some(Close(corr, error)) = closed {
+        tracing::debug!(peer = %conn.peer.addr, %error, "closing connection");
+        let _ = conn.tx.send((corr, Response::Error(error), None));
     }
     // Requests accepted before the connection ended are still applied.
     let _ = conn.flush().await;
@@ -281,7 +279,15 @@ impl Conn {
         }
         let now = now_ms();
         let ctx = self.ctx.clone();
-        let Some(principal) = login(&token, &ctx.admin_token, &ctx.tokens) else {
+        let principal = login(&token, &ctx.admin_token, &ctx.tokens);
+        // A locked-out peer learns nothing about the token it sent: every
+        // login but staff's is refused alike.
+        if !principal.is_some_and(|p| p.is_staff()) {
+            if let Some(until) = ctx.guard.locked_until(now, &[self.peer.key]) {
+                return Err(locked_out(corr, now, until));
+            }
+        }
+        let Some(principal) = principal else {
             tracing::warn!(peer = %self.peer.addr, "login refused: unknown token");
             ctx.guard.failure(now, &[self.peer.key]);
             return Err(Close::new(
@@ -309,9 +315,7 @@ impl Conn {
         let actor = principal.actor().expect("a tenant has an actor");
         let keys = [self.peer.key, LockKey::Principal(actor)];
         if let Some(until) = self.ctx.guard.locked_until(now, &keys) {
-            let r = Rejection::locked_out((until - now).max(1) as u64);
-            let error = WireError::from(&r);
-            return Err(Close(corr, ErrorCode::LockedOut, error.message));
+            return Err(locked_out(corr, now, until));
         }
         if self.peer.reserve {
             let msg = "server at its connection limit (the remaining slots are kept for staff); retry later";
@@ -423,6 +427,12 @@ impl Conn {
             server,
         })
     }
+}
+
+/// The `locked_out` close of a login, until `until` (unix ms).
+fn locked_out(corr: u64, now: i64, until: i64) -> Close {
+    let r = Rejection::locked_out((until - now).max(1) as u64);
+    Close(corr, WireError::from(&r))
 }
 
 /// Checks a frame's kind and version and decodes its request.

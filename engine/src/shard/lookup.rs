@@ -19,22 +19,29 @@ impl Shard {
     /// Every failure is the uniform `code_invalid` with a hidden reason.
     ///
     /// An unknown, a replaced or expired code and a live code with wrong
-    /// last four digits take the same steps: both code maps are probed, a
-    /// voucher (or a stand-in) is read, the digits are compared in full and
-    /// the window is checked before the outcome is chosen (issue 7 item 4;
-    /// measured in `benches/`, `code_check_paths`).
+    /// last four digits take the same steps: both code maps are probed, one
+    /// voucher is read, the digits are compared in full and the window is
+    /// checked before the outcome is chosen (issue 7 item 4; measured in
+    /// `benches/`, `code_check_paths`, BENCHMARKS.md).
     pub(super) fn find_live(&self, now_ms: i64, code: Code, last4: &str) -> Result<u32, Rejection> {
         let live = self.live.get(&code).copied();
-        let retired = self.retired.contains_key(&code);
-        let voucher = live.and_then(|slot| self.vouchers.get(slot as usize));
-        let (digits, until_ms) = voucher.map_or((&NO_VOUCHER_LAST4, i64::MIN), |v| {
-            (&v.last4, v.valid_until_ms)
-        });
+        let retired = self.retired.get(&code).copied();
+        // Every guess reads one voucher: the live code's, the replaced
+        // code's, or one chosen by the code's value, so that an unknown
+        // code costs the same memory access as a known one.
+        let decoy = (code.value() % self.vouchers.len().max(1) as u64) as u32;
+        let read = live.or(retired).unwrap_or(decoy);
+        let (digits, until_ms) = self
+            .vouchers
+            .get(read as usize)
+            .map_or((&NO_VOUCHER_LAST4, i64::MIN), |v| {
+                (&v.last4, v.valid_until_ms)
+            });
         let digits_match = last4_equal(digits, last4.as_bytes());
         let in_window = now_ms < until_ms;
         let reason = match (live, digits_match, in_window) {
             (Some(slot), true, true) => return Ok(slot),
-            (None, _, _) if retired => InvalidCodeReason::Replaced,
+            (None, _, _) if retired.is_some() => InvalidCodeReason::Replaced,
             (None, _, _) => InvalidCodeReason::Unknown,
             (Some(_), false, _) => InvalidCodeReason::WrongPhoneDigits,
             (Some(_), true, false) => InvalidCodeReason::Expired,
