@@ -180,10 +180,15 @@ impl Window {
             .fold(0u32, u32::saturating_add)
     }
 
+    /// The failures within the window at `now_ms`.
+    fn total(&self, now_ms: i64, window_ms: i64) -> u32 {
+        let step_ms = (window_ms / WINDOW_BUCKETS as i64).max(1);
+        self.count(now_ms.div_euclid(step_ms))
+    }
+
     /// Whether no failure of this window is left at `now_ms`.
     fn idle(&self, now_ms: i64, window_ms: i64) -> bool {
-        let step_ms = (window_ms / WINDOW_BUCKETS as i64).max(1);
-        self.count(now_ms.div_euclid(step_ms)) == 0
+        self.total(now_ms, window_ms) == 0
     }
 }
 
@@ -280,6 +285,7 @@ impl Guard {
         }
         let mut until = None;
         for key in keys {
+            until = until.max(self.overflow_lock(now_ms, key));
             let Some(end) = self.locked.get(key).map(|e| *e) else {
                 continue;
             };
@@ -290,6 +296,16 @@ impl Guard {
             }
         }
         until
+    }
+
+    /// While the shared overflow counter is locked out, so is every peer
+    /// without a counter of its own (it would be counted there).
+    fn overflow_lock(&self, now_ms: i64, key: &LockKey) -> Option<i64> {
+        if !matches!(key, LockKey::Peer(_)) || *key == OVERFLOW_PEER {
+            return None;
+        }
+        let end = self.locked.get(&OVERFLOW_PEER).map(|e| *e)?;
+        (end > now_ms && !self.counters.contains_key(key)).then_some(end)
     }
 
     /// Counts one failure at `now_ms` for each of `keys`; a key that
@@ -337,6 +353,15 @@ impl Guard {
             let config = self.config;
             self.counters
                 .retain(|k, w| !w.idle(now_ms, config.limit(k).window_ms));
+            // Still full: peers far from their limit make room; those
+            // close to it stay counted.
+            if self.counters.len() >= self.config.keys_max {
+                self.counters.retain(|k, w| {
+                    let limit = config.limit(k);
+                    !matches!(k, LockKey::Peer(_))
+                        || w.total(now_ms, limit.window_ms) >= limit.failures_max / 2
+                });
+            }
         }
         match key {
             LockKey::Peer(_) if self.counters.len() >= self.config.keys_max => OVERFLOW_PEER,
@@ -432,8 +457,13 @@ mod tests {
         }
         assert!(g.counted_keys() <= 1_001, "{}", g.counted_keys());
         // The 4,000 peers past the cap share the overflow key, which passed
-        // the peer limit (200) and is locked out.
+        // the peer limit (200) and is locked out: so is every new peer
+        // without a counter of its own, while a counted one is not.
         assert!(g.locked_until(1_001, &[OVERFLOW_PEER]).is_some());
+        let newcomer = LockKey::peer(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)));
+        assert!(g.locked_until(1_001, &[newcomer]).is_some());
+        let counted = LockKey::peer(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + 1_500)));
+        assert_eq!(g.locked_until(1_001, &[counted]), None);
     }
 
     #[test]

@@ -164,8 +164,6 @@ async fn inv_7_idle_connections_cannot_lock_staff_out_and_revoking_closes_them()
                 Err(code) => {
                     assert_eq!(code, ErrorCode::Unavailable.number());
                     refused += 1;
-                    // Let the server release the refused connection's slot.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }
         }
@@ -200,8 +198,9 @@ async fn inv_7_idle_connections_cannot_lock_staff_out_and_revoking_closes_them()
     ));
 }
 
-/// QUIC connections without a token count against the slots and are
-/// closed when they open no stream within the handshake timeout.
+/// QUIC connections without a token wait among the bounded connections
+/// not logged in (at most `PREAUTH_PER_PEER_MAX` per address) and are
+/// closed when they log in on no stream within the handshake timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inv_7_quic_connections_without_a_token_are_bounded_and_closed() {
     let dir = tempfile::tempdir().unwrap();
@@ -210,25 +209,30 @@ async fn inv_7_quic_connections_without_a_token_are_bounded_and_closed() {
     let config = vouch_protocol::tls::client_config(&server.ca()).unwrap();
     let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     endpoint.set_default_client_config(config);
-    let mut conns = Vec::new();
-    for _ in 0..300 {
-        let c = endpoint.connect(quic, "127.0.0.1").unwrap().await.unwrap();
-        conns.push(c);
-    }
-    // A client with a token is served meanwhile.
-    let client = server.client(&server.quic_target()).await;
-    issue(&client, issue_cmd("q-1", 1, MOBILE)).await;
     let started = Instant::now();
+    let mut conns = Vec::new();
+    let mut refused = 0;
+    for _ in 0..300 {
+        match endpoint.connect(quic, "127.0.0.1").unwrap().await {
+            Ok(c) => conns.push(c),
+            Err(_) => refused += 1,
+        }
+    }
+    let per_peer = vouch::server::PREAUTH_PER_PEER_MAX;
+    assert_eq!(conns.len(), per_peer, "{refused} refused");
     for c in &conns {
         let reason = tokio::time::timeout(Duration::from_secs(15), c.closed())
             .await
-            .expect("the server closes a connection without a stream");
+            .expect("the server closes a connection that never logs in");
         assert!(
             matches!(reason, quinn::ConnectionError::ApplicationClosed(_)),
             "{reason:?}"
         );
     }
     assert!(started.elapsed() < Duration::from_secs(10));
+    // Then a client with a token is served.
+    let client = server.client(&server.quic_target()).await;
+    issue(&client, issue_cmd("q-1", 1, MOBILE)).await;
 }
 
 /// A logged-in connection with nothing in flight is closed after the idle
@@ -297,6 +301,10 @@ async fn client_requests_fail_within_their_deadline_when_the_server_dies() {
     let r = short.command(lookup_cmd(code)).await;
     assert!(matches!(r, Err(ClientError::Timeout(1_000))), "{r:?}");
     assert!(started.elapsed() < Duration::from_millis(1_500));
+    assert!(
+        short.is_closed(),
+        "a request past its deadline closes the client"
+    );
     assert!(pending.iter().all(|p| !p.is_finished()));
     // Killed: every pending request fails, well within its deadline.
     signal("-KILL");

@@ -33,6 +33,10 @@ pub type Id = u64;
 pub const TEXT_BYTES_MAX: usize = 256;
 /// Most categories, outlets or verifiers named in one command.
 pub const LIST_ITEMS_MAX: usize = 1_000;
+/// Most outlets one seller may add, and most verifier accounts: a large
+/// chain has a few thousand outlets. Bounds what one seller's credential
+/// can make the catalog (and its log and replay) hold.
+pub const SELLER_ENTITIES_MAX: usize = 10_000;
 /// The platform's own code provider (PUB-4): present from the start, and
 /// selectable by every onboarded seller without a relationship import.
 pub const PLATFORM_PROVIDER: Id = 0;
@@ -1222,6 +1226,12 @@ impl Catalog {
                 if self.outlets.contains_key(id) {
                     return Err(reject(ErrorCode::AlreadyExists, format!("outlet {id}")));
                 }
+                if self.outlets.values().filter(|o| o.seller == me).count() >= SELLER_ENTITIES_MAX {
+                    return Err(reject(
+                        ErrorCode::BadRequest,
+                        format!("a seller has at most {SELLER_ENTITIES_MAX} outlets"),
+                    ));
+                }
                 self.outlets.insert(
                     *id,
                     Outlet {
@@ -1241,6 +1251,13 @@ impl Catalog {
                 outlets,
             } => {
                 self.enabled_seller(me)?;
+                if self.verifiers.values().filter(|v| v.seller == me).count() >= SELLER_ENTITIES_MAX
+                {
+                    return Err(reject(
+                        ErrorCode::BadRequest,
+                        format!("a seller has at most {SELLER_ENTITIES_MAX} verifier accounts"),
+                    ));
+                }
                 if !real_name {
                     return Err(reject(
                         ErrorCode::VerifierNotRealName,

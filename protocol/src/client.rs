@@ -3,9 +3,10 @@
 //! matches responses to callers by correlation id.
 //!
 //! It never hangs (issue 7 item 6): every request has a deadline
-//! ([`ClientOptions::request_timeout_ms`]); when the connection closes or
-//! its peer dies, every pending request and every later one fails at once
-//! with [`ClientError::Closed`]; over QUIC a dead server is noticed within
+//! ([`ClientOptions::request_timeout_ms`]), and a request past it closes
+//! the client (the server is taken for dead); when the connection closes
+//! or its peer dies, every pending request and every later one fails at
+//! once with [`ClientError::Closed`]; over QUIC a dead server is noticed within
 //! `QUIC_IDLE_TIMEOUT_MS`. The client never retries by itself: a caller
 //! that retries a mutation after `Closed` or `Timeout` sends it again with
 //! the same request id (or order id), which the server applies at most
@@ -281,11 +282,11 @@ impl Client {
         {
             Ok(r) => r,
             Err(_) => {
-                self.pending
-                    .pending
-                    .lock()
-                    .expect("pending lock")
-                    .remove(&corr);
+                // No reply within the deadline: the connection is taken for
+                // dead (a stopped or unreachable server sends nothing, not
+                // even a reset), so every pending and later request fails
+                // at once instead of waiting out its own deadline.
+                self.pending.close();
                 Err(ClientError::Timeout(ms))
             }
         }

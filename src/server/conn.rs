@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use vouch_engine::catalog::LockKey;
 use vouch_engine::{ErrorCode, Rejection};
 use vouch_protocol::frame::{take_frame_limited, FrameError, FRAME_BYTES_MAX, HELLO_BYTES_MAX};
-use vouch_protocol::frame::{Header, KIND_REQUEST};
+use vouch_protocol::frame::{Header, HEADER_BYTES, KIND_REQUEST};
 use vouch_protocol::messages::decode_request;
 use vouch_protocol::{Request, Response, WireError, PROTOCOL_VERSION};
 
@@ -67,15 +67,19 @@ pub fn request_units(body_bytes: u32, commands: usize) -> u32 {
     1 + (bytes / REQUEST_UNIT_BYTES) as u32
 }
 
-/// Where a connection came from and which slot it holds.
+/// Where a connection came from.
 pub(super) struct Peer {
     /// The transport peer's lockout key.
     pub key: LockKey,
     /// The peer's address, for the log.
     pub addr: std::net::SocketAddr,
-    /// The connection holds one of the slots kept for staff: it must
-    /// authenticate as staff, quickly.
-    pub reserve: bool,
+    /// Its place among the connections waiting to log in (TCP); given up
+    /// at login.
+    pub preauth: Option<super::listen::PreAuth>,
+    /// When the Hello must have arrived (the TLS handshake included).
+    pub deadline: Instant,
+    /// Set at login, for the QUIC connection this stream belongs to.
+    pub logged_in: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// Why a connection ends early; sent as its last frame (correlation 0
@@ -96,6 +100,11 @@ struct Conn {
     budget: Arc<Semaphore>,
     principal_budget: Option<Arc<PrincipalBudget>>,
     _principal_slot: Option<OwnedSemaphorePermit>,
+    /// The connection slot taken at login.
+    _slot: Option<OwnedSemaphorePermit>,
+    /// The budget a started frame's declared body holds while it arrives,
+    /// so a partial frame is paid for like a whole one.
+    partial: Option<Permit>,
     // Ops decoded from what one read delivered, per shard: sent as one
     // queue message per shard, so pipelined single-command frames cost one
     // channel send per read instead of one per command.
@@ -112,12 +121,7 @@ where
     let (tx, rx) = mpsc::unbounded_channel();
     let stall = Some(Duration::from_millis(WRITE_STALL_TIMEOUT_MS));
     let mut writer_task = tokio::spawn(vouch_protocol::io::write_loop(writer, rx, stall));
-    let handshake_ms = if peer.reserve {
-        super::RESERVE_HANDSHAKE_TIMEOUT_MS
-    } else {
-        super::HANDSHAKE_TIMEOUT_MS
-    };
-    let handshake_deadline = Instant::now() + Duration::from_millis(handshake_ms);
+    let handshake_deadline = peer.deadline;
     let idle = Duration::from_millis(ctx.idle_timeout_ms);
     let mut conn = Conn {
         pending: (0..ctx.shards).map(|_| Vec::new()).collect(),
@@ -129,6 +133,8 @@ where
         budget: Arc::new(Semaphore::new(CONN_INFLIGHT_UNITS_MAX as usize)),
         principal_budget: None,
         _principal_slot: None,
+        _slot: None,
+        partial: None,
     };
     let mut buf = BytesMut::with_capacity(READ_BUFFER_BYTES);
     let mut stop = conn.ctx.stop.clone();
@@ -240,8 +246,11 @@ impl Conn {
                 HELLO_BYTES_MAX
             };
             let (header, body) = match take_frame_limited(buf, limit) {
-                Ok(Some(f)) => f,
-                Ok(None) => return Ok(()),
+                Ok(Some(f)) => {
+                    self.partial = None;
+                    f
+                }
+                Ok(None) => return self.hold_partial(buf).await,
                 Err(e) => {
                     let code = match e {
                         FrameError::TooLarge(_) => ErrorCode::FrameTooLarge,
@@ -257,6 +266,27 @@ impl Conn {
                     self.request(principal, &header, request).await?;
                 }
             }
+        }
+    }
+
+    /// Charges a started frame's declared body to the budgets while it
+    /// arrives (once per frame); meanwhile a budget that is short stops
+    /// the reading.
+    async fn hold_partial(&mut self, buf: &BytesMut) -> Result<(), Close> {
+        if self.principal.is_none() || self.partial.is_some() || buf.len() < HEADER_BYTES {
+            return Ok(());
+        }
+        let declared = u32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]]);
+        match self.acquire(request_units(declared, 0)).await {
+            Some(permit) => {
+                self.partial = Some(permit);
+                Ok(())
+            }
+            None => Err(Close::new(
+                0,
+                ErrorCode::Unavailable,
+                "server is shutting down",
+            )),
         }
     }
 
@@ -288,7 +318,9 @@ impl Conn {
             }
         }
         let Some(principal) = principal else {
-            tracing::warn!(peer = %self.peer.addr, "login refused: unknown token");
+            if let Some(skipped) = super::LOGIN_LOG.allow() {
+                tracing::warn!(peer = %self.peer.addr, skipped, "login refused: unknown token");
+            }
             ctx.guard.failure(now, &[self.peer.key]);
             return Err(Close::new(
                 corr,
@@ -298,6 +330,11 @@ impl Conn {
         };
         if !principal.is_staff() {
             self.admit_tenant(corr, now, principal)?;
+        }
+        self._slot = Some(self.take_slot(corr, principal.is_staff())?);
+        self.peer.preauth = None;
+        if let Some(flag) = &self.peer.logged_in {
+            flag.store(true, Ordering::Release);
         }
         self.principal = Some(principal);
         let hello = Response::Hello {
@@ -309,17 +346,13 @@ impl Conn {
         Ok(())
     }
 
-    /// The checks of a tenant's login: not locked out, not on a staff
-    /// slot, under its principal's connection cap.
+    /// The checks of a tenant's login: not locked out, under its
+    /// principal's connection cap.
     fn admit_tenant(&mut self, corr: u64, now: i64, principal: Principal) -> Result<(), Close> {
         let actor = principal.actor().expect("a tenant has an actor");
         let keys = [self.peer.key, LockKey::Principal(actor)];
         if let Some(until) = self.ctx.guard.locked_until(now, &keys) {
             return Err(locked_out(corr, now, until));
-        }
-        if self.peer.reserve {
-            let msg = "server at its connection limit (the remaining slots are kept for staff); retry later";
-            return Err(Close::new(corr, ErrorCode::Unavailable, msg));
         }
         let budget = self.ctx.principal_budget(actor);
         let Ok(slot) = budget.conns.clone().try_acquire_owned() else {
@@ -334,6 +367,37 @@ impl Conn {
         Ok(())
     }
 
+    /// A connection slot at login: a general one, or for staff one of
+    /// those kept for them.
+    fn take_slot(&self, corr: u64, staff: bool) -> Result<OwnedSemaphorePermit, Close> {
+        let general = self.ctx.conns.clone().try_acquire_owned();
+        match general {
+            Ok(slot) => Ok(slot),
+            Err(_) if staff => self
+                .ctx
+                .staff_conns
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| {
+                    Close::new(
+                        corr,
+                        ErrorCode::Unavailable,
+                        "every connection slot, staff's included, is taken; retry later",
+                    )
+                }),
+            Err(_) => {
+                if let Some(skipped) = super::REFUSED_LOG.allow() {
+                    tracing::warn!(peer = %self.peer.addr, skipped, "connection limit reached; refusing a login");
+                }
+                let msg = format!(
+                    "server at its connection limit ({}; the rest are kept for staff); retry later",
+                    super::CONNECTIONS_MAX
+                );
+                Err(Close::new(corr, ErrorCode::Unavailable, msg))
+            }
+        }
+    }
+
     /// One request after the handshake: it takes its permit first, so
     /// every reply — refusals too — holds one until it is written.
     async fn request(
@@ -343,12 +407,13 @@ impl Conn {
         mut request: Request,
     ) -> Result<(), Close> {
         let corr = header.correlation;
-        let commands = match &request {
-            Request::IssueBatch(items) => items.len(),
-            Request::RedeemBatch(items) => items.len(),
-            _ => 1,
+        let units = match &request {
+            Request::IssueBatch(items) => request_units(header.body_bytes, items.len()),
+            Request::RedeemBatch(items) => request_units(header.body_bytes, items.len()),
+            // A catalog page may be as large as a frame.
+            Request::CatalogRead { .. } => request_units(FRAME_BYTES_MAX, 0),
+            _ => request_units(header.body_bytes, 1),
         };
-        let units = request_units(header.body_bytes, commands);
         let Some(permit) = self.acquire(units).await else {
             return Err(Close::new(
                 0,

@@ -1,9 +1,12 @@
-//! Accepting connections: connection slots (with a share kept for
-//! staff), TLS on TCP, QUIC connections counted like TCP sockets before
-//! any token is shown, and the `recovering` answer while the log replays.
+//! Accepting connections: a bounded place to wait for login (per peer
+//! address too), TLS on TCP, QUIC connections counted like TCP sockets
+//! before any token is shown, and the `recovering` answer while the log
+//! replays. Connection slots (with a share kept for staff) are taken at
+//! login, in `conn`.
 
 use super::conn::{handle_conn, Peer};
-use super::{Ctx, ServeOptions, TcpSecurity, CONNECTIONS_MAX, HANDSHAKE_TIMEOUT_MS};
+use super::{Ctx, ServeOptions, TcpSecurity, HANDSHAKE_TIMEOUT_MS};
+use super::{PREAUTH_CONNECTIONS_MAX, PREAUTH_PER_PEER_MAX};
 use crate::data_dir::Paths;
 use anyhow::Context;
 use bytes::BytesMut;
@@ -12,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use vouch_engine::catalog::LockKey;
@@ -115,25 +118,50 @@ pub(super) fn answer_recovering(tcp: Arc<TcpListener>, tls: Option<TlsAcceptor>)
     Recovering { stop, task }
 }
 
-/// A connection slot: a general one, or one kept for staff.
-struct Slot {
+/// A place among the connections waiting to log in: the pre-login
+/// budget and the peer's share of it. Dropped at login or close.
+pub(super) struct PreAuth {
     _permit: OwnedSemaphorePermit,
-    reserve: bool,
+    peer: LockKey,
+    peers: Arc<dashmap::DashMap<LockKey, usize, foldhash::fast::RandomState>>,
 }
 
-/// Takes a general slot, else one kept for staff; None when all are held.
-fn take_slot(ctx: &Ctx) -> Option<Slot> {
-    let take = |s: &Arc<Semaphore>, reserve| {
-        s.clone().try_acquire_owned().ok().map(|p| Slot {
-            _permit: p,
-            reserve,
-        })
-    };
-    take(&ctx.conns, false).or_else(|| take(&ctx.staff_conns, true))
+impl Drop for PreAuth {
+    fn drop(&mut self) {
+        if let dashmap::Entry::Occupied(mut e) = self.peers.entry(self.peer) {
+            *e.get_mut() -= 1;
+            if *e.get() == 0 {
+                e.remove();
+            }
+        }
+    }
+}
+
+/// A place for a new connection of `peer` before it logs in; None when
+/// the server or the peer has too many waiting.
+fn take_preauth(ctx: &Ctx, peer: LockKey) -> Option<PreAuth> {
+    let permit = ctx.preauth.clone().try_acquire_owned().ok()?;
+    let mut waiting = ctx.preauth_peers.entry(peer).or_insert(0);
+    if *waiting >= PREAUTH_PER_PEER_MAX {
+        return None;
+    }
+    *waiting += 1;
+    drop(waiting);
+    Some(PreAuth {
+        _permit: permit,
+        peer,
+        peers: ctx.preauth_peers.clone(),
+    })
 }
 
 fn refusal() -> String {
-    format!("server at its connection limit ({CONNECTIONS_MAX}); retry later")
+    format!("server at its limit of connections waiting to log in ({PREAUTH_CONNECTIONS_MAX}, {PREAUTH_PER_PEER_MAX} per address); retry later")
+}
+
+fn warn_refused(addr: SocketAddr) {
+    if let Some(skipped) = super::REFUSED_LOG.allow() {
+        tracing::warn!(peer = %addr, skipped, "too many connections waiting to log in; refusing");
+    }
 }
 
 /// Accepts TCP connections until shutdown, each on a slot, with TLS when
@@ -146,13 +174,13 @@ pub(super) async fn tcp_loop(tcp: Arc<TcpListener>, tls: Option<TlsAcceptor>, ct
             _ = stop.changed() => break,
             accepted = tcp.accept() => {
                 let Ok((stream, addr)) = accepted else { continue };
-                let Some(slot) = take_slot(&ctx) else {
-                    tracing::warn!(peer = %addr, "connection limit {CONNECTIONS_MAX} reached; refusing");
+                let Some(preauth) = take_preauth(&ctx, LockKey::peer(addr.ip())) else {
+                    warn_refused(addr);
                     conns.spawn(answer_and_close(stream, ErrorCode::Unavailable, refusal()));
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
-                conns.spawn(serve_tcp(stream, addr, slot, tls.clone(), ctx.clone()));
+                conns.spawn(serve_tcp(stream, addr, preauth, tls.clone(), ctx.clone()));
             }
         }
         while conns.try_join_next().is_some() {}
@@ -163,32 +191,32 @@ pub(super) async fn tcp_loop(tcp: Arc<TcpListener>, tls: Option<TlsAcceptor>, ct
 async fn serve_tcp(
     stream: TcpStream,
     addr: SocketAddr,
-    slot: Slot,
+    preauth: PreAuth,
     tls: Option<TlsAcceptor>,
     ctx: Arc<Ctx>,
 ) {
+    // The TLS handshake and the Hello share one deadline.
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(HANDSHAKE_TIMEOUT_MS);
     let peer = Peer {
         key: LockKey::peer(addr.ip()),
         addr,
-        reserve: slot.reserve,
+        preauth: Some(preauth),
+        deadline,
+        logged_in: None,
     };
     match tls {
         None => {
             let (r, w) = stream.into_split();
             handle_conn(r, w, ctx, peer).await;
         }
-        Some(tls) => {
-            let t = Duration::from_millis(TLS_HANDSHAKE_TIMEOUT_MS);
-            match tokio::time::timeout(t, tls.accept(stream)).await {
-                Ok(Ok(s)) => {
-                    let (r, w) = tokio::io::split(s);
-                    handle_conn(r, w, ctx, peer).await;
-                }
-                _ => tracing::debug!(peer = %addr, "TLS handshake failed or timed out"),
+        Some(tls) => match tokio::time::timeout_at(deadline, tls.accept(stream)).await {
+            Ok(Ok(s)) => {
+                let (r, w) = tokio::io::split(s);
+                handle_conn(r, w, ctx, peer).await;
             }
-        }
+            _ => tracing::debug!(peer = %addr, "TLS handshake failed or timed out"),
+        },
     }
-    drop(slot);
 }
 
 /// Binds QUIC on `addr` and accepts connections into `listeners`; the
@@ -223,12 +251,13 @@ async fn quic_loop(endpoint: quinn::Endpoint, ctx: Arc<Ctx>) {
             _ = stop.changed() => break,
             incoming = endpoint.accept() => {
                 let Some(incoming) = incoming else { break };
-                let Some(slot) = take_slot(&ctx) else {
-                    tracing::warn!(peer = %incoming.remote_address(), "connection limit {CONNECTIONS_MAX} reached; refusing QUIC");
+                let addr = incoming.remote_address();
+                let Some(preauth) = take_preauth(&ctx, LockKey::peer(addr.ip())) else {
+                    warn_refused(addr);
                     incoming.refuse();
                     continue;
                 };
-                conns.spawn(serve_quic(incoming, slot, ctx.clone()));
+                conns.spawn(serve_quic(incoming, preauth, ctx.clone()));
             }
         }
         while conns.try_join_next().is_some() {}
@@ -236,43 +265,61 @@ async fn quic_loop(endpoint: quinn::Endpoint, ctx: Arc<Ctx>) {
     while conns.join_next().await.is_some() {}
 }
 
-/// Serves one QUIC connection: its streams (at most
-/// `QUIC_STREAMS_MAX` at once) are protocol connections. A connection
-/// without a stream for the handshake timeout is closed.
-async fn serve_quic(incoming: quinn::Incoming, slot: Slot, ctx: Arc<Ctx>) {
+/// Serves one QUIC connection: its streams (at most `QUIC_STREAMS_MAX`
+/// at once) are protocol connections, each taking a connection slot when
+/// it logs in. The QUIC connection waits among those not logged in until
+/// one of its streams logs in, and is closed when none has within the
+/// handshake timeout, or when its last stream ends.
+async fn serve_quic(incoming: quinn::Incoming, preauth: PreAuth, ctx: Arc<Ctx>) {
     let addr = incoming.remote_address();
-    let t = Duration::from_millis(HANDSHAKE_TIMEOUT_MS);
-    let Ok(Ok(conn)) = tokio::time::timeout(t, incoming).await else {
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(HANDSHAKE_TIMEOUT_MS);
+    let Ok(Ok(conn)) = tokio::time::timeout_at(deadline, incoming).await else {
         return;
     };
+    let logged_in = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut preauth = Some(preauth);
     let mut streams = JoinSet::new();
     let mut stop = ctx.stop.clone();
     loop {
         if *stop.borrow() {
             break;
         }
-        let quiet = streams.is_empty();
+        let waiting = preauth.is_some();
         let (w, r) = tokio::select! {
             s = conn.accept_bi() => match s {
                 Ok(pair) => pair,
                 Err(_) => break,
             },
             _ = stop.changed() => break,
-            _ = tokio::time::sleep(t), if quiet => {
-                conn.close(0u32.into(), b"no stream within the handshake timeout");
+            _ = tokio::time::sleep_until(deadline), if waiting => {
+                if logged_in.load(std::sync::atomic::Ordering::Acquire) {
+                    preauth = None;
+                    continue;
+                }
+                conn.close(0u32.into(), b"no login within the handshake timeout");
                 break;
             }
-            Some(_) = streams.join_next(), if !quiet => continue,
+            Some(_) = streams.join_next(), if !streams.is_empty() => {
+                if logged_in.load(std::sync::atomic::Ordering::Acquire) {
+                    preauth = None;
+                }
+                if streams.is_empty() && preauth.is_none() {
+                    conn.close(0u32.into(), b"no stream left");
+                    break;
+                }
+                continue;
+            }
         };
         let peer = Peer {
             key: LockKey::peer(addr.ip()),
             addr,
-            reserve: slot.reserve,
+            preauth: None,
+            deadline: tokio::time::Instant::now() + Duration::from_millis(HANDSHAKE_TIMEOUT_MS),
+            logged_in: Some(logged_in.clone()),
         };
         streams.spawn(serve_stream(r, w, ctx.clone(), peer));
     }
     while streams.join_next().await.is_some() {}
-    drop(slot);
 }
 
 async fn serve_stream<R, W>(r: R, w: W, ctx: Arc<Ctx>, peer: Peer)

@@ -32,14 +32,14 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
-use vouch_engine::catalog::Actor;
+use vouch_engine::catalog::{Actor, LockKey};
 use vouch_engine::EngineConfig;
 use vouch_protocol::frame::{BATCH_COMMANDS_MAX, FRAME_BYTES_MAX};
 use vouch_protocol::messages::Limits;
 use vouch_storage::group_commit::GroupCommit;
 
-/// Most open connections (TCP sockets plus QUIC connections); more are
-/// refused at once with `unavailable`.
+/// Most logged-in connections (TCP sockets plus QUIC streams); a login
+/// beyond it is refused with `unavailable`.
 pub const CONNECTIONS_MAX: usize = 4_096;
 
 /// Connection slots of `CONNECTIONS_MAX` kept for staff, so an operator
@@ -60,10 +60,14 @@ pub const INFLIGHT_REQUESTS_MAX: usize = CONN_INFLIGHT_UNITS_MAX as usize;
 /// is closed, so idle sockets cannot hold connection slots.
 pub const HANDSHAKE_TIMEOUT_MS: u64 = 5_000;
 
-/// How long a connection on a staff slot may take to send its Hello, in
-/// ms: staff clients send it at once, so silent sockets cannot keep the
-/// kept slots for long.
-pub const RESERVE_HANDSHAKE_TIMEOUT_MS: u64 = 500;
+/// Connections that have not logged in yet (TLS handshake and Hello
+/// pending), over all peers. They hold no connection slot: a slot is taken
+/// at login, so silent sockets can never take the slots kept for staff.
+pub const PREAUTH_CONNECTIONS_MAX: usize = 1_024;
+
+/// Connections one peer address (IPv4, or IPv6 /64) may have waiting to
+/// log in at once.
+pub const PREAUTH_PER_PEER_MAX: usize = 64;
 
 /// How long shutdown waits for connections to finish their in-flight
 /// requests, in ms. Every acknowledged write is durable either way.
@@ -120,6 +124,9 @@ struct Ctx {
     shards: u32,
     admin_token: String,
     draining: AtomicBool,
+    /// Connections waiting to log in, and how many per peer.
+    preauth: Arc<Semaphore>,
+    preauth_peers: Arc<DashMap<LockKey, usize, foldhash::fast::RandomState>>,
     /// Slots for everyone: `CONNECTIONS_MAX - STAFF_CONNECTIONS_RESERVED`.
     conns: Arc<Semaphore>,
     /// The slots kept for staff.
@@ -147,6 +154,43 @@ impl Ctx {
             .clone()
     }
 }
+
+/// A warning that a flood would repeat many times a second is written at
+/// most once a second per kind (the rest are counted in the next line).
+pub(crate) struct Throttled {
+    last_ms: std::sync::atomic::AtomicI64,
+    skipped: std::sync::atomic::AtomicU64,
+}
+
+impl Throttled {
+    const fn new() -> Throttled {
+        Throttled {
+            last_ms: std::sync::atomic::AtomicI64::new(i64::MIN),
+            skipped: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Whether to write the warning now; with how many were left out since.
+    pub(crate) fn allow(&self) -> Option<u64> {
+        let now = now_ms();
+        let last = self.last_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= 1_000
+            && self
+                .last_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            return Some(self.skipped.swap(0, Ordering::Relaxed));
+        }
+        self.skipped.fetch_add(1, Ordering::Relaxed);
+        None
+    }
+}
+
+/// Warnings of refused connections (limits reached).
+pub(crate) static REFUSED_LOG: Throttled = Throttled::new();
+/// Warnings of refused logins (unknown tokens).
+pub(crate) static LOGIN_LOG: Throttled = Throttled::new();
 
 /// The wall clock in unix ms, for the guard (the engine never reads it).
 fn now_ms() -> i64 {
@@ -338,6 +382,8 @@ fn start_workers(
         shards: opened.config.shards,
         admin_token: opened.admin_token,
         draining: AtomicBool::new(false),
+        preauth: Arc::new(Semaphore::new(PREAUTH_CONNECTIONS_MAX)),
+        preauth_peers: Arc::new(DashMap::default()),
         conns: Arc::new(Semaphore::new(CONNECTIONS_MAX - STAFF_CONNECTIONS_RESERVED)),
         staff_conns: Arc::new(Semaphore::new(STAFF_CONNECTIONS_RESERVED)),
         inflight: Arc::new(Semaphore::new(SERVER_INFLIGHT_UNITS_MAX as usize)),
