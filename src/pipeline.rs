@@ -421,7 +421,11 @@ pub fn run_catalog_worker(
             {
                 token_updates.push((*token_hash, catalog.token_actor(token_hash)));
             }
-            if let (CatalogCommand::LiftLockout { key }, Ok(_)) = (&e.command, &reply) {
+            // A retry of a lift returns its original reply and lifts
+            // nothing: the key may have been locked out again since.
+            if let (CatalogCommand::LiftLockout { key }, Ok(_), false) =
+                (&e.command, &reply, repeat)
+            {
                 tracing::warn!(key = %key, actor = ?e.actor, "lockout lifted");
                 lifted.push(*key);
             }

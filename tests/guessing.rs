@@ -53,6 +53,20 @@ async fn lockouts(admin: &Client) -> Vec<LockKey> {
     }
 }
 
+/// Waits until the catalog lists exactly `expected`: a lockout takes
+/// effect at once and is recorded a moment later.
+async fn wait_for_lockouts(admin: &Client, expected: &[LockKey]) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let listed = lockouts(admin).await;
+        if listed == expected {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "listed {listed:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lockout_a_guessing_pos_is_locked_out_everywhere_until_staff_lift_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -128,11 +142,8 @@ async fn lockout_a_guessing_pos_is_locked_out_everywhere_until_staff_lift_it() {
     let code = as_redeemed(run(&other, Command::Redeem(r)).await)
         .new_code
         .unwrap();
-    assert_eq!(
-        lockouts(&quic_admin).await,
-        [LockKey::Principal(Actor::Device(31))],
-        "only the guessing POS is listed"
-    );
+    // Only the guessing POS is listed.
+    wait_for_lockouts(&quic_admin, &[LockKey::Principal(Actor::Device(31))]).await;
     clients.clear();
     drop((admin, other, quic_admin));
 
@@ -172,6 +183,30 @@ async fn lockout_a_guessing_pos_is_locked_out_everywhere_until_staff_lift_it() {
     let pos = Client::connect(&tcp, &guesser, Some(&ca)).await.unwrap();
     let looked = as_looked_up(run(&pos, lookup_cmd(code, &l4)).await);
     assert_eq!(looked.units_remaining, 4);
+    // Locked out again; a retry of the earlier lift (same request id) is
+    // its original reply and lifts nothing.
+    for i in 0..u64::from(LIMIT) {
+        let r = pos.command(lookup_cmd(wrong(20_000 + i), &l4)).await;
+        assert_eq!(error_of(&r), Some(2), "guess {i}: {r:?}");
+    }
+    let lift = vouch_engine::catalog::CatalogCommand::LiftLockout {
+        key: LockKey::Principal(Actor::Device(31)),
+    };
+    let retry = admin
+        .catalog(
+            vouch_engine::RequestId {
+                source: 77,
+                serial: 900,
+            },
+            None,
+            lift,
+        )
+        .await
+        .unwrap();
+    assert!(retry.is_ok(), "{retry:?}");
+    let r = pos.command(lookup_cmd(code, &l4)).await;
+    assert_eq!(error_of(&r), Some(ErrorCode::LockedOut.number()), "{r:?}");
+    wait_for_lockouts(&admin, &[LockKey::Principal(Actor::Device(31))]).await;
 }
 
 /// Failed logins count against the peer address: past the limit every
@@ -201,7 +236,7 @@ async fn lockout_failed_logins_lock_the_peer_out_but_never_staff() {
     }
     let staff = server.client(&tcp).await;
     let peer = LockKey::peer("127.0.0.1".parse().unwrap());
-    assert_eq!(lockouts(&staff).await, [peer]);
+    wait_for_lockouts(&staff, &[peer]).await;
     let lift = vouch_engine::catalog::CatalogCommand::LiftLockout { key: peer };
     catalog(&staff, 500, None, lift).await;
     Client::connect(&tcp, &seller, Some(&ca))
