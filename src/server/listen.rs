@@ -113,7 +113,9 @@ pub(super) fn answer_recovering(tcp: Arc<TcpListener>, tls: Option<TlsAcceptor>)
             }
             while answers.try_join_next().is_some() {}
         }
-        answers.abort_all();
+        // Answers already under way are finished, not cut off: a client
+        // accepted during recovery always gets its `recovering` frame.
+        while answers.join_next().await.is_some() {}
     });
     Recovering { stop, task }
 }
