@@ -267,20 +267,10 @@ impl Raw {
 
     /// Connects and completes the handshake with `token`.
     pub async fn hello(addr: &str, token: &str) -> Raw {
-        let mut raw = Raw::connect(addr).await;
-        let hello = Request::Hello {
-            version: PROTOCOL_VERSION,
-            token: token.into(),
-        };
-        raw.send(&request_frame(1, &hello)).await;
-        match raw.read().await {
-            Some((h, Response::Hello { version, .. })) => {
-                assert_eq!(h.correlation, 1);
-                assert_eq!(version, PROTOCOL_VERSION);
-            }
-            other => panic!("expected a Hello response, got {other:?}"),
+        match Raw::try_hello(addr, token).await {
+            Ok(raw) => raw,
+            Err(code) => panic!("expected a Hello response, got error {code}"),
         }
-        raw
     }
 
     /// Connects and sends a Hello with `token`: the connection when the
