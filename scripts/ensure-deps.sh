@@ -20,7 +20,7 @@ if ! command -v cargo >/dev/null 2>&1; then
   if [ -x "$HOME/.cargo/bin/cargo" ]; then
     export PATH="$HOME/.cargo/bin:$PATH"
   else
-    echo "error: no Rust toolchain (cargo) found; install Rust 1.85 or newer (rustup) and retry" >&2
+    echo "error: no Rust toolchain (cargo) found; install Rust 1.88 or newer (rustup) and retry" >&2
     exit 2
   fi
 fi

@@ -1,20 +1,31 @@
 #!/usr/bin/env bash
 # The main job end to end: installs what is missing, builds, starts a vouch
-# server on a fresh embedded data directory (RocksDB on disk), replays the
-# real data of ../shared/data through it over TCP (every order gets a code,
-# part is redeemed, retried and reversed), audits the server against the
-# client's model, prints the summary and stops the server.
+# server on a fresh embedded data directory (RocksDB on disk), replays real
+# public data through it over TCP (every order gets a code, part is
+# redeemed, retried and reversed), audits the server against the client's
+# model, prints the summary and stops the server.
 #
-# Options (environment): VOUCH_DATA (default ../shared/data),
-# VOUCH_TARGET_SCHEME (tcp or quic, default tcp), VOUCH_REPORT (JSON report
-# path, default target/replay-report.json).
+# The data folder: VOUCH_DATA when set; else ../shared/data when it exists
+# beside the project (it adds the research-use Tianchi O2O file); else the
+# openly licensed files bundled in data/ (see data/README.md).
+#
+# Options (environment): VOUCH_DATA, VOUCH_TARGET_SCHEME (tcp or quic,
+# default tcp), VOUCH_REPORT (JSON report path, default
+# target/replay-report.json; its fields are in loadtest/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/ensure-deps.sh
-data="${VOUCH_DATA:-../shared/data}"
+if [ -n "${VOUCH_DATA:-}" ]; then
+  data="$VOUCH_DATA"
+  [ -d "$data" ] || { echo "error: VOUCH_DATA=$data is not a folder; unset it to use the bundled data/ (see data/README.md)" >&2; exit 2; }
+elif [ -d ../shared/data ]; then
+  data=../shared/data
+else
+  data=data
+fi
 scheme="${VOUCH_TARGET_SCHEME:-tcp}"
 report="${VOUCH_REPORT:-target/replay-report.json}"
-[ -f "$data/o2o-coupon-issuance-2016-07.csv" ] || { echo "error: no input data in $data" >&2; exit 2; }
+echo "input data: $data"
 cargo build --release --locked -p vouch -p vouch-loadtest
 work=$(mktemp -d)
 log="$work/serve.log"

@@ -107,11 +107,16 @@ enum TokenAction {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Revoke a token; connections using it are refused from their next
-    /// request on.
+    /// Revoke a token; its open connections are closed. Give the file
+    /// that holds it (`--file`), so the secret never sits on a command
+    /// line (shell history, `ps`); the token itself is still taken.
     Revoke {
-        /// The token to revoke.
-        token: String,
+        /// The token to revoke (prefer `--file`).
+        #[arg(required_unless_present = "file", conflicts_with = "file")]
+        token: Option<String>,
+        /// A file holding the token to revoke (as `token issue` wrote it).
+        #[arg(long)]
+        file: Option<PathBuf>,
         /// Client request id SOURCE:SERIAL, or SERIAL with this token's source.
         #[arg(long)]
         request_id: String,
@@ -238,6 +243,15 @@ struct ClientArgs {
     #[arg(long, default_value_t = vouch_protocol::client::REQUEST_TIMEOUT_MS_DEFAULT / 1000,
           global = true, value_parser = clap::value_parser!(u64).range(1..=3600))]
     timeout_s: u64,
+    /// Time zone to show times in (the platform's, as `vouch serve
+    /// --time-zone`).
+    #[arg(
+        long,
+        default_value = "Asia/Shanghai",
+        env = "VOUCH_TIME_ZONE",
+        global = true
+    )]
+    time_zone: String,
 }
 
 #[derive(Args)]
@@ -370,9 +384,36 @@ fn request_id_for(s: &str, client: &ClientArgs) -> Result<RequestId, String> {
     Ok(RequestId { source, serial })
 }
 
+/// A command line clap refused. With `--json` anywhere on it, one JSON
+/// object on standard output (`{"ok": false, "error": {"kind": "usage",
+/// "message": …}}`), exit 2; `--help` and `--version` print as usual.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let json = std::env::args().any(|a| a == "--json");
+    let informational = matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    if !json || informational {
+        e.exit();
+    }
+    let text = e.render().to_string();
+    let message = text.trim().trim_start_matches("error: ");
+    println!(
+        "{}",
+        serde_json::json!({"ok": false, "error": {"kind": "usage", "message": message}})
+    );
+    ExitCode::from(2)
+}
+
 /// Entry point of the `vouch` binary.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -388,7 +429,7 @@ pub fn main() -> ExitCode {
             tracing_subscriber::fmt()
                 .with_env_filter(
                     tracing_subscriber::EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,vouch=info")),
                 )
                 .with_writer(std::io::stderr)
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -506,6 +547,10 @@ async fn run_client(cmd: Cmd) -> ExitCode {
             )
         }
     };
+    let zone = match crate::cli_time::Zone::new(&client_args.time_zone) {
+        Ok(z) => z,
+        Err(e) => return fail("usage", e),
+    };
     let options = vouch_protocol::client::ClientOptions {
         request_timeout_ms: client_args.timeout_s * 1000,
     };
@@ -536,11 +581,11 @@ async fn run_client(cmd: Cmd) -> ExitCode {
     };
     match outcome {
         Ok(Ok(Shown::Engine(outcome))) => {
-            print_outcome(&outcome, json);
+            print_outcome(&outcome, json, &zone);
             ExitCode::SUCCESS
         }
         Ok(Ok(Shown::View(view))) => {
-            cli_catalog::print_view(&view, json);
+            cli_catalog::print_view(&view, json, &zone);
             ExitCode::SUCCESS
         }
         Ok(Ok(Shown::Token(token))) => {
@@ -548,7 +593,7 @@ async fn run_client(cmd: Cmd) -> ExitCode {
             if json {
                 println!(
                     "{}",
-                    serde_json::json!({"ok": true, "token": token, "request_source": source})
+                    serde_json::json!({"ok": true, "token": token, "request_source": source.to_string()})
                 );
             } else {
                 println!("{token}");
@@ -558,9 +603,13 @@ async fn run_client(cmd: Cmd) -> ExitCode {
         }
         Ok(Ok(Shown::Catalog(outcome))) => {
             if json {
-                println!("{}", serde_json::json!({"ok": true, "outcome": outcome}));
+                println!(
+                    "{}",
+                    serde_json::json!({"ok": true, "outcome": outcome.name(),
+                                       "message": outcome.to_string(), "detail": outcome})
+                );
             } else {
-                println!("{}", cli_catalog::outcome_text(&outcome));
+                println!("{outcome}");
             }
             ExitCode::SUCCESS
         }
@@ -673,9 +722,16 @@ fn build_request(cmd: Cmd) -> Result<(ClientArgs, ClientRequest), String> {
             }
             TokenAction::Revoke {
                 token,
+                file,
                 request_id,
                 client,
             } => {
+                let token = match (token, file) {
+                    (Some(t), _) => t,
+                    (None, Some(f)) => std::fs::read_to_string(&f)
+                        .map_err(|e| format!("reading token file {}: {e}", f.display()))?,
+                    (None, None) => return Err("give the token's --file".into()),
+                };
                 let command = CatalogCommand::RevokeToken {
                     token_hash: crate::server::token_hash(token.trim()),
                 };
@@ -756,41 +812,47 @@ fn units(n: u32) -> String {
     }
 }
 
-fn ms_to_string(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms)
-        .map(|t| t.to_string())
-        .unwrap_or_else(|_| ms.to_string())
-}
-
-fn print_outcome(o: &Outcome, json: bool) {
+fn print_outcome(o: &Outcome, json: bool, zone: &crate::cli_time::Zone) {
     use serde_json::json;
     let (value, text) = match o {
         Outcome::Issued(i) => (
-            json!({"ok": true, "code": i.code.to_string(), "units": i.units,
-                   "valid_from_ms": i.valid_from_ms, "valid_until_ms": i.valid_until_ms}),
+            json!({"ok": true, "outcome": "issued", "code": i.code.to_string(), "units": i.units,
+                   "valid_from_ms": i.valid_from_ms, "valid_from": zone.instant(i.valid_from_ms),
+                   "valid_until_ms": i.valid_until_ms, "valid_until": zone.instant(i.valid_until_ms)}),
             format!(
-                "issued code {} for {}, valid from {} until (exclusive) {}",
+                "issued code {} for {}, {}",
                 i.code,
                 units(i.units),
-                ms_to_string(i.valid_from_ms),
-                ms_to_string(i.valid_until_ms)
+                zone.validity(i.valid_from_ms, i.valid_until_ms)
             ),
         ),
-        Outcome::LookedUp(l) => (
-            json!({"ok": true, "order_id": l.order_id, "seller_id": l.seller_id, "product_id": l.product_id,
-                   "units_remaining": l.units_remaining, "units_total": l.units_total,
-                   "valid_from_ms": l.valid_from_ms, "valid_until_ms": l.valid_until_ms}),
-            format!(
-                "order {}: {} of {} remaining, valid until (exclusive) {}",
-                l.order_id,
-                l.units_remaining,
-                units(l.units_total),
-                ms_to_string(l.valid_until_ms)
-            ),
-        ),
+        Outcome::LookedUp(l) => {
+            let now_ms = jiff::Timestamp::now().as_millisecond();
+            let not_yet_valid = now_ms < l.valid_from_ms;
+            (
+                json!({"ok": true, "outcome": "looked_up", "order_id": l.order_id,
+                       "seller_id": l.seller_id, "product_id": l.product_id,
+                       "units_remaining": l.units_remaining, "units_total": l.units_total,
+                       "valid_from_ms": l.valid_from_ms, "valid_from": zone.instant(l.valid_from_ms),
+                       "valid_until_ms": l.valid_until_ms, "valid_until": zone.instant(l.valid_until_ms),
+                       "not_yet_valid": not_yet_valid}),
+                format!(
+                    "order {}: {} of {} remaining, {}{}",
+                    l.order_id,
+                    l.units_remaining,
+                    units(l.units_total),
+                    zone.validity(l.valid_from_ms, l.valid_until_ms),
+                    if not_yet_valid {
+                        "; not yet valid: it cannot be redeemed before its first day"
+                    } else {
+                        ""
+                    }
+                ),
+            )
+        }
         Outcome::Redeemed(r) => (
-            json!({"ok": true, "order_id": r.order_id, "units": r.units, "units_remaining": r.units_remaining,
-                   "new_code": r.new_code.map(|c| c.to_string())}),
+            json!({"ok": true, "outcome": "redeemed", "order_id": r.order_id, "units": r.units,
+                   "units_remaining": r.units_remaining, "new_code": r.new_code.map(|c| c.to_string())}),
             match r.new_code {
                 Some(c) => format!(
                     "redeemed {} of order {}; {} left on new code {c} (the old code no longer works)",
@@ -806,8 +868,8 @@ fn print_outcome(o: &Outcome, json: bool) {
             },
         ),
         Outcome::Reversed(r) => (
-            json!({"ok": true, "order_id": r.order_id, "units": r.units, "units_remaining": r.units_remaining,
-                   "live_code": r.live_code.to_string()}),
+            json!({"ok": true, "outcome": "reversed", "order_id": r.order_id, "units": r.units,
+                   "units_remaining": r.units_remaining, "live_code": r.live_code.to_string()}),
             format!(
                 "reversed {} of order {}; {} left on code {}",
                 units(r.units),
@@ -816,9 +878,17 @@ fn print_outcome(o: &Outcome, json: bool) {
                 r.live_code
             ),
         ),
-        other => (
-            json!({"ok": true, "outcome": format!("{other:?}")}),
-            format!("{other:?}"),
+        Outcome::Vouchers { items, .. } => (
+            json!({"ok": true, "outcome": "vouchers", "count": items.len()}),
+            format!("{} vouchers", items.len()),
+        ),
+        Outcome::Redemptions { items, .. } => (
+            json!({"ok": true, "outcome": "redemptions", "count": items.len()}),
+            format!("{} redemptions", items.len()),
+        ),
+        Outcome::FactNoted => (
+            json!({"ok": true, "outcome": "fact_noted"}),
+            "catalog fact noted".to_string(),
         ),
     };
     if json {
@@ -832,7 +902,7 @@ fn print_refusal(e: &WireError, json: bool) {
     if json {
         println!(
             "{}",
-            serde_json::json!({"ok": false, "error": {"code": e.code, "name": e.name, "message": e.message}})
+            serde_json::json!({"ok": false, "error": {"code": e.code, "name": e.name, "message": e.message, "retry_after_ms": e.retry_after_ms}})
         );
     } else {
         eprintln!("refused: {e}");

@@ -514,6 +514,21 @@ pub fn extend_view(view: &mut CatalogView, more: CatalogView) {
     }
 }
 
+/// Ids as `1, 2, 3`, or `none`.
+fn ids<T: std::fmt::Display>(v: &[T]) -> String {
+    list(v.iter().map(|x| x.to_string()))
+}
+
+/// Items joined by commas, or `none`.
+fn list(items: impl Iterator<Item = String>) -> String {
+    let v: Vec<String> = items.collect();
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}
+
 fn yes(b: bool) -> &'static str {
     if b {
         "yes"
@@ -522,50 +537,9 @@ fn yes(b: bool) -> &'static str {
     }
 }
 
-/// A catalog command's outcome as one line of text.
-pub fn outcome_text(o: &vouch_engine::catalog::CatalogOutcome) -> String {
-    use vouch_engine::catalog::{CatalogOutcome as O, TPlusN};
-    match o {
-        O::Done => "done".into(),
-        O::Onboarding(step) => format!("done; onboarding now at {step:?}"),
-        O::TPlusN(TPlusN::FreezeNotice { amount }) => {
-            format!(
-                "done; T+N approved: a deposit-freeze notice for {amount} yuan awaits the seller"
-            )
-        }
-        O::TPlusN(t) => format!("done; T+N now {t:?}"),
-        O::Balance(b) => format!("done; balance {b} yuan"),
-        O::Ticked {
-            delisted,
-            lockouts_ended,
-        } => format!(
-            "done; {} products delisted{}; {lockouts_ended} ended lockouts dropped",
-            delisted.len(),
-            if delisted.is_empty() {
-                String::new()
-            } else {
-                let ids: Vec<String> = delisted.iter().map(|id| id.to_string()).collect();
-                format!(" ({})", ids.join(", "))
-            }
-        ),
-    }
-}
-
-/// An instant (unix ms) in this machine's time zone with its offset,
-/// e.g. `2026-12-01 21:30:00+08:00`.
-pub fn local_time(ms: i64) -> String {
-    match jiff::Timestamp::from_millisecond(ms) {
-        Ok(t) => t
-            .to_zoned(jiff::tz::TimeZone::system())
-            .strftime("%Y-%m-%d %H:%M:%S%:z")
-            .to_string(),
-        Err(_) => ms.to_string(),
-    }
-}
-
 /// Prints a read's answer: `{"ok": true, "seller": {…}}` or
 /// `{"ok": true, "items": […]}` with `--json`, one line per item otherwise.
-pub fn print_view(view: &CatalogView, json: bool) {
+pub fn print_view(view: &CatalogView, json: bool, zone: &crate::cli_time::Zone) {
     use serde_json::json;
     if json {
         let value = match view {
@@ -581,8 +555,8 @@ pub fn print_view(view: &CatalogView, json: bool) {
                     .iter()
                     .map(|l| {
                         json!({"key": l.key.to_string(), "since_ms": l.since_ms,
-                               "since": local_time(l.since_ms), "until_ms": l.until_ms,
-                               "until": local_time(l.until_ms), "failures": l.failures})
+                               "since": zone.instant(l.since_ms), "until_ms": l.until_ms,
+                               "until": zone.instant(l.until_ms), "failures": l.failures})
                     })
                     .collect();
                 json!({"ok": true, "items": items})
@@ -593,7 +567,7 @@ pub fn print_view(view: &CatalogView, json: bool) {
     }
     let lines: Vec<String> = match view {
         CatalogView::Seller(s) => vec![
-            format!("seller {} ({:?}), onboarding {:?}", s.id, s.kind, s.onboarding),
+            format!("seller {} ({}), onboarding {}", s.id, s.kind, s.onboarding),
             format!(
                 "  self-issuing {}, group-buying operator {}",
                 s.self_issuing, s.group_buying_operator
@@ -605,13 +579,23 @@ pub fn print_view(view: &CatalogView, json: bool) {
                 s.service_phone.as_deref().unwrap_or("-")
             ),
             format!(
-                "  categories wanted {:?}, permitted {:?}",
-                s.categories_wanted, s.permitted
+                "  categories wanted {}, permitted {}",
+                ids(&s.categories_wanted),
+                ids(&s.permitted)
             ),
-            format!("  T+N {:?}", s.t_plus_n),
             format!(
-                "  deposits {:?} (short {:?}); group-buying deposit {} yuan",
-                s.deposits, s.deposit_short, s.group_buying_deposit
+                "  T+N {}",
+                list(s.t_plus_n.iter().map(|(c, t)| format!("category {c}: {t}")))
+            ),
+            format!(
+                "  deposits {} (short in {}); group-buying deposit {} yuan",
+                list(
+                    s.deposits
+                        .iter()
+                        .map(|(c, a)| format!("category {c}: {a} yuan"))
+                ),
+                ids(&s.deposit_short),
+                s.group_buying_deposit
             ),
         ],
         CatalogView::Categories(v) => v
@@ -633,8 +617,11 @@ pub fn print_view(view: &CatalogView, json: bool) {
             .iter()
             .map(|p| {
                 format!(
-                    "provider {} {:?}: {} digits, sellers {:?}",
-                    p.id, p.name, p.code_digits, p.sellers
+                    "provider {} {:?}: {} digits, sellers {}",
+                    p.id,
+                    p.name,
+                    p.code_digits,
+                    ids(&p.sellers)
                 )
             })
             .collect(),
@@ -651,8 +638,13 @@ pub fn print_view(view: &CatalogView, json: bool) {
             .iter()
             .map(|x| {
                 format!(
-                    "verifier {} of seller {}: real name {}, parent {:?}, outlets {:?}",
-                    x.id, x.seller, x.real_name, x.parent, x.outlets
+                    "verifier {} of seller {}: real name {}, {}, outlets {}",
+                    x.id,
+                    x.seller,
+                    yes(x.real_name),
+                    x.parent
+                        .map_or("no parent account".into(), |p| format!("under verifier {p}")),
+                    ids(&x.outlets)
                 )
             })
             .collect(),
@@ -662,8 +654,8 @@ pub fn print_view(view: &CatalogView, json: bool) {
                 format!(
                     "{} locked out since {} until {} after {} failed code attempts",
                     l.key,
-                    local_time(l.since_ms),
-                    local_time(l.until_ms),
+                    zone.instant(l.since_ms),
+                    zone.instant(l.until_ms),
                     l.failures
                 )
             })
@@ -672,7 +664,7 @@ pub fn print_view(view: &CatalogView, json: bool) {
             .iter()
             .map(|d| {
                 format!(
-                    "POS {} of provider {} at outlet {} (seller {}), {:?}",
+                    "POS {} of provider {} at outlet {} (seller {}), {}",
                     d.pos_id, d.provider, d.outlet, d.seller, d.check_method
                 )
             })
@@ -688,21 +680,18 @@ pub fn print_view(view: &CatalogView, json: bool) {
                     Validity::DaysFromIssue(n) => format!("valid {n} days from issue"),
                     Validity::Fixed { start, end } => format!("valid {start} to {end}"),
                 };
-                let settlement = match p.spec.settlement {
-                    Settlement::PayOnRedemption => "pay-on-redemption",
-                    Settlement::TPlus3 => "T+3",
-                };
+                let settlement = p.spec.settlement;
                 let delivery = match p.spec.delivery {
                     Delivery::EVoucher => "e-voucher",
                     Delivery::EVoucherOrMail => "e-voucher or mail",
                 };
                 format!(
-                    "product {} of seller {} ({}): category {}, {validity}, {provider}, outlets {:?}, {settlement}, {delivery}, merchant code {:?}",
+                    "product {} of seller {} ({}): category {}, {validity}, {provider}, outlets {}, {settlement}, {delivery}, merchant code {:?}",
                     p.spec.id,
                     p.seller,
                     if p.listed { "listed" } else { "delisted" },
                     p.spec.category,
-                    p.spec.outlets,
+                    ids(&p.spec.outlets),
                     p.spec.merchant_code
                 )
             })

@@ -13,6 +13,7 @@
 
 pub mod cli;
 pub mod cli_catalog;
+pub mod cli_time;
 pub mod data_dir;
 pub mod guard;
 pub mod pipeline;

@@ -426,15 +426,15 @@ pub fn run_catalog_worker(
             if let (CatalogCommand::LiftLockout { key }, Ok(_), false) =
                 (&e.command, &reply, repeat)
             {
-                tracing::warn!(key = %key, actor = ?e.actor, "lockout lifted");
+                tracing::info!(key = %key, by = %e.actor, "lockout lifted");
                 lifted.push(*key);
             }
             for event in events.drain(..) {
                 match event {
                     CatalogEvent::Fact(f) => facts_out.push(f),
-                    // Staff must act on these (ONB-4, ONB-6, PUB-3): shown
-                    // at the default log level.
-                    event => tracing::warn!(?event, "catalog event"),
+                    // Business events staff act on (ONB-4, ONB-6, PUB-3),
+                    // at the default level.
+                    event => tracing::info!("{event}"),
                 }
             }
             // A tick that delisted nothing changed nothing: no log record

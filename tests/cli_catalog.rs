@@ -249,8 +249,8 @@ fn pub_9_cli_onboards_a_seller_and_publishes_with_the_same_validation() {
         ],
     );
     assert_eq!(
-        (code, &json["outcome"]["Balance"]),
-        (0, &serde_json::json!("7.50")),
+        (code, &json["outcome"], &json["detail"]["Balance"]),
+        (0, &serde_json::json!("balance"), &serde_json::json!("7.50")),
         "{json}"
     );
     let (code, json) = vouch_with(&server, &token_file, &["seller", "show"]);

@@ -12,6 +12,7 @@
 
 mod lockout;
 mod read;
+mod words;
 pub use lockout::*;
 pub use read::*;
 
@@ -702,7 +703,7 @@ impl Catalog {
         if !command.allowed(actor) {
             return Err(reject(
                 ErrorCode::NotPermitted,
-                format!("{actor:?} may not run this command"),
+                format!("{actor} may not run this command"),
             ));
         }
         let reply = self.run(now_ms, actor, command, events);
@@ -816,10 +817,7 @@ impl Catalog {
         if from != Account::External && self.balance(from) < amount {
             return Err(reject(
                 ErrorCode::InsufficientBalance,
-                format!(
-                    "{from:?} holds {} yuan, {amount} needed",
-                    self.balance(from)
-                ),
+                format!("{from} holds {} yuan, {amount} needed", self.balance(from)),
             ));
         }
         *self.balances.entry(from).or_default() -= amount;
@@ -1079,7 +1077,7 @@ impl Catalog {
                     }
                     Some(other) => Err(reject(
                         ErrorCode::TPlusNNotPending,
-                        format!("T+N for category {category} is already {other:?}"),
+                        format!("T+N for category {category} is already {other}"),
                     )),
                 }
             }
@@ -1344,7 +1342,7 @@ impl Catalog {
                     }
                 };
                 if !exists {
-                    return Err(reject(ErrorCode::NotFound, format!("{actor:?}")));
+                    return Err(reject(ErrorCode::NotFound, format!("{actor} is not known")));
                 }
                 // A revoked token is never revived, and no two tokens share
                 // a request-id source.
@@ -1401,7 +1399,7 @@ impl Catalog {
         if at != from {
             return Err(reject(
                 ErrorCode::OnboardingStepOutOfOrder,
-                format!("seller {seller} is at {at:?}; this step needs {from:?}"),
+                format!("seller {seller} is at \"{at}\"; this step needs \"{from}\""),
             ));
         }
         Ok(())

@@ -374,3 +374,45 @@ pub enum Effect {
         units: u32,
     },
 }
+
+impl std::fmt::Display for RequestId {
+    /// `SOURCE:SERIAL`, the form the CLI takes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.source, self.serial)
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    /// One short sentence without times (the CLI adds them in the
+    /// platform's time zone).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Issued(i) => write!(f, "issued code {} for {} units", i.code, i.units),
+            Outcome::LookedUp(l) => write!(
+                f,
+                "order {}: {} of {} units remaining",
+                l.order_id, l.units_remaining, l.units_total
+            ),
+            Outcome::Redeemed(r) => match r.new_code {
+                Some(c) => write!(
+                    f,
+                    "redeemed {} units of order {}; {} left on new code {c}",
+                    r.units, r.order_id, r.units_remaining
+                ),
+                None => write!(
+                    f,
+                    "redeemed {} units of order {}; none left",
+                    r.units, r.order_id
+                ),
+            },
+            Outcome::Reversed(r) => write!(
+                f,
+                "reversed {} units of order {}; {} left on code {}",
+                r.units, r.order_id, r.units_remaining, r.live_code
+            ),
+            Outcome::Vouchers { items, .. } => write!(f, "{} vouchers", items.len()),
+            Outcome::Redemptions { items, .. } => write!(f, "{} redemptions", items.len()),
+            Outcome::FactNoted => write!(f, "catalog fact noted"),
+        }
+    }
+}

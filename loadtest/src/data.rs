@@ -1,4 +1,9 @@
-//! Real input data → paid orders (see `../shared/data/README.md`).
+//! Real input data → paid orders (see `data/README.md`).
+//!
+//! Every known file that is present in the data folder is read; at least
+//! one must be. The openly licensed files (Online Retail days, CDNOW) ship
+//! in the repository's `data/`; the research-use Tianchi O2O file does not
+//! and is read where it is present (`../shared/data`, `VOUCH_DATA`).
 //!
 //! Mapping (Decisions of this replay):
 //! - O2O coupon issuance row → an order of 1 unit for product `Coupon_id` of
@@ -10,11 +15,17 @@
 //!   the same order id are exercised separately by the replay.
 //! - Online Retail line with positive quantity → an order of `Quantity`
 //!   units at `UnitPrice` of one seller (the shop), product numbered by first
-//!   appearance of `StockCode` from `RETAIL_PRODUCT_ID_BASE`; mobile `1` + `CustomerID` padded to 10 digits.
+//!   appearance of `StockCode` from `RETAIL_PRODUCT_ID_BASE`; mobile `1` +
+//!   `CustomerID` padded to 10 digits.
 //!   Skipped with a reason: cancellations (`C…`, negative quantity; refunds
 //!   come with the refund rules), lines without a customer (no buyer mobile),
 //!   prices below zero or finer than a fen, quantities above the voucher
 //!   maximum.
+//! - CDNOW purchase → an order of the CD shop (one seller, one product):
+//!   `quantity` units at `dollar_value / quantity` when that is a whole
+//!   number of fen, else one unit (the purchase as a bundle) at
+//!   `dollar_value`, so no amount is ever rounded. Mobile `1` + the
+//!   customer id padded to 10 digits.
 
 use rust_decimal::Decimal;
 use std::collections::{BTreeMap, HashMap};
@@ -28,6 +39,18 @@ pub const RETAIL_SELLER_ID: u64 = 1_000_000;
 /// (which are below 20,000), so product ids never collide.
 pub const RETAIL_PRODUCT_ID_BASE: u64 = 10_000_000;
 
+/// Seller id used for the CDNOW shop.
+pub const CDNOW_SELLER_ID: u64 = 2_000_000;
+
+/// The CDNOW shop's one product ("a CD").
+pub const CDNOW_PRODUCT_ID: u64 = 20_000_000;
+
+/// The O2O file (research use: never copied into the repository).
+pub const O2O_FILE: &str = "o2o-coupon-issuance-2016-07.csv";
+
+/// The CDNOW file (MIT).
+pub const CDNOW_FILE: &str = "cdnow-master.txt";
+
 /// Which file an order came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Source {
@@ -35,6 +58,8 @@ pub enum Source {
     O2o,
     /// `online-retail-2010-12-*.csv`.
     Retail,
+    /// `cdnow-master.txt`.
+    Cdnow,
 }
 
 /// One paid order from the data.
@@ -56,26 +81,47 @@ pub struct Order {
     pub source: Source,
 }
 
-/// Orders and skipped rows by reason.
+/// What one input file contributed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FileUse {
+    /// Data rows read (header not counted).
+    pub rows: u64,
+    /// Orders made from them (the rest are in [`Loaded::skipped`]).
+    pub orders: u64,
+}
+
+/// Orders, skipped rows by reason, and what each file contributed.
 #[derive(Default)]
 pub struct Loaded {
-    /// Orders in replay order (retail days first, then O2O by date).
+    /// Orders in replay order (retail days, then CDNOW, then O2O by date).
     pub orders: Vec<Order>,
     /// Rows not turned into orders, by reason.
     pub skipped: BTreeMap<String, u64>,
+    /// Per file read, by file name.
+    pub files: BTreeMap<String, FileUse>,
+    /// Known files that were not in the folder.
+    pub absent: Vec<String>,
 }
 
 fn mobile_from(id: u64) -> String {
     format!("1{:010}", id % 10_000_000_000)
 }
 
-/// Reads every input file of the replay from `dir`.
+/// Reads every known input file present in `dir`.
 ///
-/// Errors: a file is missing or unreadable, or a row does not parse as the
-/// documented columns (the error names the file and row).
+/// Errors: `dir` is not a folder, holds none of the known files, or a file
+/// is unreadable or a row does not parse as the documented columns (the
+/// error names the file and row).
 pub fn load(dir: &Path) -> anyhow::Result<Loaded> {
+    anyhow::ensure!(
+        dir.is_dir(),
+        "data folder {} does not exist; give one with --data (the repository's data/ \
+         holds the openly licensed files)",
+        dir.display()
+    );
     let mut out = Loaded::default();
-    let mut retail_files: Vec<_> = std::fs::read_dir(dir)?
+    let mut retail_files: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?
         .filter_map(|e| e.ok())
         .map(|e| e.path())
         .filter(|p| {
@@ -85,17 +131,44 @@ pub fn load(dir: &Path) -> anyhow::Result<Loaded> {
         })
         .collect();
     retail_files.sort();
-    anyhow::ensure!(
-        !retail_files.is_empty(),
-        "no online-retail-*.csv in {}",
-        dir.display()
-    );
+    if retail_files.is_empty() {
+        out.absent.push("online-retail-*.csv".into());
+    }
     let mut products: HashMap<String, u64> = HashMap::new();
     for f in &retail_files {
         load_retail(f, &mut products, &mut out)?;
     }
-    load_o2o(&dir.join("o2o-coupon-issuance-2016-07.csv"), &mut out)?;
+    for (name, loader) in [
+        (
+            CDNOW_FILE,
+            load_cdnow as fn(&Path, &mut Loaded) -> anyhow::Result<()>,
+        ),
+        (O2O_FILE, load_o2o),
+    ] {
+        let path = dir.join(name);
+        if path.is_file() {
+            loader(&path, &mut out)?;
+        } else {
+            out.absent.push(name.into());
+        }
+    }
+    anyhow::ensure!(
+        !out.files.is_empty(),
+        "no input data in {}: expected online-retail-*.csv, {CDNOW_FILE} or {O2O_FILE} \
+         (the repository's data/ holds the openly licensed files; see data/README.md)",
+        dir.display()
+    );
     Ok(out)
+}
+
+/// Counts what the file at `path` contributed: `rows` read, and the orders
+/// added to `out` since `orders_before`.
+fn account(out: &mut Loaded, path: &Path, rows: u64, orders_before: usize) {
+    let name = path
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let orders = (out.orders.len() - orders_before) as u64;
+    out.files.insert(name, FileUse { rows, orders });
 }
 
 fn skip(out: &mut Loaded, reason: &str) {
@@ -110,8 +183,10 @@ fn load_retail(
     let mut rdr =
         csv::Reader::from_path(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let mut seen: HashMap<(String, String), u32> = HashMap::new();
+    let (before, mut rows) = (out.orders.len(), 0);
     for (i, rec) in rdr.records().enumerate() {
         let rec = rec.map_err(|e| anyhow::anyhow!("{} row {}: {e}", path.display(), i + 2))?;
+        rows += 1;
         let field = |n: usize| rec.get(n).unwrap_or("").trim();
         let invoice = field(0);
         let stock = field(1);
@@ -159,6 +234,7 @@ fn load_retail(
             source: Source::Retail,
         });
     }
+    account(out, path, rows, before);
     Ok(())
 }
 
@@ -188,6 +264,7 @@ fn load_o2o(path: &Path, out: &mut Loaded) -> anyhow::Result<()> {
     }
     // Replay order: by date received, ties in file order.
     rows.sort_by_key(|r| (r.0, r.1));
+    let (before, count) = (out.orders.len(), rows.len() as u64);
     let mut seen: HashMap<(u64, u64, u64), u32> = HashMap::new();
     for (date, _, user, merchant, coupon, rate) in rows {
         let Some(price) = o2o_price(&rate) else {
@@ -207,6 +284,64 @@ fn load_o2o(path: &Path, out: &mut Loaded) -> anyhow::Result<()> {
             source: Source::O2o,
         });
     }
+    account(out, path, count, before);
+    Ok(())
+}
+
+/// Units and unit price of a CDNOW purchase of `quantity` CDs for
+/// `dollars` in all: per CD when that is whole fen, else one bundle.
+fn cdnow_units(quantity: u32, dollars: Decimal) -> (u32, Decimal) {
+    let per_cd = dollars / Decimal::from(quantity);
+    if (per_cd * Decimal::from(100)).fract().is_zero() {
+        (quantity, per_cd.round_dp(2))
+    } else {
+        (1, dollars)
+    }
+}
+
+fn load_cdnow(path: &Path, out: &mut Loaded) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let (before, mut rows) = (out.orders.len(), 0);
+    let mut seen: HashMap<(u64, u64), u32> = HashMap::new();
+    // The first line names the columns.
+    for (i, line) in text.lines().enumerate().skip(1) {
+        let bad = |what: &str| anyhow::anyhow!("{} line {}: {what}", path.display(), i + 1);
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        if cols.is_empty() {
+            continue;
+        }
+        rows += 1;
+        let [customer, date, quantity, dollars] = cols[..] else {
+            return Err(bad("expected 4 columns"));
+        };
+        let customer: u64 = customer.parse().map_err(|_| bad("customer id"))?;
+        let date: u64 = date.parse().map_err(|_| bad("date"))?;
+        let quantity: u32 = quantity.parse().map_err(|_| bad("quantity"))?;
+        let dollars: Decimal = dollars.parse().map_err(|_| bad("dollar value"))?;
+        if quantity == 0 || quantity > VOUCHER_UNITS_MAX {
+            skip(out, "cdnow_quantity_out_of_range");
+            continue;
+        }
+        if dollars.is_sign_negative() || dollars.normalize().scale() > 2 {
+            skip(out, "cdnow_value_not_whole_fen");
+            continue;
+        }
+        let (units, unit_price) = cdnow_units(quantity, dollars);
+        let n = seen.entry((customer, date)).or_default();
+        let key = format!("d:{customer}:{date}:{n}");
+        *n += 1;
+        out.orders.push(Order {
+            key,
+            seller_id: CDNOW_SELLER_ID,
+            product_id: CDNOW_PRODUCT_ID,
+            units,
+            unit_price,
+            mobile: mobile_from(customer),
+            source: Source::Cdnow,
+        });
+    }
+    account(out, path, rows, before);
     Ok(())
 }
 
@@ -219,6 +354,32 @@ mod tests {
         assert_eq!(o2o_price("30:5"), Some(Decimal::from(5)));
         assert_eq!(o2o_price("0.95"), Some(Decimal::new(500, 2)));
         assert_eq!(o2o_price("fixed"), None);
+    }
+
+    #[test]
+    fn cdnow_splits_only_into_whole_fen() {
+        // 3 CDs for 29.97: 9.99 each.
+        assert_eq!(
+            cdnow_units(3, Decimal::new(2997, 2)),
+            (3, Decimal::new(999, 2))
+        );
+        // 2 CDs for 25.99 would be 12.995 each: one bundle, nothing rounded.
+        assert_eq!(
+            cdnow_units(2, Decimal::new(2599, 2)),
+            (1, Decimal::new(2599, 2))
+        );
+    }
+
+    #[test]
+    fn a_missing_folder_and_an_empty_one_are_named_in_the_error() {
+        let missing = std::env::temp_dir().join("vouch-no-such-data-folder");
+        let e = load(&missing).err().expect("missing folder refused");
+        assert!(e.to_string().contains("vouch-no-such-data-folder"), "{e}");
+        assert!(e.to_string().contains("--data"), "{e}");
+        let empty = tempfile::tempdir().expect("temp dir");
+        let e = load(empty.path()).err().expect("empty folder refused");
+        assert!(e.to_string().contains("no input data"), "{e}");
+        assert!(e.to_string().contains(CDNOW_FILE), "{e}");
     }
 
     #[test]

@@ -18,3 +18,4 @@ pub mod model;
 pub mod report;
 pub mod runner;
 pub mod scenarios;
+pub mod words;

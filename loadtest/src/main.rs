@@ -1,10 +1,11 @@
 //! `vouch-loadtest <scenario> --target URL ... --json FILE`: drives a
 //! running vouch server and writes the report of DESIGN.md.
 use clap::{Args, Parser, Subcommand};
+use serde_json::Value;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use vouch_loadtest::report;
-use vouch_loadtest::scenarios::{self, Common};
+use vouch_loadtest::scenarios::{self, Common, Progress};
 
 #[derive(Parser)]
 #[command(
@@ -22,9 +23,10 @@ enum Scenario {
     /// Replay the real data: every order gets a code, part is redeemed,
     /// some redemptions retried and reversed; then audit.
     Replay {
-        /// Folder with the input files (o2o-coupon-issuance-2016-07.csv,
-        /// online-retail-2010-12-*.csv).
-        #[arg(long, default_value = "../shared/data")]
+        /// Folder with the input files: any of online-retail-2010-12-*.csv,
+        /// cdnow-master.txt (both bundled in the repository's data/) and
+        /// o2o-coupon-issuance-2016-07.csv (research use, not bundled).
+        #[arg(long, default_value = "data")]
         data: PathBuf,
         /// Skip onboarding sellers and publishing products through the
         /// catalog (vouchers then carry the data's raw ids and redemptions
@@ -141,41 +143,76 @@ impl CommonArgs {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<bool> {
-    let (report, json_path) = match cli.scenario {
+impl Scenario {
+    fn name(&self) -> &'static str {
+        match self {
+            Scenario::Replay { .. } => "replay",
+            Scenario::FlashSale { .. } => "flash-sale",
+            Scenario::Pos { .. } => "pos",
+            Scenario::Mixed { .. } => "mixed",
+        }
+    }
+
+    fn common(&self) -> &CommonArgs {
+        match self {
+            Scenario::Replay { common, .. }
+            | Scenario::FlashSale { common, .. }
+            | Scenario::Pos { common, .. }
+            | Scenario::Mixed { common, .. } => common,
+        }
+    }
+}
+
+async fn run_scenario(scenario: &Scenario, progress: &Progress) -> anyhow::Result<Value> {
+    let common = scenario.common().common()?;
+    match scenario {
         Scenario::Replay {
-            data,
-            no_onboard,
-            common,
-        } => (
-            scenarios::replay(&common.common()?, &data, !no_onboard).await?,
-            common.json,
-        ),
-        Scenario::FlashSale { orders, common } => (
-            scenarios::flash_sale(&common.common()?, orders).await?,
-            common.json,
-        ),
+            data, no_onboard, ..
+        } => scenarios::replay(&common, progress, data, !no_onboard).await,
+        Scenario::FlashSale { orders, .. } => {
+            scenarios::flash_sale(&common, progress, *orders).await
+        }
         Scenario::Pos {
             vouchers,
             units,
             redeems,
             zipf_s,
-            common,
-        } => (
-            scenarios::pos(&common.common()?, vouchers, units, redeems, zipf_s).await?,
-            common.json,
-        ),
+            ..
+        } => scenarios::pos(&common, progress, *vouchers, *units, *redeems, *zipf_s).await,
         Scenario::Mixed {
             vouchers,
             units,
             orders,
             redeems,
             lookups,
-            common,
-        } => (
-            scenarios::mixed(&common.common()?, vouchers, units, orders, redeems, lookups).await?,
-            common.json,
-        ),
+            ..
+        } => {
+            let (v, u, o, r, l) = (*vouchers, *units, *orders, *redeems, *lookups);
+            scenarios::mixed(&common, progress, v, u, o, r, l).await
+        }
+    }
+}
+
+/// Runs the scenario and writes its report. A run that fails half way
+/// (the server died, a connection broke) still writes a report: the error
+/// and what the server had acknowledged before it.
+async fn run(cli: Cli) -> anyhow::Result<bool> {
+    let progress = Progress::default();
+    let json_path = cli.scenario.common().json.clone();
+    let report = match run_scenario(&cli.scenario, &progress).await {
+        Ok(report) => report,
+        Err(e) => {
+            if let Some(path) = &json_path {
+                let failed = report::failed(
+                    cli.scenario.name(),
+                    &cli.scenario.common().target,
+                    &format!("{e:#}"),
+                    progress.acknowledged(),
+                );
+                write_report(path, &failed)?;
+            }
+            return Err(e);
+        }
     };
     print!("{}", report::summary(&report));
     if let Some(samples) = report["run"]["violation_samples"].as_array() {
@@ -184,11 +221,16 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         }
     }
     if let Some(path) = json_path {
-        std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
-            .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
-        println!("report written to {}", path.display());
+        write_report(&path, &report)?;
     }
     Ok(report["invariants"]["violations"].as_u64() == Some(0))
+}
+
+fn write_report(path: &std::path::Path, report: &Value) -> anyhow::Result<()> {
+    std::fs::write(path, serde_json::to_vec_pretty(report)?)
+        .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+    println!("report written to {}", path.display());
+    Ok(())
 }
 
 fn main() -> ExitCode {

@@ -1,6 +1,7 @@
 //! The client's model of what it got acknowledged, and the end-of-run audit
 //! against the server's state (DESIGN: `invariants {checked, violations}`).
 
+use crate::words;
 use std::collections::{HashMap, HashSet};
 use vouch_engine::command::{
     AuditRedemptions, AuditVouchers, RedemptionEntry, RequestId, VoucherState,
@@ -83,7 +84,7 @@ async fn fetch_all(client: &Client) -> anyhow::Result<(Vec<VoucherState>, Vec<Re
                     vouchers.extend(items);
                     from = next;
                 }
-                other => anyhow::bail!("audit vouchers of shard {shard}: {other:?}"),
+                other => anyhow::bail!("audit vouchers of shard {shard}: {}", words::reply(&other)),
             }
         }
         let mut from = Some(0);
@@ -98,7 +99,10 @@ async fn fetch_all(client: &Client) -> anyhow::Result<(Vec<VoucherState>, Vec<Re
                     redemptions.extend(items);
                     from = next;
                 }
-                other => anyhow::bail!("audit redemptions of shard {shard}: {other:?}"),
+                other => anyhow::bail!(
+                    "audit redemptions of shard {shard}: {}",
+                    words::reply(&other)
+                ),
             }
         }
     }
@@ -135,7 +139,7 @@ pub async fn audit(
         }
         a.check(log.insert(r.request_id, r).is_none(), || {
             format!(
-                "request id {:?} appears twice in the verification log",
+                "request id {} appears twice in the verification log",
                 r.request_id
             )
         });
@@ -158,8 +162,9 @@ pub async fn audit(
         );
         a.check(v.live_code.is_some() == (v.units_remaining > 0), || {
             format!(
-                "order {id}: remaining {} with live code {:?}",
-                v.units_remaining, v.live_code
+                "order {id}: remaining {} with live code {}",
+                v.units_remaining,
+                words::code(v.live_code)
             )
         });
         if let Some(c) = v.live_code {
@@ -187,8 +192,13 @@ pub async fn audit(
                     && m.code == v.live_code,
                 || {
                     format!(
-                        "order {id}: server total/remaining/code {}/{}/{:?}, client model {}/{}/{:?}",
-                        v.units_total, v.units_remaining, v.live_code, m.units_total, m.units_remaining, m.code
+                        "order {id}: server total/remaining/code {}/{}/{}, client model {}/{}/{}",
+                        v.units_total,
+                        v.units_remaining,
+                        words::code(v.live_code),
+                        m.units_total,
+                        m.units_remaining,
+                        words::code(m.code)
                     )
                 },
             ),
@@ -209,13 +219,13 @@ pub async fn audit(
                 e.order_id == m.order_id && e.units == m.units && e.reversed == m.reversed,
                 || {
                     format!(
-                        "redemption {rid:?}: server {}/{}/{} vs model {}/{}/{}",
+                        "redemption {rid}: server {}/{}/{} vs model {}/{}/{}",
                         e.order_id, e.units, e.reversed, m.order_id, m.units, m.reversed
                     )
                 },
             ),
             None => a.check(false, || {
-                format!("acknowledged redemption {rid:?} is missing")
+                format!("acknowledged redemption {rid} is missing")
             }),
         }
     }

@@ -133,6 +133,19 @@ pub fn report(
     })
 }
 
+/// The report of a run that failed before its end: `scenario`, `target`,
+/// `error` (a sentence) and `acknowledged` (what the server had
+/// acknowledged before, see `Progress::acknowledged`). It has no `ops` and
+/// no `invariants`: nothing was audited.
+pub fn failed(scenario: &str, target: &str, error: &str, acknowledged: Value) -> Value {
+    json!({
+        "scenario": scenario,
+        "target": target,
+        "error": error,
+        "acknowledged": acknowledged,
+    })
+}
+
 /// A short human summary of a report, one line per operation.
 pub fn summary(report: &Value) -> String {
     let mut out = String::new();
@@ -147,6 +160,24 @@ pub fn summary(report: &Value) -> String {
         "  {} connections x depth {}, {} commands per frame; rates are commands/s, latency is per frame\n",
         run["connections"], run["depth"], run["batch"]
     ));
+    let data = &run["data"];
+    if let Some(files) = data["files"].as_object() {
+        out.push_str(&format!(
+            "  data from {}:\n",
+            data["dir"].as_str().unwrap_or("?")
+        ));
+        for (name, f) in files {
+            out.push_str(&format!(
+                "    {name:<34} {:>7} rows -> {:>7} orders\n",
+                f["rows"].to_string(),
+                f["orders"].to_string()
+            ));
+        }
+        if let Some(absent) = data["absent"].as_array().filter(|a| !a.is_empty()) {
+            let names: Vec<&str> = absent.iter().filter_map(|n| n.as_str()).collect();
+            out.push_str(&format!("    not present: {}\n", names.join(", ")));
+        }
+    }
     if let Some(ops) = report["ops"].as_object() {
         for (name, o) in ops {
             out.push_str(&format!(

@@ -5,6 +5,7 @@ use crate::data::{self, Source};
 use crate::model::{self, Model, ModelRedemption, ModelVoucher};
 use crate::report::{self, Stats};
 use crate::runner::{send_issues, send_redeems, Pool, Sample};
+use crate::words;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rust_decimal::Decimal;
@@ -48,6 +49,17 @@ impl Common {
 
     /// A POS id unique to this run: the run id in the high half.
     fn pos_id(&self, local: u64) -> u64 {
+        (u64::from(self.run_id) << 32) | (local & 0xffff_ffff)
+    }
+
+    /// A seller id of this run: the run id above the data's low 24 bits,
+    /// so several runs can share one server.
+    fn seller_id(&self, local: u64) -> u64 {
+        (u64::from(self.run_id) << 24) | (local & 0xff_ffff)
+    }
+
+    /// A product id of this run: the run id above the low 32 bits.
+    fn product_id(&self, local: u64) -> u64 {
         (u64::from(self.run_id) << 32) | (local & 0xffff_ffff)
     }
 
@@ -112,6 +124,42 @@ impl Shared {
 
 type SharedRef = Arc<Mutex<Shared>>;
 
+/// What a running scenario has had acknowledged so far, kept outside the
+/// scenario so that a run that fails half way (the server died) still
+/// reports it.
+#[derive(Clone, Default)]
+pub struct Progress(SharedRef);
+
+impl Progress {
+    /// Totals of what the server acknowledged: `vouchers`, `units_issued`,
+    /// `redemptions` and `units_redeemed` (not reversed), `reversals`.
+    pub fn acknowledged(&self) -> Value {
+        let s = lock(&self.0);
+        let units_issued: u64 = s
+            .model
+            .vouchers
+            .values()
+            .map(|v| u64::from(v.units_total))
+            .sum();
+        let (mut redemptions, mut units_redeemed, mut reversals) = (0u64, 0u64, 0u64);
+        for r in s.model.redemptions.values() {
+            if r.reversed {
+                reversals += 1;
+            } else {
+                redemptions += 1;
+                units_redeemed += u64::from(r.units);
+            }
+        }
+        json!({
+            "vouchers": s.model.vouchers.len(),
+            "units_issued": units_issued,
+            "redemptions": redemptions,
+            "units_redeemed": units_redeemed,
+            "reversals": reversals,
+        })
+    }
+}
+
 fn lock(s: &SharedRef) -> std::sync::MutexGuard<'_, Shared> {
     s.lock().expect("shared state lock")
 }
@@ -147,8 +195,10 @@ async fn issue_all(
                         let same = first == Some(i.code);
                         s.check(same, || {
                             format!(
-                                "re-issue of {} gave {} not {first:?}",
-                                issue.order_id, i.code
+                                "re-issue of {} gave {} not {}",
+                                issue.order_id,
+                                i.code,
+                                words::code(first)
                             )
                         });
                         ok += u64::from(same);
@@ -167,7 +217,7 @@ async fn issue_all(
                         );
                     }
                     other => s.check(false, || {
-                        format!("issue of {} refused: {other:?}", issue.order_id)
+                        format!("issue of {}: {}", issue.order_id, words::reply(&other))
                     }),
                 }
             }
@@ -230,8 +280,14 @@ async fn redeem_all(
                             let same = want == Some((r.units_remaining, r.new_code));
                             s.check(same, || {
                                 format!(
-                                    "retry of {:?} answered {r:?}, first {want:?}",
-                                    p.redeem.request_id
+                                    "retry of {} answered {} units left on {}, first {}",
+                                    p.redeem.request_id,
+                                    r.units_remaining,
+                                    words::code(r.new_code),
+                                    want.map_or("nothing".into(), |(u, c)| format!(
+                                        "{u} units left on {}",
+                                        words::code(c)
+                                    ))
                                 )
                             });
                             ok += u64::from(same);
@@ -260,7 +316,7 @@ async fn redeem_all(
                             });
                         }
                         (other, _) => s.check(false, || {
-                            format!("{op} of {} refused: {other:?}", p.order_id)
+                            format!("{op} of {}: {}", p.order_id, words::reply(&other))
                         }),
                     }
                 }
@@ -312,7 +368,7 @@ async fn reverse_all(
                     }
                     other => {
                         s.check(false, || {
-                            format!("reversal of {:?} refused: {other:?}", r.request_id)
+                            format!("reversal of {}: {}", r.request_id, words::reply(&other))
                         });
                         false
                     }
@@ -346,7 +402,7 @@ async fn lookup_all(pool: &Pool, shared: &SharedRef, orders: Vec<String>) -> any
         async move {
             let reply = client.command(Command::Lookup(Lookup { code, phone_last4: last4, verifier_id: None, pos_id: None })).await?;
             let ok = matches!(&reply, Ok(Outcome::LookedUp(l)) if l.units_remaining == remaining && l.order_id == order);
-            lock(&shared).check(ok, || format!("lookup of {order}: {reply:?}, model remaining {remaining}"));
+            lock(&shared).check(ok, || format!("lookup of {order}: {}, model remaining {remaining}", words::reply(&reply)));
             Ok(vec![Sample { name: "lookup", n: 1, ok: u64::from(ok) }])
         }
     })
@@ -486,22 +542,22 @@ async fn finish(
 /// Errors: the data could not be read or the connection failed.
 pub async fn replay(
     common: &Common,
+    progress: &Progress,
     data_dir: &std::path::Path,
     onboard: bool,
 ) -> anyhow::Result<Value> {
     let loaded = data::load(data_dir)?;
     let started = Instant::now();
     let pool = common.pool().await?;
-    let shared: SharedRef = Arc::default();
+    let shared = progress.0.clone();
     let prefix = common.prefix();
     let mut seller_of = HashMap::new();
     let mut multi = Vec::new();
     let mut single = Vec::new();
     // Seller and product ids of this run (the data's ids in the low bits),
     // so that several runs can share one server.
-    let run = u64::from(common.run_id);
-    let seller_id = |s: u64| (run << 24) | (s & 0xff_ffff);
-    let product_id = |p: u64| (run << 32) | (p & 0xffff_ffff);
+    let seller_id = |s: u64| common.seller_id(s);
+    let product_id = |p: u64| common.product_id(p);
     let mut stats = Stats::default();
     if onboard {
         let mut products: Vec<(u64, u64, String)> = loaded
@@ -545,6 +601,7 @@ pub async fn replay(
                 validity: Validity::DaysFromIssue(30),
                 code_digits: match o.source {
                     Source::O2o => 8,
+                    Source::Cdnow => 9,
                     Source::Retail => 10,
                 },
             }
@@ -584,7 +641,19 @@ pub async fn replay(
     }
     let looked: Vec<String> = all.iter().step_by(40).cloned().collect();
     stats.merge_with_active(lookup_all(&pool, &shared, looked).await?);
-    let extra = json!({"orders": all.len(), "data_dir": data_dir.file_name().map(|n| n.to_string_lossy().to_string())});
+    let files: serde_json::Map<String, Value> = loaded
+        .files
+        .iter()
+        .map(|(name, u)| (name.clone(), json!({"rows": u.rows, "orders": u.orders})))
+        .collect();
+    let extra = json!({
+        "orders": all.len(),
+        "data": {
+            "dir": data_dir.display().to_string(),
+            "files": files,
+            "absent": loaded.absent,
+        },
+    });
     finish(
         "replay",
         common,
@@ -598,11 +667,20 @@ pub async fn replay(
     .await
 }
 
-fn synthetic_issue(prefix: &str, i: u64, units: u32) -> Issue {
+/// Sellers the synthetic scenarios onboard, and products per seller.
+const SYNTHETIC_SELLERS: u64 = 20;
+const SYNTHETIC_PRODUCTS_PER_SELLER: u64 = 5;
+
+/// Order `i` of a synthetic scenario: seller and product of this run (see
+/// [`onboard_synthetic`]), a phone number from `i`.
+fn synthetic_issue(common: &Common, prefix: &str, i: u64, units: u32) -> Issue {
+    let seller = i % SYNTHETIC_SELLERS;
+    let product = seller * SYNTHETIC_PRODUCTS_PER_SELLER
+        + (i / SYNTHETIC_SELLERS) % SYNTHETIC_PRODUCTS_PER_SELLER;
     Issue {
         order_id: format!("{prefix}f:{i}"),
-        seller_id: 1 + i % 1000,
-        product_id: 1 + i % 50,
+        seller_id: common.seller_id(seller + 1),
+        product_id: common.product_id(product + 1),
         units,
         unit_price: Decimal::new(990, 2),
         mobile: format!("13{:09}", i % 1_000_000_000),
@@ -611,19 +689,41 @@ fn synthetic_issue(prefix: &str, i: u64, units: u32) -> Issue {
     }
 }
 
+/// Onboards the synthetic scenarios' sellers and publishes their products
+/// through the catalog, so they run on any server — also one whose catalog
+/// already holds other sellers' products.
+async fn onboard_synthetic(
+    common: &Common,
+    pool: &Pool,
+    shared: &SharedRef,
+) -> anyhow::Result<Stats> {
+    let products = (0..SYNTHETIC_SELLERS * SYNTHETIC_PRODUCTS_PER_SELLER)
+        .map(|i| {
+            let issue = synthetic_issue(common, "", i, 1);
+            (issue.seller_id, issue.product_id, format!("synthetic {i}"))
+        })
+        .collect();
+    onboard_and_publish(common, pool, shared, products).await
+}
+
 /// `flash-sale`: `orders` paid orders issued as fast as the server takes
 /// them, then audited.
 ///
 /// Errors: the connection failed.
-pub async fn flash_sale(common: &Common, orders: u64) -> anyhow::Result<Value> {
+pub async fn flash_sale(
+    common: &Common,
+    progress: &Progress,
+    orders: u64,
+) -> anyhow::Result<Value> {
     let started = Instant::now();
     let pool = common.pool().await?;
-    let shared: SharedRef = Arc::default();
+    let shared = progress.0.clone();
     let prefix = common.prefix();
+    let mut stats = onboard_synthetic(common, &pool, &shared).await?;
     let issues: Vec<Issue> = (0..orders)
-        .map(|i| synthetic_issue(&prefix, i, 1))
+        .map(|i| synthetic_issue(common, &prefix, i, 1))
         .collect();
-    let stats = issue_all(&pool, &shared, issues, false).await?;
+    stats.merge_with_active(issue_all(&pool, &shared, issues, false).await?);
     finish(
         "flash-sale",
         common,
@@ -645,6 +745,7 @@ pub async fn flash_sale(common: &Common, orders: u64) -> anyhow::Result<Value> {
 /// Errors: the connection failed.
 pub async fn pos(
     common: &Common,
+    progress: &Progress,
     vouchers: u64,
     units: u32,
     redeems: u64,
@@ -652,17 +753,18 @@ pub async fn pos(
 ) -> anyhow::Result<Value> {
     let started = Instant::now();
     let pool = common.pool().await?;
-    let shared: SharedRef = Arc::default();
+    let shared = progress.0.clone();
     let prefix = common.prefix();
+    let mut stats = onboard_synthetic(common, &pool, &shared).await?;
     let issues: Vec<Issue> = (0..vouchers)
-        .map(|i| synthetic_issue(&prefix, i, units))
+        .map(|i| synthetic_issue(common, &prefix, i, units))
         .collect();
     let order_ids: Vec<String> = issues.iter().map(|i| i.order_id.clone()).collect();
     let seller_of: HashMap<String, u64> = issues
         .iter()
         .map(|i| (i.order_id.clone(), i.seller_id))
         .collect();
-    let mut stats = issue_all(&pool, &shared, issues, false).await?;
+    stats.merge_with_active(issue_all(&pool, &shared, issues, false).await?);
     stats.merge_with_active(
         redeem_storm(
             common, &pool, &shared, &order_ids, &seller_of, redeems, zipf_s,
@@ -752,6 +854,7 @@ async fn redeem_storm(
 /// Errors: the connection failed.
 pub async fn mixed(
     common: &Common,
+    progress: &Progress,
     vouchers: u64,
     units: u32,
     orders: u64,
@@ -760,10 +863,11 @@ pub async fn mixed(
 ) -> anyhow::Result<Value> {
     let started = Instant::now();
     let pool = common.pool().await?;
-    let shared: SharedRef = Arc::default();
+    let shared = progress.0.clone();
     let prefix = common.prefix();
+    let mut stats = onboard_synthetic(common, &pool, &shared).await?;
     let base: Vec<Issue> = (0..vouchers.max(10))
-        .map(|i| synthetic_issue(&prefix, i, units))
+        .map(|i| synthetic_issue(common, &prefix, i, units))
         .collect();
     let seller_of: HashMap<String, u64> = base
         .iter()
@@ -778,9 +882,9 @@ pub async fn mixed(
         .take(lookups as usize)
         .cloned()
         .collect();
-    let mut stats = issue_all(&pool, &shared, base, false).await?;
+    stats.merge_with_active(issue_all(&pool, &shared, base, false).await?);
     let new_orders: Vec<Issue> = (0..orders)
-        .map(|i| synthetic_issue(&format!("{prefix}m"), i, 1))
+        .map(|i| synthetic_issue(common, &format!("{prefix}m"), i, 1))
         .collect();
     let (issued, stormed, looked) = tokio::join!(
         issue_all(&pool, &shared, new_orders, false),
@@ -853,9 +957,12 @@ async fn onboard_and_publish(
         let reply = client
             .catalog(next_rid(), Some(Actor::Staff), c.clone())
             .await?;
-        lock(shared).check(reply.is_ok(), || format!("{c:?} refused: {reply:?}"));
+        lock(shared).check(reply.is_ok(), || {
+            format!("{}: {}", words::command_name(&c), words::reply(&reply))
+        });
     }
     let mut sellers: Vec<u64> = products.iter().map(|p| p.0).collect();
+    sellers.sort_unstable();
     sellers.dedup();
     let shared2 = shared.clone();
     let rid = next_rid.clone();
@@ -928,7 +1035,11 @@ async fn onboard_and_publish(
                     if reply.is_err() {
                         ok = false;
                         lock(&shared).check(false, || {
-                            format!("onboarding {seller}: {c:?} refused: {reply:?}")
+                            format!(
+                                "onboarding {seller}: {}: {}",
+                                words::command_name(&c),
+                                words::reply(&reply)
+                            )
                         });
                         break;
                     }
@@ -968,7 +1079,7 @@ async fn onboard_and_publish(
                         .await?;
                     let ok = reply.is_ok();
                     lock(&shared).check(ok, || {
-                        format!("publishing {product} of {seller}: {reply:?}")
+                        format!("publishing {product} of {seller}: {}", words::reply(&reply))
                     });
                     Ok(vec![Sample {
                         name: "publish",

@@ -66,7 +66,7 @@ pub(super) fn authorize(principal: Principal, request: &mut Request) -> Result<(
     let refuse = |what: &str| {
         Err(WireError::new(
             ErrorCode::NotPermitted,
-            format!("{actor:?} may not {what}"),
+            format!("{actor} may not {what}"),
         ))
     };
     // A verifier account redeems as itself and names no POS; a POS names

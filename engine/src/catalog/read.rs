@@ -319,7 +319,7 @@ impl Catalog {
         if !query.allowed(actor) {
             return Err(reject(
                 ErrorCode::NotPermitted,
-                format!("{actor:?} may not run this read"),
+                format!("{actor} may not run this read"),
             ));
         }
         let staff = matches!(actor, Actor::Staff | Actor::System);
