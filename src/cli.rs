@@ -389,7 +389,7 @@ fn request_id_for(s: &str, client: &ClientArgs) -> Result<RequestId, String> {
 /// "message": …}}`), exit 2; `--help` and `--version` print as usual.
 fn usage_error(e: clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
-    let json = std::env::args().any(|a| a == "--json");
+    let json = std::env::args_os().any(|a| a == "--json");
     let informational = matches!(
         e.kind(),
         ErrorKind::DisplayHelp
@@ -408,12 +408,71 @@ fn usage_error(e: clap::Error) -> ExitCode {
     ExitCode::from(2)
 }
 
+/// A connection failure in words, with a hint when TLS met a plain TCP
+/// listener (a loopback server speaks plain TCP unless `--tcp-tls`).
+fn connect_error_text(target: &Target, e: &ClientError) -> String {
+    let text = e.to_string();
+    let tls_to_plain = text.contains("InvalidContentType") || text.contains("corrupt message");
+    if target.to_string().starts_with("tcps://") && tls_to_plain {
+        return format!(
+            "{target}: the server did not answer in TLS; a server on loopback speaks plain \
+             TCP (use tcp://) unless started with --tcp-tls"
+        );
+    }
+    text
+}
+
+/// The largest integer a JSON reader with doubles (JavaScript, `jq`) keeps
+/// exactly: 2^53.
+const JSON_EXACT_INTEGER_MAX: u64 = 1 << 53;
+
+/// Prints `value` as one line of JSON, integers above 2^53 as strings
+/// (DESIGN "Command-line contracts": ids built from run ids or token
+/// hashes exceed it).
+pub(crate) fn print_json(mut value: serde_json::Value) {
+    strings_for_big(&mut value);
+    println!("{value}");
+}
+
+/// Turns every integer above 2^53 in `v` into its decimal string.
+fn strings_for_big(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Number(n) => {
+            let big = n.as_u64().is_some_and(|x| x > JSON_EXACT_INTEGER_MAX)
+                || n.as_i64()
+                    .is_some_and(|x| x.unsigned_abs() > JSON_EXACT_INTEGER_MAX);
+            if big {
+                *v = Value::String(n.to_string());
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(strings_for_big),
+        Value::Object(map) => map.values_mut().for_each(strings_for_big),
+        _ => {}
+    }
+}
+
+/// A client command piped into `head` ends quietly when the reader goes,
+/// as other command-line tools do, instead of panicking on a broken pipe.
+/// The server keeps ignoring SIGPIPE (Rust's default).
+#[allow(unsafe_code)]
+fn end_quietly_on_broken_pipe() {
+    // SAFETY: restoring a signal's default disposition, before any other
+    // thread is started, touches no memory of this program.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// Entry point of the `vouch` binary.
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
+    if !matches!(cli.command, Cmd::Serve(_)) {
+        end_quietly_on_broken_pipe();
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -561,7 +620,12 @@ async fn run_client(cmd: Cmd) -> ExitCode {
             print_refusal(&e, json);
             return ExitCode::from(1);
         }
-        Err(e) => return fail("connect", e.to_string()),
+        Err(e) => return fail("connect", connect_error_text(&target, &e)),
+    };
+    // A redemption's request id is what a later reversal names.
+    let redemption = match &request {
+        ClientRequest::Engine(Command::Redeem(r)) => Some(r.request_id),
+        _ => None,
     };
     let outcome = match request {
         ClientRequest::Engine(command) => {
@@ -581,7 +645,7 @@ async fn run_client(cmd: Cmd) -> ExitCode {
     };
     match outcome {
         Ok(Ok(Shown::Engine(outcome))) => {
-            print_outcome(&outcome, json, &zone);
+            print_outcome(&outcome, json, &zone, redemption);
             ExitCode::SUCCESS
         }
         Ok(Ok(Shown::View(view))) => {
@@ -603,11 +667,8 @@ async fn run_client(cmd: Cmd) -> ExitCode {
         }
         Ok(Ok(Shown::Catalog(outcome))) => {
             if json {
-                println!(
-                    "{}",
-                    serde_json::json!({"ok": true, "outcome": outcome.name(),
-                                       "message": outcome.to_string(), "detail": outcome})
-                );
+                print_json(serde_json::json!({"ok": true, "outcome": outcome.name(),
+                                   "message": outcome.to_string(), "detail": outcome}));
             } else {
                 println!("{outcome}");
             }
@@ -812,7 +873,31 @@ fn units(n: u32) -> String {
     }
 }
 
-fn print_outcome(o: &Outcome, json: bool, zone: &crate::cli_time::Zone) {
+/// A redemption's reply as a sentence.
+fn redeemed_text(r: &vouch_engine::command::Redeemed) -> String {
+    match r.new_code {
+        Some(c) => format!(
+            "redeemed {} of order {}; {} left on new code {c} (the old code no longer works)",
+            units(r.units),
+            r.order_id,
+            units(r.units_remaining)
+        ),
+        None => format!(
+            "redeemed {} of order {}; none left",
+            units(r.units),
+            r.order_id
+        ),
+    }
+}
+
+/// Prints an engine reply; `redemption` is the request id of a redemption
+/// (shown so that a reversal can name it).
+fn print_outcome(
+    o: &Outcome,
+    json: bool,
+    zone: &crate::cli_time::Zone,
+    redemption: Option<RequestId>,
+) {
     use serde_json::json;
     let (value, text) = match o {
         Outcome::Issued(i) => (
@@ -852,20 +937,15 @@ fn print_outcome(o: &Outcome, json: bool, zone: &crate::cli_time::Zone) {
         }
         Outcome::Redeemed(r) => (
             json!({"ok": true, "outcome": "redeemed", "order_id": r.order_id, "units": r.units,
-                   "units_remaining": r.units_remaining, "new_code": r.new_code.map(|c| c.to_string())}),
-            match r.new_code {
-                Some(c) => format!(
-                    "redeemed {} of order {}; {} left on new code {c} (the old code no longer works)",
-                    units(r.units),
-                    r.order_id,
-                    units(r.units_remaining)
-                ),
-                None => format!(
-                    "redeemed {} of order {}; none left",
-                    units(r.units),
-                    r.order_id
-                ),
-            },
+                   "units_remaining": r.units_remaining, "new_code": r.new_code.map(|c| c.to_string()),
+                   "request_id": redemption.map(|rid| rid.to_string())}),
+            format!(
+                "{}{}",
+                redeemed_text(r),
+                redemption.map_or(String::new(), |rid| format!(
+                    "\nrequest id {rid} (a reversal names it: --redemption {rid})"
+                ))
+            ),
         ),
         Outcome::Reversed(r) => (
             json!({"ok": true, "outcome": "reversed", "order_id": r.order_id, "units": r.units,
@@ -892,7 +972,7 @@ fn print_outcome(o: &Outcome, json: bool, zone: &crate::cli_time::Zone) {
         ),
     };
     if json {
-        println!("{value}");
+        print_json(value);
     } else {
         println!("{text}");
     }
@@ -906,5 +986,22 @@ fn print_refusal(e: &WireError, json: bool) {
         );
     } else {
         eprintln!("refused: {e}");
+    }
+}
+
+#[cfg(test)]
+mod json_tests {
+    use super::*;
+
+    #[test]
+    fn cli_json_integers_above_2_pow_53_are_strings() {
+        let mut v = serde_json::json!({"seller": 12603044776640513u64, "outlets": [126030447766405131u64, 7],
+                                       "provider": 15402406241384792065u64, "exact": 9007199254740992u64});
+        strings_for_big(&mut v);
+        assert_eq!(
+            v,
+            serde_json::json!({"seller": "12603044776640513", "outlets": ["126030447766405131", 7],
+                               "provider": "15402406241384792065", "exact": 9007199254740992u64})
+        );
     }
 }

@@ -562,7 +562,7 @@ pub fn print_view(view: &CatalogView, json: bool, zone: &crate::cli_time::Zone) 
                 json!({"ok": true, "items": items})
             }
         };
-        println!("{value}");
+        crate::cli::print_json(value);
         return;
     }
     let lines: Vec<String> = match view {

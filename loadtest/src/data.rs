@@ -30,7 +30,7 @@
 use rust_decimal::Decimal;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use vouch_engine::limits::VOUCHER_UNITS_MAX;
+use vouch_engine::limits::{ORDER_ID_BYTES_MAX, UNIT_PRICE_YUAN_MAX, VOUCHER_UNITS_MAX};
 
 /// Seller id used for the Online Retail shop (O2O merchant ids are below).
 pub const RETAIL_SELLER_ID: u64 = 1_000_000;
@@ -60,6 +60,17 @@ pub enum Source {
     Retail,
     /// `cdnow-master.txt`.
     Cdnow,
+}
+
+impl Source {
+    /// The prefix of this source's skip reasons: `o2o`, `retail`, `cdnow`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::O2o => "o2o",
+            Source::Retail => "retail",
+            Source::Cdnow => "cdnow",
+        }
+    }
 }
 
 /// One paid order from the data.
@@ -101,6 +112,8 @@ pub struct Loaded {
     pub files: BTreeMap<String, FileUse>,
     /// Known files that were not in the folder.
     pub absent: Vec<String>,
+    /// Order keys taken so far (duplicates across files are skipped).
+    keys: std::collections::HashSet<String>,
 }
 
 fn mobile_from(id: u64) -> String {
@@ -127,12 +140,15 @@ pub fn load(dir: &Path) -> anyhow::Result<Loaded> {
         .filter(|p| {
             p.file_name()
                 .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("online-retail-") && n.ends_with(".csv"))
+                .is_some_and(|n| n.starts_with("online-retail-2010-12-") && n.ends_with(".csv"))
         })
         .collect();
     retail_files.sort();
+    if let Some(d) = retail_files.iter().find(|p| !p.is_file()) {
+        anyhow::bail!("{} is not a file (a directory?)", d.display());
+    }
     if retail_files.is_empty() {
-        out.absent.push("online-retail-*.csv".into());
+        out.absent.push("online-retail-2010-12-*.csv".into());
     }
     let mut products: HashMap<String, u64> = HashMap::new();
     for f in &retail_files {
@@ -148,6 +164,8 @@ pub fn load(dir: &Path) -> anyhow::Result<Loaded> {
         let path = dir.join(name);
         if path.is_file() {
             loader(&path, &mut out)?;
+        } else if path.exists() {
+            anyhow::bail!("{} is not a file (a directory?)", path.display());
         } else {
             out.absent.push(name.into());
         }
@@ -156,6 +174,11 @@ pub fn load(dir: &Path) -> anyhow::Result<Loaded> {
         !out.files.is_empty(),
         "no input data in {}: expected online-retail-*.csv, {CDNOW_FILE} or {O2O_FILE} \
          (the repository's data/ holds the openly licensed files; see data/README.md)",
+        dir.display()
+    );
+    anyhow::ensure!(
+        !out.orders.is_empty(),
+        "the data in {} gave no orders: every row was skipped or the files are empty",
         dir.display()
     );
     Ok(out)
@@ -169,6 +192,35 @@ fn account(out: &mut Loaded, path: &Path, rows: u64, orders_before: usize) {
         .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
     let orders = (out.orders.len() - orders_before) as u64;
     out.files.insert(name, FileUse { rows, orders });
+}
+
+/// Longest order key: the run prefix (8 hex digits and `:`) takes the
+/// rest of the engine's order id limit.
+pub const ORDER_KEY_BYTES_MAX: usize = ORDER_ID_BYTES_MAX - 9;
+
+/// Adds `order` unless the engine would refuse it or another file already
+/// gave the same order; such rows are skipped with a reason named after
+/// their source (`retail_price_out_of_range`, `cdnow_duplicate_order`, …),
+/// so a bad row is never sent and blamed on the server.
+fn admit(out: &mut Loaded, order: Order) {
+    let price = order.unit_price;
+    let reason = if price.is_sign_negative() || price > Decimal::from(UNIT_PRICE_YUAN_MAX) {
+        Some("price_out_of_range")
+    } else if price.normalize().scale() > 2 {
+        Some("price_finer_than_fen")
+    } else if order.units == 0 || order.units > VOUCHER_UNITS_MAX {
+        Some("units_out_of_range")
+    } else if order.key.len() > ORDER_KEY_BYTES_MAX {
+        Some("order_id_too_long")
+    } else if !out.keys.insert(order.key.clone()) {
+        Some("duplicate_order")
+    } else {
+        None
+    };
+    match reason {
+        Some(r) => skip(out, &format!("{}_{r}", order.source.name())),
+        None => out.orders.push(order),
+    }
 }
 
 fn skip(out: &mut Loaded, reason: &str) {
@@ -190,16 +242,18 @@ fn load_retail(
         let field = |n: usize| rec.get(n).unwrap_or("").trim();
         let invoice = field(0);
         let stock = field(1);
-        let quantity: i64 = field(3)
-            .parse()
-            .map_err(|e| anyhow::anyhow!("{} row {}: quantity: {e}", path.display(), i + 2))?;
+        let Ok(quantity) = field(3).parse::<i64>() else {
+            skip(out, "retail_quantity_unreadable");
+            continue;
+        };
         if invoice.starts_with('C') || quantity <= 0 {
             skip(out, "retail_cancellation");
             continue;
         }
-        let price: Decimal = field(5)
-            .parse()
-            .map_err(|e| anyhow::anyhow!("{} row {}: price: {e}", path.display(), i + 2))?;
+        let Ok(price) = field(5).parse::<Decimal>() else {
+            skip(out, "retail_price_unreadable");
+            continue;
+        };
         if price.is_sign_negative() {
             skip(out, "retail_negative_price");
             continue;
@@ -224,15 +278,18 @@ fn load_retail(
             .or_default();
         let key = format!("r:{invoice}:{stock}:{n}");
         *n += 1;
-        out.orders.push(Order {
-            key,
-            seller_id: RETAIL_SELLER_ID,
-            product_id,
-            units: quantity as u32,
-            unit_price: price,
-            mobile: mobile_from(customer as u64),
-            source: Source::Retail,
-        });
+        admit(
+            out,
+            Order {
+                key,
+                seller_id: RETAIL_SELLER_ID,
+                product_id,
+                units: quantity as u32,
+                unit_price: price,
+                mobile: mobile_from(customer as u64),
+                source: Source::Retail,
+            },
+        );
     }
     account(out, path, rows, before);
     Ok(())
@@ -274,15 +331,18 @@ fn load_o2o(path: &Path, out: &mut Loaded) -> anyhow::Result<()> {
         let n = seen.entry((user, coupon, date)).or_default();
         let key = format!("c:{user}:{coupon}:{date}:{n}");
         *n += 1;
-        out.orders.push(Order {
-            key,
-            seller_id: merchant,
-            product_id: coupon,
-            units: 1,
-            unit_price: price,
-            mobile: mobile_from(user),
-            source: Source::O2o,
-        });
+        admit(
+            out,
+            Order {
+                key,
+                seller_id: merchant,
+                product_id: coupon,
+                units: 1,
+                unit_price: price,
+                mobile: mobile_from(user),
+                source: Source::O2o,
+            },
+        );
     }
     account(out, path, count, before);
     Ok(())
@@ -317,8 +377,14 @@ fn load_cdnow(path: &Path, out: &mut Loaded) -> anyhow::Result<()> {
         };
         let customer: u64 = customer.parse().map_err(|_| bad("customer id"))?;
         let date: u64 = date.parse().map_err(|_| bad("date"))?;
-        let quantity: u32 = quantity.parse().map_err(|_| bad("quantity"))?;
-        let dollars: Decimal = dollars.parse().map_err(|_| bad("dollar value"))?;
+        let Ok(quantity) = quantity.parse::<u32>() else {
+            skip(out, "cdnow_quantity_out_of_range");
+            continue;
+        };
+        let Ok(dollars) = dollars.parse::<Decimal>() else {
+            skip(out, "cdnow_value_unreadable");
+            continue;
+        };
         if quantity == 0 || quantity > VOUCHER_UNITS_MAX {
             skip(out, "cdnow_quantity_out_of_range");
             continue;
@@ -331,15 +397,18 @@ fn load_cdnow(path: &Path, out: &mut Loaded) -> anyhow::Result<()> {
         let n = seen.entry((customer, date)).or_default();
         let key = format!("d:{customer}:{date}:{n}");
         *n += 1;
-        out.orders.push(Order {
-            key,
-            seller_id: CDNOW_SELLER_ID,
-            product_id: CDNOW_PRODUCT_ID,
-            units,
-            unit_price,
-            mobile: mobile_from(customer),
-            source: Source::Cdnow,
-        });
+        admit(
+            out,
+            Order {
+                key,
+                seller_id: CDNOW_SELLER_ID,
+                product_id: CDNOW_PRODUCT_ID,
+                units,
+                unit_price,
+                mobile: mobile_from(customer),
+                source: Source::Cdnow,
+            },
+        );
     }
     account(out, path, rows, before);
     Ok(())
@@ -380,6 +449,58 @@ mod tests {
         let e = load(empty.path()).err().expect("empty folder refused");
         assert!(e.to_string().contains("no input data"), "{e}");
         assert!(e.to_string().contains(CDNOW_FILE), "{e}");
+    }
+
+    #[test]
+    fn rows_the_engine_would_refuse_are_skipped_with_a_reason_not_sent() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cdnow = "customer_id date number_of_cds dollar_value\n\
+                     00001 19970101 1 11.77\n\
+                     00002 19970101 -1 5.00\n\
+                     00003 19970101 99999999999 5.00\n\
+                     00004 19970101 1 2000000.00\n\
+                     00005 19970101 1 abc\n";
+        std::fs::write(dir.path().join(CDNOW_FILE), cdnow).expect("write");
+        // The same day twice under another name: every order repeats.
+        let retail =
+            "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n\
+                      536365,85123A,HEART,6,12/1/2010 8:26,2.55,17850,United Kingdom\n";
+        std::fs::write(dir.path().join("online-retail-2010-12-01.csv"), retail).expect("write");
+        std::fs::write(dir.path().join("online-retail-2010-12-01b.csv"), retail).expect("write");
+        std::fs::write(dir.path().join("online-retail-copy.csv"), retail).expect("write");
+        let loaded = load(dir.path()).expect("loads");
+        assert_eq!(loaded.orders.len(), 2, "one CDNOW and one retail order");
+        let skipped: Vec<(&str, u64)> = loaded
+            .skipped
+            .iter()
+            .map(|(k, v)| (k.as_str(), *v))
+            .collect();
+        assert_eq!(
+            skipped,
+            vec![
+                ("cdnow_price_out_of_range", 1),
+                ("cdnow_quantity_out_of_range", 2),
+                ("cdnow_value_unreadable", 1),
+                ("retail_duplicate_order", 1),
+            ]
+        );
+        assert_eq!(
+            loaded.files.len(),
+            3,
+            "online-retail-copy.csv is not a day file"
+        );
+    }
+
+    #[test]
+    fn a_replay_with_no_orders_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(
+            dir.path().join(CDNOW_FILE),
+            "customer_id date number_of_cds dollar_value\n",
+        )
+        .expect("write");
+        let e = load(dir.path()).err().expect("refused");
+        assert!(e.to_string().contains("gave no orders"), "{e}");
     }
 
     #[test]

@@ -46,17 +46,17 @@ enum Scenario {
     },
     /// Redeem storm: vouchers with several units, redemptions Zipf over them.
     Pos {
-        /// Vouchers to issue first.
-        #[arg(long, default_value_t = 20_000)]
+        /// Vouchers to issue first (at least 1).
+        #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
         vouchers: u64,
-        /// Units per voucher.
-        #[arg(long, default_value_t = 10)]
+        /// Units per voucher (1..=10000).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10_000))]
         units: u32,
         /// Redemptions to send.
         #[arg(long, default_value_t = 100_000)]
         redeems: u64,
-        /// Zipf exponent of voucher popularity.
-        #[arg(long, default_value_t = 1.0)]
+        /// Zipf exponent of voucher popularity (finite, ≥ 0).
+        #[arg(long, default_value_t = 1.0, value_parser = non_negative)]
         zipf_s: f64,
         #[command(flatten)]
         common: CommonArgs,
@@ -66,8 +66,8 @@ enum Scenario {
         /// Base vouchers issued first.
         #[arg(long, default_value_t = 20_000)]
         vouchers: u64,
-        /// Units per base voucher.
-        #[arg(long, default_value_t = 10)]
+        /// Units per base voucher (1..=10000).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10_000))]
         units: u32,
         /// New orders issued during the storm.
         #[arg(long, default_value_t = 50_000)]
@@ -103,18 +103,36 @@ struct CommonArgs {
     /// Commands per batch frame; 1 sends single-command frames.
     #[arg(long, default_value_t = 1000)]
     batch: usize,
-    /// Open loop: frames per second (latency from the intended send time).
-    #[arg(long)]
+    /// Open loop: frames per second, > 0 (latency from the intended send
+    /// time).
+    #[arg(long, value_parser = positive)]
     rate: Option<f64>,
     /// Seed of the run's random choices.
     #[arg(long, default_value_t = 20161201)]
     seed: u64,
-    /// Run id (hex) prefixing order ids; random when not given.
+    /// Run id (hex, not 0) prefixing order ids and every catalog id the
+    /// run creates; random when not given.
     #[arg(long)]
     run_id: Option<String>,
     /// Write the JSON report here.
     #[arg(long)]
     json: Option<PathBuf>,
+}
+
+/// A finite number above 0.
+fn positive(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if x.is_finite() && x >= 1e-3 => Ok(x),
+        _ => Err(format!("{s} is not a finite number of at least 0.001")),
+    }
+}
+
+/// A finite number at or above 0.
+fn non_negative(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if x.is_finite() && x >= 0.0 => Ok(x),
+        _ => Err(format!("{s} is not a finite number of at least 0")),
+    }
 }
 
 impl CommonArgs {
@@ -124,9 +142,13 @@ impl CommonArgs {
             .trim()
             .to_string();
         let run_id = match &self.run_id {
-            Some(s) => {
-                u32::from_str_radix(s, 16).map_err(|e| anyhow::anyhow!("--run-id {s:?}: {e}"))?
-            }
+            Some(s) => match u32::from_str_radix(s, 16) {
+                Ok(0) => {
+                    anyhow::bail!("--run-id 0 would share ids with catalog entries made by hand")
+                }
+                Ok(id) => id,
+                Err(e) => anyhow::bail!("--run-id {s}: {e}"),
+            },
             None => rand::random::<u32>() | 1,
         };
         Ok(Common {

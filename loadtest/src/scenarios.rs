@@ -108,6 +108,9 @@ struct Shared {
     violations: u64,
     checks: u64,
     serial: u64,
+    /// Totals of what was acknowledged, kept when the model is taken out
+    /// for the audit.
+    acknowledged: Option<Value>,
 }
 
 impl Shared {
@@ -135,6 +138,9 @@ impl Progress {
     /// `redemptions` and `units_redeemed` (not reversed), `reversals`.
     pub fn acknowledged(&self) -> Value {
         let s = lock(&self.0);
+        if let Some(a) = &s.acknowledged {
+            return a.clone();
+        }
         let units_issued: u64 = s
             .model
             .vouchers
@@ -509,8 +515,11 @@ async fn finish(
     extra: Value,
 ) -> anyhow::Result<Value> {
     let duration = started.elapsed().as_secs_f64();
-    // The run is over: take the state out of the lock before awaiting.
+    // The run is over: take the state out of the lock before awaiting,
+    // leaving what was acknowledged for a report if the audit fails.
+    let acknowledged = Progress(shared.clone()).acknowledged();
     let s = std::mem::take(&mut *lock(shared));
+    lock(shared).acknowledged = Some(acknowledged);
     let audit = model::audit(&pool.first(), &s.model, &common.prefix(), &HashSet::new()).await?;
     let mut samples = s.samples.clone();
     samples.extend(audit.samples.iter().cloned());
@@ -925,7 +934,9 @@ async fn onboard_and_publish(
         Actor, CatalogCommand as C, CheckMethod, Delivery, ProductSpec, SellerKind, Settlement,
     };
     let run = u64::from(common.run_id);
-    let category = run;
+    // High ids that hand-made catalog entries do not use: PutCategory
+    // replaces a category of the same id.
+    let category = (run << 32) | 0xffff_fffe;
     let provider = (run << 32) | 1;
     let source = (run << 32) | 0xffff_ffff;
     let serial = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -940,7 +951,7 @@ async fn onboard_and_publish(
         C::PutCategory {
             id: category,
             parent: None,
-            name: format!("replay {run:x} vouchers"),
+            name: format!("load test {run:x} vouchers"),
             supports_vouchers: true,
             deposit: Decimal::ZERO,
             min_expiry_refund_ratio: None,
@@ -948,7 +959,7 @@ async fn onboard_and_publish(
         },
         C::RegisterProvider {
             id: provider,
-            name: format!("replay {run:x} codes"),
+            name: format!("load test {run:x} codes"),
             code_digits: 8,
         },
     ];
