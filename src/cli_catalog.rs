@@ -565,7 +565,18 @@ pub fn print_view(view: &CatalogView, json: bool, zone: &crate::cli_time::Zone) 
         crate::cli::print_json(value);
         return;
     }
-    let lines: Vec<String> = match view {
+    let lines = view_lines(view, zone);
+    if lines.is_empty() {
+        println!("(none)");
+    }
+    for line in lines {
+        println!("{line}");
+    }
+}
+
+/// A read's answer as lines of text, one per item.
+fn view_lines(view: &CatalogView, zone: &crate::cli_time::Zone) -> Vec<String> {
+    match view {
         CatalogView::Seller(s) => vec![
             format!("seller {} ({}), onboarding {}", s.id, s.kind, s.onboarding),
             format!(
@@ -669,23 +680,26 @@ pub fn print_view(view: &CatalogView, json: bool, zone: &crate::cli_time::Zone) 
                 )
             })
             .collect(),
-        CatalogView::Products(v) => v
-            .iter()
-            .map(|p| {
-                let provider = match (p.spec.provider, p.code_digits) {
-                    (Some(id), Some(d)) => format!("provider {id} ({d}-digit codes)"),
-                    _ => "self-issued codes".to_string(),
-                };
-                let validity = match p.spec.validity {
-                    Validity::DaysFromIssue(n) => format!("valid {n} days from issue"),
-                    Validity::Fixed { start, end } => format!("valid {start} to {end}"),
-                };
-                let settlement = p.spec.settlement;
-                let delivery = match p.spec.delivery {
-                    Delivery::EVoucher => "e-voucher",
-                    Delivery::EVoucherOrMail => "e-voucher or mail",
-                };
-                format!(
+        CatalogView::Products(v) => v.iter().map(product_line).collect(),
+    }
+}
+
+/// One product as a line of text.
+fn product_line(p: &vouch_engine::catalog::ProductView) -> String {
+    let provider = match (p.spec.provider, p.code_digits) {
+        (Some(id), Some(d)) => format!("provider {id} ({d}-digit codes)"),
+        _ => "self-issued codes".to_string(),
+    };
+    let validity = match p.spec.validity {
+        Validity::DaysFromIssue(n) => format!("valid {n} days from issue"),
+        Validity::Fixed { start, end } => format!("valid {start} to {end}"),
+    };
+    let settlement = p.spec.settlement;
+    let delivery = match p.spec.delivery {
+        Delivery::EVoucher => "e-voucher",
+        Delivery::EVoucherOrMail => "e-voucher or mail",
+    };
+    format!(
                     "product {} of seller {} ({}): category {}, {validity}, {provider}, outlets {}, {settlement}, {delivery}, merchant code {:?}",
                     p.spec.id,
                     p.seller,
@@ -694,15 +708,6 @@ pub fn print_view(view: &CatalogView, json: bool, zone: &crate::cli_time::Zone) 
                     ids(&p.spec.outlets),
                     p.spec.merchant_code
                 )
-            })
-            .collect(),
-    };
-    if lines.is_empty() {
-        println!("(none)");
-    }
-    for line in lines {
-        println!("{line}");
-    }
 }
 
 /// The command and the principal it runs for, or the read.
