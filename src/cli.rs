@@ -5,14 +5,19 @@
 //! error is printed); 2 usage, connection or local errors.
 
 use crate::cli_catalog;
+use crate::cli_outcome::{print_outcome, print_refusal};
 use crate::guard::{GuardConfig, LockoutLimit};
 use crate::server::{serve, ServeOptions, TcpSecurity};
 use clap::{Args, Parser, Subcommand};
 use rust_decimal::Decimal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use vouch_engine::catalog::{Actor, CatalogCommand, CatalogOutcome, CatalogQuery, CatalogView};
-use vouch_engine::command::{Issue, Lookup, Redeem, RequestId, Reverse};
+use vouch_engine::catalog::{
+    Actor, CatalogCommand, CatalogOutcome, CatalogQuery, CatalogView, TokenRef,
+    TOKENS_PAGE_ITEMS_MAX,
+};
+use vouch_engine::command::{History, Issue, Lookup, Redeem, RequestId, Reverse};
+use vouch_engine::limits::AUDIT_PAGE_ITEMS_MAX;
 use vouch_engine::{Code, Command, EngineConfig, Outcome};
 use vouch_protocol::client::ClientError;
 use vouch_protocol::{Client, Target, WireError};
@@ -47,11 +52,15 @@ enum Cmd {
     Lookup(LookupArgs),
     /// Redeem units of a code (ORD-7, ORD-8).
     Redeem(RedeemArgs),
-    /// Reverse a redemption by its request id (冲正).
+    /// Reverse (冲正, undo) a redemption by its request id, within the
+    /// reversal window: the units go back onto the voucher.
     Reverse(ReverseArgs),
+    /// A voucher's history: issue, redemptions, reversals and code
+    /// replacements (staff, and the voucher's seller).
+    History(HistoryArgs),
     /// Run a catalog command (categories, sellers and onboarding, T+N,
     /// deposits, code providers, outlets, verifiers, devices, products),
-    /// given as JSON, e.g. '{"TopUp":{"amount":"100.00"}}'.
+    /// given as JSON, e.g. '{"top_up":{"amount":"100.00"}}'.
     Catalog(CatalogArgs),
     /// Issue or revoke a credential for a principal (staff, seller,
     /// provider, verifier, POS device, front end). The token is generated
@@ -95,6 +104,12 @@ struct TokenArgs {
 
 #[derive(Subcommand)]
 enum TokenAction {
+    /// Every token ever registered, active or revoked: its id, principal
+    /// and times; never the secret (staff).
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Create a token for a principal and print it.
     Issue {
         /// The principal: staff, front-end, seller:ID, provider:ID,
@@ -107,16 +122,25 @@ enum TokenAction {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Revoke a token; its open connections are closed. Give the file
-    /// that holds it (`--file`), so the secret never sits on a command
-    /// line (shell history, `ps`); the token itself is still taken.
+    /// Revoke tokens; their open connections are closed. Name the token
+    /// by its id (`--id`, as `token list` shows it), every token of a
+    /// principal (`--principal`), or the file that holds it (`--file`), so
+    /// the secret never sits on a command line (shell history, `ps`).
+    #[command(group = clap::ArgGroup::new("which").required(true))]
     Revoke {
-        /// The token to revoke (prefer `--file`).
-        #[arg(required_unless_present = "file", conflicts_with = "file")]
+        /// The token itself (prefer `--id` or `--file`).
+        #[arg(group = "which")]
         token: Option<String>,
         /// A file holding the token to revoke (as `token issue` wrote it).
-        #[arg(long)]
+        #[arg(long, group = "which")]
         file: Option<PathBuf>,
+        /// The token's id (its request-id source, from `token list`).
+        #[arg(long, group = "which")]
+        id: Option<u64>,
+        /// Every active token of this principal: staff, front-end,
+        /// seller:ID, provider:ID, verifier:ID or device:POS_ID.
+        #[arg(long, group = "which")]
+        principal: Option<String>,
         /// Client request id SOURCE:SERIAL, or SERIAL with this token's source.
         #[arg(long)]
         request_id: String,
@@ -128,7 +152,7 @@ enum TokenAction {
 #[derive(Args)]
 struct CatalogArgs {
     /// The command as JSON: one of the variants of the catalog command,
-    /// e.g. '{"AcceptAgreement":null}' or '{"ApplyTPlusN":{"category":11}}'.
+    /// e.g. '"accept_agreement"' or '{"apply_t_plus_n":{"category":11}}'.
     command: String,
     /// Client request id SOURCE:SERIAL, or SERIAL with this token's source
     /// (a principal's token must use its own); a retry with the same id never
@@ -313,10 +337,11 @@ struct RedeemArgs {
     /// Outlet id.
     #[arg(long)]
     outlet: u64,
-    /// Verifier account id.
+    /// Verifier account id: the account signed in on the POS. A verifier
+    /// account's own token fills it in.
     #[arg(long)]
-    verifier: u64,
-    /// POS id, for device redemptions.
+    verifier: Option<u64>,
+    /// POS id, for device redemptions (a POS's own token fills it in).
     #[arg(long)]
     pos: Option<u64>,
     /// Client request id SOURCE:SERIAL, or SERIAL with this token's source
@@ -340,12 +365,27 @@ struct ReverseArgs {
     /// This reversal's own request id, SOURCE:SERIAL or SERIAL.
     #[arg(long)]
     request_id: String,
-    /// The POS asking (must be the POS that redeemed).
+    /// The POS asking (must be the POS that redeemed; a POS's own token
+    /// fills it in).
     #[arg(long)]
     pos: Option<u64>,
-    /// The seller asking (must be the voucher's seller).
+    /// The verifier account asking (must be the account that redeemed; a
+    /// verifier's own token fills it in).
+    #[arg(long)]
+    verifier: Option<u64>,
+    /// The seller asking (must be the voucher's seller; a seller's own
+    /// token fills it in).
     #[arg(long)]
     seller: Option<u64>,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+#[derive(Args)]
+struct HistoryArgs {
+    /// Any code the voucher had: its live code or an earlier one (while
+    /// that code is in quarantine).
+    code: String,
     #[command(flatten)]
     client: ClientArgs,
 }
@@ -540,6 +580,7 @@ fn wants_json(cmd: &Cmd) -> bool {
         Cmd::Lookup(a) => a.client.json,
         Cmd::Redeem(a) => a.client.json,
         Cmd::Reverse(a) => a.client.json,
+        Cmd::History(a) => a.client.json,
         Cmd::Catalog(a) => a.client.json,
         Cmd::Category(a) => a.client.json,
         Cmd::Seller(a) => a.client.json,
@@ -548,7 +589,9 @@ fn wants_json(cmd: &Cmd) -> bool {
         Cmd::Product(a) => a.client.json,
         Cmd::Lockout(a) => a.client.json,
         Cmd::Token(a) => match &a.action {
-            TokenAction::Issue { client, .. } | TokenAction::Revoke { client, .. } => client.json,
+            TokenAction::Issue { client, .. }
+            | TokenAction::Revoke { client, .. }
+            | TokenAction::List { client } => client.json,
         },
     }
 }
@@ -570,6 +613,19 @@ pub fn parse_actor(s: &str) -> Result<Actor, String> {
         Some(("seller", id)) => id.parse().map(Actor::Seller).map_err(|_| bad()),
         Some(("provider", id)) => id.parse().map(Actor::Provider).map_err(|_| bad()),
         _ => Err(bad()),
+    }
+}
+
+/// A principal in the form [`parse_actor`] reads: `staff`, `seller:500`, …
+pub fn actor_arg(actor: Actor) -> String {
+    match actor {
+        Actor::Staff => "staff".into(),
+        Actor::System => "system".into(),
+        Actor::FrontEnd => "front-end".into(),
+        Actor::Seller(id) => format!("seller:{id}"),
+        Actor::Provider(id) => format!("provider:{id}"),
+        Actor::Verifier(id) => format!("verifier:{id}"),
+        Actor::Device(id) => format!("device:{id}"),
     }
 }
 
@@ -781,21 +837,35 @@ fn build_request(cmd: Cmd) -> Result<(ClientArgs, ClientRequest), String> {
                 let rid = request_id_for(&request_id, &client)?;
                 (client, ClientRequest::NewToken(rid, token, command))
             }
+            TokenAction::List { client } => (
+                client,
+                ClientRequest::Read(CatalogQuery::Tokens {
+                    after: None,
+                    limit: TOKENS_PAGE_ITEMS_MAX,
+                }),
+            ),
             TokenAction::Revoke {
                 token,
                 file,
+                id,
+                principal,
                 request_id,
                 client,
             } => {
-                let token = match (token, file) {
-                    (Some(t), _) => t,
-                    (None, Some(f)) => std::fs::read_to_string(&f)
-                        .map_err(|e| format!("reading token file {}: {e}", f.display()))?,
-                    (None, None) => return Err("give the token's --file".into()),
+                let which = match (token, file, id, principal) {
+                    (_, _, Some(id), _) => TokenRef::Id(id),
+                    (_, _, _, Some(p)) => TokenRef::Principal(parse_actor(&p)?),
+                    (Some(t), _, _, _) => TokenRef::Hash(crate::server::token_hash(t.trim())),
+                    (None, Some(f), _, _) => {
+                        let t = std::fs::read_to_string(&f)
+                            .map_err(|e| format!("reading token file {}: {e}", f.display()))?;
+                        TokenRef::Hash(crate::server::token_hash(t.trim()))
+                    }
+                    (None, None, None, None) => {
+                        return Err("name the token: --id, --principal or --file".into())
+                    }
                 };
-                let command = CatalogCommand::RevokeToken {
-                    token_hash: crate::server::token_hash(token.trim()),
-                };
+                let command = CatalogCommand::RevokeToken { which };
                 let rid = request_id_for(&request_id, &client)?;
                 (client, ClientRequest::Catalog(rid, None, command))
             }
@@ -846,7 +916,9 @@ fn build_command(cmd: Cmd) -> Result<(ClientArgs, Command), String> {
                 phone_last4: a.last4,
                 units: a.units,
                 outlet_id: a.outlet,
-                verifier_id: a.verifier,
+                // 0: "the token's own verifier account" (the server fills it
+                // in for a verifier's token and refuses it for others).
+                verifier_id: a.verifier.unwrap_or(0),
                 pos_id: a.pos,
             };
             (a.client, Command::Redeem(c))
@@ -857,141 +929,42 @@ fn build_command(cmd: Cmd) -> Result<(ClientArgs, Command), String> {
                 code: parse_code(&a.code)?,
                 redemption: request_id_for(&a.redemption, &a.client)?,
                 pos_id: a.pos,
+                verifier_id: a.verifier,
                 seller_id: a.seller,
             };
             (a.client, Command::Reverse(c))
         }
-    })
-}
-
-/// "1 unit", "3 units".
-fn units(n: u32) -> String {
-    if n == 1 {
-        "1 unit".into()
-    } else {
-        format!("{n} units")
-    }
-}
-
-/// A redemption's reply as a sentence.
-fn redeemed_text(r: &vouch_engine::command::Redeemed) -> String {
-    match r.new_code {
-        Some(c) => format!(
-            "redeemed {} of order {}; {} left on new code {c} (the old code no longer works)",
-            units(r.units),
-            r.order_id,
-            units(r.units_remaining)
-        ),
-        None => format!(
-            "redeemed {} of order {}; none left",
-            units(r.units),
-            r.order_id
-        ),
-    }
-}
-
-/// Prints an engine reply; `redemption` is the request id of a redemption
-/// (shown so that a reversal can name it).
-fn print_outcome(
-    o: &Outcome,
-    json: bool,
-    zone: &crate::cli_time::Zone,
-    redemption: Option<RequestId>,
-) {
-    use serde_json::json;
-    let (value, text) = match o {
-        Outcome::Issued(i) => (
-            json!({"ok": true, "outcome": "issued", "code": i.code.to_string(), "units": i.units,
-                   "valid_from_ms": i.valid_from_ms, "valid_from": zone.instant(i.valid_from_ms),
-                   "valid_until_ms": i.valid_until_ms, "valid_until": zone.instant(i.valid_until_ms)}),
-            format!(
-                "issued code {} for {}, {}",
-                i.code,
-                units(i.units),
-                zone.validity(i.valid_from_ms, i.valid_until_ms)
-            ),
-        ),
-        Outcome::LookedUp(l) => {
-            let now_ms = jiff::Timestamp::now().as_millisecond();
-            let not_yet_valid = now_ms < l.valid_from_ms;
-            (
-                json!({"ok": true, "outcome": "looked_up", "order_id": l.order_id,
-                       "seller_id": l.seller_id, "product_id": l.product_id,
-                       "units_remaining": l.units_remaining, "units_total": l.units_total,
-                       "valid_from_ms": l.valid_from_ms, "valid_from": zone.instant(l.valid_from_ms),
-                       "valid_until_ms": l.valid_until_ms, "valid_until": zone.instant(l.valid_until_ms),
-                       "not_yet_valid": not_yet_valid}),
-                format!(
-                    "order {}: {} of {} remaining, {}{}",
-                    l.order_id,
-                    l.units_remaining,
-                    units(l.units_total),
-                    zone.validity(l.valid_from_ms, l.valid_until_ms),
-                    if not_yet_valid {
-                        "; not yet valid: it cannot be redeemed before its first day"
-                    } else {
-                        ""
-                    }
-                ),
-            )
+        Cmd::History(a) => {
+            let c = History {
+                code: parse_code(&a.code)?,
+                seller_id: None,
+                from: 0,
+                limit: AUDIT_PAGE_ITEMS_MAX,
+            };
+            (a.client, Command::History(c))
         }
-        Outcome::Redeemed(r) => (
-            json!({"ok": true, "outcome": "redeemed", "order_id": r.order_id, "units": r.units,
-                   "units_remaining": r.units_remaining, "new_code": r.new_code.map(|c| c.to_string()),
-                   "request_id": redemption.map(|rid| rid.to_string())}),
-            format!(
-                "{}{}",
-                redeemed_text(r),
-                redemption.map_or(String::new(), |rid| format!(
-                    "\nrequest id {rid} (a reversal names it: --redemption {rid})"
-                ))
-            ),
-        ),
-        Outcome::Reversed(r) => (
-            json!({"ok": true, "outcome": "reversed", "order_id": r.order_id, "units": r.units,
-                   "units_remaining": r.units_remaining, "live_code": r.live_code.to_string()}),
-            format!(
-                "reversed {} of order {}; {} left on code {}",
-                units(r.units),
-                r.order_id,
-                units(r.units_remaining),
-                r.live_code
-            ),
-        ),
-        Outcome::Vouchers { items, .. } => (
-            json!({"ok": true, "outcome": "vouchers", "count": items.len()}),
-            format!("{} vouchers", items.len()),
-        ),
-        Outcome::Redemptions { items, .. } => (
-            json!({"ok": true, "outcome": "redemptions", "count": items.len()}),
-            format!("{} redemptions", items.len()),
-        ),
-        Outcome::FactNoted => (
-            json!({"ok": true, "outcome": "fact_noted"}),
-            "catalog fact noted".to_string(),
-        ),
-    };
-    if json {
-        print_json(value);
-    } else {
-        println!("{text}");
-    }
-}
-
-fn print_refusal(e: &WireError, json: bool) {
-    if json {
-        println!(
-            "{}",
-            serde_json::json!({"ok": false, "error": {"code": e.code, "name": e.name, "message": e.message, "retry_after_ms": e.retry_after_ms}})
-        );
-    } else {
-        eprintln!("refused: {e}");
-    }
+    })
 }
 
 #[cfg(test)]
 mod json_tests {
     use super::*;
+
+    #[test]
+    fn cli_principals_print_in_the_form_they_are_given() {
+        for a in [
+            Actor::Staff,
+            Actor::System,
+            Actor::FrontEnd,
+            Actor::Seller(500),
+            Actor::Provider(70),
+            Actor::Verifier(41),
+            Actor::Device(31),
+        ] {
+            assert_eq!(parse_actor(&actor_arg(a)), Ok(a), "{a}");
+        }
+        assert_eq!(actor_arg(Actor::Device(31)), "device:31");
+    }
 
     #[test]
     fn cli_json_integers_above_2_pow_53_are_strings() {

@@ -454,8 +454,14 @@ pub fn next_page(query: &Q, view: &CatalogView) -> Option<Q> {
             limit: *limit,
         });
     }
+    if let (Q::Tokens { limit, .. }, CatalogView::Tokens(v)) = (query, view) {
+        return (v.len() >= *limit as usize).then(|| Q::Tokens {
+            after: v.last().map(|t| t.id),
+            limit: *limit,
+        });
+    }
     let last = match view {
-        CatalogView::Lockouts(_) => None,
+        CatalogView::Lockouts(_) | CatalogView::Tokens(_) => None,
         CatalogView::Categories(v) => v.last().map(|x| x.id),
         CatalogView::Providers(v) => v.last().map(|x| x.id),
         CatalogView::Outlets(v) => v.last().map(|x| x.id),
@@ -475,7 +481,7 @@ pub fn next_page(query: &Q, view: &CatalogView) -> Option<Q> {
         CatalogView::Verifiers(v) => v.len(),
         CatalogView::Devices(v) => v.len(),
         CatalogView::Products(v) => v.len(),
-        CatalogView::Seller(_) | CatalogView::Lockouts(_) => 0,
+        CatalogView::Seller(_) | CatalogView::Lockouts(_) | CatalogView::Tokens(_) => 0,
     };
     if len < READ_PAGE_ITEMS_MAX as usize {
         return None;
@@ -496,7 +502,7 @@ pub fn next_page(query: &Q, view: &CatalogView) -> Option<Q> {
             seller: *seller,
             page: full,
         }),
-        Q::Seller { .. } | Q::Product { .. } | Q::Lockouts { .. } => None,
+        Q::Seller { .. } | Q::Product { .. } | Q::Lockouts { .. } | Q::Tokens { .. } => None,
     }
 }
 
@@ -510,6 +516,7 @@ pub fn extend_view(view: &mut CatalogView, more: CatalogView) {
         (CatalogView::Devices(a), CatalogView::Devices(b)) => a.extend(b),
         (CatalogView::Products(a), CatalogView::Products(b)) => a.extend(b),
         (CatalogView::Lockouts(a), CatalogView::Lockouts(b)) => a.extend(b),
+        (CatalogView::Tokens(a), CatalogView::Tokens(b)) => a.extend(b),
         _ => {}
     }
 }
@@ -557,6 +564,19 @@ pub fn print_view(view: &CatalogView, json: bool, zone: &crate::cli_time::Zone) 
                         json!({"key": l.key.to_string(), "since_ms": l.since_ms,
                                "since": zone.instant(l.since_ms), "until_ms": l.until_ms,
                                "until": zone.instant(l.until_ms), "failures": l.failures})
+                    })
+                    .collect();
+                json!({"ok": true, "items": items})
+            }
+            CatalogView::Tokens(v) => {
+                let items: Vec<_> = v
+                    .iter()
+                    .map(|t| {
+                        json!({"id": t.id.to_string(), "principal": crate::cli::actor_arg(t.principal),
+                               "state": if t.revoked_at_ms.is_some() { "revoked" } else { "active" },
+                               "issued_at_ms": t.issued_at_ms, "issued_at": zone.instant(t.issued_at_ms),
+                               "revoked_at_ms": t.revoked_at_ms,
+                               "revoked_at": t.revoked_at_ms.map(|ms| zone.instant(ms))})
                     })
                     .collect();
                 json!({"ok": true, "items": items})
@@ -668,6 +688,20 @@ fn view_lines(view: &CatalogView, zone: &crate::cli_time::Zone) -> Vec<String> {
                     zone.instant(l.since_ms),
                     zone.instant(l.until_ms),
                     l.failures
+                )
+            })
+            .collect(),
+        CatalogView::Tokens(v) => v
+            .iter()
+            .map(|t| {
+                let state = t.revoked_at_ms.map_or("active".to_string(), |ms| {
+                    format!("revoked {}", zone.instant(ms))
+                });
+                format!(
+                    "token {} of {}: issued {}, {state}",
+                    t.id,
+                    t.principal,
+                    zone.instant(t.issued_at_ms)
                 )
             })
             .collect(),

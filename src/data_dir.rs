@@ -18,6 +18,34 @@ use vouch_engine::catalog::{Actor, Catalog, CatalogCommand};
 use vouch_engine::{Command, EngineConfig, RequestId, Shard};
 use vouch_storage::Storage;
 
+/// The version of the log records' layout this build writes and reads,
+/// kept in `meta` as `log_format`. A directory without it was written by a
+/// build before issue 8 (format 1: no verifier on reversals, tokens revoked
+/// by hash only) and is refused with a clear message instead of failing on
+/// its first record.
+pub const LOG_FORMAT: u32 = 2;
+
+/// Refuses a directory whose log was written in another layout.
+///
+/// Errors: the directory's format and this build's, with what to do.
+fn check_log_format(storage: &Storage, root: &Path) -> anyhow::Result<()> {
+    let found = match storage.meta_get("log_format")? {
+        Some(bytes) => std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|s| s.parse::<u32>().ok())
+            .context("meta log_format is not a number")?,
+        None => 1,
+    };
+    if found != LOG_FORMAT {
+        anyhow::bail!(
+            "data directory {} holds a log in format {found}; this vouch reads format {LOG_FORMAT}. \
+             Serve it with the vouch that wrote it, or start a new directory (--data-dir)",
+            root.display()
+        );
+    }
+    Ok(())
+}
+
 /// One log record: the state-changing commands one worker applied in one
 /// batch, with the batch's time. Replaying records in order rebuilds the
 /// state.
@@ -140,6 +168,7 @@ pub fn open(root: &Path, new_config: &EngineConfig) -> anyhow::Result<Opened> {
                 .context("meta seed missing")?
                 .try_into()
                 .map_err(|_| anyhow::anyhow!("meta seed is not 32 bytes"))?;
+            check_log_format(&storage, root)?;
             (config, seed, false)
         }
         None => {
@@ -147,6 +176,7 @@ pub fn open(root: &Path, new_config: &EngineConfig) -> anyhow::Result<Opened> {
             let mut seed = [0u8; 32];
             rand::rng().fill_bytes(&mut seed);
             storage.meta_put_sync("seed", &seed)?;
+            storage.meta_put_sync("log_format", LOG_FORMAT.to_string().as_bytes())?;
             storage.meta_put_sync("config", &serde_json::to_vec(new_config)?)?;
             (new_config.clone(), seed, true)
         }
@@ -266,4 +296,33 @@ pub fn open(root: &Path, new_config: &EngineConfig) -> anyhow::Result<Opened> {
         claims,
         created,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A directory written in another log layout is refused by name, before
+    /// any record is decoded; one in this layout opens again.
+    #[test]
+    fn inv_3_a_log_in_another_format_is_refused_with_the_way_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = EngineConfig::default();
+        let opened = open(dir.path(), &config).unwrap();
+        assert!(opened.created);
+        drop(opened);
+        let again = open(dir.path(), &config).unwrap();
+        assert!(!again.created);
+        drop(again);
+        {
+            let storage = Storage::open(&dir.path().join("db")).unwrap();
+            storage.meta_put_sync("log_format", b"1").unwrap();
+        }
+        let err = open(dir.path(), &config).err().expect("format 1 refused");
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("format 1") && text.contains(&format!("reads format {LOG_FORMAT}")),
+            "{text}"
+        );
+    }
 }

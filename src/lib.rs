@@ -7,12 +7,13 @@
 //! - [`server`]: TCP and QUIC listeners, connections, handshake, shutdown.
 //! - [`cli`]: the command-line contract of DESIGN.md (`vouch serve`,
 //!   `vouch issue|lookup|redeem|reverse`); [`cli_catalog`]: the catalog's
-//!   subcommands.
+//!   subcommands; [`cli_outcome`]: how replies are shown.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod cli;
 pub mod cli_catalog;
+pub mod cli_outcome;
 pub mod cli_time;
 pub mod data_dir;
 pub mod guard;

@@ -133,7 +133,9 @@ pub struct Op {
 fn failed_attempt(command: &Command, reply: &Reply) -> bool {
     let Err(rejection) = reply else { return false };
     match command {
-        Command::Lookup(_) | Command::Redeem(_) => rejection.code == ErrorCode::CodeInvalid,
+        Command::Lookup(_) | Command::Redeem(_) | Command::History(_) => {
+            rejection.code == ErrorCode::CodeInvalid
+        }
         Command::Reverse(_) => rejection.code == ErrorCode::RedemptionUnknown,
         _ => false,
     }
@@ -145,7 +147,7 @@ fn failed_attempt(command: &Command, reply: &Reply) -> bool {
 fn lock_keys(shard: &Shard, op: &Op) -> Vec<LockKey> {
     if !matches!(
         op.command,
-        Command::Lookup(_) | Command::Redeem(_) | Command::Reverse(_)
+        Command::Lookup(_) | Command::Redeem(_) | Command::Reverse(_) | Command::History(_)
     ) {
         return Vec::new();
     }
@@ -308,14 +310,18 @@ pub fn run_worker(
         }
         for op in ops {
             let repeat = shard.is_repeat(&op.command);
-            let reply = apply_guarded(&mut shard, &guard, now, &op, &mut effects);
+            let mut reply = apply_guarded(&mut shard, &guard, now, &op, &mut effects);
             if let Some(rid) = op.command.request_id() {
                 settle_claim(&claims, &shard, rid);
             }
-            if let Err(rej) = &reply {
+            if let Err(rej) = &mut reply {
                 if let Some(reason) = rej.reason {
                     let origin = op.origin;
-                    tracing::debug!(shard = shard.index(), ?reason, ?origin, "code_invalid");
+                    tracing::debug!(shard = shard.index(), %reason, ?origin, "code_invalid");
+                    // Staff see why (issue 8); tenants get the uniform reply.
+                    if origin.caller == Caller::Staff {
+                        rej.message = format!("{}; for staff: {reason}", rej.message);
+                    }
                 }
             }
             // Only what changed state is logged (refusals are not replayed).
@@ -416,9 +422,7 @@ pub fn run_catalog_worker(
             let reply = catalog.apply(now, e.actor, e.request_id, &e.command, &mut events);
             // The catalog's state after the command decides, not the command:
             // a replayed IssueToken must not revive a revoked token.
-            if let CatalogCommand::IssueToken { token_hash, .. }
-            | CatalogCommand::RevokeToken { token_hash } = &e.command
-            {
+            if let CatalogCommand::IssueToken { token_hash, .. } = &e.command {
                 token_updates.push((*token_hash, catalog.token_actor(token_hash)));
             }
             // A retry of a lift returns its original reply and lifts
@@ -432,6 +436,10 @@ pub fn run_catalog_worker(
             for event in events.drain(..) {
                 match event {
                     CatalogEvent::Fact(f) => facts_out.push(f),
+                    CatalogEvent::TokenRevoked { token_hash, .. } => {
+                        tracing::info!("{event}");
+                        token_updates.push((token_hash, None));
+                    }
                     // Business events staff act on (ONB-4, ONB-6, PUB-3),
                     // at the default level.
                     event => tracing::info!("{event}"),

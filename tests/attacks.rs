@@ -175,7 +175,7 @@ async fn inv_7_idle_connections_cannot_lock_staff_out_and_revoking_closes_them()
     // Staff still connect (on a kept slot) and revoke the first token.
     let staff = server.client(&target).await;
     let revoke = CatalogCommand::RevokeToken {
-        token_hash: vouch::server::token_hash(&tokens[0]),
+        which: vouch_engine::catalog::TokenRef::Hash(vouch::server::token_hash(&tokens[0])),
     };
     catalog(&staff, 900, None, revoke).await;
     let mut closed = 0;

@@ -310,6 +310,7 @@ async fn pub_9_publishing_api_over_tcp_validates_and_survives_restart() {
             CatalogView::Devices(x) => x.len(),
             CatalogView::Products(x) => x.len(),
             CatalogView::Lockouts(x) => x.len(),
+            CatalogView::Tokens(x) => x.len(),
         })
         .collect();
     // Providers: the platform's own and 70.

@@ -217,7 +217,7 @@ fn pub_9_cli_onboards_a_seller_and_publishes_with_the_same_validation() {
     assert_eq!(items[0]["listed"], true);
     let (code, json) = vouch(&server, &["seller", "show", "--seller", "500"]);
     assert_eq!(code, 0, "{json}");
-    assert_eq!(json["seller"]["onboarding"], "Enabled");
+    assert_eq!(json["seller"]["onboarding"], "enabled");
     // The seller's own token: its request ids take the token's source when
     // only a serial is given; it reads its own data, never staff's view.
     let (code, json) = vouch(
@@ -249,7 +249,7 @@ fn pub_9_cli_onboards_a_seller_and_publishes_with_the_same_validation() {
         ],
     );
     assert_eq!(
-        (code, &json["outcome"], &json["detail"]["Balance"]),
+        (code, &json["outcome"], &json["detail"]["balance"]),
         (0, &serde_json::json!("balance"), &serde_json::json!("7.50")),
         "{json}"
     );

@@ -445,7 +445,11 @@ impl Driver {
             self.m.stats.issues_acked += 1;
         }
         if let Some(i) = dup {
-            assert_eq!(replies[n], replies[i], "{at} issue repeated in one batch");
+            assert_eq!(
+                replies[n].as_ref().map(Outcome::as_first),
+                replies[i].as_ref().map(Outcome::as_first),
+                "{at} issue repeated in one batch"
+            );
         }
         for issue in batch.iter().take(n) {
             self.m.remember_voucher(&issue.order_id);
@@ -527,7 +531,8 @@ impl Driver {
         }
         if let Some(i) = dup {
             assert_eq!(
-                replies[n], replies[i],
+                replies[n].as_ref().map(Outcome::as_first),
+                replies[i].as_ref().map(Outcome::as_first),
                 "{at} redemption repeated in one batch"
             );
         }
@@ -566,6 +571,7 @@ impl Driver {
             code,
             redemption: id,
             pos_id: Some(self.m.pos_id),
+            verifier_id: None,
             seller_id: None,
         };
         v.pending = Some(Pending::Reverse(rv.clone()));
@@ -588,7 +594,8 @@ impl Driver {
         let x = expect_reversed(at, &rv, &replies[0]);
         if twice {
             assert_eq!(
-                replies[1], replies[0],
+                replies[1].as_ref().map(Outcome::as_first),
+                replies[0].as_ref().map(Outcome::as_first),
                 "{at} reversal sent twice concurrently"
             );
         }
@@ -621,6 +628,8 @@ impl Driver {
                 let Some(reply) = until_killed(&mut self.killed, client.command(c)).await else {
                     return Step::Gone;
                 };
+                let reply = reply.map(|o| o.as_first());
+                let original = original.map(|o: Outcome| o.as_first());
                 assert_eq!(reply, original, "{at} retried issue {}", v.issue.order_id);
             }
             1 => {
@@ -652,6 +661,13 @@ impl Driver {
                 let Some(reply) = reply else {
                     return Step::Gone;
                 };
+                assert!(
+                    matches!(&reply, Ok(Outcome::Redeemed(d)) if d.replayed)
+                        || matches!(&reply, Ok(Outcome::Reversed(d)) if d.replayed),
+                    "{at} a retry says it is a repeat: {reply:?}"
+                );
+                let reply = reply.map(|o| o.as_first());
+                let original = original.map(|o: Outcome| o.as_first());
                 assert_eq!(reply, original, "{at} retried redemption {:?}", r.cmd);
             }
             _ => {
@@ -673,6 +689,13 @@ impl Driver {
                 let Some(reply) = until_killed(&mut self.killed, client.command(c)).await else {
                     return Step::Gone;
                 };
+                assert!(
+                    matches!(&reply, Ok(Outcome::Redeemed(d)) if d.replayed)
+                        || matches!(&reply, Ok(Outcome::Reversed(d)) if d.replayed),
+                    "{at} a retry says it is a repeat: {reply:?}"
+                );
+                let reply = reply.map(|o| o.as_first());
+                let original = original.map(|o: Outcome| o.as_first());
                 assert_eq!(reply, original, "{at} retried reversal {:?}", x.cmd);
             }
         }

@@ -113,7 +113,9 @@ async fn role_matrix_tokens_bind_principals_and_survive_restart() {
         &admin,
         100,
         None,
-        CatalogCommand::RevokeToken { token_hash: hash },
+        CatalogCommand::RevokeToken {
+            which: vouch_engine::catalog::TokenRef::Hash(hash),
+        },
     )
     .await;
     let code = mine.new_code.unwrap();
@@ -447,6 +449,7 @@ async fn tenants_never_read_or_redeem_another_sellers_data_over_the_wire() {
                 code,
                 redemption,
                 pos_id: matches!(actor, Actor::Device(_)).then_some(62),
+                verifier_id: None,
                 seller_id: matches!(actor, Actor::Seller(_)).then_some(600),
             })
         };

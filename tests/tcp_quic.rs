@@ -26,7 +26,9 @@ async fn life_cycle(server: &Server, target: &Target) {
     assert_eq!(issued.units, 5);
     assert_eq!(issued.code.digits(), 9);
     assert!(issued.valid_from_ms < issued.valid_until_ms);
-    assert_eq!(issue(&client, cmd.clone()).await, issued);
+    let again = issue(&client, cmd.clone()).await;
+    assert!(again.replayed && !issued.replayed, "the repeat says so");
+    assert_eq!(first_issued(&again), issued);
     let mut changed = cmd.clone();
     changed.units = 6;
     assert_rejected(
@@ -114,7 +116,7 @@ async fn life_cycle(server: &Server, target: &Target) {
     );
     // The retry of the reversal is the same reply and gives nothing back twice.
     assert_eq!(
-        as_reversed(run(&client, Command::Reverse(rev_a)).await),
+        first_reversed(&as_reversed(run(&client, Command::Reverse(rev_a)).await)),
         reversed
     );
     assert_eq!(
@@ -258,7 +260,10 @@ async fn batches(server: &Server, target: &Target) {
         .issue_batch(issues.iter().rev().cloned().collect())
         .await
         .unwrap();
-    let again: Vec<Issued> = again.into_iter().map(as_issued).collect();
+    let again: Vec<Issued> = again
+        .into_iter()
+        .map(|r| first_issued(&as_issued(r)))
+        .collect();
     let mut expected = issued.clone();
     expected.reverse();
     assert_eq!(again, expected);
@@ -306,7 +311,14 @@ async fn batches(server: &Server, target: &Target) {
                 assert_eq!(r.new_code.is_some(), issues[i].units > 1);
                 assert_ne!(r.new_code, Some(issued[i].code));
             }
-            Expect::SameAs(j) => assert_eq!(reply, &replies[j], "a repeat gets the same reply"),
+            Expect::SameAs(j) => {
+                assert!(as_redeemed(reply.clone()).replayed, "a repeat says so");
+                assert_eq!(
+                    first_reply(reply),
+                    replies[j],
+                    "a repeat gets the same reply"
+                )
+            }
             Expect::CodeInvalid => assert_rejected(reply, ErrorCode::CodeInvalid),
             Expect::UnitsInsufficient => assert_rejected(reply, ErrorCode::UnitsInsufficient),
         }
@@ -403,20 +415,26 @@ async fn restart_keeps_state(pick: fn(&Server) -> Target) {
         ErrorCode::CodeInvalid,
     );
     // Idempotency records survived too: retries get the original replies.
-    assert_eq!(issue(&client, first).await, issued);
-    assert_eq!(
-        as_redeemed(run(&client, Command::Redeem(redeem)).await),
-        redeemed
+    assert_eq!(first_issued(&issue(&client, first).await), issued);
+    let retried = as_redeemed(run(&client, Command::Redeem(redeem)).await);
+    assert!(
+        retried.replayed,
+        "after a restart a retry still says it is a repeat"
     );
+    assert_eq!(first_redeemed(&retried), redeemed);
     assert_eq!(
-        as_redeemed(run(&client, Command::Redeem(other)).await),
+        first_redeemed(&as_redeemed(run(&client, Command::Redeem(other)).await)),
         other_reply
     );
     assert_eq!(
-        as_reversed(run(&client, Command::Reverse(reversal)).await),
+        first_reversed(&as_reversed(run(&client, Command::Reverse(reversal)).await)),
         reversed
     );
-    assert_eq!(client.issue_batch(batch).await.unwrap(), batch_issued);
+    let batch_again: Vec<_> = client.issue_batch(batch).await.unwrap();
+    assert_eq!(
+        batch_again.iter().map(first_reply).collect::<Vec<_>>(),
+        batch_issued
+    );
     assert_eq!(audit(&client).await, before, "the retries applied nothing");
     // And the server keeps working: a new voucher gets a code never seen before.
     let fresh = issue(&client, issue_cmd("restart-2", 1, MOBILE)).await;
@@ -429,7 +447,7 @@ async fn restart_keeps_state(pick: fn(&Server) -> Target) {
         as_redeemed(run(&client, Command::Redeem(redeem_cmd(700, 4, live, &l4, 4))).await);
     assert_eq!((redeemed.units_remaining, redeemed.new_code), (0, None));
     match run(&client, Command::Redeem(redeem_cmd(700, 4, live, &l4, 4))).await {
-        Ok(Outcome::Redeemed(again)) => assert_eq!(again, redeemed),
+        Ok(Outcome::Redeemed(again)) => assert_eq!(first_redeemed(&again), redeemed),
         other => panic!("retry after restart: {other:?}"),
     }
 }

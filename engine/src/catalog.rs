@@ -12,9 +12,11 @@
 
 mod lockout;
 mod read;
+mod tokens;
 mod words;
 pub use lockout::*;
 pub use read::*;
+pub use tokens::*;
 
 use crate::error::{ErrorCode, Rejection};
 use crate::limits::{CODE_DIGITS_MAX, CODE_DIGITS_MIN};
@@ -54,6 +56,7 @@ pub fn token_source(hash: &[u8; 32]) -> u64 {
 
 /// Who is asking, as the server authenticated it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Actor {
     /// Platform staff (小二).
     Staff,
@@ -73,6 +76,7 @@ pub enum Actor {
 
 /// Seller kinds (glossary): Tmall-like `mall` or `marketplace` (集市).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum SellerKind {
     /// 天猫.
     Mall,
@@ -82,6 +86,7 @@ pub enum SellerKind {
 
 /// Where a seller is in the application of ONB-2.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Onboarding {
     /// Account created; the platform agreement is next.
     Applied,
@@ -95,6 +100,7 @@ pub enum Onboarding {
 
 /// Settlement modes (SET-1, SET-2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Settlement {
     /// Paid per redeemed unit (核销打款), the default (ONB-2).
     PayOnRedemption,
@@ -104,6 +110,7 @@ pub enum Settlement {
 
 /// State of a seller's T+N application for one category (ONB-4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum TPlusN {
     /// Waiting for the category's staff.
     Applied,
@@ -120,6 +127,7 @@ pub enum TPlusN {
 
 /// Delivery of a product (PUB-2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Delivery {
     /// E-voucher only: every order is an e-voucher order.
     EVoucher,
@@ -129,6 +137,7 @@ pub enum Delivery {
 
 /// How a POS device checks codes (PRV-3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum CheckMethod {
     /// Typed or scanned code plus phone digits.
     Code,
@@ -140,6 +149,7 @@ pub enum CheckMethod {
 
 /// A ledger account. Money moves between accounts in balanced entries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Account {
     /// Money outside the platform (top-ups come from here, payouts go here).
     External,
@@ -192,6 +202,7 @@ pub struct ProductSpec {
 /// (the CLI's `vouch catalog`), a misspelt field is refused, never dropped.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[serde(rename_all = "snake_case")]
 pub enum CatalogCommand {
     /// Staff: create or replace a category node.
     PutCategory {
@@ -359,10 +370,11 @@ pub enum CatalogCommand {
         /// The principal the token authenticates.
         actor: Actor,
     },
-    /// Staff: revoke a credential by its hash.
+    /// Staff: revoke credentials: one by its hash or id, or every active
+    /// token of a principal.
     RevokeToken {
-        /// SHA-256 of the token.
-        token_hash: [u8; 32],
+        /// Which tokens.
+        which: TokenRef,
     },
     /// The system (the server's failure counters): lock `key` out until
     /// `until_ms` after `failures` failed code attempts (issue 7).
@@ -445,10 +457,21 @@ pub enum CatalogEvent {
     },
     /// A fact every voucher shard needs for ORD-7's redemption checks.
     Fact(crate::command::CatalogFact),
+    /// A token was revoked: the server forgets it and closes its
+    /// connections.
+    TokenRevoked {
+        /// SHA-256 of the token.
+        token_hash: [u8; 32],
+        /// Its id (request-id source).
+        id: u64,
+        /// Its principal.
+        principal: Actor,
+    },
 }
 
 /// Successful reply of a catalog command.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum CatalogOutcome {
     /// Done; nothing to report.
     Done,
@@ -465,6 +488,8 @@ pub enum CatalogOutcome {
         /// Lockouts whose cooling period had ended, dropped.
         lockouts_ended: u32,
     },
+    /// The ids of the tokens revoked.
+    TokensRevoked(Vec<u64>),
 }
 
 /// A catalog command's reply.
@@ -551,9 +576,11 @@ pub struct Catalog {
     balances: BTreeMap<Account, Decimal>,
     ledger: Vec<Entry>,
     done: HashMap<RequestId, (u64, CatalogReply)>,
+    /// Active tokens: SHA-256 → principal.
     tokens: BTreeMap<[u8; 32], Actor>,
-    /// Request-id sources of every token ever registered, revoked or not.
-    token_sources: BTreeSet<u64>,
+    /// Every token ever registered, revoked or not, by id (request-id
+    /// source).
+    token_records: BTreeMap<u64, TokenRecord>,
     /// Keys locked out after failed code attempts (issue 7).
     lockouts: BTreeMap<LockKey, LockoutView>,
 }
@@ -669,7 +696,7 @@ impl Catalog {
             ledger: Vec::new(),
             done: HashMap::new(),
             tokens: BTreeMap::new(),
-            token_sources: BTreeSet::new(),
+            token_records: BTreeMap::new(),
             lockouts: BTreeMap::new(),
         }
     }
@@ -1327,38 +1354,8 @@ impl Catalog {
                 events.extend(self.product_fact(spec.id).map(CatalogEvent::Fact));
                 Ok(done)
             }
-            IssueToken { token_hash, actor } => {
-                let exists = match *actor {
-                    Actor::Seller(id) => self.sellers.contains_key(&id),
-                    Actor::Provider(id) => self.providers.contains_key(&id),
-                    Actor::Verifier(id) => self.verifiers.contains_key(&id),
-                    Actor::Device(id) => self.devices.contains_key(&id),
-                    Actor::Staff | Actor::FrontEnd => true,
-                    Actor::System => {
-                        return Err(reject(
-                            ErrorCode::BadRequest,
-                            "the system principal is the server itself and has no tokens",
-                        ))
-                    }
-                };
-                if !exists {
-                    return Err(reject(ErrorCode::NotFound, format!("{actor} is not known")));
-                }
-                // A revoked token is never revived, and no two tokens share
-                // a request-id source.
-                if !self.token_sources.insert(token_source(token_hash)) {
-                    return Err(reject(
-                        ErrorCode::AlreadyExists,
-                        "that token (or one with its request-id source) was registered before",
-                    ));
-                }
-                self.tokens.insert(*token_hash, *actor);
-                Ok(CatalogOutcome::Done)
-            }
-            RevokeToken { token_hash } => match self.tokens.remove(token_hash) {
-                Some(_) => Ok(CatalogOutcome::Done),
-                None => Err(reject(ErrorCode::NotFound, "no such token")),
-            },
+            IssueToken { token_hash, actor } => self.issue_token(now_ms, token_hash, *actor),
+            RevokeToken { which } => self.revoke_tokens(now_ms, *which, events),
             DelistProduct { id } => {
                 match self.products.get_mut(id) {
                     Some(p) if p.seller == me => p.listed = false,

@@ -85,8 +85,9 @@ pub struct Redeem {
     pub pos_id: Option<u64>,
 }
 
-/// Reverse (冲正) a redemption by its request id: once only, by the same POS
-/// or by the voucher's seller, within the reversal window. The units go back
+/// Reverse (冲正) a redemption by its request id: once only, by the same POS,
+/// by the verifier account that redeemed it, or by the voucher's seller,
+/// within the reversal window. The units go back
 /// onto the voucher's current live code; when the voucher had none left, a
 /// new code is issued for them (Decision, see ARCHITECTURE.md).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -100,8 +101,30 @@ pub struct Reverse {
     pub redemption: RequestId,
     /// The POS asking, when a POS asks; must equal the redemption's POS.
     pub pos_id: Option<u64>,
+    /// The verifier account asking, when one asks without a POS; must
+    /// equal the redemption's verifier account.
+    pub verifier_id: Option<u64>,
     /// The seller asking, when the seller asks; must be the voucher's seller.
     pub seller_id: Option<u64>,
+}
+
+/// Read a voucher's history (ORD-10, issue 8): its issue, every
+/// redemption (outlet, verifier, POS, units), reversal and code
+/// replacement, oldest first. Staff and the voucher's seller only: to
+/// anyone else, and for a code no voucher has (or whose quarantine ended),
+/// the reply is the uniform `code_invalid`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct History {
+    /// Any code the voucher had: its live code, or one it had before
+    /// (while that code is in quarantine, 90 days by default).
+    pub code: Code,
+    /// The seller asking; the server sets it from a seller's credential
+    /// (None for staff).
+    pub seller_id: Option<u64>,
+    /// First event to return (0 for the first page).
+    pub from: u32,
+    /// Most events to return (≤ `AUDIT_PAGE_ITEMS_MAX`).
+    pub limit: u32,
 }
 
 /// Read one page of vouchers of a shard, for the end-of-run audit.
@@ -185,6 +208,8 @@ pub enum Command {
     Redeem(Redeem),
     /// See [`Reverse`].
     Reverse(Reverse),
+    /// See [`History`].
+    History(History),
     /// See [`AuditVouchers`].
     AuditVouchers(AuditVouchers),
     /// See [`AuditRedemptions`].
@@ -215,10 +240,19 @@ impl Command {
 /// Reply to an [`Issue`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Issued {
-    /// The voucher's code.
+    /// The code first issued for the order.
     pub code: Code,
-    /// Units on the voucher.
+    /// Units bought.
     pub units: u32,
+    /// The voucher's live code now: `code` on the first reply; on a
+    /// repeat, the replacement after partial redemptions (ORD-8), or None
+    /// when no units remain.
+    pub live_code: Option<Code>,
+    /// Units left now (equal to `units` on the first reply).
+    pub units_remaining: u32,
+    /// True when this reply answers a repeat of an order already issued
+    /// (ORD-1: nothing was issued again).
+    pub replayed: bool,
     /// Start of validity, unix milliseconds.
     pub valid_from_ms: i64,
     /// End of validity, exclusive, unix milliseconds: the first instant at
@@ -256,6 +290,10 @@ pub struct Redeemed {
     pub units_remaining: u32,
     /// The new code for the remaining units (None when none remain).
     pub new_code: Option<Code>,
+    /// True when this reply answers a retry of a redemption already
+    /// applied (invariant 4): it repeats the original reply, nothing was
+    /// redeemed again, and `new_code` may have been replaced since.
+    pub replayed: bool,
 }
 
 /// Reply to a [`Reverse`].
@@ -269,6 +307,93 @@ pub struct Reversed {
     pub units_remaining: u32,
     /// The voucher's live code after the reversal.
     pub live_code: Code,
+    /// True when this reply answers a retry of a reversal already applied:
+    /// it repeats the original reply and nothing was reversed again.
+    pub replayed: bool,
+}
+
+/// One event of a voucher's history (see [`History`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HistoryEvent {
+    /// The order was issued its first code.
+    Issued {
+        /// When, unix ms.
+        at_ms: i64,
+        /// The code.
+        code: Code,
+        /// Units bought.
+        units: u32,
+    },
+    /// Units were redeemed (ORD-10); the rest moved to `new_code` (ORD-8).
+    Redeemed {
+        /// When, unix ms.
+        at_ms: i64,
+        /// The redemption's request id (a reversal names it).
+        request_id: RequestId,
+        /// The code redeemed (retired by this redemption).
+        code: Code,
+        /// Units redeemed.
+        units: u32,
+        /// Units left after it.
+        units_remaining: u32,
+        /// Outlet.
+        outlet_id: u64,
+        /// Verifier account.
+        verifier_id: u64,
+        /// POS, for device redemptions.
+        pos_id: Option<u64>,
+        /// The replacement code for the units left; None when none were left.
+        new_code: Option<Code>,
+    },
+    /// A redemption was reversed (冲正); its units went back.
+    Reversed {
+        /// When, unix ms.
+        at_ms: i64,
+        /// The reversal's request id.
+        request_id: RequestId,
+        /// The redemption reversed.
+        redemption: RequestId,
+        /// Units given back.
+        units: u32,
+        /// A new code, drawn when the voucher had no live code left.
+        new_code: Option<Code>,
+    },
+}
+
+impl HistoryEvent {
+    /// When it happened, unix ms.
+    pub fn at_ms(&self) -> i64 {
+        match self {
+            HistoryEvent::Issued { at_ms, .. }
+            | HistoryEvent::Redeemed { at_ms, .. }
+            | HistoryEvent::Reversed { at_ms, .. } => *at_ms,
+        }
+    }
+}
+
+/// Reply to a [`History`]: the voucher now and one page of its events.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VoucherHistory {
+    /// Order id.
+    pub order_id: String,
+    /// Seller id.
+    pub seller_id: u64,
+    /// Product id.
+    pub product_id: u64,
+    /// Units bought.
+    pub units_total: u32,
+    /// Units left now.
+    pub units_remaining: u32,
+    /// The live code now; None when no units remain.
+    pub live_code: Option<Code>,
+    /// Start of validity, unix ms.
+    pub valid_from_ms: i64,
+    /// End of validity, exclusive, unix ms.
+    pub valid_until_ms: i64,
+    /// The page of events, oldest first.
+    pub events: Vec<HistoryEvent>,
+    /// The `from` of the next page; None at the end.
+    pub next: Option<u32>,
 }
 
 /// One voucher as the audit sees it.
@@ -318,6 +443,8 @@ pub enum Outcome {
     Redeemed(Redeemed),
     /// See [`Reversed`].
     Reversed(Reversed),
+    /// See [`VoucherHistory`].
+    History(VoucherHistory),
     /// A page of vouchers; `next` is the slot to ask for next, None at the end.
     Vouchers {
         /// The page.
@@ -382,33 +509,96 @@ impl std::fmt::Display for RequestId {
     }
 }
 
+impl Outcome {
+    /// The reply as the first application of the command gave it: a
+    /// repeat's reply with `replayed` cleared and, for an issue, the live
+    /// code and units of that first reply. Equal replies to the same
+    /// request compare equal after it (clients and tests comparing a retry
+    /// with the original).
+    pub fn as_first(&self) -> Outcome {
+        match self {
+            Outcome::Issued(i) => Outcome::Issued(Issued {
+                live_code: Some(i.code),
+                units_remaining: i.units,
+                replayed: false,
+                ..i.clone()
+            }),
+            Outcome::Redeemed(r) => Outcome::Redeemed(Redeemed {
+                replayed: false,
+                ..r.clone()
+            }),
+            Outcome::Reversed(r) => Outcome::Reversed(Reversed {
+                replayed: false,
+                ..r.clone()
+            }),
+            other => other.clone(),
+        }
+    }
+}
+
 impl std::fmt::Display for Outcome {
     /// One short sentence without times (the CLI adds them in the
-    /// platform's time zone).
+    /// platform's time zone). A repeat says so first.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Outcome::Issued(i) if i.replayed => {
+                write!(
+                    f,
+                    "already issued (a repeat; nothing issued again): code {} for {} units; ",
+                    i.code, i.units
+                )?;
+                match i.live_code {
+                    Some(c) if c == i.code => {
+                        write!(f, "{} units remaining on it", i.units_remaining)
+                    }
+                    Some(c) => write!(
+                        f,
+                        "that code was replaced, {} units remaining on live code {c}",
+                        i.units_remaining
+                    ),
+                    None => write!(f, "no units remain, the voucher has no live code"),
+                }
+            }
             Outcome::Issued(i) => write!(f, "issued code {} for {} units", i.code, i.units),
             Outcome::LookedUp(l) => write!(
                 f,
                 "order {}: {} of {} units remaining",
                 l.order_id, l.units_remaining, l.units_total
             ),
-            Outcome::Redeemed(r) => match r.new_code {
-                Some(c) => write!(
+            Outcome::Redeemed(r) => {
+                if r.replayed {
+                    f.write_str("already redeemed (a repeat; nothing redeemed again): ")?;
+                }
+                match r.new_code {
+                    Some(c) => write!(
+                        f,
+                        "redeemed {} units of order {}; {} left on new code {c}",
+                        r.units, r.order_id, r.units_remaining
+                    ),
+                    None => write!(
+                        f,
+                        "redeemed {} units of order {}; none left",
+                        r.units, r.order_id
+                    ),
+                }
+            }
+            Outcome::Reversed(r) => {
+                if r.replayed {
+                    f.write_str("already reversed (a repeat; nothing reversed again): ")?;
+                }
+                write!(
                     f,
-                    "redeemed {} units of order {}; {} left on new code {c}",
-                    r.units, r.order_id, r.units_remaining
-                ),
-                None => write!(
-                    f,
-                    "redeemed {} units of order {}; none left",
-                    r.units, r.order_id
-                ),
-            },
-            Outcome::Reversed(r) => write!(
+                    "reversed {} units of order {}; {} left on code {}",
+                    r.units, r.order_id, r.units_remaining, r.live_code
+                )
+            }
+            Outcome::History(h) => write!(
                 f,
-                "reversed {} units of order {}; {} left on code {}",
-                r.units, r.order_id, r.units_remaining, r.live_code
+                "order {}: {} of {} units remaining, {} events",
+                h.order_id,
+                h.units_remaining,
+                h.units_total,
+                h.events.len()
             ),
             Outcome::Vouchers { items, .. } => write!(f, "{} vouchers", items.len()),
             Outcome::Redemptions { items, .. } => write!(f, "{} redemptions", items.len()),

@@ -15,6 +15,7 @@ pub fn route(command: &Command, shards: u32) -> u32 {
         Command::Lookup(c) => c.code.value() % n,
         Command::Redeem(c) => c.code.value() % n,
         Command::Reverse(c) => c.code.value() % n,
+        Command::History(c) => c.code.value() % n,
         Command::AuditVouchers(c) => u64::from(c.shard) % n,
         Command::AuditRedemptions(c) => u64::from(c.shard) % n,
         // Every shard needs it; `Engine::apply` and the server broadcast it.

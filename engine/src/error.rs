@@ -184,13 +184,30 @@ pub enum InvalidCodeReason {
     OtherSeller,
 }
 
+impl std::fmt::Display for InvalidCodeReason {
+    /// Why, in words (shown to staff only).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            InvalidCodeReason::Unknown => {
+                "no voucher has this code (never issued, or retired and out of quarantine)"
+            }
+            InvalidCodeReason::Replaced => {
+                "the code was used up or replaced by a redemption (`vouch history CODE` shows its live code)"
+            }
+            InvalidCodeReason::Expired => "the voucher's validity has ended",
+            InvalidCodeReason::WrongPhoneDigits => "the last four phone digits do not match",
+            InvalidCodeReason::OtherSeller => "the voucher is another seller's",
+        })
+    }
+}
+
 /// A refused command: the stable code, a human message, and for
 /// `code_invalid` the hidden reason.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rejection {
     /// Stable error code.
     pub code: ErrorCode,
-    /// Human-readable message for operators; never contains the hidden reason.
+    /// Human-readable message; the hidden reason is added for staff only.
     pub message: String,
     /// Only for `code_invalid`; stripped before a reply leaves the server.
     #[serde(skip)]

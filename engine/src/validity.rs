@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 /// The two validity modes of PUB-3 (Decision).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[serde(rename_all = "snake_case")]
 pub enum Validity {
     /// From `start` 00:00:00 to `end` 23:59:59, both local dates.
     Fixed {

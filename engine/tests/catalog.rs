@@ -839,7 +839,7 @@ fn role_matrix_every_command_by_every_actor() {
             actor: Actor::FrontEnd,
         },
         CatalogCommand::RevokeToken {
-            token_hash: [1; 32],
+            which: TokenRef::Hash([1; 32]),
         },
         CatalogCommand::LockOut {
             key: LockKey::Outlet(1),
@@ -938,7 +938,7 @@ fn principals_tokens_are_registered_by_hash_for_existing_principals_and_revocabl
     t.ok(
         Actor::Staff,
         CatalogCommand::RevokeToken {
-            token_hash: [1; 32],
+            which: TokenRef::Hash([1; 32]),
         },
     );
     assert_eq!(t.c.token_actor(&[1; 32]), None);
@@ -946,11 +946,101 @@ fn principals_tokens_are_registered_by_hash_for_existing_principals_and_revocabl
         t.err(
             Actor::Staff,
             CatalogCommand::RevokeToken {
-                token_hash: [1; 32]
+                which: TokenRef::Hash([1; 32])
             }
         ),
         ErrorCode::NotFound
     );
+}
+
+/// A token hash whose request-id source (its id) is `id`.
+fn hash_with_id(id: u8) -> [u8; 32] {
+    let mut h = [0xee; 32];
+    h[..8].copy_from_slice(&u64::from(id).to_be_bytes());
+    h
+}
+
+#[test]
+fn principals_tokens_are_listed_without_secrets_and_revoked_by_id_or_principal() {
+    let mut t = T::new();
+    t.onboarded(SELLER, false, false);
+    for (id, actor) in [
+        (1, Actor::Seller(SELLER)),
+        (2, Actor::Seller(SELLER)),
+        (3, Actor::FrontEnd),
+    ] {
+        let token_hash = hash_with_id(id);
+        t.ok(
+            Actor::Staff,
+            CatalogCommand::IssueToken { token_hash, actor },
+        );
+    }
+    let revoke = |which| CatalogCommand::RevokeToken { which };
+    // Every active token of the seller at once, each one an event.
+    t.events.clear();
+    let out = t.ok(
+        Actor::Staff,
+        revoke(TokenRef::Principal(Actor::Seller(SELLER))),
+    );
+    assert_eq!(out, CatalogOutcome::TokensRevoked(vec![1, 2]));
+    let revoked: Vec<u64> = t
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            CatalogEvent::TokenRevoked { id, .. } => Some(*id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(revoked, vec![1, 2]);
+    assert_eq!(t.c.token_actor(&hash_with_id(1)), None);
+    assert_eq!(t.c.token_actor(&hash_with_id(3)), Some(Actor::FrontEnd));
+    // By id; a second revocation finds nothing active.
+    let out = t.ok(Actor::Staff, revoke(TokenRef::Id(3)));
+    assert_eq!(out, CatalogOutcome::TokensRevoked(vec![3]));
+    assert_eq!(
+        t.err(Actor::Staff, revoke(TokenRef::Id(3))),
+        ErrorCode::NotFound
+    );
+    assert_eq!(
+        t.err(Actor::Seller(SELLER), revoke(TokenRef::Id(1))),
+        ErrorCode::NotPermitted
+    );
+    // The list keeps revoked tokens (never revived), without secrets.
+    let list = |after, limit| CatalogQuery::Tokens { after, limit };
+    let Ok(CatalogView::Tokens(items)) = t.c.read(Actor::Staff, &list(None, 10)) else {
+        panic!("token list refused");
+    };
+    let seen: Vec<(u64, Actor, Option<i64>)> = items
+        .iter()
+        .map(|v| (v.id, v.principal, v.revoked_at_ms))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (1, Actor::Seller(SELLER), Some(NOW)),
+            (2, Actor::Seller(SELLER), Some(NOW)),
+            (3, Actor::FrontEnd, Some(NOW)),
+        ]
+    );
+    let Ok(CatalogView::Tokens(page)) = t.c.read(Actor::Staff, &list(Some(1), 1)) else {
+        panic!("token page refused");
+    };
+    assert_eq!(page.iter().map(|v| v.id).collect::<Vec<_>>(), vec![2]);
+    assert_eq!(
+        t.c.read(Actor::Seller(SELLER), &list(None, 10))
+            .unwrap_err()
+            .code,
+        ErrorCode::NotPermitted
+    );
+    assert_eq!(
+        t.c.read(Actor::Staff, &list(None, 0)).unwrap_err().code,
+        ErrorCode::BadRequest
+    );
+    let again = CatalogCommand::IssueToken {
+        token_hash: hash_with_id(1),
+        actor: Actor::FrontEnd,
+    };
+    assert_eq!(t.err(Actor::Staff, again), ErrorCode::AlreadyExists);
 }
 
 #[test]
@@ -1379,7 +1469,7 @@ fn ord_7_verifier_accounts_and_sub_accounts_must_be_real_name() {
 
 #[test]
 fn pub_9_publishing_api_refuses_misspelt_fields_in_json() {
-    let good = r#"{"PutCategory":{"id":22,"parent":null,"name":"n","supports_vouchers":true,"deposit":"0","min_expiry_refund_ratio":null,"supports_auto_refund":false}}"#;
+    let good = r#"{"put_category":{"id":22,"parent":null,"name":"n","supports_vouchers":true,"deposit":"0","min_expiry_refund_ratio":null,"supports_auto_refund":false}}"#;
     assert!(serde_json::from_str::<CatalogCommand>(good).is_ok());
     let misspelt = good.replace("\"parent\"", "\"parnet\"");
     let err = serde_json::from_str::<CatalogCommand>(&misspelt).unwrap_err();

@@ -98,6 +98,7 @@ fn reverse_cmd(
         code,
         redemption: rid(redemption),
         pos_id: pos,
+        verifier_id: None,
         seller_id: seller,
     })
 }
@@ -140,7 +141,18 @@ fn ord_2_same_order_again_returns_original_reply_other_content_conflicts() {
     let again = e
         .apply(NOW + HOUR, &issue_cmd("o-1", 3, 8), &mut effects)
         .unwrap();
-    assert_eq!(first, again);
+    let (Outcome::Issued(first), Outcome::Issued(again)) = (first, again) else {
+        panic!("not issued")
+    };
+    assert!(!first.replayed);
+    assert_eq!(
+        again,
+        Issued {
+            replayed: true,
+            ..first
+        },
+        "the original reply, marked as a repeat"
+    );
     assert!(effects.is_empty(), "a repeated issue sends nothing");
     let other = e
         .apply(NOW, &issue_cmd("o-1", 4, 8), &mut Vec::new())
@@ -357,7 +369,14 @@ fn inv_4_same_request_id_returns_original_reply_even_naming_old_code() {
     let retry = e
         .apply(NOW + 5000, &redeem_cmd(code, 1, 7), &mut effects)
         .unwrap();
-    assert_eq!(retry, Outcome::Redeemed(first.clone()));
+    assert!(!first.replayed);
+    assert_eq!(
+        retry,
+        Outcome::Redeemed(Redeemed {
+            replayed: true,
+            ..first.clone()
+        })
+    );
     assert!(effects.is_empty(), "a retry sends nothing again");
     assert_eq!(
         lookup(&mut e, NOW, first.new_code.unwrap(), "1234")
@@ -391,7 +410,13 @@ fn rev_reversal_gives_units_back_to_the_current_live_code_once() {
         5
     );
     // The same reversal request again: the original reply, no second effect.
-    assert_eq!(reverse_at(&mut e, NOW + 61_000, &cmd).unwrap(), rev);
+    assert_eq!(
+        reverse_at(&mut e, NOW + 61_000, &cmd).unwrap(),
+        Reversed {
+            replayed: true,
+            ..rev
+        }
+    );
     // Another request id reversing the same redemption: refused.
     let again = reverse_cmd(live, 1, 101, Some(900), None);
     assert_eq!(
@@ -707,7 +732,17 @@ fn inv_3_refused_commands_need_no_log_record() {
     assert!(!shard.is_repeat(&redeem_cmd(code, 1, 3)));
     assert!(!shard.is_repeat(&issue_cmd("o-2", 2, 8)));
     let retry = e.apply(NOW, &redeem_cmd(code, 1, 2), &mut Vec::new());
-    assert_eq!(retry, ok, "the original reply");
+    let (Ok(Outcome::Redeemed(retry)), Ok(Outcome::Redeemed(ok))) = (retry, ok) else {
+        panic!("not redeemed")
+    };
+    assert_eq!(
+        retry,
+        Redeemed {
+            replayed: true,
+            ..ok
+        },
+        "the original reply, marked as a repeat"
+    );
 }
 
 #[test]
@@ -1372,4 +1407,174 @@ fn ord_7_every_kind_of_wrong_guess_gives_one_reply() {
     for r in &replies[1..] {
         assert_eq!(r, &replies[0]);
     }
+}
+
+/// Issue 8 item 6: a re-issued order's reply says it is a repeat and
+/// gives the voucher's live code and units now, or that it has none.
+#[test]
+fn ord_1_reissue_after_partial_redemption_gives_the_live_code_now() {
+    let mut e = engine(2);
+    let code = issue(&mut e, "o-1", 3);
+    let r = redeem_at(&mut e, NOW, code, 1, 1).unwrap();
+    let again = |e: &mut Engine| match e.apply(NOW, &issue_cmd("o-1", 3, 8), &mut Vec::new()) {
+        Ok(Outcome::Issued(i)) => i,
+        other => panic!("re-issue: {other:?}"),
+    };
+    let i = again(&mut e);
+    assert!(i.replayed);
+    assert_eq!(
+        (i.code, i.units, i.live_code, i.units_remaining),
+        (code, 3, r.new_code, 2)
+    );
+    let live = r.new_code.unwrap();
+    redeem_at(&mut e, NOW, live, 2, 2).unwrap();
+    let i = again(&mut e);
+    assert_eq!((i.code, i.live_code, i.units_remaining), (code, None, 0));
+    assert!(Outcome::Issued(i).to_string().contains("no live code"));
+    e.check_invariants();
+}
+
+/// Issue 8 item 7: the verifier account that redeemed (without a POS) may
+/// reverse its own redemption; another verifier may not.
+#[test]
+fn rev_the_verifier_account_that_redeemed_may_reverse_it() {
+    let mut e = engine(2);
+    let code = issue(&mut e, "o-1", 3);
+    let by_verifier = Command::Redeem(Redeem {
+        request_id: rid(1),
+        code,
+        phone_last4: "1234".into(),
+        units: 1,
+        outlet_id: 3,
+        verifier_id: 4,
+        pos_id: None,
+    });
+    let Ok(Outcome::Redeemed(r)) = e.apply(NOW, &by_verifier, &mut Vec::new()) else {
+        panic!("redeem refused")
+    };
+    let reverse_as = |verifier: u64, serial: u64| {
+        Command::Reverse(Reverse {
+            request_id: rid(serial),
+            code,
+            redemption: rid(1),
+            pos_id: None,
+            verifier_id: Some(verifier),
+            seller_id: None,
+        })
+    };
+    assert_eq!(
+        reverse_at(&mut e, NOW, &reverse_as(5, 2)),
+        Err(ErrorCode::ReversalNotPermitted)
+    );
+    let rev = reverse_at(&mut e, NOW + 1, &reverse_as(4, 3)).unwrap();
+    assert_eq!(
+        (rev.units, rev.units_remaining, Some(rev.live_code)),
+        (1, 3, r.new_code)
+    );
+    e.check_invariants();
+}
+
+/// Issue 8 item 8 (ORD-10): any code the voucher had shows the whole
+/// history — issue, redemptions with outlet, verifier and POS, reversal,
+/// each replacement code — to staff and the voucher's seller only.
+#[test]
+fn ord_10_history_lists_issue_redemptions_reversals_and_replacements() {
+    let mut e = engine(2);
+    let code = issue(&mut e, "o-1", 5);
+    let r1 = redeem_at(&mut e, NOW + 1_000, code, 2, 1).unwrap();
+    let second = r1.new_code.unwrap();
+    let r2 = redeem_at(&mut e, NOW + 2_000, second, 3, 2).unwrap();
+    assert_eq!(r2.new_code, None);
+    let rev = reverse_at(
+        &mut e,
+        NOW + 3_000,
+        &reverse_cmd(second, 2, 3, Some(900), None),
+    )
+    .unwrap();
+    let history = |e: &mut Engine, code, seller, caller| {
+        let cmd = Command::History(History {
+            code,
+            seller_id: seller,
+            from: 0,
+            limit: 100,
+        });
+        e.apply_as(NOW + 4_000, caller, &cmd, &mut Vec::new())
+    };
+    use vouch_engine::shard::Caller;
+    // Asked by the first code, long replaced, as the voucher's seller.
+    let Ok(Outcome::History(h)) = history(&mut e, code, Some(10), Caller::Tenant) else {
+        panic!("history refused")
+    };
+    assert_eq!(
+        (
+            h.order_id.as_str(),
+            h.units_total,
+            h.units_remaining,
+            h.live_code
+        ),
+        ("o-1", 5, 3, Some(rev.live_code))
+    );
+    let want = vec![
+        HistoryEvent::Issued {
+            at_ms: NOW,
+            code,
+            units: 5,
+        },
+        HistoryEvent::Redeemed {
+            at_ms: NOW + 1_000,
+            request_id: rid(1),
+            code,
+            units: 2,
+            units_remaining: 3,
+            outlet_id: 3,
+            verifier_id: 4,
+            pos_id: Some(900),
+            new_code: Some(second),
+        },
+        HistoryEvent::Redeemed {
+            at_ms: NOW + 2_000,
+            request_id: rid(2),
+            code: second,
+            units: 3,
+            units_remaining: 0,
+            outlet_id: 3,
+            verifier_id: 4,
+            pos_id: Some(900),
+            new_code: None,
+        },
+        HistoryEvent::Reversed {
+            at_ms: NOW + 3_000,
+            request_id: rid(3),
+            redemption: rid(2),
+            units: 3,
+            new_code: Some(rev.live_code),
+        },
+    ];
+    assert_eq!(h.events, want);
+    assert_eq!(h.next, None);
+    // Staff by the live code: the same events; a page of two, then the rest.
+    let Ok(Outcome::History(all)) = history(&mut e, rev.live_code, None, Caller::Staff) else {
+        panic!("staff history refused")
+    };
+    assert_eq!(all.events, want);
+    let page = Command::History(History {
+        code,
+        seller_id: None,
+        from: 1,
+        limit: 2,
+    });
+    let Ok(Outcome::History(p)) = e.apply(NOW, &page, &mut Vec::new()) else {
+        panic!("page refused")
+    };
+    assert_eq!((p.events.as_slice(), p.next), (&want[1..3], Some(3)));
+    // Another seller, or a tenant naming no seller: the unknown-code reply.
+    let unknown = Code::new(8, 12_345_678).unwrap();
+    let refusal = |r: vouch_engine::command::Reply| r.map(|_| ()).unwrap_err();
+    let other = refusal(history(&mut e, code, Some(11), Caller::Tenant));
+    let nobody = refusal(history(&mut e, code, None, Caller::Tenant));
+    let none = refusal(history(&mut e, unknown, Some(10), Caller::Tenant));
+    assert_eq!(other.code, ErrorCode::CodeInvalid);
+    assert_eq!((other.code, &other.message), (nobody.code, &nobody.message));
+    assert_eq!((other.code, &other.message), (none.code, &none.message));
+    e.check_invariants();
 }

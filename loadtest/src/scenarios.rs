@@ -356,6 +356,7 @@ async fn reverse_all(
                     code: r.code,
                     redemption: r.request_id,
                     pos_id: r.pos_id,
+                    verifier_id: None,
                     seller_id: None,
                 });
                 let reply = client.command(cmd).await?;

@@ -39,7 +39,7 @@ mod tests {
         assert_eq!(code(None), "no code");
         assert_eq!(
             command_name(&CatalogCommand::AcceptAgreement),
-            "AcceptAgreement"
+            "accept_agreement"
         );
     }
 }

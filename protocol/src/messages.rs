@@ -62,6 +62,7 @@ impl Request {
             // Refused by the server: facts come only from its catalog.
             Request::Command(Command::CatalogFact(_)) => 12,
             Request::CatalogRead { .. } => 13,
+            Request::Command(Command::History(_)) => 14,
         }
     }
 

@@ -45,6 +45,19 @@ pub(super) fn authorize(principal: Principal, request: &mut Request) -> Result<(
             "catalog facts come only from the server's catalog",
         ));
     }
+    // Verifier 0 means "the token's own verifier account": only a
+    // verifier's token may leave the verifier out.
+    let unnamed = match &*request {
+        Request::Command(Command::Redeem(r)) => r.verifier_id == 0,
+        Request::RedeemBatch(items) => items.iter().any(|r| r.verifier_id == 0),
+        _ => false,
+    };
+    if unnamed && !matches!(principal, Principal::Token(Actor::Verifier(_), _)) {
+        return Err(WireError::new(
+            ErrorCode::BadRequest,
+            "name the verifier account signed in (--verifier ID); only a verifier account's own token may leave it out",
+        ));
+    }
     let Principal::Token(actor, hash) = principal else {
         return Ok(());
     };
@@ -68,14 +81,6 @@ pub(super) fn authorize(principal: Principal, request: &mut Request) -> Result<(
             ErrorCode::NotPermitted,
             format!("{actor} may not {what}"),
         ))
-    };
-    // A verifier account redeems as itself and names no POS; a POS names
-    // itself and the verifier account signed in on it (checked by the shard).
-    let redeem_ok = |r: &vouch_engine::command::Redeem| match actor {
-        Actor::Staff => true,
-        Actor::Verifier(v) => r.verifier_id == v && r.pos_id.is_none(),
-        Actor::Device(d) => r.pos_id == Some(d),
-        _ => false,
     };
     match request {
         Request::Hello { .. } | Request::Info => Ok(()),
@@ -108,31 +113,89 @@ pub(super) fn authorize(principal: Principal, request: &mut Request) -> Result<(
             _ => refuse("look codes up"),
         },
         Request::Command(Command::Redeem(r)) => {
-            if redeem_ok(r) {
+            if bind_redeem(actor, r) {
                 Ok(())
             } else {
                 refuse("redeem as another verifier or POS")
             }
         }
         Request::RedeemBatch(items) => {
-            if items.iter().all(redeem_ok) {
+            if items.iter_mut().all(|r| bind_redeem(actor, r)) {
                 Ok(())
             } else {
                 refuse("redeem as another verifier or POS")
             }
         }
-        Request::Command(Command::Reverse(r)) => match actor {
-            Actor::Staff => Ok(()),
-            Actor::Device(d) if r.pos_id == Some(d) && r.seller_id.is_none() => Ok(()),
-            Actor::Seller(s) if r.seller_id == Some(s) && r.pos_id.is_none() => Ok(()),
-            _ => refuse("reverse as another POS or seller"),
-        },
+        Request::Command(Command::Reverse(r)) => {
+            if bind_reverse(actor, r) {
+                Ok(())
+            } else {
+                refuse("reverse as another POS, verifier or seller")
+            }
+        }
+        // Staff read any voucher's history, a seller its own; anyone else
+        // asks as nobody and gets the unknown-code reply (ORD-7).
+        Request::Command(Command::History(h)) => {
+            h.seller_id = match actor {
+                Actor::Staff => h.seller_id,
+                Actor::Seller(s) => Some(s),
+                _ => None,
+            };
+            Ok(())
+        }
         Request::Command(Command::CatalogFact(_)) => refuse("send catalog facts"),
         Request::Command(Command::AuditVouchers(_) | Command::AuditRedemptions(_)) => match actor {
             Actor::Staff => Ok(()),
             _ => refuse("read the audit"),
         },
     }
+}
+
+/// Binds a redemption to the token that sends it: a verifier account
+/// redeems as itself and names no POS (its id is filled in when left 0);
+/// a POS redeems as itself (filled in when left out) and names the
+/// verifier account signed in on it, which the shard checks. False when
+/// the redemption names another principal.
+fn bind_redeem(actor: Actor, r: &mut vouch_engine::command::Redeem) -> bool {
+    match actor {
+        Actor::Staff => true,
+        Actor::Verifier(v) if r.pos_id.is_none() && (r.verifier_id == v || r.verifier_id == 0) => {
+            r.verifier_id = v;
+            true
+        }
+        Actor::Device(d) if r.pos_id.is_none_or(|p| p == d) => {
+            r.pos_id = Some(d);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Binds a reversal to the token that sends it: a POS reverses as itself,
+/// a verifier account as itself (both filled in when left out), a seller
+/// as itself; each names no one else. False when it names another.
+fn bind_reverse(actor: Actor, r: &mut vouch_engine::command::Reverse) -> bool {
+    let (pos, verifier, seller) = (r.pos_id, r.verifier_id, r.seller_id);
+    match actor {
+        Actor::Staff => return true,
+        Actor::Device(d)
+            if pos.is_none_or(|p| p == d) && verifier.is_none() && seller.is_none() =>
+        {
+            r.pos_id = Some(d)
+        }
+        Actor::Verifier(v)
+            if verifier.is_none_or(|x| x == v) && pos.is_none() && seller.is_none() =>
+        {
+            r.verifier_id = Some(v)
+        }
+        Actor::Seller(s)
+            if seller.is_none_or(|x| x == s) && pos.is_none() && verifier.is_none() =>
+        {
+            r.seller_id = Some(s)
+        }
+        _ => return false,
+    }
+    true
 }
 
 impl Principal {
@@ -187,7 +250,9 @@ pub(super) fn login(token: &str, admin_token: &str, tokens: &TokenMap) -> Option
 mod tests {
     use super::*;
     use vouch_engine::catalog::CatalogCommand;
-    use vouch_engine::command::{AuditVouchers, CatalogFact, Issue, Lookup, Redeem, Reverse};
+    use vouch_engine::command::{
+        AuditVouchers, CatalogFact, History, Issue, Lookup, Redeem, Reverse,
+    };
     use vouch_engine::validity::Validity;
     use vouch_engine::Code;
 
@@ -206,7 +271,7 @@ mod tests {
         }
     }
 
-    fn reverse(pos: Option<u64>, seller: Option<u64>) -> Reverse {
+    fn reverse(pos: Option<u64>, verifier: Option<u64>, seller: Option<u64>) -> Reverse {
         Reverse {
             request_id: RequestId {
                 source: 1,
@@ -218,6 +283,7 @@ mod tests {
                 serial: 1,
             },
             pos_id: pos,
+            verifier_id: verifier,
             seller_id: seller,
         }
     }
@@ -311,10 +377,17 @@ mod tests {
                 Request::Command(Command::Redeem(redeem(Some(7), 9))),
                 |a| matches!(a, Actor::Staff | Actor::Device(7)),
             ),
+            // A POS leaves its own id out and names the verifier signed
+            // in on it (the shard checks that verifier).
             (
                 "redeem as verifier 9",
                 Request::Command(Command::Redeem(redeem(None, 9))),
-                |a| matches!(a, Actor::Staff | Actor::Verifier(9)),
+                |a| matches!(a, Actor::Staff | Actor::Verifier(9) | Actor::Device(_)),
+            ),
+            (
+                "redeem naming no verifier",
+                Request::Command(Command::Redeem(redeem(None, 0))),
+                |a| matches!(a, Actor::Verifier(_)),
             ),
             (
                 "redeem with another token's request-id source",
@@ -342,17 +415,42 @@ mod tests {
             (
                 "redeem batch as verifier 9",
                 Request::RedeemBatch(vec![redeem(None, 9)]),
-                |a| matches!(a, Actor::Staff | Actor::Verifier(9)),
+                |a| matches!(a, Actor::Staff | Actor::Verifier(9) | Actor::Device(_)),
             ),
             (
                 "reverse as POS 7",
-                Request::Command(Command::Reverse(reverse(Some(7), None))),
+                Request::Command(Command::Reverse(reverse(Some(7), None, None))),
                 |a| matches!(a, Actor::Staff | Actor::Device(7)),
             ),
             (
+                "reverse as verifier 9",
+                Request::Command(Command::Reverse(reverse(None, Some(9), None))),
+                |a| matches!(a, Actor::Staff | Actor::Verifier(9)),
+            ),
+            (
                 "reverse as seller 5",
-                Request::Command(Command::Reverse(reverse(None, Some(5)))),
+                Request::Command(Command::Reverse(reverse(None, None, Some(5)))),
                 |a| matches!(a, Actor::Staff | Actor::Seller(5)),
+            ),
+            (
+                "reverse naming no one",
+                Request::Command(Command::Reverse(reverse(None, None, None))),
+                |a| {
+                    matches!(
+                        a,
+                        Actor::Staff | Actor::Device(_) | Actor::Verifier(_) | Actor::Seller(_)
+                    )
+                },
+            ),
+            (
+                "history",
+                Request::Command(Command::History(History {
+                    code: Code::new(8, 1).unwrap(),
+                    seller_id: Some(5),
+                    from: 0,
+                    limit: 10,
+                })),
+                |_| true,
             ),
             ("audit", audit, |a| a == Actor::Staff),
             ("catalog for itself", catalog(None), |_| true),
@@ -397,6 +495,32 @@ mod tests {
                         "a token runs catalog commands as itself"
                     );
                 }
+                // Tokens redeem, reverse and read history as themselves.
+                match (&got, &r) {
+                    (Ok(()), Request::Command(Command::Redeem(x))) => match actor {
+                        Actor::Device(d) => assert_eq!(x.pos_id, Some(d), "{name}"),
+                        Actor::Verifier(v) => assert_eq!(x.verifier_id, v, "{name}"),
+                        _ => {}
+                    },
+                    (Ok(()), Request::Command(Command::Reverse(x))) => {
+                        let who = match actor {
+                            Actor::Device(d) => (Some(d), None, None),
+                            Actor::Verifier(v) => (None, Some(v), None),
+                            Actor::Seller(s) => (None, None, Some(s)),
+                            _ => (x.pos_id, x.verifier_id, x.seller_id),
+                        };
+                        assert_eq!((x.pos_id, x.verifier_id, x.seller_id), who, "{name}");
+                    }
+                    (Ok(()), Request::Command(Command::History(h))) => {
+                        let seller = match actor {
+                            Actor::Staff => Some(5),
+                            Actor::Seller(s) => Some(s),
+                            _ => None,
+                        };
+                        assert_eq!(h.seller_id, seller, "{name} by {actor}");
+                    }
+                    _ => {}
+                }
                 // A verifier or POS always looks up as itself (ORD-9).
                 if let (Ok(()), Request::Command(Command::Lookup(l))) = (&got, &r) {
                     let who = match actor {
@@ -407,14 +531,19 @@ mod tests {
                     assert_eq!((l.verifier_id, l.pos_id), who, "{name} by {actor:?}");
                 }
                 if let Err(e) = got {
-                    assert_eq!(e.code, ErrorCode::NotPermitted.number());
+                    let code = if *name == "redeem naming no verifier" {
+                        ErrorCode::BadRequest
+                    } else {
+                        ErrorCode::NotPermitted
+                    };
+                    assert_eq!(e.code, code.number(), "{name} by {actor}: {e}");
                 }
             }
             // The admin may send everything except catalog facts.
             let mut r = request.clone();
             assert_eq!(
                 authorize(Principal::Admin, &mut r).is_ok(),
-                *name != "catalog fact",
+                !["catalog fact", "redeem naming no verifier"].contains(name),
                 "{name} by admin"
             );
         }

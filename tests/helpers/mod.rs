@@ -69,6 +69,7 @@ pub fn reverse_cmd(pos: u64, serial: u64, code: Code, redemption: RequestId) -> 
         code,
         redemption,
         pos_id: Some(pos),
+        verifier_id: None,
         seller_id: None,
     }
 }
@@ -347,4 +348,26 @@ impl Raw {
         }
         self.expect_closed().await;
     }
+}
+
+/// A reply as the first application of its command gave it: a repeat's
+/// `replayed` cleared (see `Outcome::as_first`), for comparing a retry
+/// with the original reply.
+pub fn first_reply(reply: &WireReply) -> WireReply {
+    reply.as_ref().map(Outcome::as_first).map_err(Clone::clone)
+}
+
+/// [`first_reply`] of an issue reply.
+pub fn first_issued(i: &Issued) -> Issued {
+    as_issued(Ok(Outcome::Issued(i.clone()).as_first()))
+}
+
+/// [`first_reply`] of a redemption reply.
+pub fn first_redeemed(r: &Redeemed) -> Redeemed {
+    as_redeemed(Ok(Outcome::Redeemed(r.clone()).as_first()))
+}
+
+/// [`first_reply`] of a reversal reply.
+pub fn first_reversed(r: &Reversed) -> Reversed {
+    as_reversed(Ok(Outcome::Reversed(r.clone()).as_first()))
 }

@@ -16,6 +16,7 @@ use std::net::IpAddr;
 
 /// What a failure limit counts: never a field the client writes itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum LockKey {
     /// An authenticated principal: a POS, a verifier account, a seller.
     Principal(Actor),

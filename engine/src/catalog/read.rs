@@ -12,7 +12,7 @@
 
 use super::{
     in_fen, reject, Account, Actor, Catalog, CheckMethod, Id, LockKey, LockoutView, Onboarding,
-    ProductSpec, SellerKind, TPlusN, PLATFORM_PROVIDER,
+    ProductSpec, SellerKind, TPlusN, TokenView, PLATFORM_PROVIDER,
 };
 use crate::error::{ErrorCode, Rejection};
 use rust_decimal::Decimal;
@@ -46,6 +46,7 @@ impl Page {
 /// A catalog read. `seller` filters name one seller; None means "mine" for
 /// a seller and "all I may see" for others.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum CatalogQuery {
     /// The category tree. Everyone.
     Categories(Page),
@@ -99,6 +100,14 @@ pub enum CatalogQuery {
         /// Most items, 1..=`LOCKOUTS_PAGE_ITEMS_MAX`.
         limit: u32,
     },
+    /// Every token ever registered, active or revoked, without secrets.
+    /// Staff only.
+    Tokens {
+        /// Start after this token id.
+        after: Option<u64>,
+        /// Most items, 1..=`TOKENS_PAGE_ITEMS_MAX`.
+        limit: u32,
+    },
 }
 
 impl CatalogQuery {
@@ -112,6 +121,7 @@ impl CatalogQuery {
         let front = actor == Actor::FrontEnd;
         match self {
             Categories(_) => true,
+            Tokens { .. } => staff,
             Seller { .. } | Verifiers { .. } | Lockouts { .. } => staff || seller,
             Providers(_) | Devices(_) => staff || seller || provider,
             Outlets { .. } | Products { .. } | Product { .. } => {
@@ -249,6 +259,7 @@ pub struct ProductView {
 
 /// The answer to a [`CatalogQuery`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum CatalogView {
     /// Categories.
     Categories(Vec<CategoryView>),
@@ -266,6 +277,8 @@ pub enum CatalogView {
     Products(Vec<ProductView>),
     /// Lockouts, in key order.
     Lockouts(Vec<LockoutView>),
+    /// Tokens, in id order.
+    Tokens(Vec<TokenView>),
 }
 
 /// A read's reply.
@@ -341,6 +354,7 @@ impl Catalog {
         };
         match query {
             Q::Lockouts { after, limit } => self.read_lockouts(actor, *after, *limit),
+            Q::Tokens { after, limit } => self.read_tokens(*after, *limit),
             Q::Categories(page) => {
                 check_page(*page)?;
                 Ok(CatalogView::Categories(paged(

@@ -108,13 +108,16 @@ impl fmt::Display for CatalogEvent {
                 write!(f, "product {product} delisted: its validity ended")
             }
             CatalogEvent::Fact(_) => write!(f, "a redemption check changed for the shards"),
+            CatalogEvent::TokenRevoked { id, principal, .. } => {
+                write!(f, "token {id} of {principal} revoked")
+            }
         }
     }
 }
 
 impl CatalogOutcome {
     /// The outcome's stable name in JSON: `done`, `onboarding`, `t_plus_n`,
-    /// `balance` or `ticked`.
+    /// `balance`, `ticked` or `tokens_revoked`.
     pub fn name(&self) -> &'static str {
         match self {
             CatalogOutcome::Done => "done",
@@ -122,6 +125,7 @@ impl CatalogOutcome {
             CatalogOutcome::TPlusN(_) => "t_plus_n",
             CatalogOutcome::Balance(_) => "balance",
             CatalogOutcome::Ticked { .. } => "ticked",
+            CatalogOutcome::TokensRevoked(_) => "tokens_revoked",
         }
     }
 }
@@ -143,6 +147,11 @@ impl fmt::Display for CatalogOutcome {
                     write!(f, " ({})", ids.join(", "))?;
                 }
                 write!(f, "; {lockouts_ended} ended lockouts dropped")
+            }
+            CatalogOutcome::TokensRevoked(ids) => {
+                let ids: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
+                let s = if ids.len() == 1 { "" } else { "s" };
+                write!(f, "done; token{s} {} revoked", ids.join(", "))
             }
         }
     }

@@ -36,7 +36,7 @@ impl Shard {
                 outlet_id: r.outlet_id,
                 verifier_id: r.verifier_id,
                 pos_id: r.pos_id,
-                reversed: r.reversed,
+                reversed: r.reversed(),
             })
             .collect();
         let next = (end < self.log.len()).then_some(end as u32);

@@ -45,10 +45,11 @@ impl Who {
     }
 
     pub(super) fn of_reverse(c: &Reverse) -> Who {
-        match (c.pos_id, c.seller_id) {
-            (Some(p), _) => Who::Device(p),
-            (None, Some(s)) => Who::Seller(s),
-            (None, None) => Who::Nobody,
+        match (c.pos_id, c.verifier_id, c.seller_id) {
+            (Some(p), _, _) => Who::Device(p),
+            (None, Some(v), _) => Who::Verifier(v),
+            (None, None, Some(s)) => Who::Seller(s),
+            (None, None, None) => Who::Nobody,
         }
     }
 }

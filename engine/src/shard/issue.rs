@@ -60,6 +60,9 @@ impl Shard {
             return Ok(Outcome::Issued(Issued {
                 code: v.issued_code,
                 units: v.units_total,
+                live_code: v.live_code,
+                units_remaining: v.units_remaining,
+                replayed: true,
                 valid_from_ms: v.valid_from_ms,
                 valid_until_ms: v.valid_until_ms,
             }));
@@ -106,6 +109,8 @@ impl Shard {
             issued_code: code,
             fingerprint: fp,
             unit_price: c.unit_price,
+            issued_at_ms: now_ms,
+            last_redemption: NO_REDEMPTION,
         });
         self.by_order.insert(order_id.clone(), slot);
         let fresh = self.live.insert(code, slot).is_none();
@@ -120,6 +125,9 @@ impl Shard {
         Ok(Outcome::Issued(Issued {
             code,
             units: c.units,
+            live_code: Some(code),
+            units_remaining: c.units,
+            replayed: false,
             valid_from_ms: window.from_ms,
             valid_until_ms: window.until_ms,
         }))

@@ -6,9 +6,9 @@
 
 use crate::code::Code;
 use crate::command::{
-    AuditRedemptions, AuditVouchers, CatalogFact, Command, Effect, Issue, Issued, LookedUp, Lookup,
-    Outcome, Redeem, Redeemed, RedemptionEntry, Reply, RequestId, Reverse, Reversed, SendReason,
-    VoucherState,
+    AuditRedemptions, AuditVouchers, CatalogFact, Command, Effect, History, HistoryEvent, Issue,
+    Issued, LookedUp, Lookup, Outcome, Redeem, Redeemed, RedemptionEntry, Reply, RequestId,
+    Reverse, Reversed, SendReason, VoucherHistory, VoucherState,
 };
 use crate::error::{ErrorCode, InvalidCodeReason, Rejection};
 use crate::limits::*;
@@ -25,6 +25,7 @@ use std::sync::Arc;
 mod audit;
 mod authz;
 mod codes;
+mod history;
 mod issue;
 mod lookup;
 mod redeem;
@@ -112,11 +113,23 @@ struct Voucher {
     fingerprint: u64,
     #[allow(dead_code)]
     unit_price: Decimal,
+    /// When it was issued, unix ms (its history's first event).
+    issued_at_ms: i64,
+    /// Its latest redemption's position in the log, or [`NO_REDEMPTION`];
+    /// each entry links to the one before (`Redemption::prev`).
+    last_redemption: u32,
 }
+
+/// No redemption: the end of a voucher's chain of redemptions.
+const NO_REDEMPTION: u32 = u32::MAX;
 
 struct Redemption {
     request_id: RequestId,
     voucher: u32,
+    /// The code redeemed.
+    code: Code,
+    /// The voucher's previous redemption, or [`NO_REDEMPTION`].
+    prev: u32,
     units: u32,
     at_ms: i64,
     outlet_id: u64,
@@ -125,7 +138,23 @@ struct Redemption {
     fingerprint: u64,
     units_remaining_after: u32,
     new_code: Option<Code>,
-    reversed: bool,
+    /// Its reversal, once reversed.
+    reversal: Option<ReversalMark>,
+}
+
+/// What the verification log keeps of a reversal, for the history.
+#[derive(Clone, Copy)]
+struct ReversalMark {
+    request_id: RequestId,
+    at_ms: i64,
+    /// The new code drawn when the voucher had none left.
+    new_code: Option<Code>,
+}
+
+impl Redemption {
+    fn reversed(&self) -> bool {
+        self.reversal.is_some()
+    }
 }
 
 struct Reversal {
@@ -360,6 +389,7 @@ impl Shard {
             Command::Lookup(c) => self.lookup(now_ms, caller, c),
             Command::Redeem(c) => self.redeem(now_ms, caller, c, effects),
             Command::Reverse(c) => self.reverse(now_ms, caller, c, effects),
+            Command::History(c) => self.history(caller, c),
             Command::AuditVouchers(c) => Ok(self.audit_vouchers(c)),
             Command::AuditRedemptions(c) => Ok(self.audit_redemptions(c)),
             Command::CatalogFact(f) => {
@@ -412,7 +442,7 @@ impl Shard {
         assert_eq!(live_seen, self.live.len(), "live codes without voucher");
         let mut net = vec![0u64; self.vouchers.len()];
         for r in &self.log {
-            if !r.reversed {
+            if !r.reversed() {
                 net[r.voucher as usize] += u64::from(r.units);
             }
         }

@@ -5,12 +5,15 @@
 use super::*;
 
 impl Shard {
+    /// The reply to a retry of redemption `r`: its original reply, marked
+    /// as a repeat.
     fn redeemed_reply(&self, r: &Redemption) -> Outcome {
         Outcome::Redeemed(Redeemed {
             order_id: self.vouchers[r.voucher as usize].order_id.to_string(),
             units: r.units,
             units_remaining: r.units_remaining_after,
             new_code: r.new_code,
+            replayed: true,
         })
     }
 
@@ -106,15 +109,22 @@ impl Shard {
         assert!(v.units_remaining <= v.units_total);
         let order_id = v.order_id.clone();
         let mobile = v.mobile.clone();
+        let prev = v.last_redemption;
         if let Some(code) = new_code {
             let fresh = self.live.insert(code, slot).is_none();
             assert!(fresh, "replacement code was already live");
             self.codes_used[usize::from(code.digits())] += 1;
         }
-        let pos = u32::try_from(self.log.len()).expect("fewer than 2^32 redemptions per shard");
+        let pos = u32::try_from(self.log.len())
+            .ok()
+            .filter(|p| *p != NO_REDEMPTION)
+            .expect("fewer than 2^32 - 1 redemptions per shard");
+        self.vouchers[slot as usize].last_redemption = pos;
         self.log.push(Redemption {
             request_id: c.request_id,
             voucher: slot,
+            code: c.code,
+            prev,
             units: c.units,
             at_ms: now_ms,
             outlet_id: c.outlet_id,
@@ -123,7 +133,7 @@ impl Shard {
             fingerprint: fp,
             units_remaining_after: remaining,
             new_code,
-            reversed: false,
+            reversal: None,
         });
         self.redemptions.insert(c.request_id, pos);
         effects.push(Effect::RedemptionNotice {
@@ -144,6 +154,7 @@ impl Shard {
             units: c.units,
             units_remaining: remaining,
             new_code,
+            replayed: false,
         })
     }
 }

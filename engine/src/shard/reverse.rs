@@ -1,5 +1,5 @@
 //! Reversal (冲正) of a redemption: once, within the window, by the POS
-//! that redeemed or the voucher's seller.
+//! or verifier account that redeemed it, or by the voucher's seller.
 
 use super::*;
 
@@ -26,7 +26,10 @@ impl Shard {
                     "request id already used with other content",
                 ));
             }
-            return Ok(Outcome::Reversed(r.reply.clone()));
+            return Ok(Outcome::Reversed(Reversed {
+                replayed: true,
+                ..r.reply.clone()
+            }));
         }
         if self.redemptions.contains_key(&c.request_id) {
             return Err(Rejection::new(
@@ -41,7 +44,7 @@ impl Shard {
             Some(_) => None,
             None => Some(self.draw_code(digits, now_ms)?),
         };
-        Ok(self.commit_reversal(pos, c, fp, new_code, effects))
+        Ok(self.commit_reversal(now_ms, pos, c, fp, new_code, effects))
     }
 
     /// The checks of a reversal; the redemption's position in the log.
@@ -62,18 +65,19 @@ impl Shard {
         if !self.entitled(caller, Who::of_reverse(c), v.seller_id) {
             return Err(redemption_unknown());
         }
-        if r.reversed {
+        if r.reversed() {
             return Err(Rejection::new(
                 ErrorCode::AlreadyReversed,
                 "that redemption was already reversed",
             ));
         }
         let by_pos = c.pos_id.is_some() && c.pos_id == r.pos_id;
+        let by_verifier = c.pos_id.is_none() && c.verifier_id == Some(r.verifier_id);
         let by_seller = c.seller_id == Some(v.seller_id);
-        if !by_pos && !by_seller {
+        if !by_pos && !by_verifier && !by_seller {
             return Err(Rejection::new(
                 ErrorCode::ReversalNotPermitted,
-                "only the POS that redeemed or the voucher's seller may reverse",
+                "only the POS or verifier account that redeemed, or the voucher's seller, may reverse",
             ));
         }
         if now_ms > r.at_ms.saturating_add(self.config.reversal_window_ms) {
@@ -89,6 +93,7 @@ impl Shard {
     /// or onto `new_code` when the voucher was used up.
     fn commit_reversal(
         &mut self,
+        now_ms: i64,
         pos: u32,
         c: &Reverse,
         fp: u64,
@@ -96,7 +101,11 @@ impl Shard {
         effects: &mut Vec<Effect>,
     ) -> Outcome {
         let r = &mut self.log[pos as usize];
-        r.reversed = true;
+        r.reversal = Some(ReversalMark {
+            request_id: c.request_id,
+            at_ms: now_ms,
+            new_code,
+        });
         let (slot, units) = (r.voucher, r.units);
         let v = &mut self.vouchers[slot as usize];
         v.units_remaining += units;
@@ -114,6 +123,7 @@ impl Shard {
             units,
             units_remaining: v.units_remaining,
             live_code,
+            replayed: false,
         };
         if let Some(code) = new_code {
             effects.push(Effect::SendCode {
