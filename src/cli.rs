@@ -684,6 +684,9 @@ async fn run_client(cmd: Cmd) -> ExitCode {
         _ => None,
     };
     let outcome = match request {
+        ClientRequest::Engine(Command::History(h)) => history_all_pages(&client, h)
+            .await
+            .map(|r| r.map(Shown::Engine)),
         ClientRequest::Engine(command) => {
             client.command(command).await.map(|r| r.map(Shown::Engine))
         }
@@ -759,6 +762,31 @@ enum Shown {
     View(CatalogView),
     Catalog(CatalogOutcome),
     Token(String),
+}
+
+/// Reads a voucher's history page by page and gathers every event (a
+/// voucher redeemed and reversed many times has more than one page).
+async fn history_all_pages(
+    client: &Client,
+    mut h: History,
+) -> Result<Result<Outcome, WireError>, ClientError> {
+    let mut all: Option<vouch_engine::command::VoucherHistory> = None;
+    loop {
+        let page = match client.command(Command::History(h.clone())).await? {
+            Ok(Outcome::History(page)) => page,
+            other => return Ok(other),
+        };
+        let next = page.next;
+        match &mut all {
+            None => all = Some(page),
+            Some(a) => a.events.extend(page.events),
+        }
+        match next {
+            Some(from) if from > h.from => h.from = from,
+            _ => break,
+        }
+    }
+    Ok(Ok(Outcome::History(all.expect("one page was read"))))
 }
 
 /// Runs a list read page by page until a page comes back short, and

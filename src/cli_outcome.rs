@@ -72,7 +72,7 @@ fn issued_json(i: &Issued, zone: &Zone) -> Value {
            "code": i.code.to_string(), "units": i.units,
            "live_code": i.live_code.map(|c| c.to_string()), "units_remaining": i.units_remaining,
            "valid_from_ms": i.valid_from_ms, "valid_from": zone.instant(i.valid_from_ms),
-           "valid_until_ms": i.valid_until_ms, "valid_until": zone.instant(i.valid_until_ms)})
+           "valid_until_ms": i.valid_until_ms, "valid_until": zone.instant(i.valid_until_ms), "valid_through": zone.through(i.valid_until_ms)})
 }
 
 /// Prints an engine reply; `redemption` is the request id of a redemption
@@ -88,7 +88,7 @@ pub(crate) fn print_outcome(o: &Outcome, json: bool, zone: &Zone, redemption: Op
                        "seller_id": l.seller_id, "product_id": l.product_id,
                        "units_remaining": l.units_remaining, "units_total": l.units_total,
                        "valid_from_ms": l.valid_from_ms, "valid_from": zone.instant(l.valid_from_ms),
-                       "valid_until_ms": l.valid_until_ms, "valid_until": zone.instant(l.valid_until_ms),
+                       "valid_until_ms": l.valid_until_ms, "valid_until": zone.instant(l.valid_until_ms), "valid_through": zone.through(l.valid_until_ms),
                        "not_yet_valid": not_yet_valid}),
                 format!(
                     "order {}: {} of {} remaining, {}{}",
@@ -226,7 +226,7 @@ fn history_json(h: &VoucherHistory, zone: &Zone) -> Value {
            "units_total": h.units_total, "units_remaining": h.units_remaining,
            "live_code": h.live_code.map(|c| c.to_string()),
            "valid_from_ms": h.valid_from_ms, "valid_from": zone.instant(h.valid_from_ms),
-           "valid_until_ms": h.valid_until_ms, "valid_until": zone.instant(h.valid_until_ms),
+           "valid_until_ms": h.valid_until_ms, "valid_until": zone.instant(h.valid_until_ms), "valid_through": zone.through(h.valid_until_ms),
            "events": events})
 }
 

@@ -53,6 +53,12 @@ impl Zone {
         }
     }
 
+    /// The last second of a validity window ending (exclusive) at
+    /// `until_ms`, as [`Zone::instant`]: `2027-01-01T23:59:59+08:00`.
+    pub fn through(&self, until_ms: i64) -> String {
+        self.instant(until_ms.saturating_sub(1_000))
+    }
+
     /// A validity window `[from_ms, until_ms)` as local dates with the last
     /// second included: `valid 2026-12-02 – 2027-01-01 (Asia/Shanghai),
     /// through 23:59:59`.
@@ -86,6 +92,7 @@ mod tests {
             "valid 2026-12-02 – 2027-01-01 (Asia/Shanghai), through 23:59:59"
         );
         assert_eq!(z.instant(from), "2026-12-02T00:00:00+08:00");
+        assert_eq!(z.through(until), "2027-01-01T23:59:59+08:00");
     }
 
     #[test]
