@@ -62,7 +62,7 @@ enum Cmd {
     /// deposits, code providers, outlets, verifiers, devices, products),
     /// given as JSON, e.g. '{"top_up":{"amount":"100.00"}}'.
     Catalog(CatalogArgs),
-    /// Issue or revoke a credential for a principal (staff, seller,
+    /// Issue, list or revoke credentials of principals (staff, seller,
     /// provider, verifier, POS device, front end). The token is generated
     /// here and shown once; the server keeps only its SHA-256.
     Token(TokenArgs),
@@ -569,6 +569,19 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// `--last4` as given, when it is four digits.
+///
+/// Errors: a usage message (the server would refuse it as `bad_request`).
+fn last4_arg(s: String) -> Result<String, String> {
+    if s.len() == 4 && s.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(s)
+    } else {
+        Err(format!(
+            "--last4 {s:?}: give the last 4 digits of the buyer's phone, e.g. 1234"
+        ))
+    }
+}
+
 fn parse_code(s: &str) -> Result<Code, String> {
     s.parse::<Code>().map_err(|e| format!("code {s:?}: {e}"))
 }
@@ -679,8 +692,8 @@ async fn run_client(cmd: Cmd) -> ExitCode {
         Err(e) => return fail("connect", connect_error_text(&target, &e)),
     };
     // A redemption's request id is what a later reversal names.
-    let redemption = match &request {
-        ClientRequest::Engine(Command::Redeem(r)) => Some(r.request_id),
+    let request_id = match &request {
+        ClientRequest::Engine(c) => c.request_id(),
         _ => None,
     };
     let outcome = match request {
@@ -691,9 +704,9 @@ async fn run_client(cmd: Cmd) -> ExitCode {
             client.command(command).await.map(|r| r.map(Shown::Engine))
         }
         ClientRequest::Catalog(rid, actor, command) => client
-            .catalog(rid, actor, command)
+            .catalog_marked(rid, actor, command)
             .await
-            .map(|r| r.map(Shown::Catalog)),
+            .map(|r| r.map(|(outcome, replayed)| Shown::Catalog(outcome, replayed))),
         ClientRequest::Read(query) => read_all_pages(&client, query)
             .await
             .map(|r| r.map(Shown::View)),
@@ -704,7 +717,7 @@ async fn run_client(cmd: Cmd) -> ExitCode {
     };
     match outcome {
         Ok(Ok(Shown::Engine(outcome))) => {
-            print_outcome(&outcome, json, &zone, redemption);
+            print_outcome(&outcome, json, &zone, request_id);
             ExitCode::SUCCESS
         }
         Ok(Ok(Shown::View(view))) => {
@@ -724,10 +737,15 @@ async fn run_client(cmd: Cmd) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Ok(Ok(Shown::Catalog(outcome))) => {
+        Ok(Ok(Shown::Catalog(outcome, replayed))) => {
             if json {
                 print_json(serde_json::json!({"ok": true, "outcome": outcome.name(),
+                                   "replayed": replayed,
                                    "message": outcome.to_string(), "detail": outcome}));
+            } else if replayed {
+                println!(
+                    "already done by this request id (a repeat; nothing applied again): {outcome}"
+                );
             } else {
                 println!("{outcome}");
             }
@@ -760,7 +778,8 @@ enum ClientRequest {
 enum Shown {
     Engine(Outcome),
     View(CatalogView),
-    Catalog(CatalogOutcome),
+    /// The outcome, and whether it answers a repeat.
+    Catalog(CatalogOutcome, bool),
     Token(String),
 }
 
@@ -931,7 +950,7 @@ fn build_command(cmd: Cmd) -> Result<(ClientArgs, Command), String> {
         Cmd::Lookup(a) => {
             let c = Lookup {
                 code: parse_code(&a.code)?,
-                phone_last4: a.last4,
+                phone_last4: last4_arg(a.last4)?,
                 verifier_id: a.verifier,
                 pos_id: a.pos,
             };
@@ -941,7 +960,7 @@ fn build_command(cmd: Cmd) -> Result<(ClientArgs, Command), String> {
             let c = Redeem {
                 request_id: request_id_for(&a.request_id, &a.client)?,
                 code: parse_code(&a.code)?,
-                phone_last4: a.last4,
+                phone_last4: last4_arg(a.last4)?,
                 units: a.units,
                 outlet_id: a.outlet,
                 // 0: "the token's own verifier account" (the server fills it

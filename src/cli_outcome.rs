@@ -75,9 +75,10 @@ fn issued_json(i: &Issued, zone: &Zone) -> Value {
            "valid_until_ms": i.valid_until_ms, "valid_until": zone.instant(i.valid_until_ms), "valid_through": zone.through(i.valid_until_ms)})
 }
 
-/// Prints an engine reply; `redemption` is the request id of a redemption
-/// (shown so that a reversal can name it).
-pub(crate) fn print_outcome(o: &Outcome, json: bool, zone: &Zone, redemption: Option<RequestId>) {
+/// Prints an engine reply; `request_id` is the request id of a redemption
+/// (shown so that a reversal can name it) or of a reversal.
+pub(crate) fn print_outcome(o: &Outcome, json: bool, zone: &Zone, request_id: Option<RequestId>) {
+    let redemption = request_id;
     let (value, text) = match o {
         Outcome::Issued(i) => (issued_json(i, zone), issued_text(i, zone)),
         Outcome::LookedUp(l) => {
@@ -119,6 +120,7 @@ pub(crate) fn print_outcome(o: &Outcome, json: bool, zone: &Zone, redemption: Op
         ),
         Outcome::Reversed(r) => (
             json!({"ok": true, "outcome": "reversed", "replayed": r.replayed,
+                   "request_id": request_id.map(|rid| rid.to_string()),
                    "order_id": r.order_id, "units": r.units,
                    "units_remaining": r.units_remaining, "live_code": r.live_code.to_string()}),
             format!(

@@ -453,8 +453,11 @@ pub fn run_catalog_worker(
             if reply.is_ok() && !idle_tick && !repeat {
                 applied.push(e.clone());
             }
-            let wire = reply.map_err(|r| WireError::from(&r));
-            replies.push((op, Response::Catalog(wire)));
+            let response = match reply {
+                Ok(outcome) if repeat => Response::CatalogReplayed(outcome),
+                reply => Response::Catalog(reply.map_err(|r| WireError::from(&r))),
+            };
+            replies.push((op, response));
         }
         let record = if applied.is_empty() {
             Vec::new()

@@ -344,6 +344,18 @@ struct Driver {
     at: String,
 }
 
+/// A retried redemption or reversal: its reply says it is a repeat and is
+/// otherwise the original reply.
+fn assert_retry_repeats(reply: &WireReply, original: &WireReply, what: &str) {
+    assert!(
+        matches!(reply, Ok(Outcome::Redeemed(d)) if d.replayed)
+            || matches!(reply, Ok(Outcome::Reversed(d)) if d.replayed),
+        "{what}: a retry says it is a repeat: {reply:?}"
+    );
+    let first = |r: &WireReply| r.as_ref().map(Outcome::as_first).map_err(Clone::clone);
+    assert_eq!(first(reply), first(original), "{what}");
+}
+
 fn expect_issued(at: &str, reply: &WireReply) -> Issued {
     match reply {
         Ok(Outcome::Issued(i)) => i.clone(),
@@ -661,14 +673,11 @@ impl Driver {
                 let Some(reply) = reply else {
                     return Step::Gone;
                 };
-                assert!(
-                    matches!(&reply, Ok(Outcome::Redeemed(d)) if d.replayed)
-                        || matches!(&reply, Ok(Outcome::Reversed(d)) if d.replayed),
-                    "{at} a retry says it is a repeat: {reply:?}"
+                assert_retry_repeats(
+                    &reply,
+                    &original,
+                    &format!("{at} retried redemption {:?}", r.cmd),
                 );
-                let reply = reply.map(|o| o.as_first());
-                let original = original.map(|o: Outcome| o.as_first());
-                assert_eq!(reply, original, "{at} retried redemption {:?}", r.cmd);
             }
             _ => {
                 let eligible: Vec<&ReversalModel> = m
@@ -689,14 +698,11 @@ impl Driver {
                 let Some(reply) = until_killed(&mut self.killed, client.command(c)).await else {
                     return Step::Gone;
                 };
-                assert!(
-                    matches!(&reply, Ok(Outcome::Redeemed(d)) if d.replayed)
-                        || matches!(&reply, Ok(Outcome::Reversed(d)) if d.replayed),
-                    "{at} a retry says it is a repeat: {reply:?}"
+                assert_retry_repeats(
+                    &reply,
+                    &original,
+                    &format!("{at} retried reversal {:?}", x.cmd),
                 );
-                let reply = reply.map(|o| o.as_first());
-                let original = original.map(|o: Outcome| o.as_first());
-                assert_eq!(reply, original, "{at} retried reversal {:?}", x.cmd);
             }
         }
         self.m.stats.retries_checked += 1;

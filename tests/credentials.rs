@@ -200,3 +200,63 @@ async fn issue_8_tokens_fill_in_their_ids_history_for_the_seller_only() {
     let listed = items.iter().find(|t| t.id == device_id).unwrap();
     assert!(listed.revoked_at_ms.is_some(), "listed as revoked");
 }
+
+/// Break-it findings: a token that revokes itself gets its reply before its
+/// connection closes; the admin token's hash cannot be registered for a
+/// principal; a retried catalog command says it is a repeat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_8_self_revocation_is_answered_and_the_admin_token_is_not_registrable() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let target = server.tcp_target();
+    let admin = server.client(&target).await;
+    let staff_token = token_for(&admin, 1, Actor::Staff).await;
+    let staff = Client::connect(&target, &staff_token, Some(&server.ca()))
+        .await
+        .unwrap();
+    let own_id = rid_of(&staff_token, 0).source;
+    let revoke = CatalogCommand::RevokeToken {
+        which: TokenRef::Principal(Actor::Staff),
+    };
+    let reply = staff
+        .catalog(rid_of(&staff_token, 1), None, revoke)
+        .await
+        .expect("the reply arrives before the connection closes");
+    assert_eq!(reply, Ok(CatalogOutcome::TokensRevoked(vec![own_id])));
+    assert!(staff
+        .command(history_of(Code::new(8, 1).unwrap()))
+        .await
+        .is_err());
+
+    let admin_hash = vouch::server::token_hash(&server.token());
+    let steal = CatalogCommand::IssueToken {
+        token_hash: admin_hash,
+        actor: Actor::FrontEnd,
+    };
+    let rid = vouch_engine::RequestId {
+        source: 77,
+        serial: 2,
+    };
+    refused_with(
+        admin.catalog(rid, None, steal).await,
+        ErrorCode::AlreadyExists,
+    );
+
+    let put = CatalogCommand::PutCategory {
+        id: 5,
+        parent: None,
+        name: "c".into(),
+        supports_vouchers: true,
+        deposit: "0".parse().unwrap(),
+        min_expiry_refund_ratio: None,
+        supports_auto_refund: false,
+    };
+    let rid = vouch_engine::RequestId {
+        source: 77,
+        serial: 3,
+    };
+    let first = admin.catalog_marked(rid, None, put.clone()).await.unwrap();
+    let again = admin.catalog_marked(rid, None, put).await.unwrap();
+    assert_eq!(first, Ok((CatalogOutcome::Done, false)));
+    assert_eq!(again, Ok((CatalogOutcome::Done, true)), "the retry says so");
+}

@@ -245,9 +245,7 @@ impl Rejection {
     pub fn code_invalid(reason: InvalidCodeReason) -> Self {
         Rejection {
             code: ErrorCode::CodeInvalid,
-            message:
-                "code not valid for redemption (check the code and the last four phone digits)"
-                    .into(),
+            message: "code not valid (check the code and the last four phone digits)".into(),
             reason: Some(reason),
             retry_after_ms: None,
         }

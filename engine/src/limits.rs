@@ -34,6 +34,11 @@ pub const CODE_DRAW_ATTEMPTS_MAX: u32 = 64;
 pub const SHARDS_MAX: u32 = 64;
 /// Vouchers or redemptions returned by one audit page.
 pub const AUDIT_PAGE_ITEMS_MAX: u32 = 1_000;
+/// Most reversals one voucher may have (issue 8: redeem-and-reverse loops
+/// by one credential must not grow a voucher's history, the quarantine and
+/// the log without bound). Its redemptions are then at most its units plus
+/// this many, and its history at most twice that plus one event.
+pub const VOUCHER_REVERSALS_MAX: u16 = 100;
 /// Quarantined codes released per mutating command, bounding the work of one
 /// `apply` call.
 pub const QUARANTINE_RELEASE_PER_APPLY_MAX: usize = 16;

@@ -1578,3 +1578,34 @@ fn ord_10_history_lists_issue_redemptions_reversals_and_replacements() {
     assert_eq!((other.code, &other.message), (none.code, &none.message));
     e.check_invariants();
 }
+
+/// Issue 8 (break-it finding): one credential looping redeem and reverse on
+/// one voucher stops at `VOUCHER_REVERSALS_MAX`; the voucher keeps its units.
+#[test]
+fn rev_one_voucher_takes_at_most_the_reversal_limit() {
+    use vouch_engine::limits::VOUCHER_REVERSALS_MAX;
+    let mut e = engine(1);
+    let mut live = issue(&mut e, "o-1", 2);
+    let mut serial = 0;
+    for n in 0..=u64::from(VOUCHER_REVERSALS_MAX) {
+        serial += 1;
+        let r = redeem_at(&mut e, NOW, live, 1, serial).unwrap();
+        let redemption = serial;
+        serial += 1;
+        let cmd = reverse_cmd(r.new_code.unwrap(), redemption, serial, Some(900), None);
+        let got = reverse_at(&mut e, NOW, &cmd);
+        if n < u64::from(VOUCHER_REVERSALS_MAX) {
+            live = got.unwrap().live_code;
+        } else {
+            assert_eq!(
+                got,
+                Err(ErrorCode::ReversalNotPermitted),
+                "reversal {}",
+                n + 1
+            );
+            let left = lookup(&mut e, NOW, r.new_code.unwrap(), "1234").unwrap();
+            assert_eq!(left.units_remaining, 1, "the last redemption stands");
+        }
+    }
+    e.check_invariants();
+}

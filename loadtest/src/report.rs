@@ -157,8 +157,14 @@ pub fn summary(report: &Value) -> String {
     ));
     let run = &report["run"];
     out.push_str(&format!(
-        "  {} connections x depth {}, {} commands per frame; rates are commands/s, latency is per frame\n",
-        run["connections"], run["depth"], run["batch"]
+        "  {} connections x depth {}, {} per frame; rates are commands/s, latency is per frame\n",
+        run["connections"],
+        run["depth"],
+        match run["batch"].as_u64() {
+            Some(1) => "1 command".to_string(),
+            Some(n) => format!("{n} commands"),
+            None => "? commands".to_string(),
+        }
     ));
     let data = &run["data"];
     if let Some(files) = data["files"].as_object() {

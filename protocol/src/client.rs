@@ -341,13 +341,29 @@ impl Client {
         act_as: Option<vouch_engine::catalog::Actor>,
         command: vouch_engine::catalog::CatalogCommand,
     ) -> Result<Result<vouch_engine::catalog::CatalogOutcome, WireError>, ClientError> {
+        let reply = self.catalog_marked(request_id, act_as, command).await?;
+        Ok(reply.map(|(outcome, _replayed)| outcome))
+    }
+
+    /// [`Client::catalog`], also telling whether the outcome answers a
+    /// retry of a request id already applied (`true`: nothing was applied
+    /// again).
+    ///
+    /// Errors: [`ClientError`] when the request failed as a whole.
+    pub async fn catalog_marked(
+        &self,
+        request_id: vouch_engine::RequestId,
+        act_as: Option<vouch_engine::catalog::Actor>,
+        command: vouch_engine::catalog::CatalogCommand,
+    ) -> Result<Result<(vouch_engine::catalog::CatalogOutcome, bool), WireError>, ClientError> {
         let request = Request::Catalog {
             request_id,
             act_as,
             command,
         };
         match self.call(request).await? {
-            Response::Catalog(r) => Ok(r),
+            Response::Catalog(r) => Ok(r.map(|o| (o, false))),
+            Response::CatalogReplayed(o) => Ok(Ok((o, true))),
             Response::Error(e) => Err(ClientError::Refused(e)),
             other => Err(ClientError::Unexpected(format!("{other:?}"))),
         }

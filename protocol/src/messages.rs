@@ -176,6 +176,9 @@ pub enum Response {
     Catalog(Result<CatalogOutcome, WireError>),
     /// Reply to a catalog read.
     CatalogView(Result<CatalogView, WireError>),
+    /// Reply to a retried catalog command (a request id already applied):
+    /// its original outcome; nothing was applied again (issue 8 item 6).
+    CatalogReplayed(CatalogOutcome),
     /// The request failed as a whole. After a frame-level error
     /// (`malformed_frame`, `frame_too_large`, `unsupported_version`,
     /// `unauthenticated`) the server closes the connection; after
@@ -194,6 +197,7 @@ impl Response {
             Response::Error(_) => 5,
             Response::Catalog(_) => 6,
             Response::CatalogView(_) => 7,
+            Response::CatalogReplayed(_) => 8,
         }
     }
 }

@@ -184,7 +184,7 @@ fn bind_reverse(actor: Actor, r: &mut vouch_engine::command::Reverse) -> bool {
             r.pos_id = Some(d)
         }
         Actor::Verifier(v)
-            if verifier.is_none_or(|x| x == v) && pos.is_none() && seller.is_none() =>
+            if verifier.is_none_or(|x| x == v || x == 0) && pos.is_none() && seller.is_none() =>
         {
             r.verifier_id = Some(v)
         }

@@ -142,9 +142,17 @@ where
     let mut last_activity = Instant::now();
     let mut partial_since: Option<Instant> = None;
     let mut writer_done = false;
+    // A revoked token's connection reads no more, and closes once the
+    // replies it is owed (its own revocation's among them) are written.
+    let mut revoked_close: Option<Close> = None;
     let closed = loop {
-        if let Err(close) = conn.take_frames(&mut buf).await {
-            break Some(close);
+        if revoked_close.is_some() && conn.idle() {
+            break revoked_close;
+        }
+        if revoked_close.is_none() {
+            if let Err(close) = conn.take_frames(&mut buf).await {
+                break Some(close);
+            }
         }
         if !conn.flush().await {
             break None;
@@ -165,7 +173,7 @@ where
             partial_since.map(|t| t + Duration::from_millis(FRAME_READ_TIMEOUT_MS));
         let idle_deadline = last_activity + idle;
         tokio::select! {
-            read = reader.read_buf(&mut buf) => match read {
+            read = reader.read_buf(&mut buf), if revoked_close.is_none() => match read {
                 Ok(0) | Err(_) => break None,
                 Ok(_) => last_activity = Instant::now(),
             },
@@ -175,11 +183,12 @@ where
                 tracing::debug!(peer = %conn.peer.addr, "the peer stopped reading or is gone");
                 break None;
             }
-            _ = revoked.changed() => {
+            _ = revoked.changed(), if revoked_close.is_none() => {
                 if let Err(close) = conn.check_token() {
-                    break Some(close);
+                    revoked_close = Some(close);
                 }
             }
+            _ = tokio::time::sleep(Duration::from_millis(REVOKED_DRAIN_POLL_MS)), if revoked_close.is_some() => {}
             _ = tokio::time::sleep_until(handshake_deadline), if !authenticated => {
                 break Some(Close::new(0, ErrorCode::Unauthenticated, "no Hello within the handshake timeout"));
             }
@@ -216,6 +225,10 @@ async fn sleep_until_some(deadline: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
+
+/// How often a revoked token's connection looks whether its last replies
+/// are written, in ms.
+const REVOKED_DRAIN_POLL_MS: u64 = 5;
 
 impl Conn {
     /// Whether nothing is in flight on this connection.
@@ -433,6 +446,24 @@ impl Conn {
         if let Err(e) = authorize(principal, &mut request) {
             refuse(&self.tx, e, permit);
             return Ok(());
+        }
+        // The admin token is no registered token: its hash may not be
+        // registered for a principal (it would be listed and "revoked" in
+        // vain while the admin token kept working).
+        if let Request::Catalog {
+            command: vouch_engine::catalog::CatalogCommand::IssueToken { token_hash, .. },
+            ..
+        } = &request
+        {
+            if *token_hash == self.ctx.admin_token_hash {
+                let msg = "that token is already in use (it is the admin token)";
+                refuse(
+                    &self.tx,
+                    WireError::new(ErrorCode::AlreadyExists, msg),
+                    permit,
+                );
+                return Ok(());
+            }
         }
         let origin = Origin {
             caller: principal.caller(),

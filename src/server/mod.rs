@@ -123,6 +123,8 @@ struct Ctx {
     claims: Arc<pipeline::Claims>,
     shards: u32,
     admin_token: String,
+    /// SHA-256 of the admin token (never registrable for a principal).
+    admin_token_hash: [u8; 32],
     draining: AtomicBool,
     /// Connections waiting to log in, and how many per peer.
     preauth: Arc<Semaphore>,
@@ -380,6 +382,7 @@ fn start_workers(
         revoked,
         claims,
         shards: opened.config.shards,
+        admin_token_hash: auth::token_hash(&opened.admin_token),
         admin_token: opened.admin_token,
         draining: AtomicBool::new(false),
         preauth: Arc::new(Semaphore::new(PREAUTH_CONNECTIONS_MAX)),

@@ -3,6 +3,15 @@
 
 use super::*;
 
+/// The one refusal of a history read: unknown code, another seller's
+/// voucher and a caller without rights read the same (ORD-7).
+fn unknown(reason: InvalidCodeReason) -> Rejection {
+    Rejection {
+        message: "no voucher with this code that you may see".into(),
+        ..Rejection::code_invalid(reason)
+    }
+}
+
 impl Shard {
     pub(super) fn history(&self, caller: Caller, c: &History) -> Reply {
         let slot = self
@@ -10,11 +19,11 @@ impl Shard {
             .get(&c.code)
             .or_else(|| self.retired.get(&c.code))
             .copied()
-            .ok_or_else(|| Rejection::code_invalid(InvalidCodeReason::Unknown))?;
+            .ok_or_else(|| unknown(InvalidCodeReason::Unknown))?;
         let v = &self.vouchers[slot as usize];
         let who = c.seller_id.map_or(Who::Nobody, Who::Seller);
         if !self.entitled(caller, who, v.seller_id) {
-            return Err(Rejection::code_invalid(InvalidCodeReason::OtherSeller));
+            return Err(unknown(InvalidCodeReason::OtherSeller));
         }
         let events = self.events_of(slot);
         let limit = c.limit.clamp(1, AUDIT_PAGE_ITEMS_MAX) as usize;

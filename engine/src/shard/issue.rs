@@ -110,6 +110,7 @@ impl Shard {
             fingerprint: fp,
             unit_price: c.unit_price,
             issued_at_ms: now_ms,
+            reversals: 0,
             last_redemption: NO_REDEMPTION,
         });
         self.by_order.insert(order_id.clone(), slot);

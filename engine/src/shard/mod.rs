@@ -115,6 +115,8 @@ struct Voucher {
     unit_price: Decimal,
     /// When it was issued, unix ms (its history's first event).
     issued_at_ms: i64,
+    /// Reversals so far (at most `VOUCHER_REVERSALS_MAX`).
+    reversals: u16,
     /// Its latest redemption's position in the log, or [`NO_REDEMPTION`];
     /// each entry links to the one before (`Redemption::prev`).
     last_redemption: u32,

@@ -86,6 +86,14 @@ impl Shard {
                 "the reversal window of this redemption has passed",
             ));
         }
+        if v.reversals >= VOUCHER_REVERSALS_MAX {
+            return Err(Rejection::new(
+                ErrorCode::ReversalNotPermitted,
+                format!(
+                    "this voucher has had {VOUCHER_REVERSALS_MAX} reversals, the most one voucher may have"
+                ),
+            ));
+        }
         Ok(pos)
     }
 
@@ -109,6 +117,7 @@ impl Shard {
         let (slot, units) = (r.voucher, r.units);
         let v = &mut self.vouchers[slot as usize];
         v.units_remaining += units;
+        v.reversals += 1;
         assert!(
             v.units_remaining <= v.units_total,
             "reversal exceeds units bought"
