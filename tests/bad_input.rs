@@ -642,3 +642,28 @@ async fn inv_7_batch_over_limit_is_refused_with_batch_too_large() {
 
     fx.restart_and_compare().await;
 }
+
+/// A connection logs in once: a second Hello, even with another token, is
+/// refused and the connection keeps its identity (break-it finding).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn design_protocol_a_second_hello_is_refused() {
+    let fx = Fixture::start().await;
+    let mut raw = Raw::hello(&fx.addr(), &fx.token()).await;
+    let again = Request::Hello {
+        version: PROTOCOL_VERSION,
+        token: "not-a-token".into(),
+    };
+    raw.send(&request_frame(5, &again)).await;
+    match raw.read().await {
+        Some((h, vouch_protocol::Response::Error(e))) => {
+            assert_eq!(h.correlation, 5);
+            assert_eq!(e.code, ErrorCode::BadRequest.number(), "{e:?}");
+        }
+        other => panic!("expected bad_request, got {other:?}"),
+    }
+    raw.send(&request_frame(6, &Request::Info)).await;
+    match raw.read().await {
+        Some((h, vouch_protocol::Response::Info { .. })) => assert_eq!(h.correlation, 6),
+        other => panic!("the connection still serves, got {other:?}"),
+    }
+}

@@ -443,6 +443,11 @@ impl Conn {
             return Ok(());
         }
         self.check_token()?;
+        if matches!(request, Request::Hello { .. }) {
+            let msg = "this connection is logged in already; a connection logs in once";
+            refuse(&self.tx, WireError::new(ErrorCode::BadRequest, msg), permit);
+            return Ok(());
+        }
         if let Err(e) = authorize(principal, &mut request) {
             refuse(&self.tx, e, permit);
             return Ok(());
