@@ -6,15 +6,13 @@
 //! - [`pipeline`]: shard worker threads and durable reply delivery.
 //! - [`server`]: TCP and QUIC listeners, connections, handshake, shutdown.
 //! - [`cli`]: the command-line contract of DESIGN.md (`vouch serve`,
-//!   `vouch issue|lookup|redeem|reverse`); [`cli_catalog`]: the catalog's
-//!   subcommands; [`cli_outcome`]: how replies are shown.
+//!   `vouch issue|lookup|redeem|reverse|history`), with `cli::catalog`
+//!   (the catalog's subcommands), `cli::outcome` (how replies are shown)
+//!   and `cli::time` (times in the platform time zone).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod cli;
-pub mod cli_catalog;
-pub mod cli_outcome;
-pub mod cli_time;
 pub mod data_dir;
 pub mod guard;
 pub mod pipeline;

@@ -546,7 +546,7 @@ fn yes(b: bool) -> &'static str {
 
 /// Prints a read's answer: `{"ok": true, "seller": {…}}` or
 /// `{"ok": true, "items": […]}` with `--json`, one line per item otherwise.
-pub fn print_view(view: &CatalogView, json: bool, zone: &crate::cli_time::Zone) {
+pub fn print_view(view: &CatalogView, json: bool, zone: &crate::cli::time::Zone) {
     use serde_json::json;
     if json {
         let value = match view {
@@ -595,7 +595,7 @@ pub fn print_view(view: &CatalogView, json: bool, zone: &crate::cli_time::Zone) 
 }
 
 /// A read's answer as lines of text, one per item.
-fn view_lines(view: &CatalogView, zone: &crate::cli_time::Zone) -> Vec<String> {
+fn view_lines(view: &CatalogView, zone: &crate::cli::time::Zone) -> Vec<String> {
     match view {
         CatalogView::Seller(s) => vec![
             format!("seller {} ({}), onboarding {}", s.id, s.kind, s.onboarding),

@@ -4,7 +4,7 @@
 //! already applied says so (`replayed`, issue 8 item 6).
 
 use crate::cli::print_json;
-use crate::cli_time::Zone;
+use crate::cli::time::Zone;
 use serde_json::{json, Value};
 use vouch_engine::command::{HistoryEvent, Issued, Redeemed, VoucherHistory};
 use vouch_engine::{Outcome, RequestId};

@@ -4,11 +4,14 @@
 //! Exit codes: 0 success; 1 the server refused the command (the stable
 //! error is printed); 2 usage, connection or local errors.
 
-use crate::cli_catalog;
-use crate::cli_outcome::{print_outcome, print_refusal};
+pub mod catalog;
+pub mod outcome;
+pub mod time;
+
 use crate::guard::{GuardConfig, LockoutLimit};
 use crate::server::{serve, ServeOptions, TcpSecurity};
 use clap::{Args, Parser, Subcommand};
+use outcome::{print_outcome, print_refusal};
 use rust_decimal::Decimal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -67,18 +70,18 @@ enum Cmd {
     /// here and shown once; the server keeps only its SHA-256.
     Token(TokenArgs),
     /// Categories (staff).
-    Category(Family<cli_catalog::CategoryCmd>),
+    Category(Family<catalog::CategoryCmd>),
     /// Sellers: onboarding, permissions, payment account, T+N and deposits.
-    Seller(Family<cli_catalog::SellerCmd>),
+    Seller(Family<catalog::SellerCmd>),
     /// Code providers: registration, seller links, POS devices.
-    Provider(Family<cli_catalog::ProviderCmd>),
+    Provider(Family<catalog::ProviderCmd>),
     /// Outlets and verifier accounts of a seller.
-    Outlet(Family<cli_catalog::OutletCmd>),
+    Outlet(Family<catalog::OutletCmd>),
     /// Products: publish and delist.
-    Product(Family<cli_catalog::ProductCmd>),
+    Product(Family<catalog::ProductCmd>),
     /// Lockouts after failed code attempts: list (staff, sellers) and
     /// lift (staff).
-    Lockout(Family<cli_catalog::LockoutCmd>),
+    Lockout(Family<catalog::LockoutCmd>),
 }
 
 /// One catalog family's subcommand with the flags every catalog command
@@ -299,7 +302,7 @@ struct IssueArgs {
     #[arg(long)]
     mobile: String,
     #[command(flatten)]
-    validity: cli_catalog::ValidityArgs,
+    validity: catalog::ValidityArgs,
     /// Code length, 6..=11 digits.
     #[arg(long, default_value_t = 8)]
     code_digits: u8,
@@ -675,7 +678,7 @@ async fn run_client(cmd: Cmd) -> ExitCode {
             )
         }
     };
-    let zone = match crate::cli_time::Zone::new(&client_args.time_zone) {
+    let zone = match time::Zone::new(&client_args.time_zone) {
         Ok(z) => z,
         Err(e) => return fail("usage", e),
     };
@@ -721,7 +724,7 @@ async fn run_client(cmd: Cmd) -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(Ok(Shown::View(view))) => {
-            cli_catalog::print_view(&view, json, &zone);
+            catalog::print_view(&view, json, &zone);
             ExitCode::SUCCESS
         }
         Ok(Ok(Shown::Token(token))) => {
@@ -818,14 +821,14 @@ async fn read_all_pages(
         Ok(v) => v,
         Err(e) => return Ok(Err(e)),
     };
-    let mut next = cli_catalog::next_page(&query, &view);
+    let mut next = catalog::next_page(&query, &view);
     while let Some(q) = next {
         let more = match client.catalog_read(None, q.clone()).await? {
             Ok(v) => v,
             Err(e) => return Ok(Err(e)),
         };
-        next = cli_catalog::next_page(&q, &more);
-        cli_catalog::extend_view(&mut view, more);
+        next = catalog::next_page(&q, &more);
+        catalog::extend_view(&mut view, more);
     }
     Ok(Ok(view))
 }
@@ -840,14 +843,14 @@ fn build_request(cmd: Cmd) -> Result<(ClientArgs, ClientRequest), String> {
     }
     fn family<T: Subcommand>(
         f: Family<T>,
-        build: fn(T) -> cli_catalog::Built,
+        build: fn(T) -> catalog::Built,
     ) -> Result<(ClientArgs, ClientRequest), String> {
         let (actor, command) = match build(f.action) {
-            cli_catalog::Built::Read(_) if f.request_id.is_some() => {
+            catalog::Built::Read(_) if f.request_id.is_some() => {
                 return Err("reads change nothing and take no --request-id".into())
             }
-            cli_catalog::Built::Read(query) => return Ok((f.client, ClientRequest::Read(query))),
-            cli_catalog::Built::Command(actor, command) => (actor, command),
+            catalog::Built::Read(query) => return Ok((f.client, ClientRequest::Read(query))),
+            catalog::Built::Command(actor, command) => (actor, command),
         };
         let rid = f
             .request_id
@@ -857,12 +860,12 @@ fn build_request(cmd: Cmd) -> Result<(ClientArgs, ClientRequest), String> {
         Ok((f.client, ClientRequest::Catalog(rid, Some(actor), command)))
     }
     let cmd = match cmd {
-        Cmd::Category(f) => return family(f, cli_catalog::category),
-        Cmd::Seller(f) => return family(f, cli_catalog::seller),
-        Cmd::Provider(f) => return family(f, cli_catalog::provider),
-        Cmd::Outlet(f) => return family(f, cli_catalog::outlet),
-        Cmd::Product(f) => return family(f, cli_catalog::product),
-        Cmd::Lockout(f) => return family(f, cli_catalog::lockout),
+        Cmd::Category(f) => return family(f, catalog::category),
+        Cmd::Seller(f) => return family(f, catalog::seller),
+        Cmd::Provider(f) => return family(f, catalog::provider),
+        Cmd::Outlet(f) => return family(f, catalog::outlet),
+        Cmd::Product(f) => return family(f, catalog::product),
+        Cmd::Lockout(f) => return family(f, catalog::lockout),
         other => other,
     };
     if let Cmd::Token(a) = cmd {
