@@ -699,59 +699,10 @@ async fn run_client(cmd: Cmd) -> ExitCode {
         ClientRequest::Engine(c) => c.request_id(),
         _ => None,
     };
-    let outcome = match request {
-        ClientRequest::Engine(Command::History(h)) => history_all_pages(&client, h)
-            .await
-            .map(|r| r.map(Shown::Engine)),
-        ClientRequest::Engine(command) => {
-            client.command(command).await.map(|r| r.map(Shown::Engine))
-        }
-        ClientRequest::Catalog(rid, actor, command) => client
-            .catalog_marked(rid, actor, command)
-            .await
-            .map(|r| r.map(|(outcome, replayed)| Shown::Catalog(outcome, replayed))),
-        ClientRequest::Read(query) => read_all_pages(&client, query)
-            .await
-            .map(|r| r.map(Shown::View)),
-        ClientRequest::NewToken(rid, token, command) => client
-            .catalog(rid, Some(Actor::Staff), command)
-            .await
-            .map(|r| r.map(|_| Shown::Token(token))),
-    };
+    let outcome = send(&client, request).await;
     match outcome {
-        Ok(Ok(Shown::Engine(outcome))) => {
-            print_outcome(&outcome, json, &zone, request_id);
-            ExitCode::SUCCESS
-        }
-        Ok(Ok(Shown::View(view))) => {
-            catalog::print_view(&view, json, &zone);
-            ExitCode::SUCCESS
-        }
-        Ok(Ok(Shown::Token(token))) => {
-            let source = crate::server::token_source(&crate::server::token_hash(&token));
-            if json {
-                println!(
-                    "{}",
-                    serde_json::json!({"ok": true, "token": token, "request_source": source.to_string()})
-                );
-            } else {
-                println!("{token}");
-                eprintln!("request ids of this token use source {source}");
-            }
-            ExitCode::SUCCESS
-        }
-        Ok(Ok(Shown::Catalog(outcome, replayed))) => {
-            if json {
-                print_json(serde_json::json!({"ok": true, "outcome": outcome.name(),
-                                   "replayed": replayed,
-                                   "message": outcome.to_string(), "detail": outcome}));
-            } else if replayed {
-                println!(
-                    "already done by this request id (a repeat; nothing applied again): {outcome}"
-                );
-            } else {
-                println!("{outcome}");
-            }
+        Ok(Ok(shown)) => {
+            show(shown, json, &zone, request_id);
             ExitCode::SUCCESS
         }
         Ok(Err(e)) => {
@@ -764,6 +715,70 @@ async fn run_client(cmd: Cmd) -> ExitCode {
             ExitCode::from(1)
         }
         Err(e) => fail("connection", e.to_string()),
+    }
+}
+
+/// Sends a client command and waits for what comes back (every page of a
+/// list read or a history).
+async fn send(
+    client: &Client,
+    request: ClientRequest,
+) -> Result<Result<Shown, WireError>, ClientError> {
+    match request {
+        ClientRequest::Engine(Command::History(h)) => history_all_pages(client, h)
+            .await
+            .map(|r| r.map(Shown::Engine)),
+        ClientRequest::Engine(command) => {
+            client.command(command).await.map(|r| r.map(Shown::Engine))
+        }
+        ClientRequest::Catalog(rid, actor, command) => client
+            .catalog_marked(rid, actor, command)
+            .await
+            .map(|r| r.map(|(outcome, replayed)| Shown::Catalog(outcome, replayed))),
+        ClientRequest::Read(query) => read_all_pages(client, query)
+            .await
+            .map(|r| r.map(Shown::View)),
+        ClientRequest::NewToken(rid, token, command) => client
+            .catalog(rid, Some(Actor::Staff), command)
+            .await
+            .map(|r| r.map(|_| Shown::Token(token))),
+    }
+}
+
+/// Prints what a client command got back: text, or one JSON object.
+fn show(shown: Shown, json: bool, zone: &time::Zone, request_id: Option<RequestId>) {
+    match shown {
+        Shown::Engine(outcome) => {
+            print_outcome(&outcome, json, zone, request_id);
+        }
+        Shown::View(view) => {
+            catalog::print_view(&view, json, zone);
+        }
+        Shown::Token(token) => {
+            let source = crate::server::token_source(&crate::server::token_hash(&token));
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"ok": true, "token": token, "request_source": source.to_string()})
+                );
+            } else {
+                println!("{token}");
+                eprintln!("request ids of this token use source {source}");
+            }
+        }
+        Shown::Catalog(outcome, replayed) => {
+            if json {
+                print_json(serde_json::json!({"ok": true, "outcome": outcome.name(),
+                                   "replayed": replayed,
+                                   "message": outcome.to_string(), "detail": outcome}));
+            } else if replayed {
+                println!(
+                    "already done by this request id (a repeat; nothing applied again): {outcome}"
+                );
+            } else {
+                println!("{outcome}");
+            }
+        }
     }
 }
 
