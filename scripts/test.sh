@@ -12,7 +12,7 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 start=$(date +%s)
 cargo build --release --workspace --all-targets --locked
 set +e
-cargo test --release --workspace --locked 2>&1 | tee target/test-output.txt
+cargo test --release --workspace --locked --no-fail-fast 2>&1 | tee target/test-output.txt
 status=${PIPESTATUS[0]}
 # The main job as a plain clone runs it: on the bundled data/ only.
 echo "main job on the bundled data:"

@@ -28,6 +28,27 @@ fn rss_kib(pid: u32) -> u64 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
+/// Waits until every thread of `pid` is in the stopped state: `kill -STOP`
+/// returns before the kernel has stopped all threads, and a thread still
+/// running could answer one more request.
+fn wait_all_threads_stopped(pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+        let all_stopped = tasks.flatten().all(|task| {
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            // The state is the first field after the parenthesised name.
+            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+            state.starts_with('T') || state.starts_with('t')
+        });
+        if all_stopped {
+            return;
+        }
+        assert!(Instant::now() < deadline, "server {pid} did not stop");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 fn lookup_cmd(code: Code) -> Command {
     Command::Lookup(Lookup {
         code,
@@ -286,6 +307,7 @@ async fn client_requests_fail_within_their_deadline_when_the_server_dies() {
         assert!(ok.success());
     };
     signal("-STOP");
+    wait_all_threads_stopped(server.child.id());
     // Requests pending on a stopped server.
     let mut pending = Vec::new();
     for client in [&tcp, &quic] {
