@@ -10,9 +10,10 @@
 //! and a single product of another tenant is `not_found`, as if it did not
 //! exist.
 
+use super::check::{in_fen, reject};
 use super::{
-    in_fen, reject, Account, Actor, Catalog, CheckMethod, Id, LockKey, LockoutView, Onboarding,
-    ProductSpec, SellerKind, TPlusN, TokenView, PLATFORM_PROVIDER,
+    Account, Actor, Catalog, CheckMethod, Id, LockKey, LockoutView, Onboarding, ProductSpec,
+    SellerKind, TPlusN, TokenView, PLATFORM_PROVIDER,
 };
 use crate::error::{ErrorCode, Rejection};
 use rust_decimal::Decimal;
@@ -335,148 +336,173 @@ impl Catalog {
                 format!("{actor} may not run this read"),
             ));
         }
-        let staff = matches!(actor, Actor::Staff | Actor::System);
-        // The seller a filter may name: a seller only itself, a provider
-        // only a seller it serves; staff and the front end anyone.
-        let scope = |filter: Option<Id>| -> Result<Option<Id>, Rejection> {
-            match (actor, filter) {
-                (Actor::Seller(me), None) => Ok(Some(me)),
-                (Actor::Seller(me), Some(s)) if s != me => Err(reject(
-                    ErrorCode::NotPermitted,
-                    "a seller reads only its own data",
-                )),
-                (Actor::Provider(me), Some(s)) if !self.linked(me, s) => Err(reject(
-                    ErrorCode::NotPermitted,
-                    "a provider reads only the sellers it serves",
-                )),
-                (_, f) => Ok(f),
-            }
-        };
         match query {
             Q::Lockouts { after, limit } => self.read_lockouts(actor, *after, *limit),
             Q::Tokens { after, limit } => self.read_tokens(*after, *limit),
-            Q::Categories(page) => {
-                check_page(*page)?;
-                Ok(CatalogView::Categories(paged(
-                    &self.categories,
-                    *page,
-                    |_, _| true,
-                    |id, c| CategoryView {
-                        id: *id,
-                        parent: c.parent,
-                        name: c.name.clone(),
-                        supports_vouchers: c.supports_vouchers,
-                        deposit: c.deposit,
-                        min_expiry_refund_ratio: c.min_expiry_refund_ratio,
-                        supports_auto_refund: c.supports_auto_refund,
-                    },
-                )))
-            }
-            Q::Seller { id } => {
-                let id = scope(*id)?
-                    .ok_or_else(|| reject(ErrorCode::BadRequest, "name the seller to read"))?;
-                self.seller_view(id).map(CatalogView::Seller)
-            }
-            Q::Providers(page) => {
-                check_page(*page)?;
-                Ok(CatalogView::Providers(paged(
-                    &self.providers,
-                    *page,
-                    |id, _| match actor {
-                        Actor::Provider(me) => *id == me,
-                        Actor::Seller(me) => self.linked(*id, me) || *id == PLATFORM_PROVIDER,
-                        _ => staff,
-                    },
-                    |id, p| ProviderView {
-                        id: *id,
-                        name: p.name.clone(),
-                        code_digits: p.code_digits,
-                        sellers: match actor {
-                            Actor::Seller(me) => {
-                                p.sellers.iter().copied().filter(|s| *s == me).collect()
-                            }
-                            _ => p.sellers.iter().copied().collect(),
-                        },
-                    },
-                )))
-            }
-            Q::Outlets { seller, page } => {
-                check_page(*page)?;
-                let seller = scope(*seller)?;
-                Ok(CatalogView::Outlets(paged(
-                    &self.outlets,
-                    *page,
-                    |_, o| {
-                        seller.is_none_or(|s| o.seller == s)
-                            && match actor {
-                                Actor::Provider(me) => self.linked(me, o.seller),
-                                _ => true,
-                            }
-                    },
-                    |id, o| OutletView {
-                        id: *id,
-                        seller: o.seller,
-                        name: o.name.clone(),
-                        address: o.address.clone(),
-                        latitude: o.latitude,
-                        longitude: o.longitude,
-                    },
-                )))
-            }
-            Q::Verifiers { seller, page } => {
-                check_page(*page)?;
-                let seller = scope(*seller)?;
-                Ok(CatalogView::Verifiers(paged(
-                    &self.verifiers,
-                    *page,
-                    |_, v| seller.is_none_or(|s| v.seller == s),
-                    |id, v| VerifierView {
-                        id: *id,
-                        seller: v.seller,
-                        real_name: v.real_name,
-                        parent: v.parent,
-                        outlets: v.outlets.iter().copied().collect(),
-                    },
-                )))
-            }
-            Q::Devices(page) => {
-                check_page(*page)?;
-                let owner = |outlet: &Id| self.outlets.get(outlet).map(|o| o.seller);
-                Ok(CatalogView::Devices(paged(
-                    &self.devices,
-                    *page,
-                    |_, d| match actor {
-                        Actor::Provider(me) => d.provider == me,
-                        Actor::Seller(me) => owner(&d.outlet) == Some(me),
-                        _ => staff,
-                    },
-                    |pos_id, d| DeviceView {
-                        pos_id: *pos_id,
-                        provider: d.provider,
-                        outlet: d.outlet,
-                        seller: owner(&d.outlet).unwrap_or_default(),
-                        check_method: d.check_method,
-                    },
-                )))
-            }
-            Q::Products { seller, page } => {
-                check_page(*page)?;
-                let seller = scope(*seller)?;
-                Ok(CatalogView::Products(paged(
-                    &self.products,
-                    *page,
-                    |id, p| {
-                        seller.is_none_or(|s| p.seller == s) && self.may_see_product(actor, *id)
-                    },
-                    |_, p| product_view(p),
-                )))
-            }
-            Q::Product { id } => match self.products.get(id) {
-                Some(p) if self.may_see_product(actor, *id) => {
-                    Ok(CatalogView::Products(vec![product_view(p)]))
-                }
-                _ => Err(reject(ErrorCode::NotFound, format!("product {id}"))),
+            Q::Categories(page) => self.read_categories(*page),
+            Q::Seller { id } => self.read_seller(actor, *id),
+            Q::Providers(page) => self.read_providers(actor, *page),
+            Q::Outlets { seller, page } => self.read_outlets(actor, *seller, *page),
+            Q::Verifiers { seller, page } => self.read_verifiers(actor, *seller, *page),
+            Q::Devices(page) => self.read_devices(actor, *page),
+            Q::Products { seller, page } => self.read_products(actor, *seller, *page),
+            Q::Product { id } => self.read_product(actor, *id),
+        }
+    }
+
+    /// The seller a filter may name: a seller only itself, a provider
+    /// only a seller it serves; staff and the front end anyone.
+    fn scope(&self, actor: Actor, filter: Option<Id>) -> Result<Option<Id>, Rejection> {
+        match (actor, filter) {
+            (Actor::Seller(me), None) => Ok(Some(me)),
+            (Actor::Seller(me), Some(s)) if s != me => Err(reject(
+                ErrorCode::NotPermitted,
+                "a seller reads only its own data",
+            )),
+            (Actor::Provider(me), Some(s)) if !self.linked(me, s) => Err(reject(
+                ErrorCode::NotPermitted,
+                "a provider reads only the sellers it serves",
+            )),
+            (_, f) => Ok(f),
+        }
+    }
+
+    /// [`CatalogQuery::Categories`].
+    fn read_categories(&self, page: Page) -> ReadReply {
+        check_page(page)?;
+        Ok(CatalogView::Categories(paged(
+            &self.categories,
+            page,
+            |_, _| true,
+            |id, c| CategoryView {
+                id: *id,
+                parent: c.parent,
+                name: c.name.clone(),
+                supports_vouchers: c.supports_vouchers,
+                deposit: c.deposit,
+                min_expiry_refund_ratio: c.min_expiry_refund_ratio,
+                supports_auto_refund: c.supports_auto_refund,
             },
+        )))
+    }
+
+    /// [`CatalogQuery::Seller`].
+    fn read_seller(&self, actor: Actor, id: Option<Id>) -> ReadReply {
+        let id = self
+            .scope(actor, id)?
+            .ok_or_else(|| reject(ErrorCode::BadRequest, "name the seller to read"))?;
+        self.seller_view(id).map(CatalogView::Seller)
+    }
+
+    /// [`CatalogQuery::Providers`].
+    fn read_providers(&self, actor: Actor, page: Page) -> ReadReply {
+        check_page(page)?;
+        let staff = matches!(actor, Actor::Staff | Actor::System);
+        Ok(CatalogView::Providers(paged(
+            &self.providers,
+            page,
+            |id, _| match actor {
+                Actor::Provider(me) => *id == me,
+                Actor::Seller(me) => self.linked(*id, me) || *id == PLATFORM_PROVIDER,
+                _ => staff,
+            },
+            |id, p| ProviderView {
+                id: *id,
+                name: p.name.clone(),
+                code_digits: p.code_digits,
+                sellers: match actor {
+                    Actor::Seller(me) => p.sellers.iter().copied().filter(|s| *s == me).collect(),
+                    _ => p.sellers.iter().copied().collect(),
+                },
+            },
+        )))
+    }
+
+    /// [`CatalogQuery::Outlets`].
+    fn read_outlets(&self, actor: Actor, seller: Option<Id>, page: Page) -> ReadReply {
+        check_page(page)?;
+        let seller = self.scope(actor, seller)?;
+        Ok(CatalogView::Outlets(paged(
+            &self.outlets,
+            page,
+            |_, o| {
+                seller.is_none_or(|s| o.seller == s)
+                    && match actor {
+                        Actor::Provider(me) => self.linked(me, o.seller),
+                        _ => true,
+                    }
+            },
+            |id, o| OutletView {
+                id: *id,
+                seller: o.seller,
+                name: o.name.clone(),
+                address: o.address.clone(),
+                latitude: o.latitude,
+                longitude: o.longitude,
+            },
+        )))
+    }
+
+    /// [`CatalogQuery::Verifiers`].
+    fn read_verifiers(&self, actor: Actor, seller: Option<Id>, page: Page) -> ReadReply {
+        check_page(page)?;
+        let seller = self.scope(actor, seller)?;
+        Ok(CatalogView::Verifiers(paged(
+            &self.verifiers,
+            page,
+            |_, v| seller.is_none_or(|s| v.seller == s),
+            |id, v| VerifierView {
+                id: *id,
+                seller: v.seller,
+                real_name: v.real_name,
+                parent: v.parent,
+                outlets: v.outlets.iter().copied().collect(),
+            },
+        )))
+    }
+
+    /// [`CatalogQuery::Devices`].
+    fn read_devices(&self, actor: Actor, page: Page) -> ReadReply {
+        check_page(page)?;
+        let staff = matches!(actor, Actor::Staff | Actor::System);
+        let owner = |outlet: &Id| self.outlets.get(outlet).map(|o| o.seller);
+        Ok(CatalogView::Devices(paged(
+            &self.devices,
+            page,
+            |_, d| match actor {
+                Actor::Provider(me) => d.provider == me,
+                Actor::Seller(me) => owner(&d.outlet) == Some(me),
+                _ => staff,
+            },
+            |pos_id, d| DeviceView {
+                pos_id: *pos_id,
+                provider: d.provider,
+                outlet: d.outlet,
+                seller: owner(&d.outlet).unwrap_or_default(),
+                check_method: d.check_method,
+            },
+        )))
+    }
+
+    /// [`CatalogQuery::Products`].
+    fn read_products(&self, actor: Actor, seller: Option<Id>, page: Page) -> ReadReply {
+        check_page(page)?;
+        let seller = self.scope(actor, seller)?;
+        Ok(CatalogView::Products(paged(
+            &self.products,
+            page,
+            |id, p| seller.is_none_or(|s| p.seller == s) && self.may_see_product(actor, *id),
+            |_, p| product_view(p),
+        )))
+    }
+
+    /// [`CatalogQuery::Product`]: another tenant's product is `not_found`.
+    fn read_product(&self, actor: Actor, id: Id) -> ReadReply {
+        match self.products.get(&id) {
+            Some(p) if self.may_see_product(actor, id) => {
+                Ok(CatalogView::Products(vec![product_view(p)]))
+            }
+            _ => Err(reject(ErrorCode::NotFound, format!("product {id}"))),
         }
     }
 

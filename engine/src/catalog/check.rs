@@ -1,0 +1,103 @@
+//! Checks every catalog command shares: text fields (names, addresses,
+//! phones, accounts, merchant codes: PUB-5, PUB-8, ONB-2), id lists named
+//! once each, money amounts in fen (MON-1), the rejection constructor and
+//! the request fingerprint that makes a retry idempotent (invariant 4).
+
+use super::{Actor, CatalogCommand, Id, TEXT_BYTES_MAX};
+use crate::error::{ErrorCode, Rejection};
+use rust_decimal::Decimal;
+use std::collections::BTreeSet;
+use std::hash::{Hash, Hasher};
+
+/// A refusal with `code` and `message`.
+pub(super) fn reject(code: ErrorCode, message: impl Into<String>) -> Rejection {
+    Rejection::new(code, message)
+}
+
+/// What a request id is bound to: the actor and the command's content.
+pub(super) fn fingerprint(actor: Actor, command: &CatalogCommand) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    actor.hash(&mut h);
+    command.hash(&mut h);
+    h.finish()
+}
+
+/// Refuses blank, overlong or deceptive text (`what` names the field).
+pub(super) fn check_text(what: &str, s: &str) -> Result<(), Rejection> {
+    // Invisible and direction-changing characters can make a name look
+    // like another or like nothing: refused are controls, format characters
+    // (zero-width marks and joiners, bidirectional marks, overrides and
+    // isolates, tags, the byte-order mark), line and paragraph separators,
+    // private-use, unassigned and surrogate code points (Unicode general
+    // categories Cc, Cf, Zl, Zp, Co, Cn, Cs), and the invisible fillers and
+    // selectors of other categories (Hangul and braille fillers, variation
+    // selectors, the combining grapheme joiner).
+    let hidden = |c: char| {
+        use unicode_properties::{GeneralCategory as G, UnicodeGeneralCategory};
+        matches!(
+            c.general_category(),
+            G::Control
+                | G::Format
+                | G::LineSeparator
+                | G::ParagraphSeparator
+                | G::PrivateUse
+                | G::Unassigned
+                | G::Surrogate
+        ) || matches!(
+            c,
+            '\u{034F}'
+                | '\u{115F}'
+                | '\u{1160}'
+                | '\u{17B4}'
+                | '\u{17B5}'
+                | '\u{180B}'..='\u{180D}'
+                | '\u{2800}'
+                | '\u{3164}'
+                | '\u{FE00}'..='\u{FE0F}'
+                | '\u{FFA0}'
+                | '\u{E0100}'..='\u{E01EF}'
+        )
+    };
+    if s.trim().is_empty() || s.len() > TEXT_BYTES_MAX || s.chars().any(hidden) {
+        return Err(reject(
+            ErrorCode::BadRequest,
+            format!("{what} must be 1..={TEXT_BYTES_MAX} bytes, not blank, without control, invisible or direction-changing characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a list naming the same id twice.
+pub(super) fn check_distinct(what: &str, ids: &[Id]) -> Result<(), Rejection> {
+    let distinct: BTreeSet<&Id> = ids.iter().collect();
+    if distinct.len() != ids.len() {
+        return Err(reject(
+            ErrorCode::BadRequest,
+            format!("{what} names an id twice"),
+        ));
+    }
+    Ok(())
+}
+
+/// `amount` in fen (scale 2), e.g. 5 → 5.00, 7.500 → 7.50. Callers have
+/// checked it has at most 2 significant decimals.
+pub(super) fn in_fen(amount: Decimal) -> Decimal {
+    let mut a = amount.normalize();
+    a.rescale(2);
+    a
+}
+
+/// Refuses an amount that is not above 0, above 1,000,000,000 yuan or
+/// finer than fen.
+pub(super) fn check_amount(amount: Decimal) -> Result<(), Rejection> {
+    if amount <= Decimal::ZERO
+        || amount.normalize().scale() > 2
+        || amount > Decimal::from(1_000_000_000)
+    {
+        return Err(reject(
+            ErrorCode::BadRequest,
+            format!("amount must be above 0, at most 1,000,000,000 yuan, in fen: {amount}"),
+        ));
+    }
+    Ok(())
+}
