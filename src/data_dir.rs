@@ -11,19 +11,18 @@
 
 use anyhow::Context;
 use rand::RngCore;
-use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use vouch_engine::catalog::{Actor, Catalog, CatalogCommand};
-use vouch_engine::{Command, EngineConfig, RequestId, Shard};
+use vouch_engine::catalog::Catalog;
+use vouch_engine::log::{CatalogBatch, LogError, LogRecord, ShardBatch};
+use vouch_engine::{EngineConfig, RequestId, Shard};
 use vouch_storage::Storage;
 
-/// The version of the log records' layout this build writes and reads,
-/// kept in `meta` as `log_format`. A directory without it was written by a
-/// build before issue 8 (format 1: no verifier on reversals, tokens revoked
-/// by hash only) and is refused with a clear message instead of failing on
-/// its first record.
-pub const LOG_FORMAT: u32 = 2;
+/// The log layout this build reads: [`vouch_engine::log::LOG_FORMAT`],
+/// also kept in `meta` as `log_format`. A directory without it was written
+/// by a build before issue 8 (format 1). A directory in another format is
+/// refused with a clear message before its first record is decoded.
+pub const LOG_FORMAT: u32 = vouch_engine::log::LOG_FORMAT as u32;
 
 /// Refuses a directory whose log was written in another layout.
 ///
@@ -44,40 +43,6 @@ fn check_log_format(storage: &Storage, root: &Path) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// One log record: the state-changing commands one worker applied in one
-/// batch, with the batch's time. Replaying records in order rebuilds the
-/// state.
-#[derive(Serialize, Deserialize)]
-pub enum LogRecord {
-    /// A voucher shard's batch.
-    Shard {
-        /// Shard that applied the batch.
-        shard: u32,
-        /// The batch's `now`, unix ms.
-        now_ms: i64,
-        /// The batch's state-changing commands, in apply order.
-        commands: Vec<Command>,
-    },
-    /// The catalog's batch.
-    Catalog {
-        /// The batch's `now`, unix ms.
-        now_ms: i64,
-        /// The batch's state-changing commands, in apply order.
-        entries: Vec<CatalogEntry>,
-    },
-}
-
-/// A catalog command as applied: who asked, with which request id.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct CatalogEntry {
-    /// The authenticated actor.
-    pub actor: Actor,
-    /// Client request id.
-    pub request_id: RequestId,
-    /// The command.
-    pub command: CatalogCommand,
 }
 
 /// Files of a data directory.
@@ -209,46 +174,14 @@ pub fn open(root: &Path, new_config: &EngineConfig) -> anyhow::Result<Opened> {
         .map_err(anyhow::Error::msg)?;
     let tz = config.validate().map_err(anyhow::Error::msg)?;
     let mut catalog = Catalog::new(tz);
-    let mut catalog_events = Vec::new();
-    let mut effects = Vec::new();
     let mut claims = HashMap::new();
     let records_replayed = storage
         .replay(|seq, bytes| -> anyhow::Result<()> {
-            let rec: LogRecord =
-                postcard::from_bytes(bytes).with_context(|| format!("log record {seq}"))?;
-            match rec {
-                LogRecord::Shard {
-                    shard: index,
-                    now_ms,
-                    commands,
-                } => {
-                    let shard = shards
-                        .get_mut(index as usize)
-                        .with_context(|| format!("log record {seq} names shard {index}"))?;
-                    for c in &commands {
-                        let _ = shard.apply(now_ms, c, &mut effects);
-                        effects.clear();
-                        if let Some(rid) = c.request_id().filter(|r| shard.knows_request(r)) {
-                            claims.entry(rid).or_insert(index);
-                        }
-                    }
-                }
-                LogRecord::Catalog { now_ms, entries } => {
-                    for e in &entries {
-                        let _ = catalog.apply(
-                            now_ms,
-                            e.actor,
-                            e.request_id,
-                            &e.command,
-                            &mut catalog_events,
-                        );
-                        catalog_events.clear();
-                    }
-                }
-            }
-            Ok(())
+            let record = LogRecord::decode(bytes).with_context(|| format!("log record {seq}"))?;
+            replay_record(&mut shards, &mut catalog, &mut claims, record)
+                .with_context(|| format!("log record {seq}"))
         })
-        .map_err(|e| anyhow::anyhow!("replaying the log: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("replaying the log: {e:#}"))?;
     // Catalog facts a stop or crash kept from reaching a shard's log (a shard
     // logs a fact with its next batch) are derived again from the catalog.
     // A shard lacking one gets it logged now, before it serves: it changes
@@ -261,25 +194,13 @@ pub fn open(root: &Path, new_config: &EngineConfig) -> anyhow::Result<Opened> {
     let facts = catalog.facts();
     let mut records = Vec::new();
     for (index, s) in shards.iter_mut().enumerate() {
-        let missing: Vec<Command> = facts
-            .iter()
-            .filter(|f| !s.has_fact(f))
-            .map(|f| Command::CatalogFact(f.clone()))
-            .collect();
-        if missing.is_empty() {
-            continue;
+        let missing: Vec<_> = facts.iter().filter(|f| !s.has_fact(f)).cloned().collect();
+        let mut batch = ShardBatch::new(now_ms);
+        for fact in missing {
+            batch.fact(s, fact);
         }
-        for command in &missing {
-            let _ = s.apply(now_ms, command, &mut effects);
-        }
-        let record = LogRecord::Shard {
-            shard: index as u32,
-            now_ms,
-            commands: missing,
-        };
-        records.push(postcard::to_allocvec(&record).expect("log records always serialize"));
+        records.extend(batch.record(index as u32).map(|r| r.encode()));
     }
-    effects.clear();
     storage
         .append_sync(records.iter().map(Vec::as_slice))
         .context("logging catalog facts the shards lacked")?;
@@ -296,6 +217,41 @@ pub fn open(root: &Path, new_config: &EngineConfig) -> anyhow::Result<Opened> {
         claims,
         created,
     })
+}
+
+/// Applies one log record through the workers' own path
+/// ([`ShardBatch::replay`], [`CatalogBatch::replay`]) and rebuilds the
+/// request-id claims of its shard commands.
+///
+/// Errors: a shard the engine does not have, or an input that changes
+/// nothing again (the log and this build disagree).
+fn replay_record(
+    shards: &mut [Shard],
+    catalog: &mut Catalog,
+    claims: &mut HashMap<RequestId, u32>,
+    record: LogRecord,
+) -> anyhow::Result<()> {
+    match record {
+        LogRecord::Shard {
+            shard: index,
+            now_ms,
+            inputs,
+        } => {
+            let shard = shards
+                .get_mut(index as usize)
+                .ok_or(LogError::NoSuchShard(index))?;
+            let mut effects = Vec::new();
+            ShardBatch::replay(shard, now_ms, &inputs, &mut effects, |shard, c| {
+                if let Some(rid) = c.request_id().filter(|r| shard.knows_request(r)) {
+                    claims.entry(rid).or_insert(index);
+                }
+            })?;
+        }
+        LogRecord::Catalog { now_ms, entries } => {
+            CatalogBatch::replay(catalog, now_ms, &entries, &mut Vec::new())?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

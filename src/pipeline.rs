@@ -8,17 +8,14 @@
 //! after the record and every earlier one is synced (invariant 3). While
 //! batch N syncs, the worker is already applying batch N+1.
 
-use crate::data_dir::{CatalogEntry, LogRecord};
 use crate::guard::{self, Guard};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use vouch_engine::catalog::LockKey;
-use vouch_engine::catalog::{
-    Actor, Catalog, CatalogCommand, CatalogEvent, CatalogOutcome, CatalogQuery,
-};
-use vouch_engine::command::CatalogFact;
-use vouch_engine::engine::changed_state;
+use vouch_engine::catalog::{Actor, Catalog, CatalogCommand, CatalogEvent, CatalogQuery};
+use vouch_engine::log::{CatalogBatch, CatalogEntry, ShardBatch};
+use vouch_engine::message::CatalogFact;
 use vouch_engine::shard::Caller;
 use vouch_engine::{Command, Effect, ErrorCode, Rejection, Reply, Shard};
 use vouch_protocol::{Response, WireError, WireReply};
@@ -165,20 +162,21 @@ fn lock_keys(shard: &Shard, op: &Op) -> Vec<LockKey> {
 fn apply_guarded(
     shard: &mut Shard,
     guard: &Guard,
-    now: i64,
+    batch: &mut ShardBatch,
     op: &Op,
     effects: &mut Vec<Effect>,
 ) -> Reply {
+    let now = batch.now_ms();
     if op.origin.caller == Caller::Tenant && guard.any_locked() {
         if let Some(until) = guard.locked_until(now, &lock_keys(shard, op)) {
             return Err(Rejection::locked_out((until - now).max(1) as u64));
         }
     }
-    let reply = shard.apply_as(now, op.origin.caller, &op.command, effects);
-    if op.origin.caller == Caller::Tenant && failed_attempt(&op.command, &reply) {
+    let applied = batch.command(shard, op.origin.caller, &op.command, effects);
+    if op.origin.caller == Caller::Tenant && failed_attempt(&op.command, &applied.reply) {
         guard.failure(now, &lock_keys(shard, op));
     }
-    reply
+    applied.reply
 }
 
 fn to_wire(reply: Reply) -> WireReply {
@@ -298,19 +296,15 @@ pub fn run_worker(
     let mut clock = Clock::default();
     let mut effects: Vec<Effect> = Vec::new();
     while let Some(ops) = next_batch(&mut rx) {
-        let now = clock.now_ms();
+        let mut batch = ShardBatch::new(clock.now_ms());
         let mut replies = Vec::with_capacity(ops.len());
-        let mut mutations = Vec::new();
         // Catalog facts first (already durable in the catalog's log): the
         // batch's redemptions are checked against them (ORD-7).
         while let Ok(fact) = facts.try_recv() {
-            let command = Command::CatalogFact(fact);
-            let _ = shard.apply(now, &command, &mut effects);
-            mutations.push(command);
+            batch.fact(&mut shard, fact);
         }
         for op in ops {
-            let repeat = shard.is_repeat(&op.command);
-            let mut reply = apply_guarded(&mut shard, &guard, now, &op, &mut effects);
+            let mut reply = apply_guarded(&mut shard, &guard, &mut batch, &op, &mut effects);
             if let Some(rid) = op.command.request_id() {
                 settle_claim(&claims, &shard, rid);
             }
@@ -324,25 +318,15 @@ pub fn run_worker(
                     }
                 }
             }
-            // Only what changed state is logged (refusals are not replayed).
-            if op.command.is_mutation() && changed_state(&reply) && !repeat {
-                mutations.push(op.command);
-            }
             replies.push((op.reply, reply));
         }
         stats.commands.fetch_add(replies.len(), Ordering::Relaxed);
         stats.effects.fetch_add(effects.len(), Ordering::Relaxed);
         effects.clear();
-        let record = if mutations.is_empty() {
-            Vec::new()
-        } else {
-            postcard::to_allocvec(&LogRecord::Shard {
-                shard: shard.index(),
-                now_ms: now,
-                commands: mutations,
-            })
-            .expect("log records always serialize")
-        };
+        let record = batch
+            .record(shard.index())
+            .map(|r| r.encode())
+            .unwrap_or_default();
         let job = Job {
             record,
             done: Box::new(move || {
@@ -402,9 +386,8 @@ pub fn run_catalog_worker(
     let mut clock = Clock::default();
     let mut events = Vec::new();
     while let Some(ops) = next_batch(&mut rx) {
-        let now = clock.now_ms();
+        let mut batch = CatalogBatch::new(clock.now_ms());
         let mut replies = Vec::with_capacity(ops.len());
-        let mut applied = Vec::new();
         let mut token_updates = Vec::new();
         let mut facts_out = Vec::new();
         let mut lifted = Vec::new();
@@ -418,8 +401,8 @@ pub fn run_catalog_worker(
                     continue;
                 }
             };
-            let repeat = catalog.is_repeat(&e.request_id);
-            let reply = catalog.apply(now, e.actor, e.request_id, &e.command, &mut events);
+            let applied = batch.command(&mut catalog, e, &mut events);
+            let (reply, repeat) = (applied.reply, applied.repeat);
             // The catalog's state after the command decides, not the command:
             // a replayed IssueToken must not revive a revoked token.
             if let CatalogCommand::IssueToken { token_hash, .. } = &e.command {
@@ -445,29 +428,13 @@ pub fn run_catalog_worker(
                     event => tracing::info!("{event}"),
                 }
             }
-            // A tick that delisted nothing changed nothing: no log record
-            // every minute of an idle server.
-            let idle_tick = matches!(&reply, Ok(CatalogOutcome::Ticked { delisted, lockouts_ended: 0 }) if delisted.is_empty());
-            // A retry changed nothing either: no record, or any client
-            // could grow the log (and the replay time) at will.
-            if reply.is_ok() && !idle_tick && !repeat {
-                applied.push(e.clone());
-            }
             let response = match reply {
                 Ok(outcome) if repeat => Response::CatalogReplayed(outcome),
                 reply => Response::Catalog(reply.map_err(|r| WireError::from(&r))),
             };
             replies.push((op, response));
         }
-        let record = if applied.is_empty() {
-            Vec::new()
-        } else {
-            postcard::to_allocvec(&LogRecord::Catalog {
-                now_ms: now,
-                entries: applied,
-            })
-            .expect("log records always serialize")
-        };
+        let record = batch.record().map(|r| r.encode()).unwrap_or_default();
         let tokens = tokens.clone();
         let fact_txs = fact_txs.clone();
         let guard = guard.clone();

@@ -35,8 +35,12 @@ impl Session<'_> {
     }
 }
 
-fn yuan(s: &str) -> Decimal {
+fn yuan(s: &str) -> vouch_engine::Fen {
     s.parse().unwrap()
+}
+
+fn percent(s: &str) -> vouch_engine::Bps {
+    vouch_engine::Bps::from_percent(s.parse().unwrap()).unwrap()
 }
 
 fn bread_product(id: Id) -> ProductSpec {
@@ -51,7 +55,7 @@ fn bread_product(id: Id) -> ProductSpec {
         provider: Some(70),
         outlets: vec![900],
         settlement: Settlement::TPlus3,
-        expiry_refund_ratio: Some(yuan("0.9")),
+        expiry_refund_ratio: Some(percent("90")),
         merchant_code: "BREAD-10".into(),
         group_buying: false,
     }
@@ -70,7 +74,7 @@ async fn onboard_and_publish(server: &Server, target: &Target) {
         name: "bread vouchers".into(),
         supports_vouchers: true,
         deposit: yuan("500.00"),
-        min_expiry_refund_ratio: Some(yuan("0.8")),
+        min_expiry_refund_ratio: Some(percent("80")),
         supports_auto_refund: true,
     };
     s.run(Actor::Staff, put).await.unwrap();
@@ -160,8 +164,8 @@ async fn onboard_and_publish(server: &Server, target: &Target) {
         id: 900,
         name: "Bakery".into(),
         address: "Nanjing Road 1".into(),
-        latitude: yuan("31.23"),
-        longitude: yuan("121.47"),
+        latitude: "31.23".parse::<Decimal>().unwrap(),
+        longitude: "121.47".parse::<Decimal>().unwrap(),
     };
     s.run(seller, outlet).await.unwrap();
     assert_eq!(
@@ -273,7 +277,7 @@ async fn check_after_restart(server: &Server, target: &Target) {
                 name: "bread vouchers".into(),
                 supports_vouchers: true,
                 deposit: yuan("500.00"),
-                min_expiry_refund_ratio: Some(yuan("0.8")),
+                min_expiry_refund_ratio: Some(percent("80")),
                 supports_auto_refund: true,
             },
         )

@@ -28,7 +28,6 @@ mod common;
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
-use rust_decimal::Decimal;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
@@ -414,7 +413,7 @@ impl Driver {
                 seller_id: 70 + self.m.task,
                 product_id: self.rng.random_range(1..=3),
                 units: self.rng.random_range(1..=VOUCHER_UNITS_MAX),
-                unit_price: Decimal::new(self.rng.random_range(0..100_000), 2),
+                unit_price: vouch_engine::Fen::new(self.rng.random_range(0..100_000)),
                 mobile: format!("13{:09}", self.rng.random_range(0..1_000_000_000u64)),
                 validity: Validity::DaysFromIssue(30),
                 code_digits: self.rng.random_range(6..=9),

@@ -171,7 +171,7 @@ async fn ord_7_redemption_checks_outlet_verifier_and_device_against_the_catalog(
     let admin = server.client(&target).await;
     let (_, _, device_token) = set_up(&admin).await;
     let seller = Some(Actor::Seller(500));
-    let yuan = |s: &str| s.parse::<Decimal>().unwrap();
+    let deg = |s: &str| s.parse::<Decimal>().unwrap();
     let grant = CatalogCommand::GrantPublishPermission {
         seller: 500,
         category: 11,
@@ -181,8 +181,8 @@ async fn ord_7_redemption_checks_outlet_verifier_and_device_against_the_catalog(
         id: 901,
         name: "o2".into(),
         address: "a2".into(),
-        latitude: yuan("31"),
-        longitude: yuan("121"),
+        latitude: deg("31"),
+        longitude: deg("121"),
     };
     catalog(&admin, 201, seller, second_outlet).await;
     let v41 = CatalogCommand::AddVerifier {
@@ -267,7 +267,7 @@ async fn tenants_never_read_or_redeem_another_sellers_data_over_the_wire() {
     let target = server.tcp_target();
     let admin = server.client(&target).await;
     let (seller_token, front_token, _) = set_up(&admin).await;
-    let yuan = |s: &str| s.parse::<Decimal>().unwrap();
+    let deg = |s: &str| s.parse::<Decimal>().unwrap();
     // Seller 600, onboarded by the admin acting for it, with outlet 960,
     // verifier 61 and product 2 on the platform's own provider.
     let other = Some(Actor::Seller(600));
@@ -322,8 +322,8 @@ async fn tenants_never_read_or_redeem_another_sellers_data_over_the_wire() {
                 id: 960,
                 name: "o600".into(),
                 address: "a600".into(),
-                latitude: yuan("30"),
-                longitude: yuan("120"),
+                latitude: deg("30"),
+                longitude: deg("120"),
             },
         ),
         (

@@ -1,7 +1,6 @@
 //! A first end-to-end check over a real server process.
 mod common;
 
-use rust_decimal::Decimal;
 use vouch_engine::command::{Issue, Lookup};
 use vouch_engine::validity::Validity;
 use vouch_engine::{Command, Outcome};
@@ -16,7 +15,7 @@ async fn ord_2_issue_then_lookup_over_tcp_and_after_restart() {
         seller_id: 1,
         product_id: 2,
         units: 4,
-        unit_price: Decimal::new(990, 2),
+        unit_price: vouch_engine::Fen::new(990),
         mobile: "13912345678".into(),
         validity: Validity::DaysFromIssue(10),
         code_digits: 9,

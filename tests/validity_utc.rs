@@ -3,7 +3,6 @@
 mod common;
 
 use jiff::civil::date;
-use rust_decimal::Decimal;
 use vouch_engine::command::Issue;
 use vouch_engine::validity::Validity;
 use vouch_engine::{Command, Outcome};
@@ -21,7 +20,7 @@ async fn pub_3_validity_ends_at_shanghai_midnight_with_server_in_utc() {
         seller_id: 1,
         product_id: 1,
         units: 1,
-        unit_price: Decimal::new(100, 2),
+        unit_price: vouch_engine::Fen::new(100),
         mobile: "13800001111".into(),
         validity: Validity::Fixed {
             start: date(2026, 1, 1),

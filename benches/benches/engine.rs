@@ -24,7 +24,6 @@
 
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
-use rust_decimal::Decimal;
 use std::collections::VecDeque;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -56,7 +55,7 @@ fn issue_cmd(order: u64, units: u32) -> Command {
         seller_id: 10 + order % 1_000,
         product_id: 20 + order % 10_000,
         units,
-        unit_price: Decimal::new(1999, 2),
+        unit_price: vouch_engine::Fen::new(1999),
         mobile: MOBILE.into(),
         validity: Validity::DaysFromIssue(30),
         code_digits: CODE_DIGITS,

@@ -5,8 +5,8 @@
 
 use crate::code::Code;
 use crate::error::Rejection;
+use crate::money::Fen;
 use crate::validity::Validity;
-use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -35,8 +35,9 @@ pub struct Issue {
     pub product_id: u64,
     /// Units bought, 1..=[`crate::limits::VOUCHER_UNITS_MAX`].
     pub units: u32,
-    /// Unit price in yuan, 0 ≤ price ≤ 1,000,000, at most 2 decimals (fen).
-    pub unit_price: Decimal,
+    /// Unit price, fen, 0..=[`crate::limits::UNIT_PRICE_FEN_MAX`] (JSON: the
+    /// yuan string, e.g. `"19.90"`).
+    pub unit_price: Fen,
     /// Buyer mobile, 5..=15 ASCII digits; its last four digits guard the code.
     pub mobile: String,
     /// Validity window (PUB-3). For a product the catalog knows, the
@@ -149,55 +150,8 @@ pub struct AuditRedemptions {
     pub limit: u32,
 }
 
-/// A catalog fact a voucher shard needs to check redemptions (ORD-7). The
-/// catalog emits one when a product is published, a verifier added or a POS
-/// registered; the server applies it to every shard, logged like any
-/// command, so the shards stay deterministic.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum CatalogFact {
-    /// A published product: its seller, outlets, code provider and code
-    /// length, and whether it is listed. Sent again when it is delisted.
-    Product {
-        /// Product id.
-        id: u64,
-        /// Seller id.
-        seller: u64,
-        /// Outlets where its vouchers may be redeemed.
-        outlets: Vec<u64>,
-        /// Code length of its code provider (a provider setting, 6..=11);
-        /// None for a self-issuing seller's product.
-        code_digits: Option<u8>,
-        /// Its code provider; None for a self-issuing seller's product.
-        provider: Option<u64>,
-        /// Its validity (PUB-3): every voucher of the product gets it.
-        validity: Validity,
-        /// On the shelf: vouchers are issued only for listed products.
-        listed: bool,
-    },
-    /// A verifier account: its seller and authorised outlets.
-    Verifier {
-        /// Verifier id.
-        id: u64,
-        /// Seller id.
-        seller: u64,
-        /// Outlets it may redeem at.
-        outlets: Vec<u64>,
-    },
-    /// A registered POS: the seller and outlet it serves, and the code
-    /// provider that registered it.
-    Device {
-        /// POS id.
-        pos_id: u64,
-        /// Seller id (the outlet's owner).
-        seller: u64,
-        /// Outlet.
-        outlet: u64,
-        /// The registering code provider.
-        provider: u64,
-    },
-}
-
-/// Every command the engine applies.
+/// Every command a client may send to a voucher shard. Internal inputs
+/// (catalog facts) are not commands: see [`crate::log::ShardInput`].
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Command {
     /// See [`Issue`].
@@ -214,8 +168,6 @@ pub enum Command {
     AuditVouchers(AuditVouchers),
     /// See [`AuditRedemptions`].
     AuditRedemptions(AuditRedemptions),
-    /// See [`CatalogFact`]; applied to every shard.
-    CatalogFact(CatalogFact),
 }
 
 impl Command {
@@ -232,7 +184,7 @@ impl Command {
     pub fn is_mutation(&self) -> bool {
         matches!(
             self,
-            Command::Issue(_) | Command::Redeem(_) | Command::Reverse(_) | Command::CatalogFact(_)
+            Command::Issue(_) | Command::Redeem(_) | Command::Reverse(_)
         )
     }
 }
@@ -452,8 +404,6 @@ pub enum Outcome {
         /// Next `from`, or None when the shard has no more.
         next: Option<u32>,
     },
-    /// A catalog fact was recorded.
-    FactNoted,
     /// A page of the verification log.
     Redemptions {
         /// The page.
@@ -602,7 +552,6 @@ impl std::fmt::Display for Outcome {
             ),
             Outcome::Vouchers { items, .. } => write!(f, "{} vouchers", items.len()),
             Outcome::Redemptions { items, .. } => write!(f, "{} redemptions", items.len()),
-            Outcome::FactNoted => write!(f, "catalog fact noted"),
         }
     }
 }

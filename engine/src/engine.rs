@@ -18,21 +18,8 @@ pub fn route(command: &Command, shards: u32) -> u32 {
         Command::History(c) => c.code.value() % n,
         Command::AuditVouchers(c) => u64::from(c.shard) % n,
         Command::AuditRedemptions(c) => u64::from(c.shard) % n,
-        // Every shard needs it; `Engine::apply` and the server broadcast it.
-        Command::CatalogFact(_) => 0,
     };
     r as u32
-}
-
-/// Whether a reply must be logged for replay: the command changed state.
-/// Refused commands change nothing — except `code_space_exhausted`, which
-/// advanced the shard's code generator — so they need no log record, and a
-/// flood of code guesses costs no disk.
-pub fn changed_state(reply: &Reply) -> bool {
-    match reply {
-        Ok(_) => true,
-        Err(r) => r.code == crate::ErrorCode::CodeSpaceExhausted,
-    }
 }
 
 /// All shards of one engine in one value.
@@ -44,7 +31,7 @@ pub fn changed_state(reply: &Reply) -> bool {
 /// so a corrected retry goes where its code lives.
 pub struct Engine {
     shards: Vec<Shard>,
-    claims: std::collections::HashMap<crate::RequestId, u32>,
+    claims: std::collections::BTreeMap<crate::RequestId, u32>,
 }
 
 impl Engine {
@@ -76,13 +63,6 @@ impl Engine {
         command: &Command,
         effects: &mut Vec<Effect>,
     ) -> Reply {
-        if let Command::CatalogFact(_) = command {
-            let mut last = Ok(crate::Outcome::FactNoted);
-            for s in &mut self.shards {
-                last = s.apply(now_ms, command, effects);
-            }
-            return last;
-        }
         let mut i = route(command, self.shards.len() as u32);
         let rid = command.request_id();
         if let Some(claimed) = rid.and_then(|r| self.claims.get(&r)) {
@@ -94,6 +74,14 @@ impl Engine {
             self.claims.entry(r).or_insert(i);
         }
         reply
+    }
+
+    /// Gives a catalog fact to every shard (ORD-7); see
+    /// [`Shard::note_fact`].
+    pub fn note_fact(&mut self, fact: &crate::message::CatalogFact) {
+        for s in &mut self.shards {
+            s.note_fact(fact);
+        }
     }
 
     /// The shards, for inspection.

@@ -23,6 +23,12 @@
 //! - [`engine`]: a set of shards with the routing function, for in-process use.
 //! - [`validity`]: validity windows in the platform time zone (PUB-3).
 //! - [`limits`]: every limit, with its unit in the name.
+//! - [`ledger`]: double entry — accounts, immutable balanced entries and
+//!   the conservation check (MON-3..MON-5).
+//! - [`log`]: the versioned log record and the one path that applies a
+//!   batch, for the live workers and recovery alike.
+//! - [`message`]: logged messages between state machines (catalog facts).
+//! - [`money`]: integer fen and basis-point ratios (MON-1, MON-2).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -31,7 +37,11 @@ pub mod code;
 pub mod command;
 pub mod engine;
 pub mod error;
+pub mod ledger;
 pub mod limits;
+pub mod log;
+pub mod message;
+pub mod money;
 pub mod shard;
 pub mod validity;
 
@@ -39,4 +49,5 @@ pub use code::Code;
 pub use command::{Command, Effect, Outcome, Reply, RequestId};
 pub use engine::Engine;
 pub use error::{ErrorCode, Rejection};
+pub use money::{Bps, Fen};
 pub use shard::{EngineConfig, Shard};

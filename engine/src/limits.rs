@@ -14,8 +14,9 @@ pub const ORDER_ID_BYTES_MAX: usize = 64;
 pub const MOBILE_DIGITS_MIN: usize = 5;
 /// See [`MOBILE_DIGITS_MIN`]; 15 is the ITU E.164 maximum.
 pub const MOBILE_DIGITS_MAX: usize = 15;
-/// Largest unit price, in yuan. Keeps `units × price` far inside `Decimal`.
-pub const UNIT_PRICE_YUAN_MAX: i64 = 1_000_000;
+/// Largest unit price, fen (1,000,000.00 yuan). Keeps `units × price` far
+/// inside `i64` fen.
+pub const UNIT_PRICE_FEN_MAX: i64 = 100_000_000;
 /// Longest validity expressed as days from issue (PUB-3): ten years.
 pub const VALIDITY_DAYS_MAX: u16 = 3_650;
 /// Live plus quarantined codes of one length may fill at most this fraction

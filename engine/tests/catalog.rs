@@ -7,6 +7,7 @@ use jiff::tz::TimeZone;
 use rust_decimal::Decimal;
 use vouch_engine::catalog::*;
 use vouch_engine::validity::Validity;
+use vouch_engine::{Bps, Fen};
 use vouch_engine::{ErrorCode, RequestId};
 
 /// 2026-11-29 12:00:00 +08:00 in unix ms.
@@ -25,8 +26,18 @@ struct T {
     events: Vec<CatalogEvent>,
 }
 
-fn yuan(s: &str) -> Decimal {
+fn yuan(s: &str) -> Fen {
+    Fen::parse_price(s).unwrap()
+}
+
+/// Degrees of a coordinate.
+fn deg(s: &str) -> Decimal {
     s.parse().unwrap()
+}
+
+/// A ratio given in percent.
+fn percent(s: &str) -> Bps {
+    Bps::from_percent(s.parse().unwrap()).unwrap()
 }
 
 impl T {
@@ -39,7 +50,7 @@ impl T {
         t.ok(Actor::Staff, category(FOOD, None, true, "1000.00", None));
         t.ok(
             Actor::Staff,
-            category(BREAD, Some(FOOD), true, "500.00", Some("0.8")),
+            category(BREAD, Some(FOOD), true, "500.00", Some("80")),
         );
         t.ok(
             Actor::Staff,
@@ -157,7 +168,7 @@ fn category(
         name: format!("category {id}"),
         supports_vouchers: vouchers,
         deposit: yuan(deposit),
-        min_expiry_refund_ratio: min.map(yuan),
+        min_expiry_refund_ratio: min.map(percent),
         supports_auto_refund: true,
     }
 }
@@ -175,8 +186,8 @@ fn outlet(id: Id) -> CatalogCommand {
         id,
         name: "Bakery on Nanjing Road".into(),
         address: "Nanjing Road 1, Shanghai".into(),
-        latitude: yuan("31.2304"),
-        longitude: yuan("121.4737"),
+        latitude: deg("31.2304"),
+        longitude: deg("121.4737"),
     }
 }
 
@@ -350,11 +361,11 @@ fn onb_4_t_plus_n_apply_approve_notice_confirm_freezes_deposit() {
         amount: yuan("500.00")
     }));
     // Nothing is frozen before the seller confirms.
-    assert_eq!(t.c.balance(Account::Deposit(SELLER, BREAD)), Decimal::ZERO);
+    assert_eq!(t.c.balance(Account::Deposit(SELLER, BREAD)), Fen::ZERO);
     t.ok(s, CatalogCommand::ConfirmDepositFreeze { category: BREAD });
     assert_eq!(t.c.balance(Account::Deposit(SELLER, BREAD)), yuan("500.00"));
     assert_eq!(t.c.balance(Account::Payment(SELLER)), yuan("4500.00"));
-    assert!(t.c.ledger_balanced());
+    assert_eq!(t.c.check_invariants(), Ok(()));
 }
 
 #[test]
@@ -496,7 +507,7 @@ fn onb_6_short_deposit_raises_event_and_blocks_new_t_plus_3_products() {
         },
     );
     t.ok(Actor::Seller(SELLER), publish(p));
-    assert!(t.c.ledger_balanced());
+    assert_eq!(t.c.check_invariants(), Ok(()));
 }
 
 #[test]
@@ -562,7 +573,7 @@ fn pub_3_ended_validity_refused_and_tick_delists_at_end() {
         matches!(
             &ev[1..],
             [CatalogEvent::Fact(
-                vouch_engine::command::CatalogFact::Product {
+                vouch_engine::message::CatalogFact::Product {
                     id: 2,
                     listed: false,
                     ..
@@ -641,8 +652,8 @@ fn pub_5_outlets_must_be_the_sellers_own() {
         id: 5,
         name: "x".into(),
         address: "y".into(),
-        latitude: yuan("91"),
-        longitude: yuan("0"),
+        latitude: deg("91"),
+        longitude: deg("0"),
     };
     assert_eq!(t.err(Actor::Seller(SELLER), far), ErrorCode::BadRequest);
 }
@@ -653,24 +664,23 @@ fn pub_7_expiry_refund_ratio_bounds_and_category_minimum() {
     t.onboarded(SELLER, false, false);
     let with = |id: Id, r: &str| {
         let mut p = product(id, SELLER);
-        p.expiry_refund_ratio = Some(yuan(r));
+        p.expiry_refund_ratio = Some(percent(r));
         publish(p)
     };
+    // A ratio is 0.01 %..=100 % by its type (MON-1): 0 and 100.01 % cannot
+    // be written, not even as JSON.
+    assert!(Bps::from_percent("0".parse().unwrap()).is_err());
+    assert!(Bps::from_percent("100.01".parse().unwrap()).is_err());
+    let mut json = serde_json::to_value(publish(product(1, SELLER))).unwrap();
+    json["publish_product"]["expiry_refund_ratio"] = 0.into();
+    assert!(serde_json::from_value::<CatalogCommand>(json).is_err());
+    // BREAD's minimum is 80 %.
     assert_eq!(
-        t.err(Actor::Seller(SELLER), with(1, "0")),
-        ErrorCode::RefundRatioInvalid
-    );
-    assert_eq!(
-        t.err(Actor::Seller(SELLER), with(1, "1.01")),
-        ErrorCode::RefundRatioInvalid
-    );
-    // BREAD's minimum is 0.8.
-    assert_eq!(
-        t.err(Actor::Seller(SELLER), with(1, "0.79")),
+        t.err(Actor::Seller(SELLER), with(1, "79.99")),
         ErrorCode::RefundRatioBelowCategoryMinimum
     );
-    t.ok(Actor::Seller(SELLER), with(1, "0.8"));
-    t.ok(Actor::Seller(SELLER), with(2, "1"));
+    t.ok(Actor::Seller(SELLER), with(1, "80"));
+    t.ok(Actor::Seller(SELLER), with(2, "100"));
 }
 
 #[test]
@@ -760,7 +770,7 @@ fn inv_4_catalog_retry_returns_original_reply_and_never_tops_up_twice() {
         t.err(
             Actor::Seller(SELLER),
             CatalogCommand::TopUp {
-                amount: yuan("0.001")
+                amount: Fen::new(100_000_000_001)
             }
         ),
         ErrorCode::BadRequest
@@ -768,7 +778,9 @@ fn inv_4_catalog_retry_returns_original_reply_and_never_tops_up_twice() {
     assert_eq!(
         t.err(
             Actor::Seller(SELLER),
-            CatalogCommand::TopUp { amount: yuan("-5") }
+            CatalogCommand::TopUp {
+                amount: Fen::new(-500)
+            }
         ),
         ErrorCode::BadRequest
     );
@@ -1351,7 +1363,7 @@ fn onb_6_raising_a_category_deposit_makes_its_t_plus_n_sellers_short() {
     // BREAD's deposit goes from 500.00 to 800.00: the frozen 500.00 is short.
     t.ok(
         Actor::Staff,
-        category(BREAD, Some(FOOD), true, "800", Some("0.8")),
+        category(BREAD, Some(FOOD), true, "800", Some("80")),
     );
     assert_eq!(
         t.events,

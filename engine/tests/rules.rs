@@ -2,8 +2,8 @@
 //! Each test names the rule it proves.
 
 use jiff::civil::date;
-use rust_decimal::Decimal;
 use vouch_engine::command::*;
+use vouch_engine::message::CatalogFact;
 use vouch_engine::validity::Validity;
 use vouch_engine::{Code, Command, Effect, Engine, EngineConfig, ErrorCode, Outcome};
 
@@ -25,7 +25,7 @@ fn issue_cmd(order: &str, units: u32, digits: u8) -> Command {
         seller_id: 10,
         product_id: 20,
         units,
-        unit_price: Decimal::new(1999, 2),
+        unit_price: vouch_engine::Fen::new(1999),
         mobile: "13800001234".into(),
         validity: Validity::DaysFromIssue(30),
         code_digits: digits,
@@ -180,8 +180,8 @@ fn ord_1_issue_refuses_bad_fields_and_changes_nothing() {
         bad(&|i| i.order_id = String::new()),
         bad(&|i| i.order_id = "x".repeat(65)),
         bad(&|i| i.order_id = "a\u{1b}[31mred".into()),
-        bad(&|i| i.unit_price = Decimal::new(-1, 2)),
-        bad(&|i| i.unit_price = Decimal::new(1001, 3)),
+        bad(&|i| i.unit_price = vouch_engine::Fen::new(-1)),
+        bad(&|i| i.unit_price = vouch_engine::Fen::new(100_000_001)),
         bad(&|i| i.mobile = "1380000123a".into()),
         bad(&|i| i.mobile = "1234".into()),
         bad(&|i| i.code_digits = 5),
@@ -191,8 +191,8 @@ fn ord_1_issue_refuses_bad_fields_and_changes_nothing() {
         let err = e.apply(NOW, c, &mut Vec::new()).unwrap_err();
         assert_eq!(err.code, ErrorCode::BadRequest, "{c:?}");
     }
-    // 1.10 has a trailing zero but only two significant decimals: accepted.
-    let ok = bad(&|i| i.unit_price = Decimal::new(1100, 3));
+    // The largest price, 1,000,000.00 yuan, is accepted.
+    let ok = bad(&|i| i.unit_price = vouch_engine::Fen::new(100_000_000));
     assert!(e.apply(NOW, &ok, &mut Vec::new()).is_ok());
     assert_eq!(
         e.shards().iter().map(|s| s.voucher_count()).sum::<usize>(),
@@ -593,7 +593,7 @@ fn ord_3_codes_with_leading_zeros_redeem_in_every_length() {
 #[test]
 fn ord_3_codes_unique_uniform_and_in_their_shard() {
     let mut e = engine(4);
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = std::collections::BTreeSet::new();
     let mut first_digit = [0u32; 10];
     let mut last_digit = [0u32; 10];
     let n = 20_000;
@@ -716,7 +716,7 @@ fn inv_4_request_id_reused_on_a_code_of_another_shard_is_a_conflict() {
 
 #[test]
 fn inv_3_refused_commands_need_no_log_record() {
-    use vouch_engine::engine::changed_state;
+    use vouch_engine::log::changed_state;
     let mut e = engine(1);
     let code = issue(&mut e, "o-1", 2);
     let refused = e.apply(NOW, &redeem_cmd(code, 3, 1), &mut Vec::new());
@@ -748,7 +748,7 @@ fn inv_3_refused_commands_need_no_log_record() {
 #[test]
 fn inv_1_replaying_only_state_changing_commands_rebuilds_the_same_state() {
     use rand::{Rng, SeedableRng};
-    use vouch_engine::engine::changed_state;
+    use vouch_engine::log::changed_state;
     let config = EngineConfig {
         shards: 2,
         code_quarantine_ms: 20_000,
@@ -842,7 +842,6 @@ fn inv_1_replaying_only_state_changing_commands_rebuilds_the_same_state() {
 
 #[test]
 fn ord_7_redemption_checks_outlet_verifier_and_device_of_catalog_products() {
-    use vouch_engine::command::CatalogFact;
     let mut e = engine(2);
     let code = issue(&mut e, "o-1", 9);
     // Before the catalog knows product 20, its vouchers are not checked.
@@ -882,10 +881,7 @@ fn ord_7_redemption_checks_outlet_verifier_and_device_of_catalog_products() {
         },
     ];
     for f in facts {
-        assert_eq!(
-            e.apply(NOW, &Command::CatalogFact(f), &mut Vec::new()),
-            Ok(Outcome::FactNoted)
-        );
+        e.note_fact(&f);
     }
     let live = first.new_code.unwrap();
     let with = |f: &dyn Fn(&mut Redeem), serial: u64| {
@@ -950,7 +946,6 @@ fn ord_7_redemption_checks_outlet_verifier_and_device_of_catalog_products() {
 
 #[test]
 fn ord_9_lookup_by_a_verifier_or_pos_of_another_seller_is_refused() {
-    use vouch_engine::command::CatalogFact;
     let mut e = engine(2);
     // Product 20 is not in the catalog, but verifier 4 and POS 900 of
     // seller 10 and verifier 7 and POS 901 of seller 11 are.
@@ -979,8 +974,7 @@ fn ord_9_lookup_by_a_verifier_or_pos_of_another_seller_is_refused() {
         },
     ];
     for f in facts {
-        e.apply(NOW, &Command::CatalogFact(f), &mut Vec::new())
-            .unwrap();
+        e.note_fact(&f);
     }
     let code = issue(&mut e, "o-1", 4);
     let look = |e: &mut Engine, verifier_id, pos_id, last4: &str| {
@@ -1053,7 +1047,6 @@ fn inv_4_a_refused_first_use_binds_no_shard_so_the_corrected_retry_applies() {
 /// product's may not redeem its vouchers, even at the right outlet.
 #[test]
 fn prv_3_pos_of_another_code_provider_is_refused() {
-    use vouch_engine::command::CatalogFact;
     let mut e = engine(1);
     let facts = [
         CatalogFact::Product {
@@ -1079,8 +1072,7 @@ fn prv_3_pos_of_another_code_provider_is_refused() {
         },
     ];
     for f in facts {
-        e.apply(NOW, &Command::CatalogFact(f), &mut Vec::new())
-            .unwrap();
+        e.note_fact(&f);
     }
     let code = issue(&mut e, "o-1", 2);
     assert_eq!(
@@ -1094,8 +1086,7 @@ fn prv_3_pos_of_another_code_provider_is_refused() {
         outlet: 3,
         provider: 70,
     };
-    e.apply(NOW, &Command::CatalogFact(fact), &mut Vec::new())
-        .unwrap();
+    e.note_fact(&fact);
     assert_eq!(
         redeem_at(&mut e, NOW, code, 1, 2).map(|r| r.units_remaining),
         Ok(1)
@@ -1106,21 +1097,18 @@ fn prv_3_pos_of_another_code_provider_is_refused() {
 /// a delisted one; an order issued before stays answerable.
 #[test]
 fn ord_2_no_voucher_for_another_sellers_or_a_delisted_product() {
-    use vouch_engine::command::CatalogFact;
     let mut e = engine(2);
-    let product = |seller, listed| {
-        Command::CatalogFact(CatalogFact::Product {
-            id: 20,
-            seller,
-            outlets: vec![3],
-            code_digits: None,
-            provider: Some(70),
-            validity: Validity::DaysFromIssue(30),
-            listed,
-        })
+    let product = |seller, listed| CatalogFact::Product {
+        id: 20,
+        seller,
+        outlets: vec![3],
+        code_digits: None,
+        provider: Some(70),
+        validity: Validity::DaysFromIssue(30),
+        listed,
     };
     // Product 20 is seller 11's: seller 10's order for it is refused.
-    e.apply(NOW, &product(11, true), &mut Vec::new()).unwrap();
+    e.note_fact(&product(11, true));
     let refused = e.apply(NOW, &issue_cmd("o-1", 1, 8), &mut Vec::new());
     assert_eq!(
         refused.map_err(|r| r.code),
@@ -1128,9 +1116,9 @@ fn ord_2_no_voucher_for_another_sellers_or_a_delisted_product() {
     );
     // Seller 10's and listed: issued; then delisted: new orders refused,
     // the issued order's retry still answers with its code.
-    e.apply(NOW, &product(10, true), &mut Vec::new()).unwrap();
+    e.note_fact(&product(10, true));
     let first = issue(&mut e, "o-1", 1);
-    e.apply(NOW, &product(10, false), &mut Vec::new()).unwrap();
+    e.note_fact(&product(10, false));
     let refused = e.apply(NOW, &issue_cmd("o-2", 1, 8), &mut Vec::new());
     assert_eq!(
         refused.map_err(|r| r.code),
@@ -1165,8 +1153,7 @@ fn ord_7_another_sellers_later_product_does_not_strand_earlier_vouchers() {
         },
     ];
     for f in facts {
-        e.apply(NOW, &Command::CatalogFact(f), &mut Vec::new())
-            .unwrap();
+        e.note_fact(&f);
     }
     let Command::Redeem(mut r) = redeem_cmd(code, 1, 1) else {
         unreachable!()
@@ -1212,8 +1199,7 @@ fn pub_3_a_catalog_products_validity_applies_to_its_vouchers() {
         },
         listed: true,
     };
-    e.apply(NOW, &Command::CatalogFact(fact), &mut Vec::new())
-        .unwrap();
+    e.note_fact(&fact);
     // issue_cmd asks for 30 days from issue.
     let Ok(Outcome::Issued(i)) = e.apply(NOW, &issue_cmd("o-1", 1, 8), &mut Vec::new()) else {
         panic!("not issued")
@@ -1252,7 +1238,6 @@ fn inv_4_a_reversal_cannot_reuse_a_redemptions_request_id() {
 /// voucher's own seller's callers and staff get the real reason.
 #[test]
 fn ord_7_another_sellers_callers_get_the_unknown_code_reply() {
-    use vouch_engine::command::CatalogFact;
     use vouch_engine::shard::Caller;
     let mut e = engine(2);
     let facts = [
@@ -1289,8 +1274,7 @@ fn ord_7_another_sellers_callers_get_the_unknown_code_reply() {
         },
     ];
     for f in facts {
-        e.apply(NOW, &Command::CatalogFact(f), &mut Vec::new())
-            .unwrap();
+        e.note_fact(&f);
     }
     let code = issue(&mut e, "o-1", 2);
     let redeemed = redeem_at(&mut e, NOW, code, 1, 1).unwrap();

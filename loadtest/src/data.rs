@@ -30,7 +30,7 @@
 use rust_decimal::Decimal;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use vouch_engine::limits::{ORDER_ID_BYTES_MAX, UNIT_PRICE_YUAN_MAX, VOUCHER_UNITS_MAX};
+use vouch_engine::limits::{ORDER_ID_BYTES_MAX, UNIT_PRICE_FEN_MAX, VOUCHER_UNITS_MAX};
 
 /// Seller id used for the Online Retail shop (O2O merchant ids are below).
 pub const RETAIL_SELLER_ID: u64 = 1_000_000;
@@ -204,7 +204,7 @@ pub const ORDER_KEY_BYTES_MAX: usize = ORDER_ID_BYTES_MAX - 9;
 /// so a bad row is never sent and blamed on the server.
 fn admit(out: &mut Loaded, order: Order) {
     let price = order.unit_price;
-    let reason = if price.is_sign_negative() || price > Decimal::from(UNIT_PRICE_YUAN_MAX) {
+    let reason = if price.is_sign_negative() || price > Decimal::new(UNIT_PRICE_FEN_MAX, 2) {
         Some("price_out_of_range")
     } else if price.normalize().scale() > 2 {
         Some("price_finer_than_fen")

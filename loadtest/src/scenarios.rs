@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use vouch_engine::command::{Issue, Lookup, Redeem, RequestId, Reverse};
 use vouch_engine::validity::Validity;
-use vouch_engine::{Code, Command, Outcome};
+use vouch_engine::{Code, Command, Fen, Outcome};
 
 /// Settings every scenario shares.
 #[derive(Clone, Debug)]
@@ -606,7 +606,7 @@ pub async fn replay(
                 seller_id: seller,
                 product_id: product,
                 units: o.units,
-                unit_price: o.unit_price,
+                unit_price: Fen::from_yuan(o.unit_price).expect("admitted prices are whole fen"),
                 mobile: o.mobile.clone(),
                 validity: Validity::DaysFromIssue(30),
                 code_digits: match o.source {
@@ -692,7 +692,7 @@ fn synthetic_issue(common: &Common, prefix: &str, i: u64, units: u32) -> Issue {
         seller_id: common.seller_id(seller + 1),
         product_id: common.product_id(product + 1),
         units,
-        unit_price: Decimal::new(990, 2),
+        unit_price: Fen::new(990),
         mobile: format!("13{:09}", i % 1_000_000_000),
         validity: Validity::DaysFromIssue(30),
         code_digits: 8,
@@ -954,7 +954,7 @@ async fn onboard_and_publish(
             parent: None,
             name: format!("load test {run:x} vouchers"),
             supports_vouchers: true,
-            deposit: Decimal::ZERO,
+            deposit: Fen::ZERO,
             min_expiry_refund_ratio: None,
             supports_auto_refund: true,
         },

@@ -28,5 +28,6 @@ pub use client::Client;
 pub use messages::{Request, Response, WireError, WireReply};
 pub use target::Target;
 
-/// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u8 = 2;
+/// The protocol version this build speaks. 3: catalog facts are no longer
+/// a client command (opcode 12 is unused) and `Outcome` lost `FactNoted`.
+pub const PROTOCOL_VERSION: u8 = 3;

@@ -59,8 +59,7 @@ impl Request {
             Request::RedeemBatch(_) => 9,
             Request::Info => 10,
             Request::Catalog { .. } => 11,
-            // Refused by the server: facts come only from its catalog.
-            Request::Command(Command::CatalogFact(_)) => 12,
+            // 12 was the catalog fact (protocol 2); facts never travel.
             Request::CatalogRead { .. } => 13,
             Request::Command(Command::History(_)) => 14,
         }

@@ -11,6 +11,9 @@ use vouch_engine::catalog::{
     ProductSpec, SellerKind, Settlement, READ_PAGE_ITEMS_MAX,
 };
 use vouch_engine::validity::Validity;
+use vouch_engine::{Bps, Fen};
+
+use super::money::{parse_amount, parse_percent, parse_price};
 
 /// A validity window on the command line (PUB-3): N days from issue, or a
 /// fixed period; 30 days from issue when neither is given.
@@ -55,12 +58,13 @@ pub enum CategoryCmd {
         /// Vouchers may be published in it.
         #[arg(long)]
         supports_vouchers: bool,
-        /// T+N deposit amount, yuan.
-        #[arg(long, default_value = "0")]
-        deposit: Decimal,
-        /// Minimum expiry refund ratio (0 < r ≤ 1).
-        #[arg(long)]
-        min_expiry_refund_ratio: Option<Decimal>,
+        /// T+N deposit amount, yuan with at most 2 decimals (ONB-4).
+        #[arg(long, default_value = "0", value_parser = parse_price)]
+        deposit: Fen,
+        /// Minimum expiry refund ratio, percent with at most 2 decimals,
+        /// 0.01..=100 (PUB-7).
+        #[arg(long, value_parser = parse_percent)]
+        min_expiry_refund_percent: Option<Bps>,
         /// Unexpired automatic refund applies (REF-1).
         #[arg(long)]
         auto_refund: bool,
@@ -155,9 +159,9 @@ pub enum SellerCmd {
         /// Seller id.
         #[arg(long)]
         seller: Id,
-        /// Yuan.
-        #[arg(long)]
-        amount: Decimal,
+        /// Yuan, above 0, at most 2 decimals (e.g. 100 or 99.50).
+        #[arg(long, value_parser = parse_amount)]
+        amount: Fen,
     },
     /// Seller: apply for T+N in a category (ONB-4).
     ApplyTPlusN {
@@ -197,9 +201,9 @@ pub enum SellerCmd {
         /// Category id.
         #[arg(long)]
         category: Id,
-        /// Yuan.
-        #[arg(long)]
-        amount: Decimal,
+        /// Yuan, above 0, at most 2 decimals.
+        #[arg(long, value_parser = parse_amount)]
+        amount: Fen,
     },
     /// Show a seller's account: onboarding, permissions, T+N, balances
     /// (staff any seller; a seller's token itself).
@@ -398,9 +402,10 @@ pub enum ProductCmd {
         /// T+3 settlement instead of pay-on-redemption (PUB-6).
         #[arg(long)]
         t_plus_3: bool,
-        /// Expiry refund ratio (PUB-7).
-        #[arg(long)]
-        expiry_refund_ratio: Option<Decimal>,
+        /// Expiry refund: the share of unused value refunded at expiry,
+        /// percent with at most 2 decimals, 0.01..=100 (PUB-7).
+        #[arg(long, value_parser = parse_percent)]
+        expiry_refund_percent: Option<Bps>,
         /// Merchant code / provider ticket type (PUB-8).
         #[arg(long)]
         merchant_code: String,
@@ -754,7 +759,7 @@ pub fn category(c: CategoryCmd) -> Built {
             name,
             supports_vouchers,
             deposit,
-            min_expiry_refund_ratio,
+            min_expiry_refund_percent,
             auto_refund,
         } => (
             Actor::Staff,
@@ -764,7 +769,7 @@ pub fn category(c: CategoryCmd) -> Built {
                 name,
                 supports_vouchers,
                 deposit,
-                min_expiry_refund_ratio,
+                min_expiry_refund_ratio: min_expiry_refund_percent,
                 supports_auto_refund: auto_refund,
             },
         ),
@@ -965,7 +970,7 @@ pub fn product(c: ProductCmd) -> Built {
             provider,
             outlets,
             t_plus_3,
-            expiry_refund_ratio,
+            expiry_refund_percent,
             merchant_code,
             group_buying,
         } => {
@@ -986,7 +991,7 @@ pub fn product(c: ProductCmd) -> Built {
                 } else {
                     Settlement::PayOnRedemption
                 },
-                expiry_refund_ratio,
+                expiry_refund_ratio: expiry_refund_percent,
                 merchant_code,
                 group_buying,
             };

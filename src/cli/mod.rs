@@ -5,6 +5,7 @@
 //! error is printed); 2 usage, connection or local errors.
 
 pub mod catalog;
+pub mod money;
 pub mod outcome;
 pub mod time;
 
@@ -12,7 +13,6 @@ use crate::guard::{GuardConfig, LockoutLimit};
 use crate::server::{serve, ServeOptions, TcpSecurity};
 use clap::{Args, Parser, Subcommand};
 use outcome::{print_outcome, print_refusal};
-use rust_decimal::Decimal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use vouch_engine::catalog::{
@@ -295,9 +295,10 @@ struct IssueArgs {
     /// Units bought.
     #[arg(long, default_value_t = 1)]
     units: u32,
-    /// Unit price in yuan, e.g. 19.90.
-    #[arg(long)]
-    unit_price: Decimal,
+    /// Unit price in yuan, at most 2 decimals, e.g. 19.90 (0 for a free
+    /// voucher).
+    #[arg(long, value_parser = money::parse_price)]
+    unit_price: vouch_engine::Fen,
     /// Buyer mobile number (digits).
     #[arg(long)]
     mobile: String,

@@ -145,10 +145,6 @@ pub(crate) fn print_outcome(o: &Outcome, json: bool, zone: &Zone, request_id: Op
             json!({"ok": true, "outcome": "redemptions", "count": items.len()}),
             format!("{} redemptions", items.len()),
         ),
-        Outcome::FactNoted => (
-            json!({"ok": true, "outcome": "fact_noted"}),
-            "catalog fact noted".to_string(),
-        ),
     };
     if json {
         print_json(value);

@@ -39,12 +39,6 @@ pub fn token_hash(token: &str) -> [u8; 32] {
 ///
 /// Errors: `not_permitted` with the reason.
 pub(super) fn authorize(principal: Principal, request: &mut Request) -> Result<(), WireError> {
-    if let Request::Command(Command::CatalogFact(_)) = request {
-        return Err(WireError::new(
-            ErrorCode::NotPermitted,
-            "catalog facts come only from the server's catalog",
-        ));
-    }
     // Verifier 0 means "the token's own verifier account": only a
     // verifier's token may leave the verifier out.
     let unnamed = match &*request {
@@ -143,7 +137,6 @@ pub(super) fn authorize(principal: Principal, request: &mut Request) -> Result<(
             };
             Ok(())
         }
-        Request::Command(Command::CatalogFact(_)) => refuse("send catalog facts"),
         Request::Command(Command::AuditVouchers(_) | Command::AuditRedemptions(_)) => match actor {
             Actor::Staff => Ok(()),
             _ => refuse("read the audit"),
@@ -250,9 +243,7 @@ pub(super) fn login(token: &str, admin_token: &str, tokens: &TokenMap) -> Option
 mod tests {
     use super::*;
     use vouch_engine::catalog::CatalogCommand;
-    use vouch_engine::command::{
-        AuditVouchers, CatalogFact, History, Issue, Lookup, Redeem, Reverse,
-    };
+    use vouch_engine::command::{AuditVouchers, History, Issue, Lookup, Redeem, Reverse};
     use vouch_engine::validity::Validity;
     use vouch_engine::Code;
 
@@ -294,7 +285,7 @@ mod tests {
             seller_id: 5,
             product_id: 1,
             units: 1,
-            unit_price: rust_decimal::Decimal::ONE,
+            unit_price: vouch_engine::Fen::YUAN,
             mobile: "13800001234".into(),
             validity: Validity::DaysFromIssue(1),
             code_digits: 8,
@@ -346,12 +337,6 @@ mod tests {
             shard: 0,
             from: 0,
             limit: 1,
-        }));
-        let fact = Request::Command(Command::CatalogFact(CatalogFact::Device {
-            pos_id: 1,
-            seller: 5,
-            outlet: 1,
-            provider: 70,
         }));
         // (name, request, who may send it)
         type Rule = fn(Actor) -> bool;
@@ -459,7 +444,6 @@ mod tests {
                 catalog(Some(Actor::Seller(5))),
                 |a| a == Actor::Seller(5),
             ),
-            ("catalog fact", fact, |_| false),
             ("catalog read for itself", read(None), |_| true),
             (
                 "catalog read for seller 5",
@@ -539,11 +523,12 @@ mod tests {
                     assert_eq!(e.code, code.number(), "{name} by {actor}: {e}");
                 }
             }
-            // The admin may send everything except catalog facts.
+            // The admin may send everything except a redemption that names
+            // no verifier.
             let mut r = request.clone();
             assert_eq!(
                 authorize(Principal::Admin, &mut r).is_ok(),
-                !["catalog fact", "redeem naming no verifier"].contains(name),
+                *name != "redeem naming no verifier",
                 "{name} by admin"
             );
         }

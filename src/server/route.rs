@@ -4,10 +4,10 @@
 //! answered here. Every reply carries its request's in-flight permit.
 
 use super::{limits, Ctx};
-use crate::data_dir::CatalogEntry;
 use crate::pipeline::{self, CatalogOp, CatalogWork, ConnTx, Gather, Op, Origin, Permit, ReplyTo};
 use vouch_engine::catalog::Actor;
 use vouch_engine::engine::route;
+use vouch_engine::log::CatalogEntry;
 use vouch_engine::{Command, ErrorCode};
 use vouch_protocol::frame::BATCH_COMMANDS_MAX;
 use vouch_protocol::{Request, Response, WireError, PROTOCOL_VERSION};

@@ -4,13 +4,13 @@
 //! restart.
 
 use super::Ctx;
-use crate::data_dir::CatalogEntry;
 use crate::guard::Trip;
 use crate::pipeline::{CatalogOp, CatalogWork};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use vouch_engine::catalog::{Actor, CatalogCommand};
+use vouch_engine::log::CatalogEntry;
 use vouch_engine::RequestId;
 
 /// How often the server sends the catalog its time tick (PUB-3 automatic

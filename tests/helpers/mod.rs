@@ -6,7 +6,6 @@
 
 pub mod tenants;
 
-use rust_decimal::Decimal;
 use std::collections::BTreeMap;
 use vouch_engine::command::{
     AuditRedemptions, AuditVouchers, Issue, Issued, LookedUp, Lookup, Redeem, Redeemed,
@@ -31,7 +30,7 @@ pub fn issue_cmd(order_id: &str, units: u32, mobile: &str) -> Issue {
         seller_id: SELLER,
         product_id: 11,
         units,
-        unit_price: Decimal::new(1250, 2),
+        unit_price: vouch_engine::Fen::new(1250),
         mobile: mobile.into(),
         validity: Validity::DaysFromIssue(30),
         code_digits: 9,

@@ -54,7 +54,7 @@ pub fn refused_with(result: Result<impl std::fmt::Debug, ClientError>, code: Err
 /// Seller 500 onboarded with outlet 900, provider 70 linked, POS 31 of
 /// provider 70 at outlet 900, and tokens for seller, front end and POS.
 pub async fn set_up(admin: &Client) -> (String, String, String) {
-    let yuan = |s: &str| s.parse::<Decimal>().unwrap();
+    let yuan = |s: &str| s.parse::<vouch_engine::Fen>().unwrap();
     let seller = Some(Actor::Seller(500));
     let mut n = 0;
     let mut next = || {
@@ -94,8 +94,8 @@ pub async fn set_up(admin: &Client) -> (String, String, String) {
         id: 900,
         name: "o".into(),
         address: "a".into(),
-        latitude: yuan("31"),
-        longitude: yuan("121"),
+        latitude: Decimal::from(31),
+        longitude: Decimal::from(121),
     };
     catalog(admin, next(), seller, outlet).await;
     catalog(

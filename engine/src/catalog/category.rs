@@ -4,39 +4,30 @@
 //! and whether unexpired automatic refunds apply (REF-1). A changed deposit
 //! amount applies at once to every seller with T+N in the category (ONB-6).
 
-use super::check::{check_text, in_fen, reject};
+use super::check::{check_text, reject};
 use super::{Catalog, CatalogEvent, CatalogOutcome, CatalogReply, Category, Id, TPlusN};
 use crate::error::{ErrorCode, Rejection};
-use rust_decimal::Decimal;
+use crate::money::Fen;
 
 impl Catalog {
     /// [`super::CatalogCommand::PutCategory`]: creates or replaces category
-    /// `id` with `node` (its deposit amount not yet in fen).
+    /// `id` with `node`.
     pub(super) fn put_category(
         &mut self,
         id: Id,
-        mut node: Category,
+        node: Category,
         events: &mut Vec<CatalogEvent>,
     ) -> CatalogReply {
         check_text("category name", &node.name)?;
         if let Some(p) = node.parent {
             self.check_parent(id, p)?;
         }
-        if node.deposit.is_sign_negative() || node.deposit.normalize().scale() > 2 {
+        if node.deposit < Fen::ZERO || node.deposit > Fen::new(crate::money::AMOUNT_FEN_MAX) {
             return Err(reject(
                 ErrorCode::BadRequest,
-                "deposit must be ≥ 0 yuan in fen",
+                "deposit must be 0.00..=1000000000.00 yuan",
             ));
         }
-        if let Some(r) = node.min_expiry_refund_ratio {
-            if r <= Decimal::ZERO || r > Decimal::ONE {
-                return Err(reject(
-                    ErrorCode::RefundRatioInvalid,
-                    "minimum ratio must be in (0, 1]",
-                ));
-            }
-        }
-        node.deposit = in_fen(node.deposit);
         self.categories.insert(id, node);
         // A changed deposit amount applies to every seller with T+N
         // in the category at once (ONB-6).

@@ -5,7 +5,7 @@
 
 use super::{Actor, CatalogCommand, Id, TEXT_BYTES_MAX};
 use crate::error::{ErrorCode, Rejection};
-use rust_decimal::Decimal;
+use crate::money::Fen;
 use std::collections::BTreeSet;
 use std::hash::{Hash, Hasher};
 
@@ -79,25 +79,10 @@ pub(super) fn check_distinct(what: &str, ids: &[Id]) -> Result<(), Rejection> {
     Ok(())
 }
 
-/// `amount` in fen (scale 2), e.g. 5 → 5.00, 7.500 → 7.50. Callers have
-/// checked it has at most 2 significant decimals.
-pub(super) fn in_fen(amount: Decimal) -> Decimal {
-    let mut a = amount.normalize();
-    a.rescale(2);
-    a
-}
-
-/// Refuses an amount that is not above 0, above 1,000,000,000 yuan or
-/// finer than fen.
-pub(super) fn check_amount(amount: Decimal) -> Result<(), Rejection> {
-    if amount <= Decimal::ZERO
-        || amount.normalize().scale() > 2
-        || amount > Decimal::from(1_000_000_000)
-    {
-        return Err(reject(
-            ErrorCode::BadRequest,
-            format!("amount must be above 0, at most 1,000,000,000 yuan, in fen: {amount}"),
-        ));
-    }
-    Ok(())
+/// Refuses an amount that is not above 0 or above
+/// [`crate::money::AMOUNT_FEN_MAX`] (1,000,000,000 yuan).
+pub(super) fn check_amount(amount: Fen) -> Result<(), Rejection> {
+    Fen::positive(amount.fen())
+        .map(|_| ())
+        .map_err(|e| reject(ErrorCode::BadRequest, e.to_string()))
 }

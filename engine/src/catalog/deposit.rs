@@ -7,17 +7,16 @@
 //! (ONB-5). A deposit below the category's amount raises `deposit_short`
 //! once and flags the category until it is covered again (ONB-6).
 
-use super::check::{check_amount, in_fen, reject};
-use super::{
-    Account, Catalog, CatalogEvent, CatalogOutcome, CatalogReply, Entry, Id, Onboarding, TPlusN,
-};
+use super::check::{check_amount, reject};
+use super::{Account, Catalog, CatalogEvent, CatalogOutcome, CatalogReply, Id, Onboarding, TPlusN};
 use crate::error::{ErrorCode, Rejection};
-use rust_decimal::Decimal;
+use crate::ledger::{LedgerError, Reason};
+use crate::money::Fen;
 
 impl Catalog {
     /// [`super::CatalogCommand::TopUp`]: funds the seller's payment
     /// account from outside.
-    pub(super) fn top_up(&mut self, me: Id, amount: Decimal) -> CatalogReply {
+    pub(super) fn top_up(&mut self, now_ms: i64, me: Id, amount: Fen) -> CatalogReply {
         check_amount(amount)?;
         // The payment account exists once bound (ONB-2 step 2).
         if matches!(
@@ -29,7 +28,13 @@ impl Catalog {
                 "bind a payment account before topping it up",
             ));
         }
-        self.transfer(Account::External, Account::Payment(me), amount)?;
+        self.transfer(
+            Account::External,
+            Account::Payment(me),
+            amount,
+            Reason::TopUp,
+            now_ms,
+        )?;
         Ok(CatalogOutcome::Balance(self.balance(Account::Payment(me))))
     }
 
@@ -93,6 +98,7 @@ impl Catalog {
     /// notice's amount from the payment account; T+N is enabled.
     pub(super) fn confirm_deposit_freeze(
         &mut self,
+        now_ms: i64,
         me: Id,
         category: Id,
         events: &mut Vec<CatalogEvent>,
@@ -105,7 +111,13 @@ impl Catalog {
                 "no deposit-freeze notice to confirm",
             ));
         };
-        self.transfer(Account::Payment(me), Account::Deposit(me, category), amount)?;
+        self.transfer(
+            Account::Payment(me),
+            Account::Deposit(me, category),
+            amount,
+            Reason::DepositFrozen,
+            now_ms,
+        )?;
         self.seller_mut(me)?
             .t_plus_n
             .insert(category, TPlusN::Enabled);
@@ -117,9 +129,10 @@ impl Catalog {
     /// deposit (e.g. an after-sale refund, REF-5).
     pub(super) fn deduct_deposit(
         &mut self,
+        now_ms: i64,
         seller: Id,
         category: Id,
-        amount: Decimal,
+        amount: Fen,
         events: &mut Vec<CatalogEvent>,
     ) -> CatalogReply {
         check_amount(amount)?;
@@ -128,6 +141,8 @@ impl Catalog {
             Account::Deposit(seller, category),
             Account::External,
             amount,
+            Reason::DepositDeducted,
+            now_ms,
         )?;
         self.review_deposit(seller, category, events)?;
         Ok(CatalogOutcome::Balance(
@@ -139,14 +154,21 @@ impl Catalog {
     /// seller's payment account into a deposit (ONB-6).
     pub(super) fn top_up_deposit(
         &mut self,
+        now_ms: i64,
         me: Id,
         category: Id,
-        amount: Decimal,
+        amount: Fen,
         events: &mut Vec<CatalogEvent>,
     ) -> CatalogReply {
         check_amount(amount)?;
         self.category(category)?;
-        self.transfer(Account::Payment(me), Account::Deposit(me, category), amount)?;
+        self.transfer(
+            Account::Payment(me),
+            Account::Deposit(me, category),
+            amount,
+            Reason::DepositFrozen,
+            now_ms,
+        )?;
         self.review_deposit(me, category, events)?;
         Ok(CatalogOutcome::Balance(
             self.balance(Account::Deposit(me, category)),
@@ -154,7 +176,12 @@ impl Catalog {
     }
 
     /// [`super::CatalogCommand::FundGroupBuyingDeposit`] (ONB-5).
-    pub(super) fn fund_group_buying_deposit(&mut self, me: Id, amount: Decimal) -> CatalogReply {
+    pub(super) fn fund_group_buying_deposit(
+        &mut self,
+        now_ms: i64,
+        me: Id,
+        amount: Fen,
+    ) -> CatalogReply {
         check_amount(amount)?;
         if !self.seller(me)?.group_buying_operator {
             return Err(reject(
@@ -166,31 +193,34 @@ impl Catalog {
             Account::Payment(me),
             Account::GroupBuyingDeposit(me),
             amount,
+            Reason::GroupBuyingDepositFunded,
+            now_ms,
         )?;
         Ok(CatalogOutcome::Balance(
             self.balance(Account::GroupBuyingDeposit(me)),
         ))
     }
 
-    /// Moves `amount` yuan (in fen) from `from` to `to` as one balanced
-    /// entry; nothing for a zero amount.
+    /// Moves `amount` from `from` to `to` as one ledger entry at `now_ms`
+    /// (MON-3); nothing for a zero amount.
     ///
     /// Errors: `insufficient_balance` when `from` (not External) holds less.
-    fn transfer(&mut self, from: Account, to: Account, amount: Decimal) -> Result<(), Rejection> {
-        let amount = in_fen(amount);
-        if amount.is_zero() {
-            return Ok(());
-        }
-        if from != Account::External && self.balance(from) < amount {
-            return Err(reject(
-                ErrorCode::InsufficientBalance,
-                format!("{from} holds {} yuan, {amount} needed", self.balance(from)),
-            ));
-        }
-        *self.balances.entry(from).or_default() -= amount;
-        *self.balances.entry(to).or_default() += amount;
-        self.ledger.push(Entry { from, to, amount });
-        Ok(())
+    fn transfer(
+        &mut self,
+        from: Account,
+        to: Account,
+        amount: Fen,
+        reason: Reason,
+        now_ms: i64,
+    ) -> Result<(), Rejection> {
+        self.ledger
+            .post(from, to, amount, reason, now_ms)
+            .map_err(|e| match e {
+                LedgerError::Insufficient { .. } => {
+                    reject(ErrorCode::InsufficientBalance, e.to_string())
+                }
+                LedgerError::Overflow(_) => reject(ErrorCode::BadRequest, e.to_string()),
+            })
     }
 
     /// Emits `deposit_short` and flags the category when the seller has T+N

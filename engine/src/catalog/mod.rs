@@ -33,6 +33,8 @@ pub use read::*;
 pub use tokens::*;
 
 use crate::error::{ErrorCode, Rejection};
+use crate::ledger::Ledger;
+use crate::money::{Bps, Fen};
 use crate::validity::Validity;
 use crate::RequestId;
 use check::{fingerprint, reject};
@@ -129,10 +131,10 @@ pub enum TPlusN {
     Applied,
     /// Refused by staff; the seller may apply again.
     Rejected,
-    /// Approved: a deposit-freeze notice for `amount` yuan awaits the seller.
+    /// Approved: a deposit-freeze notice for `amount` awaits the seller.
     FreezeNotice {
-        /// The category's deposit amount, yuan.
-        amount: Decimal,
+        /// The category's deposit amount.
+        amount: Fen,
     },
     /// Deposit frozen: T+3 products may be published in the category.
     Enabled,
@@ -174,16 +176,15 @@ pub enum Account {
     GroupBuyingDeposit(Id),
 }
 
-/// One balanced ledger entry: `amount` yuan moved from `from` to `to`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Entry {
-    /// Debited account.
-    pub from: Account,
-    /// Credited account.
-    pub to: Account,
-    /// Amount, yuan, > 0, fen precision.
-    pub amount: Decimal,
+impl crate::ledger::Account for Account {
+    /// Only money outside the platform may be negative.
+    fn may_go_negative(&self) -> bool {
+        *self == Account::External
+    }
 }
+
+/// One balanced entry of the catalog's ledger (MON-3).
+pub type Entry = crate::ledger::Entry<Account>;
 
 /// A product to publish (PUB-1..PUB-8).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -203,8 +204,8 @@ pub struct ProductSpec {
     pub outlets: Vec<Id>,
     /// Pay-on-redemption ticked, or T+3 (PUB-6).
     pub settlement: Settlement,
-    /// Expiry refund ratio, 0 < r ≤ 1, when expiry refund is ticked (PUB-7).
-    pub expiry_refund_ratio: Option<Decimal>,
+    /// Expiry refund ratio, when expiry refund is ticked (PUB-7).
+    pub expiry_refund_ratio: Option<Bps>,
     /// The seller's SKU code, or the provider's ticket type (PUB-8, PRV-4).
     pub merchant_code: String,
     /// A group-buying (聚划算) product of a group-buying operator (ONB-5).
@@ -227,10 +228,10 @@ pub enum CatalogCommand {
         name: String,
         /// Whether vouchers may be published in it.
         supports_vouchers: bool,
-        /// T+N deposit amount, yuan (ONB-4).
-        deposit: Decimal,
+        /// T+N deposit amount, ≥ 0 (ONB-4).
+        deposit: Fen,
         /// Minimum expiry refund ratio, when the category sets one (PUB-7).
-        min_expiry_refund_ratio: Option<Decimal>,
+        min_expiry_refund_ratio: Option<Bps>,
         /// Whether unexpired automatic refunds apply (REF-1).
         supports_auto_refund: bool,
     },
@@ -274,8 +275,8 @@ pub enum CatalogCommand {
     },
     /// Seller: fund its payment account from outside.
     TopUp {
-        /// Yuan, > 0.
-        amount: Decimal,
+        /// Amount, > 0, at most [`crate::money::AMOUNT_FEN_MAX`].
+        amount: Fen,
     },
     /// Seller: apply for T+N in a category (ONB-4).
     ApplyTPlusN {
@@ -302,20 +303,20 @@ pub enum CatalogCommand {
         seller: Id,
         /// Category.
         category: Id,
-        /// Yuan, > 0.
-        amount: Decimal,
+        /// Amount, > 0, at most [`crate::money::AMOUNT_FEN_MAX`].
+        amount: Fen,
     },
     /// Seller: move money from its payment account into a deposit.
     TopUpDeposit {
         /// Category.
         category: Id,
-        /// Yuan, > 0.
-        amount: Decimal,
+        /// Amount, > 0, at most [`crate::money::AMOUNT_FEN_MAX`].
+        amount: Fen,
     },
     /// Seller (group-buying operator): fund the group-buying deposit (ONB-5).
     FundGroupBuyingDeposit {
-        /// Yuan, > 0.
-        amount: Decimal,
+        /// Amount, > 0, at most [`crate::money::AMOUNT_FEN_MAX`].
+        amount: Fen,
     },
     /// Staff: register a code provider (PRV).
     RegisterProvider {
@@ -449,8 +450,8 @@ pub enum CatalogEvent {
         seller: Id,
         /// Category.
         category: Id,
-        /// Yuan.
-        amount: Decimal,
+        /// The deposit amount.
+        amount: Fen,
     },
     /// A deposit fell below the required amount: demand a top-up (ONB-6).
     DepositShort {
@@ -458,10 +459,10 @@ pub enum CatalogEvent {
         seller: Id,
         /// Category.
         category: Id,
-        /// Balance now, yuan.
-        balance: Decimal,
-        /// Required, yuan.
-        required: Decimal,
+        /// Balance now.
+        balance: Fen,
+        /// Required.
+        required: Fen,
     },
     /// A product was delisted because its validity ended (PUB-3).
     ProductDelisted {
@@ -469,7 +470,7 @@ pub enum CatalogEvent {
         product: Id,
     },
     /// A fact every voucher shard needs for ORD-7's redemption checks.
-    Fact(crate::command::CatalogFact),
+    Fact(crate::message::CatalogFact),
     /// A token was revoked: the server forgets it and closes its
     /// connections.
     TokenRevoked {
@@ -492,8 +493,8 @@ pub enum CatalogOutcome {
     Onboarding(Onboarding),
     /// The seller's T+N state for a category after the step.
     TPlusN(TPlusN),
-    /// An account balance after the movement, yuan.
-    Balance(Decimal),
+    /// An account balance after the movement.
+    Balance(Fen),
     /// Products delisted by a tick.
     Ticked {
         /// Products delisted because their validity ended (PUB-3).
@@ -513,8 +514,8 @@ struct Category {
     parent: Option<Id>,
     name: String,
     supports_vouchers: bool,
-    deposit: Decimal,
-    min_expiry_refund_ratio: Option<Decimal>,
+    deposit: Fen,
+    min_expiry_refund_ratio: Option<Bps>,
     supports_auto_refund: bool,
 }
 
@@ -586,8 +587,7 @@ pub struct Catalog {
     verifiers: BTreeMap<Id, Verifier>,
     devices: BTreeMap<Id, Device>,
     products: BTreeMap<Id, Product>,
-    balances: BTreeMap<Account, Decimal>,
-    ledger: Vec<Entry>,
+    ledger: Ledger<Account>,
     done: BTreeMap<RequestId, (u64, CatalogReply)>,
     /// Active tokens: SHA-256 → principal.
     tokens: BTreeMap<[u8; 32], Actor>,
@@ -617,8 +617,7 @@ impl Catalog {
             verifiers: BTreeMap::new(),
             devices: BTreeMap::new(),
             products: BTreeMap::new(),
-            balances: BTreeMap::new(),
-            ledger: Vec::new(),
+            ledger: Ledger::new(),
             done: BTreeMap::new(),
             tokens: BTreeMap::new(),
             token_records: BTreeMap::new(),
@@ -665,7 +664,7 @@ impl Catalog {
         if reply.is_ok() && *command != CatalogCommand::Tick {
             self.done.insert(request_id, (fp, reply.clone()));
         }
-        debug_assert!(self.ledger_balanced());
+        debug_assert_eq!(self.ledger.check(), Ok(()));
         reply
     }
 
@@ -675,9 +674,11 @@ impl Catalog {
         self.done.contains_key(request_id)
     }
 
-    /// Whether all balances add up to zero (every entry is balanced).
-    pub fn ledger_balanced(&self) -> bool {
-        self.balances.values().sum::<Decimal>() == Decimal::ZERO
+    /// MON-5 for the catalog's ledger: see [`Ledger::check`].
+    ///
+    /// Errors: the first broken rule, in words.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        self.ledger.check()
     }
 
     /// The principal a token hash authenticates, if it is registered.
@@ -687,8 +688,8 @@ impl Catalog {
 
     /// The facts voucher shards need (ORD-7) for every product, verifier
     /// and POS in the catalog, as of now.
-    pub fn facts(&self) -> Vec<crate::command::CatalogFact> {
-        use crate::command::CatalogFact;
+    pub fn facts(&self) -> Vec<crate::message::CatalogFact> {
+        use crate::message::CatalogFact;
         let mut out = Vec::new();
         out.extend(self.products.keys().filter_map(|id| self.product_fact(*id)));
         for (id, v) in &self.verifiers {
@@ -716,14 +717,14 @@ impl Catalog {
         self.tokens.iter()
     }
 
-    /// Balance of `account`, yuan.
-    pub fn balance(&self, account: Account) -> Decimal {
-        self.balances.get(&account).copied().unwrap_or_default()
+    /// Balance of `account`.
+    pub fn balance(&self, account: Account) -> Fen {
+        self.ledger.balance(account)
     }
 
     /// The ledger's entries, in order.
     pub fn ledger(&self) -> &[Entry] {
-        &self.ledger
+        self.ledger.entries()
     }
 
     /// Whether product `id` is listed, as `actor` sees it through
@@ -744,7 +745,10 @@ impl Catalog {
     }
 
     /// Runs `command`, which the role matrix allowed for `actor`: one
-    /// method per command, each in the file of its rule family.
+    /// method per command, each in the file of its rule family, with `me`
+    /// the actor's own id. One line per command (kept so by
+    /// `rustfmt::skip`).
+    #[rustfmt::skip]
     fn run(
         &mut self,
         now_ms: i64,
@@ -759,15 +763,7 @@ impl Catalog {
             Actor::Staff | Actor::System | Actor::FrontEnd => 0,
         };
         match command {
-            PutCategory {
-                id,
-                parent,
-                name,
-                supports_vouchers,
-                deposit,
-                min_expiry_refund_ratio,
-                supports_auto_refund,
-            } => {
+            PutCategory { id, parent, name, supports_vouchers, deposit, min_expiry_refund_ratio, supports_auto_refund } => {
                 let node = Category {
                     parent: *parent,
                     name: name.clone(),
@@ -778,81 +774,29 @@ impl Catalog {
                 };
                 self.put_category(*id, node, events)
             }
-            CreateSeller {
-                id,
-                kind,
-                self_issuing,
-                group_buying_operator,
-            } => self.create_seller(*id, *kind, *self_issuing, *group_buying_operator),
+            CreateSeller { id, kind, self_issuing, group_buying_operator } => self.create_seller(*id, *kind, *self_issuing, *group_buying_operator),
             AcceptAgreement => self.accept_agreement(me),
-            BindPaymentAccount {
-                account,
-                supports_freezing,
-                accept_payment_agreement,
-            } => self.bind_payment_account(
-                me,
-                account,
-                *supports_freezing,
-                *accept_payment_agreement,
-            ),
-            ConfirmOnboarding {
-                service_phone,
-                categories,
-            } => self.confirm_onboarding(me, service_phone, categories),
-            GrantPublishPermission { seller, category } => {
-                self.grant_publish_permission(*seller, *category)
-            }
-            TopUp { amount } => self.top_up(me, *amount),
+            BindPaymentAccount { account, supports_freezing, accept_payment_agreement } => self.bind_payment_account(me, account, *supports_freezing, *accept_payment_agreement),
+            ConfirmOnboarding { service_phone, categories } => self.confirm_onboarding(me, service_phone, categories),
+            GrantPublishPermission { seller, category } => self.grant_publish_permission(*seller, *category),
+            TopUp { amount } => self.top_up(now_ms, me, *amount),
             ApplyTPlusN { category } => self.apply_t_plus_n(me, *category),
-            DecideTPlusN {
-                seller,
-                category,
-                approve,
-            } => self.decide_t_plus_n(*seller, *category, *approve, events),
-            ConfirmDepositFreeze { category } => self.confirm_deposit_freeze(me, *category, events),
-            DeductDeposit {
-                seller,
-                category,
-                amount,
-            } => self.deduct_deposit(*seller, *category, *amount, events),
-            TopUpDeposit { category, amount } => {
-                self.top_up_deposit(me, *category, *amount, events)
-            }
-            FundGroupBuyingDeposit { amount } => self.fund_group_buying_deposit(me, *amount),
-            RegisterProvider {
-                id,
-                name,
-                code_digits,
-            } => self.register_provider(*id, name, *code_digits),
+            DecideTPlusN { seller, category, approve } => self.decide_t_plus_n(*seller, *category, *approve, events),
+            ConfirmDepositFreeze { category } => self.confirm_deposit_freeze(now_ms, me, *category, events),
+            DeductDeposit { seller, category, amount } => self.deduct_deposit(now_ms, *seller, *category, *amount, events),
+            TopUpDeposit { category, amount } => self.top_up_deposit(now_ms, me, *category, *amount, events),
+            FundGroupBuyingDeposit { amount } => self.fund_group_buying_deposit(now_ms, me, *amount),
+            RegisterProvider { id, name, code_digits } => self.register_provider(*id, name, *code_digits),
             LinkSeller { seller } => self.link_seller(me, *seller),
-            AddOutlet {
-                id,
-                name,
-                address,
-                latitude,
-                longitude,
-            } => self.add_outlet(me, *id, name, address, *latitude, *longitude),
-            AddVerifier {
-                id,
-                real_name,
-                parent,
-                outlets,
-            } => self.add_verifier(me, *id, *real_name, *parent, outlets, events),
-            RegisterDevice {
-                pos_id,
-                outlet,
-                check_method,
-            } => self.register_device(me, *pos_id, *outlet, *check_method, events),
+            AddOutlet { id, name, address, latitude, longitude } => self.add_outlet(me, *id, name, address, *latitude, *longitude),
+            AddVerifier { id, real_name, parent, outlets } => self.add_verifier(me, *id, *real_name, *parent, outlets, events),
+            RegisterDevice { pos_id, outlet, check_method } => self.register_device(me, *pos_id, *outlet, *check_method, events),
             PublishProduct(spec) => self.publish_product(now_ms, me, spec, events),
             DelistProduct { id } => self.delist_product(me, *id, events),
             Tick => self.tick(now_ms, events),
             IssueToken { token_hash, actor } => self.issue_token(now_ms, token_hash, *actor),
             RevokeToken { which } => self.revoke_tokens(now_ms, *which, events),
-            LockOut {
-                key,
-                until_ms,
-                failures,
-            } => self.lock_out(now_ms, *key, *until_ms, *failures),
+            LockOut { key, until_ms, failures } => self.lock_out(now_ms, *key, *until_ms, *failures),
             LiftLockout { key } => self.lift_lockout(now_ms, *key),
         }
     }

@@ -96,7 +96,7 @@ impl Catalog {
                 outlets: outlets.iter().copied().collect(),
             },
         );
-        events.push(CatalogEvent::Fact(crate::command::CatalogFact::Verifier {
+        events.push(CatalogEvent::Fact(crate::message::CatalogFact::Verifier {
             id,
             seller: me,
             outlets: outlets.to_vec(),

@@ -14,8 +14,8 @@ use super::{
     ProductSpec, Seller, Settlement, TPlusN,
 };
 use crate::error::{ErrorCode, Rejection};
+use crate::money::{Bps, Fen};
 use crate::validity::Validity;
-use rust_decimal::Decimal;
 
 impl Catalog {
     /// [`super::CatalogCommand::PublishProduct`]: seller `me` publishes
@@ -127,7 +127,7 @@ impl Catalog {
         // something at all).
         let group_deposit = self.balance(Account::GroupBuyingDeposit(me));
         let by_group_deposit =
-            p.group_buying && group_deposit > Decimal::ZERO && group_deposit >= category.deposit;
+            p.group_buying && group_deposit > Fen::ZERO && group_deposit >= category.deposit;
         if !by_group_deposit {
             if seller.t_plus_n.get(&p.category) != Some(&TPlusN::Enabled) {
                 return Err(reject(
@@ -195,9 +195,9 @@ impl Catalog {
     }
 
     /// The fact shards need of product `id` as it is now.
-    pub(super) fn product_fact(&self, id: Id) -> Option<crate::command::CatalogFact> {
+    pub(super) fn product_fact(&self, id: Id) -> Option<crate::message::CatalogFact> {
         let p = self.products.get(&id)?;
-        Some(crate::command::CatalogFact::Product {
+        Some(crate::message::CatalogFact::Product {
             id,
             seller: p.seller,
             outlets: p.spec.outlets.clone(),
@@ -227,15 +227,9 @@ fn check_category(p: &ProductSpec, seller: &Seller, category: &Category) -> Resu
     Ok(())
 }
 
-/// PUB-7: an expiry refund ratio `r` is in (0, 1] and not below the
-/// category's minimum when it sets one.
-fn check_expiry_refund_ratio(r: Decimal, category: &Category) -> Result<(), Rejection> {
-    if r <= Decimal::ZERO || r > Decimal::ONE {
-        return Err(reject(
-            ErrorCode::RefundRatioInvalid,
-            format!("ratio {r} not in (0, 1]"),
-        ));
-    }
+/// PUB-7: an expiry refund ratio `r` (0.01 %..=100 % by its type) is not
+/// below the category's minimum when it sets one.
+fn check_expiry_refund_ratio(r: Bps, category: &Category) -> Result<(), Rejection> {
     if let Some(min) = category.min_expiry_refund_ratio {
         if r < min {
             return Err(reject(

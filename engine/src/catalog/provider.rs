@@ -84,7 +84,7 @@ impl Catalog {
                 check_method,
             },
         );
-        events.push(CatalogEvent::Fact(crate::command::CatalogFact::Device {
+        events.push(CatalogEvent::Fact(crate::message::CatalogFact::Device {
             pos_id,
             seller: owner,
             outlet,

@@ -10,12 +10,13 @@
 //! and a single product of another tenant is `not_found`, as if it did not
 //! exist.
 
-use super::check::{in_fen, reject};
+use super::check::reject;
 use super::{
     Account, Actor, Catalog, CheckMethod, Id, LockKey, LockoutView, Onboarding, ProductSpec,
     SellerKind, TPlusN, TokenView, PLATFORM_PROVIDER,
 };
 use crate::error::{ErrorCode, Rejection};
+use crate::money::{Bps, Fen};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
@@ -143,10 +144,10 @@ pub struct CategoryView {
     pub name: String,
     /// Vouchers may be published in it.
     pub supports_vouchers: bool,
-    /// T+N deposit amount, yuan (ONB-4).
-    pub deposit: Decimal,
+    /// T+N deposit amount (ONB-4).
+    pub deposit: Fen,
     /// Minimum expiry refund ratio (PUB-7).
-    pub min_expiry_refund_ratio: Option<Decimal>,
+    pub min_expiry_refund_ratio: Option<Bps>,
     /// Unexpired automatic refund applies (REF-1).
     pub supports_auto_refund: bool,
 }
@@ -174,14 +175,14 @@ pub struct SellerView {
     pub permitted: Vec<Id>,
     /// T+N state per category (ONB-4).
     pub t_plus_n: Vec<(Id, TPlusN)>,
-    /// Payment account balance, yuan.
-    pub payment_balance: Decimal,
-    /// Voucher deposit per category, yuan (ONB-4, ONB-6).
-    pub deposits: Vec<(Id, Decimal)>,
+    /// Payment account balance.
+    pub payment_balance: Fen,
+    /// Voucher deposit per category (ONB-4, ONB-6).
+    pub deposits: Vec<(Id, Fen)>,
     /// Categories whose deposit is short (ONB-6).
     pub deposit_short: Vec<Id>,
-    /// Group-buying deposit, yuan (ONB-5).
-    pub group_buying_deposit: Decimal,
+    /// Group-buying deposit (ONB-5).
+    pub group_buying_deposit: Fen,
 }
 
 /// A code provider.
@@ -526,10 +527,10 @@ impl Catalog {
             .get(&id)
             .ok_or_else(|| reject(ErrorCode::NotFound, format!("seller {id}")))?;
         let deposits = self
-            .balances
-            .range(Account::Deposit(id, Id::MIN)..=Account::Deposit(id, Id::MAX))
+            .ledger
+            .balances(Account::Deposit(id, Id::MIN)..=Account::Deposit(id, Id::MAX))
             .filter_map(|(account, amount)| match account {
-                Account::Deposit(_, category) => Some((*category, in_fen(*amount))),
+                Account::Deposit(_, category) => Some((category, amount)),
                 _ => None,
             })
             .collect();
@@ -544,10 +545,10 @@ impl Catalog {
             categories_wanted: s.categories_wanted.iter().copied().collect(),
             permitted: s.permitted.iter().copied().collect(),
             t_plus_n: s.t_plus_n.iter().map(|(c, t)| (*c, *t)).collect(),
-            payment_balance: in_fen(self.balance(Account::Payment(id))),
+            payment_balance: self.balance(Account::Payment(id)),
             deposits,
             deposit_short: s.short.iter().copied().collect(),
-            group_buying_deposit: in_fen(self.balance(Account::GroupBuyingDeposit(id))),
+            group_buying_deposit: self.balance(Account::GroupBuyingDeposit(id)),
         })
     }
 }

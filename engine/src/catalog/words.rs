@@ -167,7 +167,7 @@ mod tests {
         assert_eq!(Actor::Provider(7).to_string(), "code provider 7");
         assert_eq!(
             TPlusN::FreezeNotice {
-                amount: Decimal::new(50000, 2)
+                amount: crate::money::Fen::new(50000)
             }
             .to_string(),
             "approved, a deposit freeze of 500.00 yuan awaits the seller"

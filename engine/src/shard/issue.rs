@@ -22,14 +22,12 @@ impl Shard {
                 format!("units must be 1..={VOUCHER_UNITS_MAX}, got {}", c.units),
             ));
         }
-        if c.unit_price.is_sign_negative()
-            || c.unit_price > Decimal::from(UNIT_PRICE_YUAN_MAX)
-            || c.unit_price.normalize().scale() > 2
-        {
+        if c.unit_price < Fen::ZERO || c.unit_price > Fen::new(UNIT_PRICE_FEN_MAX) {
             return Err(Rejection::new(
                 ErrorCode::BadRequest,
                 format!(
-                    "unit_price must be 0..={UNIT_PRICE_YUAN_MAX} yuan with at most 2 decimals, got {}",
+                    "unit_price must be 0.00..={} yuan, got {}",
+                    Fen::new(UNIT_PRICE_FEN_MAX),
                     c.unit_price
                 ),
             ));

@@ -6,17 +6,18 @@
 
 use crate::code::Code;
 use crate::command::{
-    AuditRedemptions, AuditVouchers, CatalogFact, Command, Effect, History, HistoryEvent, Issue,
-    Issued, LookedUp, Lookup, Outcome, Redeem, Redeemed, RedemptionEntry, Reply, RequestId,
-    Reverse, Reversed, SendReason, VoucherHistory, VoucherState,
+    AuditRedemptions, AuditVouchers, Command, Effect, History, HistoryEvent, Issue, Issued,
+    LookedUp, Lookup, Outcome, Redeem, Redeemed, RedemptionEntry, Reply, RequestId, Reverse,
+    Reversed, SendReason, VoucherHistory, VoucherState,
 };
 use crate::error::{ErrorCode, InvalidCodeReason, Rejection};
 use crate::limits::*;
+use crate::message::CatalogFact;
+use crate::money::Fen;
 use crate::validity::Validity;
 use jiff::tz::TimeZone;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
-use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
@@ -112,7 +113,7 @@ struct Voucher {
     issued_code: Code,
     fingerprint: u64,
     #[allow(dead_code)]
-    unit_price: Decimal,
+    unit_price: Fen,
     /// When it was issued, unix ms (its history's first event).
     issued_at_ms: i64,
     /// Reversals so far (at most `VOUCHER_REVERSALS_MAX`).
@@ -226,9 +227,16 @@ impl ProductFact {
     }
 }
 
-/// Maps keyed by codes, request ids and order ids. foldhash: fast, and
-/// seeded per process so that chosen keys cannot force collisions.
-type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+/// Maps keyed by codes, request ids and order ids. foldhash: fast. Its seed
+/// comes from the data directory's secret, not from the OS: the engine stays
+/// deterministic (same seed, same iteration order, before and after a
+/// restart), and chosen keys still cannot force collisions.
+type Map<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
+
+/// A map hashed with `hash_seed` (see [`Map`]).
+fn map<K, V>(hash_seed: u64) -> Map<K, V> {
+    HashMap::with_hasher(foldhash::fast::FixedState::with_seed(hash_seed))
+}
 
 fn fingerprint<T: Hash>(value: &T) -> u64 {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
@@ -272,23 +280,25 @@ impl Shard {
         }
         let mut rng = ChaCha20Rng::from_seed(seed);
         rng.set_stream(u64::from(index));
+        // Domain-separated from the code generator's use of the seed.
+        let h = xxhash_rust::xxh3::xxh3_64_with_seed(&seed, 0x6d61_7073 ^ u64::from(index));
         Ok(Shard {
             index,
             config,
             tz,
             rng,
             vouchers: Vec::new(),
-            by_order: Map::default(),
-            live: Map::default(),
-            retired: Map::default(),
+            by_order: map(h),
+            live: map(h),
+            retired: map(h),
             quarantine: VecDeque::new(),
             codes_used: [0; 12],
-            redemptions: Map::default(),
+            redemptions: map(h),
             log: Vec::new(),
-            reversals: Map::default(),
-            products: Map::default(),
-            verifiers: Map::default(),
-            devices: Map::default(),
+            reversals: map(h),
+            products: map(h),
+            verifiers: map(h),
+            devices: map(h),
         })
     }
 
@@ -394,30 +404,33 @@ impl Shard {
             Command::History(c) => self.history(caller, c),
             Command::AuditVouchers(c) => Ok(self.audit_vouchers(c)),
             Command::AuditRedemptions(c) => Ok(self.audit_redemptions(c)),
-            Command::CatalogFact(f) => {
-                match f {
-                    CatalogFact::Product { id, .. } => {
-                        if let Some(fact) = ProductFact::of(f) {
-                            self.products.insert(*id, fact);
-                        }
-                    }
-                    CatalogFact::Verifier {
-                        id,
-                        seller,
-                        outlets,
-                    } => {
-                        self.verifiers.insert(*id, (*seller, outlets.clone()));
-                    }
-                    CatalogFact::Device {
-                        pos_id,
-                        seller,
-                        outlet,
-                        provider,
-                    } => {
-                        self.devices.insert(*pos_id, (*seller, *outlet, *provider));
-                    }
+        }
+    }
+
+    /// Notes a catalog fact (ORD-7): later redemptions and issues are
+    /// checked against it. A newer fact about the same product, verifier or
+    /// POS replaces the older one.
+    pub fn note_fact(&mut self, fact: &CatalogFact) {
+        match fact {
+            CatalogFact::Product { id, .. } => {
+                if let Some(product) = ProductFact::of(fact) {
+                    self.products.insert(*id, product);
                 }
-                Ok(Outcome::FactNoted)
+            }
+            CatalogFact::Verifier {
+                id,
+                seller,
+                outlets,
+            } => {
+                self.verifiers.insert(*id, (*seller, outlets.clone()));
+            }
+            CatalogFact::Device {
+                pos_id,
+                seller,
+                outlet,
+                provider,
+            } => {
+                self.devices.insert(*pos_id, (*seller, *outlet, *provider));
             }
         }
     }

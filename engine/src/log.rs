@@ -1,0 +1,332 @@
+//! The log record and the one path that applies a batch.
+//!
+//! What a worker applies in one batch, and only what changed state, is one
+//! [`LogRecord`]; replaying the records in order rebuilds every shard and
+//! the catalog (DESIGN invariant 1). The live workers and recovery go
+//! through the same functions — [`ShardBatch`] and [`CatalogBatch`] — so the
+//! rule "what is logged" lives here once and recovery cannot drift from it:
+//! on replay, every input must change state again (it was logged because it
+//! did), or recovery stops with [`LogError::Diverged`].
+//!
+//! Bytes: a record is its format version (`u16`, big-endian) followed by the
+//! postcard encoding of [`LogRecord`]. A golden test pins them.
+
+use crate::catalog::{Actor, Catalog, CatalogCommand, CatalogEvent, CatalogOutcome, CatalogReply};
+use crate::command::{Command, Effect, Reply};
+use crate::message::CatalogFact;
+use crate::shard::{Caller, Shard};
+use crate::RequestId;
+use serde::{Deserialize, Serialize};
+
+/// The layout of log records this build writes and reads. 3: records carry
+/// their version; catalog facts are [`ShardInput::Fact`], not a command.
+pub const LOG_FORMAT: u16 = 3;
+
+/// One input a shard applied and logged.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ShardInput {
+    /// A client command that changed state (issue, redeem, reverse).
+    Command(Command),
+    /// A catalog fact the shard noted before the batch's commands.
+    Fact(CatalogFact),
+}
+
+/// A catalog command as applied: who asked, with which request id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogEntry {
+    /// The authenticated actor.
+    pub actor: Actor,
+    /// Client request id.
+    pub request_id: RequestId,
+    /// The command.
+    pub command: CatalogCommand,
+}
+
+/// One log record: the state-changing inputs one worker applied in one
+/// batch, with the batch's time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LogRecord {
+    /// A voucher shard's batch.
+    Shard {
+        /// Shard that applied the batch.
+        shard: u32,
+        /// The batch's `now`, unix ms.
+        now_ms: i64,
+        /// The batch's state-changing inputs, in apply order.
+        inputs: Vec<ShardInput>,
+    },
+    /// The catalog's batch.
+    Catalog {
+        /// The batch's `now`, unix ms.
+        now_ms: i64,
+        /// The batch's state-changing commands, in apply order.
+        entries: Vec<CatalogEntry>,
+    },
+}
+
+/// Why a record could not be read or replayed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LogError {
+    /// The record was written in another layout.
+    #[error("log record in format {found}; this build reads format {LOG_FORMAT}")]
+    Format {
+        /// The record's version.
+        found: u16,
+    },
+    /// The bytes are not a record.
+    #[error("log record is malformed: {0}")]
+    Malformed(String),
+    /// The record names a shard this engine does not have.
+    #[error("log record names shard {0}, which does not exist")]
+    NoSuchShard(u32),
+    /// A logged input did not change state again on replay: the log and
+    /// the engine disagree (a bug or another build's log).
+    #[error("replay diverged: logged input {index} of the record changed nothing ({reply})")]
+    Diverged {
+        /// Position of the input in its record.
+        index: usize,
+        /// The reply it got on replay, in words.
+        reply: String,
+    },
+}
+
+impl LogRecord {
+    /// The record's bytes: [`LOG_FORMAT`] (2 bytes, big-endian) then postcard.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = LOG_FORMAT.to_be_bytes().to_vec();
+        let body = postcard::to_allocvec(self).expect("log records always serialize");
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// Reads a record written by [`LogRecord::encode`].
+    ///
+    /// Errors: [`LogError::Format`] for another version,
+    /// [`LogError::Malformed`] for bytes that do not decode (or trail).
+    pub fn decode(bytes: &[u8]) -> Result<LogRecord, LogError> {
+        let (version, body) = match bytes {
+            [a, b, body @ ..] => (u16::from_be_bytes([*a, *b]), body),
+            _ => return Err(LogError::Malformed("shorter than its version".into())),
+        };
+        if version != LOG_FORMAT {
+            return Err(LogError::Format { found: version });
+        }
+        let (record, rest) = postcard::take_from_bytes::<LogRecord>(body)
+            .map_err(|e| LogError::Malformed(e.to_string()))?;
+        if !rest.is_empty() {
+            return Err(LogError::Malformed(format!(
+                "{} trailing bytes",
+                rest.len()
+            )));
+        }
+        Ok(record)
+    }
+}
+
+/// Whether a reply means the command changed state and must be logged.
+/// Refused commands change nothing — except `code_space_exhausted`, which
+/// advanced the shard's code generator — so they need no log record, and a
+/// flood of code guesses costs no disk.
+pub fn changed_state(reply: &Reply) -> bool {
+    match reply {
+        Ok(_) => true,
+        Err(r) => r.code == crate::ErrorCode::CodeSpaceExhausted,
+    }
+}
+
+/// One batch of a shard, live or replayed: applies inputs and keeps those
+/// that changed state for the batch's record.
+pub struct ShardBatch {
+    now_ms: i64,
+    inputs: Vec<ShardInput>,
+}
+
+/// What one command of a batch got.
+#[derive(Debug)]
+pub struct Applied {
+    /// The reply.
+    pub reply: Reply,
+    /// The command was a retry of one already applied: its original
+    /// reply, nothing changed.
+    pub repeat: bool,
+    /// The command changed state and is in the batch's record.
+    pub logged: bool,
+}
+
+impl ShardBatch {
+    /// A batch applied at `now_ms` (unix ms).
+    pub fn new(now_ms: i64) -> ShardBatch {
+        ShardBatch {
+            now_ms,
+            inputs: Vec::new(),
+        }
+    }
+
+    /// The batch's time, unix ms.
+    pub fn now_ms(&self) -> i64 {
+        self.now_ms
+    }
+
+    /// Notes a catalog fact in `shard` (ORD-7); always logged.
+    pub fn fact(&mut self, shard: &mut Shard, fact: CatalogFact) {
+        shard.note_fact(&fact);
+        self.inputs.push(ShardInput::Fact(fact));
+    }
+
+    /// Applies `command` from `caller` to `shard` and logs it when it
+    /// changed state (a mutation that succeeded, not a retry).
+    pub fn command(
+        &mut self,
+        shard: &mut Shard,
+        caller: Caller,
+        command: &Command,
+        effects: &mut Vec<Effect>,
+    ) -> Applied {
+        let repeat = shard.is_repeat(command);
+        let reply = shard.apply_as(self.now_ms, caller, command, effects);
+        let logged = command.is_mutation() && changed_state(&reply) && !repeat;
+        if logged {
+            self.inputs.push(ShardInput::Command(command.clone()));
+        }
+        Applied {
+            reply,
+            repeat,
+            logged,
+        }
+    }
+
+    /// The batch's record for shard `index`; None when nothing changed.
+    pub fn record(self, index: u32) -> Option<LogRecord> {
+        (!self.inputs.is_empty()).then_some(LogRecord::Shard {
+            shard: index,
+            now_ms: self.now_ms,
+            inputs: self.inputs,
+        })
+    }
+
+    /// Replays a logged shard batch through the same path as the live
+    /// worker; `each` sees every replayed command with its reply.
+    ///
+    /// Errors: [`LogError::Diverged`] when an input changes nothing again.
+    pub fn replay(
+        shard: &mut Shard,
+        now_ms: i64,
+        inputs: &[ShardInput],
+        effects: &mut Vec<Effect>,
+        mut each: impl FnMut(&Shard, &Command),
+    ) -> Result<(), LogError> {
+        let mut batch = ShardBatch::new(now_ms);
+        for (index, input) in inputs.iter().enumerate() {
+            match input {
+                ShardInput::Fact(f) => batch.fact(shard, f.clone()),
+                ShardInput::Command(c) => {
+                    let applied = batch.command(shard, Caller::Staff, c, effects);
+                    if !applied.logged {
+                        return Err(diverged(index, &applied.reply));
+                    }
+                    each(shard, c);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn diverged<T: std::fmt::Display, E: std::fmt::Display>(
+    index: usize,
+    reply: &Result<T, E>,
+) -> LogError {
+    let reply = match reply {
+        Ok(o) => format!("repeat of {o}"),
+        Err(e) => format!("refused: {e}"),
+    };
+    LogError::Diverged { index, reply }
+}
+
+/// One batch of the catalog, live or replayed.
+pub struct CatalogBatch {
+    now_ms: i64,
+    entries: Vec<CatalogEntry>,
+}
+
+/// What one catalog command of a batch got.
+#[derive(Debug)]
+pub struct CatalogApplied {
+    /// The reply.
+    pub reply: CatalogReply,
+    /// A retry of a command already applied: its original reply.
+    pub repeat: bool,
+    /// The command changed state and is in the batch's record.
+    pub logged: bool,
+}
+
+impl CatalogBatch {
+    /// A batch applied at `now_ms` (unix ms).
+    pub fn new(now_ms: i64) -> CatalogBatch {
+        CatalogBatch {
+            now_ms,
+            entries: Vec::new(),
+        }
+    }
+
+    /// Applies `entry` to `catalog`; events go to `events`. Logged when it
+    /// succeeded, is not a retry (else any client could grow the log at
+    /// will) and is not a tick that changed nothing (an idle server writes
+    /// no record every minute).
+    pub fn command(
+        &mut self,
+        catalog: &mut Catalog,
+        entry: &CatalogEntry,
+        events: &mut Vec<CatalogEvent>,
+    ) -> CatalogApplied {
+        let repeat = catalog.is_repeat(&entry.request_id);
+        let reply = catalog.apply(
+            self.now_ms,
+            entry.actor,
+            entry.request_id,
+            &entry.command,
+            events,
+        );
+        let idle_tick = matches!(
+            &reply,
+            Ok(CatalogOutcome::Ticked { delisted, lockouts_ended: 0 }) if delisted.is_empty()
+        );
+        let logged = reply.is_ok() && !idle_tick && !repeat;
+        if logged {
+            self.entries.push(entry.clone());
+        }
+        CatalogApplied {
+            reply,
+            repeat,
+            logged,
+        }
+    }
+
+    /// The batch's record; None when nothing changed.
+    pub fn record(self) -> Option<LogRecord> {
+        (!self.entries.is_empty()).then_some(LogRecord::Catalog {
+            now_ms: self.now_ms,
+            entries: self.entries,
+        })
+    }
+
+    /// Replays a logged catalog batch through the same path as the live
+    /// worker.
+    ///
+    /// Errors: [`LogError::Diverged`] when an entry changes nothing again.
+    pub fn replay(
+        catalog: &mut Catalog,
+        now_ms: i64,
+        entries: &[CatalogEntry],
+        events: &mut Vec<CatalogEvent>,
+    ) -> Result<(), LogError> {
+        let mut batch = CatalogBatch::new(now_ms);
+        for (index, entry) in entries.iter().enumerate() {
+            let applied = batch.command(catalog, entry, events);
+            if !applied.logged {
+                return Err(diverged(index, &applied.reply));
+            }
+        }
+        Ok(())
+    }
+}

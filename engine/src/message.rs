@@ -1,0 +1,58 @@
+//! Messages between the engine's state machines: logged, never on the wire.
+//!
+//! The catalog owns products, verifiers and devices; voucher shards need a
+//! copy of the few facts ORD-7 checks at redemption. A fact travels from the
+//! catalog's log record to each shard's next log record, so replaying the
+//! log in order rebuilds every shard exactly.
+
+use crate::validity::Validity;
+use serde::{Deserialize, Serialize};
+
+/// A catalog fact a voucher shard needs to check redemptions (ORD-7). The
+/// catalog emits one when a product is published, a verifier added or a POS
+/// registered; the server gives it to every shard once the catalog's record
+/// is durable, and each shard logs it with its next batch
+/// ([`crate::log::ShardInput::Fact`]), so the shards stay deterministic.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum CatalogFact {
+    /// A published product: its seller, outlets, code provider and code
+    /// length, and whether it is listed. Sent again when it is delisted.
+    Product {
+        /// Product id.
+        id: u64,
+        /// Seller id.
+        seller: u64,
+        /// Outlets where its vouchers may be redeemed.
+        outlets: Vec<u64>,
+        /// Code length of its code provider (a provider setting, 6..=11);
+        /// None for a self-issuing seller's product.
+        code_digits: Option<u8>,
+        /// Its code provider; None for a self-issuing seller's product.
+        provider: Option<u64>,
+        /// Its validity (PUB-3): every voucher of the product gets it.
+        validity: Validity,
+        /// On the shelf: vouchers are issued only for listed products.
+        listed: bool,
+    },
+    /// A verifier account: its seller and authorised outlets.
+    Verifier {
+        /// Verifier id.
+        id: u64,
+        /// Seller id.
+        seller: u64,
+        /// Outlets it may redeem at.
+        outlets: Vec<u64>,
+    },
+    /// A registered POS: the seller and outlet it serves, and the code
+    /// provider that registered it.
+    Device {
+        /// POS id.
+        pos_id: u64,
+        /// Seller id (the outlet's owner).
+        seller: u64,
+        /// Outlet.
+        outlet: u64,
+        /// The registering code provider.
+        provider: u64,
+    },
+}
