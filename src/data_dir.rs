@@ -115,7 +115,35 @@ fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
 pub fn open(root: &Path, new_config: &EngineConfig) -> anyhow::Result<Opened> {
     std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
     let paths = Paths::new(root);
-    let mut storage = Storage::open(&root.join("db")).map_err(|e| {
+    let mut storage = open_storage(root)?;
+    let (config, seed, created) = settings(&storage, root, new_config)?;
+    let admin_token = admin_token(&paths)?;
+    ensure_development_certificate(&paths)?;
+    let recovered = recover(&mut storage, &config, seed)?;
+    let mut shards = recovered.shards;
+    log_missing_facts(&mut storage, &mut shards, &recovered.catalog)?;
+    for s in &shards {
+        s.check_invariants();
+    }
+    recovered
+        .catalog
+        .check_invariants()
+        .map_err(|e| anyhow::anyhow!("the recovered catalog breaks MON-5: {e}"))?;
+    Ok(Opened {
+        storage,
+        shards,
+        catalog: recovered.catalog,
+        config,
+        admin_token,
+        records_replayed: recovered.records,
+        claims: recovered.claims,
+        created,
+    })
+}
+
+/// Opens the database, naming the holder when another server has it.
+fn open_storage(root: &Path) -> anyhow::Result<Storage> {
+    Storage::open(&root.join("db")).map_err(|e| {
         if e.to_string().contains("lock") {
             anyhow::anyhow!(
                 "data directory {} is in use by another vouch server (its database lock is held): {e}",
@@ -124,50 +152,84 @@ pub fn open(root: &Path, new_config: &EngineConfig) -> anyhow::Result<Opened> {
         } else {
             anyhow::Error::new(e).context("opening the database")
         }
-    })?;
-    let (config, seed, created) = match storage.meta_get("config")? {
-        Some(bytes) => {
-            let config: EngineConfig = serde_json::from_slice(&bytes).context("meta config")?;
-            let seed: [u8; 32] = storage
-                .meta_get("seed")?
-                .context("meta seed missing")?
-                .try_into()
-                .map_err(|_| anyhow::anyhow!("meta seed is not 32 bytes"))?;
-            check_log_format(&storage, root)?;
-            (config, seed, false)
-        }
-        None => {
-            new_config.validate().map_err(anyhow::Error::msg)?;
-            let mut seed = [0u8; 32];
-            rand::rng().fill_bytes(&mut seed);
-            storage.meta_put_sync("seed", &seed)?;
-            storage.meta_put_sync("log_format", LOG_FORMAT.to_string().as_bytes())?;
-            storage.meta_put_sync("config", &serde_json::to_vec(new_config)?)?;
-            (new_config.clone(), seed, true)
-        }
-    };
+    })
+}
+
+/// The directory's settings and seed, written on creation (then `created`
+/// is true) and read back ever after.
+///
+/// Errors: unreadable meta values, a log in another format, settings that
+/// do not validate.
+fn settings(
+    storage: &Storage,
+    root: &Path,
+    new_config: &EngineConfig,
+) -> anyhow::Result<(EngineConfig, [u8; 32], bool)> {
+    if let Some(bytes) = storage.meta_get("config")? {
+        let config: EngineConfig = serde_json::from_slice(&bytes).context("meta config")?;
+        let seed: [u8; 32] = storage
+            .meta_get("seed")?
+            .context("meta seed missing")?
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("meta seed is not 32 bytes"))?;
+        check_log_format(storage, root)?;
+        return Ok((config, seed, false));
+    }
+    new_config.validate().map_err(anyhow::Error::msg)?;
+    let mut seed = [0u8; 32];
+    rand::rng().fill_bytes(&mut seed);
+    storage.meta_put_sync("seed", &seed)?;
+    storage.meta_put_sync("log_format", LOG_FORMAT.to_string().as_bytes())?;
+    storage.meta_put_sync("config", &serde_json::to_vec(new_config)?)?;
+    Ok((new_config.clone(), seed, true))
+}
+
+/// The admin token, generated (24 random bytes, hex) on first start.
+fn admin_token(paths: &Paths) -> anyhow::Result<String> {
     if !paths.admin_token.exists() {
         let mut raw = [0u8; 24];
         rand::rng().fill_bytes(&mut raw);
         let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
         write_private(&paths.admin_token, token.as_bytes())?;
     }
-    let admin_token = std::fs::read_to_string(&paths.admin_token)
+    Ok(std::fs::read_to_string(&paths.admin_token)
         .with_context(|| format!("reading {}", paths.admin_token.display()))?
         .trim()
-        .to_string();
-    if !paths.cert.exists() || !paths.key.exists() {
-        let cert = rcgen::generate_simple_self_signed(vec![
-            "localhost".into(),
-            "127.0.0.1".into(),
-            "::1".into(),
-        ])
-        .context("generating the development certificate")?;
-        let _ = std::fs::remove_file(&paths.key);
-        let _ = std::fs::remove_file(&paths.cert);
-        write_private(&paths.key, cert.key_pair.serialize_pem().as_bytes())?;
-        std::fs::write(&paths.cert, cert.cert.pem())?;
+        .to_string())
+}
+
+/// A self-signed certificate for localhost when the directory has none.
+fn ensure_development_certificate(paths: &Paths) -> anyhow::Result<()> {
+    if paths.cert.exists() && paths.key.exists() {
+        return Ok(());
     }
+    let cert = rcgen::generate_simple_self_signed(vec![
+        "localhost".into(),
+        "127.0.0.1".into(),
+        "::1".into(),
+    ])
+    .context("generating the development certificate")?;
+    let _ = std::fs::remove_file(&paths.key);
+    let _ = std::fs::remove_file(&paths.cert);
+    write_private(&paths.key, cert.key_pair.serialize_pem().as_bytes())?;
+    std::fs::write(&paths.cert, cert.cert.pem())?;
+    Ok(())
+}
+
+/// What replaying the log rebuilt.
+struct Recovered {
+    shards: Vec<Shard>,
+    catalog: Catalog,
+    claims: HashMap<RequestId, u32>,
+    records: u64,
+}
+
+/// Replays every log record, in order, into fresh shards and a fresh
+/// catalog.
+///
+/// Errors: a record that does not decode or does not replay (see
+/// [`replay_record`]), naming its sequence number.
+fn recover(storage: &mut Storage, config: &EngineConfig, seed: [u8; 32]) -> anyhow::Result<Recovered> {
     let mut shards = (0..config.shards)
         .map(|i| Shard::new(i, config.clone(), seed))
         .collect::<Result<Vec<_>, _>>()
@@ -175,18 +237,31 @@ pub fn open(root: &Path, new_config: &EngineConfig) -> anyhow::Result<Opened> {
     let tz = config.validate().map_err(anyhow::Error::msg)?;
     let mut catalog = Catalog::new(tz);
     let mut claims = HashMap::new();
-    let records_replayed = storage
+    let records = storage
         .replay(|seq, bytes| -> anyhow::Result<()> {
             let record = LogRecord::decode(bytes).with_context(|| format!("log record {seq}"))?;
             replay_record(&mut shards, &mut catalog, &mut claims, record)
                 .with_context(|| format!("log record {seq}"))
         })
         .map_err(|e| anyhow::anyhow!("replaying the log: {e:#}"))?;
-    // Catalog facts a stop or crash kept from reaching a shard's log (a shard
-    // logs a fact with its next batch) are derived again from the catalog.
-    // A shard lacking one gets it logged now, before it serves: it changes
-    // what the shard issues (validity, code length) and redeems (ORD-7),
-    // so a later replay must see it at this point too.
+    Ok(Recovered {
+        shards,
+        catalog,
+        claims,
+        records,
+    })
+}
+
+/// Catalog facts a stop or crash kept from reaching a shard's log (a shard
+/// logs a fact with its next batch) are derived again from the catalog. A
+/// shard lacking one gets it logged now, before it serves: it changes what
+/// the shard issues (validity, code length) and redeems (ORD-7), so a later
+/// replay must see it at this point too.
+fn log_missing_facts(
+    storage: &mut Storage,
+    shards: &mut [Shard],
+    catalog: &Catalog,
+) -> anyhow::Result<()> {
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -204,19 +279,7 @@ pub fn open(root: &Path, new_config: &EngineConfig) -> anyhow::Result<Opened> {
     storage
         .append_sync(records.iter().map(Vec::as_slice))
         .context("logging catalog facts the shards lacked")?;
-    for s in &shards {
-        s.check_invariants();
-    }
-    Ok(Opened {
-        storage,
-        shards,
-        catalog,
-        config,
-        admin_token,
-        records_replayed,
-        claims,
-        created,
-    })
+    Ok(())
 }
 
 /// Applies one log record through the workers' own path

@@ -383,95 +383,127 @@ pub fn run_catalog_worker(
     guard: Arc<Guard>,
     revoked: Arc<tokio::sync::watch::Sender<u64>>,
 ) {
+    let links = Arc::new(CatalogLinks {
+        tokens,
+        fact_txs,
+        guard,
+        revoked,
+    });
     let mut clock = Clock::default();
     let mut events = Vec::new();
     while let Some(ops) = next_batch(&mut rx) {
         let mut batch = CatalogBatch::new(clock.now_ms());
-        let mut replies = Vec::with_capacity(ops.len());
-        let mut token_updates = Vec::new();
-        let mut facts_out = Vec::new();
-        let mut lifted = Vec::new();
+        let mut after = CatalogAfter::default();
         for op in ops {
-            let e = match &op.work {
-                CatalogWork::Command(e) => e,
-                CatalogWork::Read(actor, query) => {
-                    let reply = catalog.read(*actor, query);
-                    let wire = reply.map_err(|r| WireError::from(&r));
-                    replies.push((op, Response::CatalogView(wire)));
-                    continue;
-                }
-            };
-            let applied = batch.command(&mut catalog, e, &mut events);
-            let (reply, repeat) = (applied.reply, applied.repeat);
-            // The catalog's state after the command decides, not the command:
-            // a replayed IssueToken must not revive a revoked token.
-            if let CatalogCommand::IssueToken { token_hash, .. } = &e.command {
-                token_updates.push((*token_hash, catalog.token_actor(token_hash)));
-            }
-            // A retry of a lift returns its original reply and lifts
-            // nothing: the key may have been locked out again since.
-            if let (CatalogCommand::LiftLockout { key }, Ok(_), false) =
-                (&e.command, &reply, repeat)
-            {
-                tracing::info!(key = %key, by = %e.actor, "lockout lifted");
-                lifted.push(*key);
-            }
-            for event in events.drain(..) {
-                match event {
-                    CatalogEvent::Fact(f) => facts_out.push(f),
-                    CatalogEvent::TokenRevoked { token_hash, .. } => {
-                        tracing::info!("{event}");
-                        token_updates.push((token_hash, None));
-                    }
-                    // Business events staff act on (ONB-4, ONB-6, PUB-3),
-                    // at the default level.
-                    event => tracing::info!("{event}"),
-                }
-            }
-            let response = match reply {
-                Ok(outcome) if repeat => Response::CatalogReplayed(outcome),
-                reply => Response::Catalog(reply.map_err(|r| WireError::from(&r))),
-            };
-            replies.push((op, response));
+            let response = catalog_op(&mut catalog, &mut batch, &op.work, &mut events, &mut after);
+            after.replies.push((op, response));
         }
         let record = batch.record().map(|r| r.encode()).unwrap_or_default();
-        let tokens = tokens.clone();
-        let fact_txs = fact_txs.clone();
-        let guard = guard.clone();
-        let revoked = revoked.clone();
+        let links = links.clone();
         let job = Job {
             record,
-            done: Box::new(move || {
-                // Shards learn catalog facts once they are durable here.
-                for f in &facts_out {
-                    for tx in &fact_txs {
-                        let _ = tx.send(f.clone());
-                    }
-                }
-                // Credentials change only once their record is durable; a
-                // revocation closes the token's open connections.
-                let mut any_revoked = false;
-                for (hash, actor) in token_updates {
-                    match actor {
-                        Some(a) => {
-                            tokens.insert(hash, a);
-                        }
-                        None => any_revoked |= tokens.remove(&hash).is_some(),
-                    }
-                }
-                if any_revoked {
-                    revoked.send_modify(|epoch| *epoch += 1);
-                }
-                for key in &lifted {
-                    guard.lift(key);
-                }
-                for (op, response) in replies {
-                    let _ = op.tx.send((op.corr, response, op.permit));
-                }
-            }),
+            done: Box::new(move || after.release(&links)),
         };
         if commit.send(job).is_err() {
             return;
+        }
+    }
+}
+
+/// What the catalog's durable changes reach in the server.
+struct CatalogLinks {
+    tokens: Arc<TokenMap>,
+    fact_txs: Vec<crossbeam_channel::Sender<CatalogFact>>,
+    guard: Arc<Guard>,
+    revoked: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+/// What one catalog batch changes outside the catalog, released once its
+/// record is durable.
+#[derive(Default)]
+struct CatalogAfter {
+    replies: Vec<(CatalogOp, Response)>,
+    /// Token hash → its principal now (None: revoked).
+    token_updates: Vec<([u8; 32], Option<Actor>)>,
+    facts: Vec<CatalogFact>,
+    lifted: Vec<LockKey>,
+}
+
+/// Applies or reads one catalog op and notes what it changes outside.
+fn catalog_op(
+    catalog: &mut Catalog,
+    batch: &mut CatalogBatch,
+    work: &CatalogWork,
+    events: &mut Vec<CatalogEvent>,
+    after: &mut CatalogAfter,
+) -> Response {
+    let e = match work {
+        CatalogWork::Command(e) => e,
+        CatalogWork::Read(actor, query) => {
+            let reply = catalog.read(*actor, query);
+            return Response::CatalogView(reply.map_err(|r| WireError::from(&r)));
+        }
+    };
+    let applied = batch.command(catalog, e, events);
+    let (reply, repeat) = (applied.reply, applied.repeat);
+    // The catalog's state after the command decides, not the command: a
+    // replayed IssueToken must not revive a revoked token.
+    if let CatalogCommand::IssueToken { token_hash, .. } = &e.command {
+        after
+            .token_updates
+            .push((*token_hash, catalog.token_actor(token_hash)));
+    }
+    // A retry of a lift returns its original reply and lifts nothing: the
+    // key may have been locked out again since.
+    if let (CatalogCommand::LiftLockout { key }, Ok(_), false) = (&e.command, &reply, repeat) {
+        tracing::info!(key = %key, by = %e.actor, "lockout lifted");
+        after.lifted.push(*key);
+    }
+    for event in events.drain(..) {
+        match event {
+            CatalogEvent::Fact(f) => after.facts.push(f),
+            CatalogEvent::TokenRevoked { token_hash, .. } => {
+                tracing::info!("{event}");
+                after.token_updates.push((token_hash, None));
+            }
+            // Business events staff act on (ONB-4, ONB-6, PUB-3), at the
+            // default level.
+            event => tracing::info!("{event}"),
+        }
+    }
+    match reply {
+        Ok(outcome) if repeat => Response::CatalogReplayed(outcome),
+        reply => Response::Catalog(reply.map_err(|r| WireError::from(&r))),
+    }
+}
+
+impl CatalogAfter {
+    /// Runs once the batch's record is durable: shards learn the facts,
+    /// credentials change (a revocation closes the token's connections),
+    /// lifted lockouts end, and the replies go out.
+    fn release(self, links: &CatalogLinks) {
+        for f in &self.facts {
+            for tx in &links.fact_txs {
+                let _ = tx.send(f.clone());
+            }
+        }
+        let mut any_revoked = false;
+        for (hash, actor) in self.token_updates {
+            match actor {
+                Some(a) => {
+                    links.tokens.insert(hash, a);
+                }
+                None => any_revoked |= links.tokens.remove(&hash).is_some(),
+            }
+        }
+        if any_revoked {
+            links.revoked.send_modify(|epoch| *epoch += 1);
+        }
+        for key in &self.lifted {
+            links.guard.lift(key);
+        }
+        for (op, response) in self.replies {
+            let _ = op.tx.send((op.corr, response, op.permit));
         }
     }
 }
