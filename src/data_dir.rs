@@ -229,7 +229,11 @@ struct Recovered {
 ///
 /// Errors: a record that does not decode or does not replay (see
 /// [`replay_record`]), naming its sequence number.
-fn recover(storage: &mut Storage, config: &EngineConfig, seed: [u8; 32]) -> anyhow::Result<Recovered> {
+fn recover(
+    storage: &mut Storage,
+    config: &EngineConfig,
+    seed: [u8; 32],
+) -> anyhow::Result<Recovered> {
     let mut shards = (0..config.shards)
         .map(|i| Shard::new(i, config.clone(), seed))
         .collect::<Result<Vec<_>, _>>()

@@ -1,0 +1,566 @@
+//! A seeded simulation of the engine (TigerBeetle's VOPR in miniature):
+//! a workload generator drives shards through the workers' own batch path
+//! (`ShardBatch`, routing and request-id claims as the server does) with
+//! issues, repeats, redemptions (right, wrong, retried, conflicting),
+//! reversals and time jumps, against a small reference model of every
+//! order's units and codes. Every reply is checked against the model; the
+//! shards' invariants are checked as it goes; at the end the log records
+//! are replayed into fresh shards, which must hold the same state.
+//!
+//! `VOUCH_SIM_SEED` reruns one seed; `VOUCH_SIM_STEPS` sets the steps
+//! (default 100,000). A failure prints the seed and the step.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+use vouch_engine::command::*;
+use vouch_engine::engine::route;
+use vouch_engine::log::{LogRecord, ShardBatch};
+use vouch_engine::shard::Caller;
+use vouch_engine::validity::Validity;
+use vouch_engine::{Code, Command, EngineConfig, ErrorCode, Fen, Outcome, Reply, Shard};
+
+/// 2026-11-29 12:00:00 +08:00 in unix ms.
+const START: i64 = 1_795_924_800_000;
+const SHARDS: u32 = 4;
+const DAY_MS: i64 = 86_400_000;
+/// Simulated time stays within this span (below the 90-day quarantine).
+const SPAN_MS: i64 = 60 * DAY_MS;
+const MOBILE: &str = "13800001234";
+
+struct Order {
+    id: String,
+    units: u32,
+    price: Fen,
+    first_code: Code,
+    remaining: u32,
+    live: Option<Code>,
+    until_ms: i64,
+    reversals: u32,
+}
+
+struct Red {
+    command: Redeem,
+    order: usize,
+    at_ms: i64,
+    reply: Redeemed,
+    reversed: bool,
+}
+
+struct Sim {
+    rng: ChaCha8Rng,
+    now: i64,
+    dt_max: i64,
+    jump_max: i64,
+    /// Steps between full checks (each reads every voucher).
+    check_every: u64,
+    shards: Vec<Shard>,
+    claims: BTreeMap<RequestId, u32>,
+    records: Vec<Vec<u8>>,
+    orders: Vec<Order>,
+    /// Live code → order, to check uniqueness at once.
+    live: BTreeMap<Code, usize>,
+    reds: Vec<Red>,
+    serial: u64,
+    window_ms: i64,
+    step: u64,
+    /// Outcomes seen, by name: the workload must reach every one.
+    seen: BTreeMap<&'static str, u64>,
+}
+
+fn config() -> EngineConfig {
+    EngineConfig {
+        shards: SHARDS,
+        ..EngineConfig::default()
+    }
+}
+
+fn fresh_shards() -> Vec<Shard> {
+    (0..SHARDS)
+        .map(|i| Shard::new(i, config(), [9; 32]).unwrap())
+        .collect()
+}
+
+impl Sim {
+    fn new(seed: u64, steps: u64) -> Sim {
+        Sim {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            now: START,
+            // Half the span in small steps, half in jumps (7 % of steps).
+            dt_max: (SPAN_MS / steps.max(1) as i64).max(1),
+            jump_max: (SPAN_MS * 100 / 7 / steps.max(1) as i64).max(1),
+            check_every: (steps / 100).max(5_000),
+            shards: fresh_shards(),
+            claims: BTreeMap::new(),
+            records: Vec::new(),
+            orders: Vec::new(),
+            live: BTreeMap::new(),
+            reds: Vec::new(),
+            serial: 0,
+            window_ms: config().reversal_window_ms,
+            step: 0,
+            seen: BTreeMap::new(),
+        }
+    }
+
+    /// Routes and applies one command as the server does, logging what
+    /// changed state as its own batch record.
+    fn apply(&mut self, command: &Command) -> Reply {
+        let rid = command.request_id();
+        let index = rid
+            .and_then(|r| self.claims.get(&r).copied())
+            .unwrap_or_else(|| route(command, SHARDS));
+        let shard = &mut self.shards[index as usize];
+        let mut batch = ShardBatch::new(self.now);
+        let applied = batch.command(shard, Caller::Staff, command, &mut Vec::new());
+        if let Some(r) = rid.filter(|r| shard.knows_request(r)) {
+            self.claims.entry(r).or_insert(index);
+        }
+        if let Some(record) = batch.record(index) {
+            self.records.push(record.encode());
+        }
+        applied.reply
+    }
+
+    fn saw(&mut self, what: &'static str) {
+        *self.seen.entry(what).or_default() += 1;
+    }
+
+    fn issue_cmd(order: &Order) -> Command {
+        Command::Issue(Issue {
+            order_id: order.id.clone(),
+            seller_id: 10,
+            product_id: 20,
+            units: order.units,
+            unit_price: order.price,
+            mobile: MOBILE.into(),
+            validity: Validity::DaysFromIssue(30),
+            code_digits: 8,
+        })
+    }
+
+    fn issue_new(&mut self) {
+        let mut order = Order {
+            id: format!("o-{}", self.orders.len()),
+            units: self.rng.random_range(1..=5),
+            price: Fen::new(self.rng.random_range(0..50_000)),
+            first_code: Code::new(8, 0).unwrap(),
+            remaining: 0,
+            live: None,
+            until_ms: 0,
+            reversals: 0,
+        };
+        let Ok(Outcome::Issued(i)) = self.apply(&Self::issue_cmd(&order)) else {
+            panic!("a new order is issued")
+        };
+        assert!(!i.replayed && i.units == order.units && i.units_remaining == order.units);
+        assert_eq!(i.live_code, Some(i.code));
+        assert!(
+            self.live.insert(i.code, self.orders.len()).is_none(),
+            "ORD-3: a live code is unique"
+        );
+        assert_eq!(
+            route(&lookup(i.code, "1234"), SHARDS),
+            i.code.value() as u32 % SHARDS
+        );
+        order.first_code = i.code;
+        order.remaining = order.units;
+        order.live = Some(i.code);
+        order.until_ms = i.valid_until_ms;
+        assert!(order.until_ms > self.now + 29 * DAY_MS);
+        self.orders.push(order);
+        self.saw("issued");
+    }
+
+    fn issue_again(&mut self, o: usize) {
+        let reply = self.apply(&Self::issue_cmd(&self.orders[o]));
+        let order = &self.orders[o];
+        let Ok(Outcome::Issued(i)) = reply else {
+            panic!("ORD-1: a repeat answers, got {reply:?}")
+        };
+        assert!(i.replayed, "ORD-1: marked as a repeat");
+        assert_eq!(
+            (i.code, i.live_code, i.units_remaining),
+            (order.first_code, order.live, order.remaining)
+        );
+        self.saw("issue repeated");
+    }
+
+    fn next_rid(&mut self) -> RequestId {
+        self.serial += 1;
+        RequestId {
+            source: 77,
+            serial: self.serial,
+        }
+    }
+
+    fn redeem(&mut self, o: usize, wrong_digits: bool, extra: bool) {
+        let request_id = self.next_rid();
+        let order = &self.orders[o];
+        let Some(code) = order.live else { return };
+        let remaining = order.remaining;
+        let expired = self.now >= order.until_ms;
+        let units = if extra {
+            remaining + 1
+        } else {
+            self.rng.random_range(1..=remaining)
+        };
+        let command = Redeem {
+            request_id,
+            code,
+            phone_last4: if wrong_digits { "9999" } else { "1234" }.into(),
+            units,
+            outlet_id: 3,
+            verifier_id: self.rng.random_range(1..=3),
+            pos_id: None,
+        };
+        let reply = self.apply(&Command::Redeem(command.clone()));
+        if wrong_digits || expired {
+            assert_eq!(
+                reply.map_err(|r| r.code).err(),
+                Some(ErrorCode::CodeInvalid)
+            );
+            self.saw(if expired { "expired" } else { "wrong digits" });
+            return;
+        }
+        if extra {
+            assert_eq!(
+                reply.map_err(|r| r.code).err(),
+                Some(ErrorCode::UnitsInsufficient)
+            );
+            self.saw("too many units");
+            return;
+        }
+        let Ok(Outcome::Redeemed(r)) = reply else {
+            panic!("ORD-7: a valid redemption succeeds, got {reply:?}")
+        };
+        let left = remaining - units;
+        assert_eq!(
+            (r.units, r.units_remaining, r.replayed),
+            (units, left, false)
+        );
+        assert_eq!(
+            r.new_code.is_some(),
+            left > 0,
+            "ORD-8: the rest get a fresh code"
+        );
+        assert_ne!(r.new_code, Some(code), "ORD-8: the old code dies");
+        self.live.remove(&code);
+        if let Some(new) = r.new_code {
+            assert!(self.live.insert(new, o).is_none(), "ORD-3: unique");
+        }
+        let order = &mut self.orders[o];
+        order.remaining = left;
+        order.live = r.new_code;
+        self.saw(if left > 0 {
+            "redeemed in part"
+        } else {
+            "redeemed in full"
+        });
+        self.reds.push(Red {
+            command,
+            order: o,
+            at_ms: self.now,
+            reply: r,
+            reversed: false,
+        });
+    }
+
+    fn redeem_dead_code(&mut self, k: usize) {
+        let red = &self.reds[k];
+        let old = red.command.code;
+        // Still live when the reversal gave the units back onto it, or when
+        // another order drew it (not within the 90-day quarantine).
+        if self.live.contains_key(&old) {
+            return;
+        }
+        let mut command = red.command.clone();
+        command.units = 1;
+        command.request_id = self.next_rid();
+        let reply = self.apply(&Command::Redeem(command));
+        assert_eq!(
+            reply.map_err(|r| r.code).err(),
+            Some(ErrorCode::CodeInvalid),
+            "a replaced code redeems nothing"
+        );
+        self.saw("dead code");
+    }
+
+    fn retry(&mut self, k: usize, conflicting: bool) {
+        let red = &self.reds[k];
+        let mut command = red.command.clone();
+        if conflicting {
+            command.units += 1;
+        }
+        let expected = red.reply.clone();
+        let reply = self.apply(&Command::Redeem(command));
+        if conflicting {
+            assert_eq!(
+                reply.map_err(|r| r.code).err(),
+                Some(ErrorCode::RequestConflict)
+            );
+            self.saw("conflict");
+            return;
+        }
+        let Ok(Outcome::Redeemed(r)) = reply else {
+            panic!("invariant 4: a retry answers, got {reply:?}")
+        };
+        assert!(r.replayed);
+        assert_eq!(
+            (r.units, r.units_remaining),
+            (expected.units, expected.units_remaining)
+        );
+        self.saw("retried");
+    }
+
+    fn reverse(&mut self, k: usize) {
+        let request_id = self.next_rid();
+        let red = &self.reds[k];
+        let order = &self.orders[red.order];
+        let command = Reverse {
+            request_id,
+            code: red.command.code,
+            redemption: red.command.request_id,
+            pos_id: None,
+            verifier_id: Some(red.command.verifier_id),
+            seller_id: None,
+        };
+        let window_open = self.now <= red.at_ms + self.window_ms;
+        let expected_error = if red.reversed {
+            Some(ErrorCode::AlreadyReversed)
+        } else if !window_open {
+            Some(ErrorCode::ReversalWindowPassed)
+        } else if order.reversals >= vouch_engine::limits::VOUCHER_REVERSALS_MAX as u32 {
+            Some(ErrorCode::ReversalNotPermitted)
+        } else {
+            None
+        };
+        let (units, live_before, o) = (red.command.units, order.live, red.order);
+        let reply = self.apply(&Command::Reverse(command));
+        if let Some(code) = expected_error {
+            assert_eq!(reply.map_err(|r| r.code).err(), Some(code));
+            self.saw(code.name());
+            return;
+        }
+        let Ok(Outcome::Reversed(r)) = reply else {
+            panic!("a reversal inside the window succeeds, got {reply:?}")
+        };
+        match live_before {
+            Some(live) => assert_eq!(r.live_code, live, "units go back onto the live code"),
+            None => assert!(self.live.insert(r.live_code, o).is_none(), "ORD-3: unique"),
+        }
+        let order = &mut self.orders[o];
+        assert_eq!(
+            (r.units, r.units_remaining),
+            (units, order.remaining + units)
+        );
+        order.remaining += units;
+        order.live = Some(r.live_code);
+        order.reversals += 1;
+        self.reds[k].reversed = true;
+        self.saw(if live_before.is_some() {
+            "reversed"
+        } else {
+            "reversed onto a new code"
+        });
+    }
+
+    fn one_step(&mut self) {
+        self.step += 1;
+        self.now += self.rng.random_range(0..=self.dt_max);
+        let n = self.orders.len();
+        let k = self.reds.len();
+        let pick = self.rng.random_range(0..100);
+        let o = self.rng.random_range(0..n.max(1));
+        let r = self.rng.random_range(0..k.max(1));
+        // Recent redemptions mostly, so that many reversals fall inside the
+        // window.
+        let recent = if self.rng.random_bool(0.7) {
+            k.saturating_sub(1 + self.rng.random_range(0..k.clamp(1, 20)))
+        } else {
+            r
+        };
+        match pick {
+            0..=24 => self.issue_new(),
+            25..=29 if n > 0 => self.issue_again(o),
+            30..=59 if n > 0 => self.redeem(o, false, false),
+            60..=62 if n > 0 => self.redeem(o, true, false),
+            63..=65 if n > 0 => self.redeem(o, false, true),
+            66..=70 if k > 0 => self.redeem_dead_code(r),
+            71..=78 if k > 0 => self.retry(r, false),
+            79..=80 if k > 0 => self.retry(r, true),
+            81..=92 if k > 0 => self.reverse(recent),
+            _ => {
+                let jump = self.rng.random_range(0..=self.jump_max);
+                self.now += jump;
+            }
+        }
+        if self.step % self.check_every == 0 {
+            self.check();
+        }
+    }
+
+    /// The shards' invariants, and the model's units against theirs.
+    fn check(&mut self) {
+        for s in &self.shards {
+            s.check_invariants();
+        }
+        let total: u64 = self.orders.iter().map(|o| u64::from(o.remaining)).sum();
+        let engine: u64 = audit(&mut self.shards, self.now)
+            .0
+            .iter()
+            .map(|v| u64::from(v.units_remaining))
+            .sum();
+        assert_eq!(engine, total, "units remaining, engine vs model");
+    }
+}
+
+fn lookup(code: Code, last4: &str) -> Command {
+    Command::Lookup(Lookup {
+        code,
+        phone_last4: last4.into(),
+        verifier_id: None,
+        pos_id: None,
+    })
+}
+
+/// Every voucher and every verification log entry of the shards.
+fn audit(shards: &mut [Shard], now: i64) -> (Vec<VoucherState>, Vec<RedemptionEntry>) {
+    let (mut vouchers, mut redemptions) = (Vec::new(), Vec::new());
+    for (i, s) in shards.iter_mut().enumerate() {
+        let mut from = Some(0);
+        while let Some(f) = from {
+            let page = AuditVouchers {
+                shard: i as u32,
+                from: f,
+                limit: 1_000,
+            };
+            let Ok(Outcome::Vouchers { items, next }) =
+                s.apply(now, &Command::AuditVouchers(page), &mut Vec::new())
+            else {
+                panic!("audit")
+            };
+            vouchers.extend(items);
+            from = next;
+        }
+        let mut from = Some(0);
+        while let Some(f) = from {
+            let page = AuditRedemptions {
+                shard: i as u32,
+                from: f,
+                limit: 1_000,
+            };
+            let Ok(Outcome::Redemptions { items, next }) =
+                s.apply(now, &Command::AuditRedemptions(page), &mut Vec::new())
+            else {
+                panic!("audit")
+            };
+            redemptions.extend(items);
+            from = next;
+        }
+    }
+    (vouchers, redemptions)
+}
+
+/// Replays every record into fresh shards (decoding each), as recovery.
+fn replayed(records: &[Vec<u8>]) -> Vec<Shard> {
+    let mut shards = fresh_shards();
+    for bytes in records {
+        let LogRecord::Shard {
+            shard,
+            now_ms,
+            inputs,
+        } = LogRecord::decode(bytes).unwrap()
+        else {
+            panic!("only shard records")
+        };
+        ShardBatch::replay(
+            &mut shards[shard as usize],
+            now_ms,
+            &inputs,
+            &mut Vec::new(),
+            |_, _| {},
+        )
+        .unwrap();
+    }
+    shards
+}
+
+fn run(seed: u64, steps: u64) {
+    let mut sim = Sim::new(seed, steps);
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        for _ in 0..steps {
+            sim.one_step();
+        }
+        sim.check();
+        let mut again = replayed(&sim.records);
+        for s in &again {
+            s.check_invariants();
+        }
+        assert!(
+            audit(&mut again, sim.now) == audit(&mut sim.shards, sim.now),
+            "invariant 1: replaying the log rebuilds the same state"
+        );
+        sim.reds.len()
+    }));
+    match outcome {
+        Ok(redemptions) => {
+            println!("after {steps} steps: {:?}", sim.seen);
+            assert!(redemptions > steps as usize / 10, "the workload redeems");
+            if steps >= 100_000 {
+                for what in [
+                    "issued",
+                    "issue repeated",
+                    "expired",
+                    "wrong digits",
+                    "too many units",
+                    "redeemed in part",
+                    "redeemed in full",
+                    "dead code",
+                    "conflict",
+                    "retried",
+                    "already_reversed",
+                    "reversal_window_passed",
+                    "reversed",
+                    "reversed onto a new code",
+                ] {
+                    assert!(
+                        sim.seen.contains_key(what),
+                        "the workload never reached {what}"
+                    );
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!(
+                "simulation failed: VOUCH_SIM_SEED={seed} VOUCH_SIM_STEPS={steps} (step {})",
+                sim.step
+            );
+            std::panic::resume_unwind(e)
+        }
+    }
+}
+
+/// A new seed when none is given: the only use of the clock, printed first.
+#[allow(clippy::disallowed_methods)]
+fn clock_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+/// The simulation, 100,000 steps by default; see the module docs.
+#[test]
+fn sim_units_codes_and_replay_hold_under_a_random_workload() {
+    let steps = std::env::var("VOUCH_SIM_STEPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100_000);
+    let seed = std::env::var("VOUCH_SIM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(clock_seed);
+    println!("simulation seed {seed}, {steps} steps");
+    run(seed, steps);
+}
