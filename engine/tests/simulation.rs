@@ -395,7 +395,7 @@ impl Sim {
                 self.now += jump;
             }
         }
-        if self.step % self.check_every == 0 {
+        if self.step.is_multiple_of(self.check_every) {
             self.check();
         }
     }
