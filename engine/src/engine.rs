@@ -84,6 +84,12 @@ impl Engine {
         }
     }
 
+    /// The time input of every shard at `now_ms` (MON-6); see
+    /// [`Shard::tick`]. Returns the deadlines applied.
+    pub fn tick(&mut self, now_ms: i64) -> usize {
+        self.shards.iter_mut().map(|s| s.tick(now_ms)).sum()
+    }
+
     /// The shards, for inspection.
     pub fn shards(&self) -> &[Shard] {
         &self.shards

@@ -31,8 +31,9 @@ pub enum ErrorCode {
     NotYetValid = 9,
     /// No redemption with that request id exists on this voucher.
     RedemptionUnknown = 10,
-    /// The reversal window of the redemption has passed.
-    ReversalWindowPassed = 11,
+    /// The reversal window of the redemption has closed (SET-1): from
+    /// `at + window` on, its money is the seller's.
+    ReversalWindowClosed = 11,
     /// The redemption was already reversed (by another request id).
     AlreadyReversed = 12,
     /// Only the POS that redeemed, or the seller, may reverse.
@@ -120,7 +121,7 @@ impl ErrorCode {
             ErrorCode::ValidityInvalid => "validity_invalid",
             ErrorCode::NotYetValid => "not_yet_valid",
             ErrorCode::RedemptionUnknown => "redemption_unknown",
-            ErrorCode::ReversalWindowPassed => "reversal_window_passed",
+            ErrorCode::ReversalWindowClosed => "reversal_window_closed",
             ErrorCode::AlreadyReversed => "already_reversed",
             ErrorCode::ReversalNotPermitted => "reversal_not_permitted",
             ErrorCode::CategoryNotPermitted => "category_not_permitted",

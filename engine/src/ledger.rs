@@ -33,6 +33,14 @@ pub enum Reason {
     GroupBuyingDepositFunded,
     /// Staff took money from a deposit (REF-5).
     DepositDeducted,
+    /// A buyer paid an order into its voucher's escrow (ORD-2).
+    Paid,
+    /// A redemption moved its units' value to pending (SET-1).
+    Redeemed,
+    /// A reversal returned a redemption's money to escrow (SET-1).
+    Reversed,
+    /// A reversal window ended: the money is the seller's (SET-1).
+    WindowEnded,
 }
 
 impl Reason {
@@ -43,6 +51,10 @@ impl Reason {
             Reason::DepositFrozen => "deposit_frozen",
             Reason::GroupBuyingDepositFunded => "group_buying_deposit_funded",
             Reason::DepositDeducted => "deposit_deducted",
+            Reason::Paid => "paid",
+            Reason::Redeemed => "redeemed",
+            Reason::Reversed => "reversed",
+            Reason::WindowEnded => "window_ended",
         }
     }
 }
@@ -53,9 +65,11 @@ impl fmt::Display for Reason {
     }
 }
 
-/// One balanced, immutable movement of money (MON-3).
+/// One balanced, immutable movement of money (MON-3), with `link` naming
+/// what it belongs to (a voucher shard links each entry to its voucher;
+/// the catalog links nothing, `()`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Entry<A> {
+pub struct Entry<A, L = ()> {
     /// Account the money left (its balance goes down).
     pub from: A,
     /// Account the money reached (its balance goes up).
@@ -66,6 +80,8 @@ pub struct Entry<A> {
     pub reason: Reason,
     /// When, unix ms.
     pub at_ms: i64,
+    /// What it belongs to.
+    pub link: L,
 }
 
 /// Why an entry was not posted; nothing changed.
@@ -88,12 +104,12 @@ pub enum LedgerError {
 
 /// One ledger: balances per account and the entries, in order.
 #[derive(Clone, Debug)]
-pub struct Ledger<A: Account> {
+pub struct Ledger<A: Account, L = ()> {
     balances: BTreeMap<A, Fen>,
-    entries: Vec<Entry<A>>,
+    entries: Vec<Entry<A, L>>,
 }
 
-impl<A: Account> Default for Ledger<A> {
+impl<A: Account, L> Default for Ledger<A, L> {
     fn default() -> Self {
         Ledger {
             balances: BTreeMap::new(),
@@ -102,9 +118,9 @@ impl<A: Account> Default for Ledger<A> {
     }
 }
 
-impl<A: Account> Ledger<A> {
+impl<A: Account, L> Ledger<A, L> {
     /// An empty ledger.
-    pub fn new() -> Ledger<A> {
+    pub fn new() -> Ledger<A, L> {
         Ledger::default()
     }
 
@@ -114,7 +130,7 @@ impl<A: Account> Ledger<A> {
     }
 
     /// Every entry, in the order posted.
-    pub fn entries(&self) -> &[Entry<A>] {
+    pub fn entries(&self) -> &[Entry<A, L>] {
         &self.entries
     }
 
@@ -148,8 +164,8 @@ impl<A: Account> Ledger<A> {
         Ok(())
     }
 
-    /// Moves `amount` from `from` to `to` as one entry at `at_ms`; a zero
-    /// amount writes nothing (MON-3).
+    /// Moves `amount` from `from` to `to` as one entry at `at_ms` linked to
+    /// `link`; a zero amount writes nothing (MON-3).
     ///
     /// Errors: [`LedgerError::Insufficient`] when `from` may not go
     /// negative and holds less; [`LedgerError::Overflow`]. Nothing changes
@@ -164,6 +180,7 @@ impl<A: Account> Ledger<A> {
         amount: Fen,
         reason: Reason,
         at_ms: i64,
+        link: L,
     ) -> Result<(), LedgerError> {
         assert!(amount >= Fen::ZERO, "negative entry {amount} {from} → {to}");
         if amount.is_zero() {
@@ -178,6 +195,7 @@ impl<A: Account> Ledger<A> {
             amount,
             reason,
             at_ms,
+            link,
         });
         Ok(())
     }
@@ -248,13 +266,14 @@ mod tests {
     /// movement changes nothing; MON-5 holds after each.
     #[test]
     fn mon_3_every_movement_is_one_balanced_entry() {
-        let mut l = Ledger::new();
+        let mut l: Ledger<Acct> = Ledger::new();
         l.post(
             Acct::Outside,
             Acct::Payment,
             Fen::new(50_000),
             Reason::TopUp,
             1,
+            (),
         )
         .unwrap();
         l.post(
@@ -263,6 +282,7 @@ mod tests {
             Fen::ZERO,
             Reason::DepositFrozen,
             2,
+            (),
         )
         .unwrap();
         assert_eq!(l.entries().len(), 1, "zero amounts are not written");
@@ -272,6 +292,7 @@ mod tests {
             Fen::new(50_001),
             Reason::DepositFrozen,
             3,
+            (),
         );
         assert_eq!(
             refused,
@@ -288,6 +309,7 @@ mod tests {
             Fen::new(20_000),
             Reason::DepositFrozen,
             4,
+            (),
         )
         .unwrap();
         assert_eq!(l.balance(Acct::Outside), Fen::new(-50_000));
@@ -299,13 +321,14 @@ mod tests {
     /// MON-5: the check finds a balance that differs from its entries.
     #[test]
     fn mon_5_the_check_finds_a_balance_its_entries_do_not_explain() {
-        let mut l = Ledger::new();
+        let mut l: Ledger<Acct> = Ledger::new();
         l.post(
             Acct::Outside,
             Acct::Payment,
             Fen::new(100),
             Reason::TopUp,
             1,
+            (),
         )
         .unwrap();
         let mut broken = l.clone();

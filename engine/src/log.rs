@@ -29,6 +29,9 @@ pub enum ShardInput {
     Command(Command),
     /// A catalog fact the shard noted before the batch's commands.
     Fact(CatalogFact),
+    /// The shard's time input at the batch's `now` (MON-6): it applied
+    /// deadlines (reversal-window ends).
+    Tick,
 }
 
 /// A catalog command as applied: who asked, with which request id.
@@ -173,6 +176,16 @@ impl ShardBatch {
         self.inputs.push(ShardInput::Fact(fact));
     }
 
+    /// Applies the shard's due deadlines at the batch's time, logged when
+    /// it applied any; returns how many it applied.
+    pub fn tick(&mut self, shard: &mut Shard) -> usize {
+        let applied = shard.tick(self.now_ms);
+        if applied > 0 {
+            self.inputs.push(ShardInput::Tick);
+        }
+        applied
+    }
+
     /// Applies `command` from `caller` to `shard` and logs it when it
     /// changed state (a mutation that succeeded, not a retry).
     pub fn command(
@@ -219,6 +232,14 @@ impl ShardBatch {
         for (index, input) in inputs.iter().enumerate() {
             match input {
                 ShardInput::Fact(f) => batch.fact(shard, f.clone()),
+                ShardInput::Tick => {
+                    if batch.tick(shard) == 0 {
+                        return Err(LogError::Diverged {
+                            index,
+                            reply: "a tick with no deadline due".into(),
+                        });
+                    }
+                }
                 ShardInput::Command(c) => {
                     let applied = batch.command(shard, Caller::Staff, c, effects);
                     if !applied.logged {

@@ -445,17 +445,23 @@ fn rev_only_same_pos_or_seller_within_window() {
     let late = reverse_cmd(live, 1, 202, Some(900), None);
     assert_eq!(
         reverse_at(&mut e, NOW + HOUR + 1, &late),
-        Err(ErrorCode::ReversalWindowPassed)
+        Err(ErrorCode::ReversalWindowClosed)
     );
     let unknown = reverse_cmd(live, 999, 203, Some(900), None);
     assert_eq!(
         reverse_at(&mut e, NOW, &unknown),
         Err(ErrorCode::RedemptionUnknown)
     );
-    // Exactly at the window's end, the seller may still reverse.
+    // SET-1: the window is [at, at + 1 h): at its end it is closed, one
+    // millisecond before it the seller may still reverse.
+    let at_end = reverse_cmd(live, 1, 205, None, Some(10));
+    assert_eq!(
+        reverse_at(&mut e, NOW + HOUR, &at_end),
+        Err(ErrorCode::ReversalWindowClosed)
+    );
     let seller = reverse_cmd(live, 1, 204, None, Some(10));
     assert_eq!(
-        reverse_at(&mut e, NOW + HOUR, &seller)
+        reverse_at(&mut e, NOW + HOUR - 1, &seller)
             .unwrap()
             .units_remaining,
         5

@@ -325,11 +325,11 @@ impl Sim {
             verifier_id: Some(red.command.verifier_id),
             seller_id: None,
         };
-        let window_open = self.now <= red.at_ms + self.window_ms;
+        let window_open = self.now < red.at_ms + self.window_ms;
         let expected_error = if red.reversed {
             Some(ErrorCode::AlreadyReversed)
         } else if !window_open {
-            Some(ErrorCode::ReversalWindowPassed)
+            Some(ErrorCode::ReversalWindowClosed)
         } else if order.reversals >= vouch_engine::limits::VOUCHER_REVERSALS_MAX as u32 {
             Some(ErrorCode::ReversalNotPermitted)
         } else {
@@ -520,7 +520,7 @@ fn run(seed: u64, steps: u64) {
                     "conflict",
                     "retried",
                     "already_reversed",
-                    "reversal_window_passed",
+                    "reversal_window_closed",
                     "reversed",
                     "reversed onto a new code",
                 ] {

@@ -214,7 +214,7 @@ impl Catalog {
         now_ms: i64,
     ) -> Result<(), Rejection> {
         self.ledger
-            .post(from, to, amount, reason, now_ms)
+            .post(from, to, amount, reason, now_ms, ())
             .map_err(|e| match e {
                 LedgerError::Insufficient { .. } => {
                     reject(ErrorCode::InsufficientBalance, e.to_string())

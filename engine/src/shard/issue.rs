@@ -107,11 +107,13 @@ impl Shard {
             issued_code: code,
             fingerprint: fp,
             unit_price: c.unit_price,
+            escrow: Fen::ZERO,
             issued_at_ms: now_ms,
             reversals: 0,
             last_redemption: NO_REDEMPTION,
         });
         self.by_order.insert(order_id.clone(), slot);
+        self.take_payment(now_ms, slot);
         let fresh = self.live.insert(code, slot).is_none();
         assert!(fresh, "drawn code was already live");
         self.codes_used[usize::from(code.digits())] += 1;

@@ -29,11 +29,13 @@ mod codes;
 mod history;
 mod issue;
 mod lookup;
+mod money;
 mod redeem;
 mod reverse;
 
 pub use authz::Caller;
 use authz::Who;
+pub use money::{ShardAccount, ShardLedger, TICK_DEADLINES_MAX};
 
 /// Settings fixed when a data directory is created; every shard of one
 /// engine shares them, and replay needs the same values.
@@ -112,8 +114,10 @@ struct Voucher {
     /// The code of the original issue reply (idempotent re-issue).
     issued_code: Code,
     fingerprint: u64,
-    #[allow(dead_code)]
     unit_price: Fen,
+    /// Money held for its unredeemed units (MON-4): what the buyer paid
+    /// less every redemption not reversed.
+    escrow: Fen,
     /// When it was issued, unix ms (its history's first event).
     issued_at_ms: i64,
     /// Reversals so far (at most `VOUCHER_REVERSALS_MAX`).
@@ -143,6 +147,10 @@ struct Redemption {
     new_code: Option<Code>,
     /// Its reversal, once reversed.
     reversal: Option<ReversalMark>,
+    /// The value of its units, moved from escrow (SET-1).
+    amount: Fen,
+    /// Its reversal window ended: the money is payable, no reversal.
+    settled: bool,
 }
 
 /// What the verification log keeps of a reversal, for the history.
@@ -189,6 +197,11 @@ pub struct Shard {
     verifiers: Map<u64, (u64, Vec<u64>)>,
     /// POS → (seller, outlet, registering provider).
     devices: Map<u64, (u64, u64, u64)>,
+    /// Double entry of the shard's money (MON-3).
+    ledger: ShardLedger,
+    /// Reversal-window ends not yet applied: (end, log position), in
+    /// time order (MON-6).
+    window_ends: VecDeque<(i64, u32)>,
 }
 
 /// What a shard knows of a catalog product (see [`CatalogFact::Product`]).
@@ -299,6 +312,8 @@ impl Shard {
             products: map(h),
             verifiers: map(h),
             devices: map(h),
+            ledger: ShardLedger::new(),
+            window_ends: VecDeque::new(),
         })
     }
 
@@ -468,5 +483,6 @@ impl Shard {
                 "redeemed units differ from the verification log"
             );
         }
+        self.check_money();
     }
 }

@@ -134,8 +134,11 @@ impl Shard {
             units_remaining_after: remaining,
             new_code,
             reversal: None,
+            amount: Fen::ZERO,
+            settled: false,
         });
         self.redemptions.insert(c.request_id, pos);
+        self.hold_redeemed(now_ms, pos);
         effects.push(Effect::RedemptionNotice {
             order_id: order_id.clone(),
             mobile: mobile.clone(),

@@ -1,5 +1,6 @@
 //! Reversal (冲正) of a redemption: once, within the window, by the POS
-//! or verifier account that redeemed it, or by the voucher's seller.
+//! or verifier account that redeemed it, or by the voucher's seller; its
+//! pending money returns to the voucher's escrow (SET-1).
 
 use super::*;
 
@@ -80,10 +81,12 @@ impl Shard {
                 "only the POS or verifier account that redeemed, or the voucher's seller, may reverse",
             ));
         }
-        if now_ms > r.at_ms.saturating_add(self.config.reversal_window_ms) {
+        // The window is [at, at + window): at its end the money becomes
+        // payable to the seller (SET-1), whether or not a tick ran yet.
+        if r.settled || now_ms >= r.at_ms.saturating_add(self.config.reversal_window_ms) {
             return Err(Rejection::new(
-                ErrorCode::ReversalWindowPassed,
-                "the reversal window of this redemption has passed",
+                ErrorCode::ReversalWindowClosed,
+                "the reversal window of this redemption has closed: its money is the seller's",
             ));
         }
         if v.reversals >= VOUCHER_REVERSALS_MAX {
@@ -108,6 +111,7 @@ impl Shard {
         new_code: Option<Code>,
         effects: &mut Vec<Effect>,
     ) -> Outcome {
+        self.return_reversed(now_ms, pos);
         let r = &mut self.log[pos as usize];
         r.reversal = Some(ReversalMark {
             request_id: c.request_id,

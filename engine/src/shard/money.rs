@@ -1,0 +1,227 @@
+//! Money in a shard (MON-3..MON-6, SET-1): every voucher's escrow lives
+//! with the voucher, so a redemption and the money it releases are one
+//! atomic shard step (DESIGN invariant 2).
+//!
+//! ```text
+//! issue        buyers  → escrow    units × unit price   (Reason::Paid)
+//! redeem k     escrow  → pending   k × unit price       (Reason::Redeemed)
+//! reverse      pending → escrow    the redemption's amount (Reason::Reversed)
+//! window end   pending → payable(seller)                 (Reason::WindowEnded)
+//! ```
+//! The window ends are deadlines applied by the shard's logged tick, in
+//! deadline order, each once (MON-6): a redemption's money becomes payable
+//! to the seller at the first tick at or after `at + reversal window`, and
+//! from that instant it can no longer be reversed (`reversal_window_closed`).
+//! Per-voucher balances are kept inline (`Voucher::escrow`); the ledger's
+//! `Escrow` and `Pending` accounts are their sums, and every entry links to
+//! its voucher slot, so MON-5 is checked per voucher from the entries.
+
+use super::*;
+use crate::ledger::{Account, Ledger, Reason};
+use std::fmt;
+
+/// Most window ends one tick applies: bounds the work of one batch.
+pub const TICK_DEADLINES_MAX: usize = 4_096;
+
+/// An account of a shard's ledger.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShardAccount {
+    /// What buyers paid in (money from outside the platform).
+    Buyers,
+    /// Held for vouchers: the sum of every voucher's escrow.
+    Escrow,
+    /// Redeemed, inside the reversal window (SET-1's pending entries).
+    Pending,
+    /// Earned by a seller, not yet settled (MON-4 `seller_payable`).
+    Payable(u64),
+}
+
+impl fmt::Display for ShardAccount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ShardAccount::Buyers => f.write_str("buyer payments"),
+            ShardAccount::Escrow => f.write_str("escrow"),
+            ShardAccount::Pending => f.write_str("pending redemptions"),
+            ShardAccount::Payable(s) => write!(f, "seller {s} payable"),
+        }
+    }
+}
+
+impl Account for ShardAccount {
+    fn may_go_negative(&self) -> bool {
+        *self == ShardAccount::Buyers
+    }
+}
+
+/// A shard's ledger: entries link to their voucher slot.
+pub type ShardLedger = Ledger<ShardAccount, u32>;
+
+/// A movement the shard's own state guarantees is possible (the balances
+/// it draws on are the voucher's); a failure is a broken invariant.
+fn post(
+    ledger: &mut ShardLedger,
+    from: ShardAccount,
+    to: ShardAccount,
+    amount: Fen,
+    reason: Reason,
+    at_ms: i64,
+    slot: u32,
+) {
+    ledger
+        .post(from, to, amount, reason, at_ms, slot)
+        .unwrap_or_else(|e| panic!("MON-5: {e} ({reason}, voucher slot {slot})"));
+}
+
+impl Shard {
+    /// ORD-2 with MON-4: the order's money, units × unit price, moves from
+    /// the buyer into the voucher's escrow.
+    pub(super) fn take_payment(&mut self, now_ms: i64, slot: u32) {
+        let v = &mut self.vouchers[slot as usize];
+        let paid = v
+            .unit_price
+            .times(v.units_total)
+            .expect("bounded price × units");
+        v.escrow = paid;
+        post(
+            &mut self.ledger,
+            ShardAccount::Buyers,
+            ShardAccount::Escrow,
+            paid,
+            Reason::Paid,
+            now_ms,
+            slot,
+        );
+    }
+
+    /// SET-1: redemption `pos` moves its units' value from escrow to
+    /// pending, payable when its reversal window ends.
+    pub(super) fn hold_redeemed(&mut self, now_ms: i64, pos: u32) {
+        let r = &mut self.log[pos as usize];
+        let v = &mut self.vouchers[r.voucher as usize];
+        let amount = v.unit_price.times(r.units).expect("bounded price × units");
+        r.amount = amount;
+        v.escrow -= amount;
+        assert!(v.escrow >= Fen::ZERO, "MON-5: escrow below zero");
+        let slot = r.voucher;
+        let end = now_ms.saturating_add(self.config.reversal_window_ms);
+        post(
+            &mut self.ledger,
+            ShardAccount::Escrow,
+            ShardAccount::Pending,
+            amount,
+            Reason::Redeemed,
+            now_ms,
+            slot,
+        );
+        // Window ends come in time order: `now` never runs backwards in a
+        // shard and the window is fixed per data directory.
+        debug_assert!(self.window_ends.back().is_none_or(|(t, _)| *t <= end));
+        self.window_ends.push_back((end, pos));
+    }
+
+    /// SET-1: a reversal inside the window returns redemption `pos`'s
+    /// pending money to the voucher's escrow.
+    pub(super) fn return_reversed(&mut self, now_ms: i64, pos: u32) {
+        let r = &self.log[pos as usize];
+        assert!(!r.settled, "a settled redemption is never reversed");
+        let (amount, slot) = (r.amount, r.voucher);
+        self.vouchers[slot as usize].escrow += amount;
+        post(
+            &mut self.ledger,
+            ShardAccount::Pending,
+            ShardAccount::Escrow,
+            amount,
+            Reason::Reversed,
+            now_ms,
+            slot,
+        );
+    }
+
+    /// The earliest deadline not yet applied, unix ms.
+    pub fn next_deadline_ms(&self) -> Option<i64> {
+        self.window_ends.front().map(|(t, _)| *t)
+    }
+
+    /// The shard's time input (MON-6): applies, in deadline order, every
+    /// window end at or before `now_ms` — at most [`TICK_DEADLINES_MAX`] —
+    /// making each unreversed redemption's money payable to its seller.
+    /// Returns how many deadlines it applied (0: nothing changed).
+    pub fn tick(&mut self, now_ms: i64) -> usize {
+        let mut applied = 0;
+        while applied < TICK_DEADLINES_MAX {
+            match self.window_ends.front() {
+                Some(&(end, pos)) if end <= now_ms => {
+                    self.window_ends.pop_front();
+                    self.settle_redemption(now_ms, pos);
+                    applied += 1;
+                }
+                _ => break,
+            }
+        }
+        applied
+    }
+
+    fn settle_redemption(&mut self, now_ms: i64, pos: u32) {
+        let r = &mut self.log[pos as usize];
+        if r.reversed() {
+            return;
+        }
+        r.settled = true;
+        let (amount, slot) = (r.amount, r.voucher);
+        let seller = self.vouchers[slot as usize].seller_id;
+        post(
+            &mut self.ledger,
+            ShardAccount::Pending,
+            ShardAccount::Payable(seller),
+            amount,
+            Reason::WindowEnded,
+            now_ms,
+            slot,
+        );
+    }
+
+    /// The shard's ledger, for inspection and the audit.
+    pub fn ledger(&self) -> &ShardLedger {
+        &self.ledger
+    }
+
+    /// MON-5 for the shard: the ledger balances and explains every balance;
+    /// escrow and pending are the sums of the vouchers' and redemptions';
+    /// per voucher, what the buyer paid = escrow + everything redeemed and
+    /// not reversed. Panics with the broken rule.
+    pub(super) fn check_money(&self) {
+        if let Err(e) = self.ledger.check() {
+            panic!("MON-5: {e}");
+        }
+        let mut left = vec![Fen::ZERO; self.vouchers.len()];
+        let mut pending = Fen::ZERO;
+        for r in self.log.iter().filter(|r| !r.reversed()) {
+            left[r.voucher as usize] += r.amount;
+            if !r.settled {
+                pending += r.amount;
+            }
+        }
+        let mut escrow = Fen::ZERO;
+        for (v, redeemed) in self.vouchers.iter().zip(left) {
+            let paid = v.unit_price.times(v.units_total).expect("bounded");
+            assert_eq!(
+                paid,
+                v.escrow + redeemed,
+                "MON-5: order {} paid ≠ escrow + redeemed",
+                v.order_id
+            );
+            escrow += v.escrow;
+        }
+        assert_eq!(
+            self.ledger.balance(ShardAccount::Escrow),
+            escrow,
+            "MON-5: escrow"
+        );
+        assert_eq!(
+            self.ledger.balance(ShardAccount::Pending),
+            pending,
+            "MON-5: pending"
+        );
+    }
+}
