@@ -28,6 +28,7 @@ use dashmap::DashMap;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use vouch_engine::catalog::{Actor, LockKey, LockoutView};
+use vouch_engine::OutletId;
 
 /// One kind of key's limit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -220,7 +221,7 @@ const OVERFLOW_PEER: LockKey = LockKey::Peer(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
 /// The keys a request from `actor` at `peer` is counted and checked
 /// under; `outlet` is the outlet its POS is registered at. Staff (and the
 /// admin token, `actor` None) have none.
-pub fn keys_of(actor: Option<Actor>, peer: LockKey, outlet: Option<u64>) -> Vec<LockKey> {
+pub fn keys_of(actor: Option<Actor>, peer: LockKey, outlet: Option<OutletId>) -> Vec<LockKey> {
     match actor {
         None | Some(Actor::Staff) | Some(Actor::System) => Vec::new(),
         Some(a) => {
@@ -379,6 +380,7 @@ impl Guard {
 mod tests {
     use super::*;
     use std::net::Ipv4Addr;
+    use vouch_engine::{PosId, VerifierId};
 
     fn guard(config: GuardConfig) -> (Guard, crossbeam_channel::Receiver<Trip>) {
         let (tx, rx) = crossbeam_channel::unbounded();
@@ -392,7 +394,7 @@ mod tests {
     #[test]
     fn lockout_trips_at_the_limit_and_ends_after_the_cooling_period() {
         let (g, trips) = guard(GuardConfig::default());
-        let keys = keys_of(Some(Actor::Device(31)), peer(1), Some(900));
+        let keys = keys_of(Some(Actor::Device(PosId(31))), peer(1), Some(OutletId(900)));
         let t0 = 1_000_000_000_000;
         for i in 0..19 {
             assert!(g.failure(t0 + i, &keys).is_empty(), "failure {i}");
@@ -400,13 +402,13 @@ mod tests {
         }
         let tripped = g.failure(t0 + 19, &keys);
         assert_eq!(tripped.len(), 1, "only the POS trips: {tripped:?}");
-        assert_eq!(tripped[0].key, LockKey::Principal(Actor::Device(31)));
+        assert_eq!(tripped[0].key, LockKey::Principal(Actor::Device(PosId(31))));
         assert_eq!(tripped[0].failures, 20);
         assert_eq!(trips.try_recv().unwrap(), tripped[0]);
         let until = t0 + 19 + DAY_MS;
         assert_eq!(g.locked_until(t0 + 20, &keys), Some(until));
         // Another POS of the same outlet made no mistakes: not locked out.
-        let colleague = keys_of(Some(Actor::Device(32)), peer(2), Some(900));
+        let colleague = keys_of(Some(Actor::Device(PosId(32))), peer(2), Some(OutletId(900)));
         assert_eq!(g.locked_until(t0 + 20, &colleague), None);
         assert_eq!(g.locked_until(until, &keys), None, "the lockout ended");
     }
@@ -414,7 +416,7 @@ mod tests {
     #[test]
     fn lockout_window_slides_so_old_failures_stop_counting() {
         let (g, _trips) = guard(GuardConfig::default());
-        let keys = keys_of(Some(Actor::Verifier(41)), peer(1), None);
+        let keys = keys_of(Some(Actor::Verifier(VerifierId(41))), peer(1), None);
         let t0 = 5 * DAY_MS;
         for i in 0..19 {
             g.failure(t0 + i, &keys);
@@ -427,14 +429,14 @@ mod tests {
 
     #[test]
     fn lockout_staff_is_never_counted() {
-        assert!(keys_of(None, peer(1), Some(1)).is_empty());
+        assert!(keys_of(None, peer(1), Some(OutletId(1))).is_empty());
         assert!(keys_of(Some(Actor::Staff), peer(1), None).is_empty());
     }
 
     #[test]
     fn lockout_lift_clears_the_lockout_and_the_count() {
         let (g, _trips) = guard(GuardConfig::default());
-        let keys = [LockKey::Principal(Actor::Device(7))];
+        let keys = [LockKey::Principal(Actor::Device(PosId(7)))];
         for i in 0..20 {
             g.failure(i, &keys);
         }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use vouch_engine::catalog::CatalogCommand;
 use vouch_engine::command::Lookup;
+use vouch_engine::PosId;
 use vouch_engine::{Code, Command, ErrorCode};
 use vouch_protocol::client::{ClientError, ClientOptions};
 use vouch_protocol::frame::{Header, FRAME_BYTES_MAX, KIND_REQUEST};
@@ -170,7 +171,7 @@ async fn inv_7_idle_connections_cannot_lock_staff_out_and_revoking_closes_them()
     let tokens_needed = vouch::server::CONNECTIONS_MAX.div_ceil(per_token) + 1;
     let mut tokens = Vec::new();
     for i in 0..tokens_needed as u64 {
-        tokens.push(device_with_token(&admin, 200 + 2 * i, 40 + i).await);
+        tokens.push(device_with_token(&admin, 200 + 2 * i, PosId(40 + i)).await);
     }
     // One token: its cap, then refused.
     let mut held = Vec::new();

@@ -13,7 +13,7 @@ use tempfile::TempDir;
 use tokio::io::AsyncWriteExt;
 use vouch_engine::code::CodeParseError;
 use vouch_engine::command::{Issue, Lookup, Redeem, VoucherState};
-use vouch_engine::{Code, Command, ErrorCode, RequestId};
+use vouch_engine::{Code, Command, ErrorCode, OutletId, PosId, RequestId, VerifierId};
 use vouch_protocol::client::ClientError;
 use vouch_protocol::frame::{
     Header, BATCH_COMMANDS_MAX, FRAME_BYTES_MAX, HEADER_BYTES, KIND_REQUEST, KIND_RESPONSE,
@@ -45,7 +45,8 @@ impl Fixture {
         let server = Server::start(dir.path());
         let good = server.client(&server.tcp_target()).await;
         let code = issue(&good, issue_cmd("base", 5, MOBILE)).await.code;
-        let r = as_redeemed(run(&good, Command::Redeem(redeem_cmd(1, 1, code, L4, 1))).await);
+        let r =
+            as_redeemed(run(&good, Command::Redeem(redeem_cmd(PosId(1), 1, code, L4, 1))).await);
         let target_code = r.new_code.expect("units remain");
         let expected = audit(&good).await;
         assert_eq!(expected.vouchers.len(), 1);
@@ -129,7 +130,7 @@ impl Fixture {
     }
 
     fn redeem_request(&self, serial: u64) -> Request {
-        Request::redeem(redeem_cmd(2, serial, self.target_code, L4, 1))
+        Request::redeem(redeem_cmd(PosId(2), serial, self.target_code, L4, 1))
     }
 }
 
@@ -378,7 +379,7 @@ async fn design_protocol_request_before_hello_is_unauthenticated() {
         fx.issue_request("before-hello-1"),
         fx.redeem_request(1),
         Request::IssueBatch(vec![issue_cmd("before-hello-2", 1, MOBILE)]),
-        Request::RedeemBatch(vec![redeem_cmd(2, 2, fx.target_code, L4, 1)]),
+        Request::RedeemBatch(vec![redeem_cmd(PosId(2), 2, fx.target_code, L4, 1)]),
         Request::Info,
     ];
     for first in firsts {
@@ -405,8 +406,8 @@ struct RawCode {
 struct RawLookup {
     code: RawCode,
     phone_last4: String,
-    verifier_id: Option<u64>,
-    pos_id: Option<u64>,
+    verifier_id: Option<VerifierId>,
+    pos_id: Option<PosId>,
 }
 
 #[derive(Serialize)]
@@ -415,9 +416,9 @@ struct RawRedeem {
     code: RawCode,
     phone_last4: String,
     units: u32,
-    outlet_id: u64,
-    verifier_id: u64,
-    pos_id: Option<u64>,
+    outlet_id: OutletId,
+    verifier_id: VerifierId,
+    pos_id: Option<PosId>,
 }
 
 #[derive(Serialize)]
@@ -476,7 +477,7 @@ async fn ord_3_malformed_codes_are_refused_by_parser_and_decoder() {
     assert!(Code::new(6, 1_000_000).is_none());
 
     let mut fx = Fixture::start().await;
-    let good = redeem_cmd(3, 1, fx.target_code, L4, 1);
+    let good = redeem_cmd(PosId(3), 1, fx.target_code, L4, 1);
 
     // The look-alikes encode valid codes exactly like the real types.
     let lookalike = RawRequest::Command(RawCommand::Lookup(RawLookup {
@@ -555,7 +556,7 @@ async fn ord_3_malformed_codes_are_refused_by_parser_and_decoder() {
     let batch = RawRequest::RedeemBatch(vec![
         raw_redeem(&good, raw_code(fx.target_code)),
         raw_redeem(
-            &redeem_cmd(3, 2, fx.target_code, L4, 1),
+            &redeem_cmd(PosId(3), 2, fx.target_code, L4, 1),
             RawCode {
                 digits: 12,
                 value: 7,
@@ -601,7 +602,7 @@ async fn inv_7_batch_over_limit_is_refused_with_batch_too_large() {
     fx.check("an issue batch over the limit").await;
 
     let redeems: Vec<Redeem> = (0..too_many as u64)
-        .map(|i| redeem_cmd(4, i, fx.target_code, L4, 1))
+        .map(|i| redeem_cmd(PosId(4), i, fx.target_code, L4, 1))
         .collect();
     match batcher.redeem_batch(redeems).await {
         Err(ClientError::Refused(e)) => {
@@ -631,7 +632,7 @@ async fn inv_7_batch_over_limit_is_refused_with_batch_too_large() {
     // Exactly at the limit a batch is served: wrong phone digits make
     // every item a refusal, so it still writes nothing.
     let redeems: Vec<Redeem> = (0..BATCH_COMMANDS_MAX as u64)
-        .map(|i| redeem_cmd(5, i, fx.target_code, "0000", 1))
+        .map(|i| redeem_cmd(PosId(5), i, fx.target_code, "0000", 1))
         .collect();
     let replies = batcher.redeem_batch(redeems).await.unwrap();
     assert_eq!(replies.len(), BATCH_COMMANDS_MAX);

@@ -10,10 +10,11 @@ use jiff::civil::date;
 use rust_decimal::Decimal;
 use vouch_engine::catalog::*;
 use vouch_engine::validity::Validity;
+use vouch_engine::{CategoryId, OutletId, PosId, ProductId, ProviderId, SellerId, VerifierId};
 use vouch_engine::{ErrorCode, RequestId};
 use vouch_protocol::{Client, Target};
 
-const SELLER: Id = 500;
+const SELLER: SellerId = SellerId(500);
 
 struct Session<'a> {
     client: &'a Client,
@@ -43,17 +44,17 @@ fn percent(s: &str) -> vouch_engine::Bps {
     vouch_engine::Bps::from_percent(s.parse().unwrap()).unwrap()
 }
 
-fn bread_product(id: Id) -> ProductSpec {
+fn bread_product(id: ProductId) -> ProductSpec {
     ProductSpec {
         id,
-        category: 11,
+        category: CategoryId(11),
         delivery: Delivery::EVoucher,
         validity: Validity::Fixed {
             start: date(2099, 1, 1),
             end: date(2099, 12, 31),
         },
-        provider: Some(70),
-        outlets: vec![900],
+        provider: Some(ProviderId(70)),
+        outlets: vec![OutletId(900)],
         settlement: Settlement::TPlus3,
         expiry_refund_ratio: Some(percent("90")),
         merchant_code: "BREAD-10".into(),
@@ -69,7 +70,7 @@ async fn onboard_and_publish(server: &Server, target: &Target) {
     };
     let seller = Actor::Seller(SELLER);
     let put = CatalogCommand::PutCategory {
-        id: 11,
+        id: CategoryId(11),
         parent: None,
         name: "bread vouchers".into(),
         supports_vouchers: true,
@@ -87,7 +88,7 @@ async fn onboard_and_publish(server: &Server, target: &Target) {
     s.run(Actor::Staff, create).await.unwrap();
     // Role matrix over the wire: a seller cannot create sellers.
     let as_seller = CatalogCommand::CreateSeller {
-        id: 501,
+        id: SellerId(501),
         kind: SellerKind::Mall,
         self_issuing: false,
         group_buying_operator: false,
@@ -107,7 +108,7 @@ async fn onboard_and_publish(server: &Server, target: &Target) {
     s.run(seller, bind).await.unwrap();
     let confirm = CatalogCommand::ConfirmOnboarding {
         service_phone: "400-800-0500".into(),
-        categories: vec![11],
+        categories: vec![CategoryId(11)],
     };
     assert_eq!(
         s.run(seller, confirm).await,
@@ -117,7 +118,7 @@ async fn onboard_and_publish(server: &Server, target: &Target) {
         Actor::Staff,
         CatalogCommand::GrantPublishPermission {
             seller: SELLER,
-            category: 11,
+            category: CategoryId(11),
         },
     )
     .await
@@ -130,14 +131,19 @@ async fn onboard_and_publish(server: &Server, target: &Target) {
     )
     .await
     .unwrap();
-    s.run(seller, CatalogCommand::ApplyTPlusN { category: 11 })
-        .await
-        .unwrap();
+    s.run(
+        seller,
+        CatalogCommand::ApplyTPlusN {
+            category: CategoryId(11),
+        },
+    )
+    .await
+    .unwrap();
     s.run(
         Actor::Staff,
         CatalogCommand::DecideTPlusN {
             seller: SELLER,
-            category: 11,
+            category: CategoryId(11),
             approve: true,
         },
     )
@@ -146,14 +152,16 @@ async fn onboard_and_publish(server: &Server, target: &Target) {
     let frozen = s
         .run(
             seller,
-            CatalogCommand::ConfirmDepositFreeze { category: 11 },
+            CatalogCommand::ConfirmDepositFreeze {
+                category: CategoryId(11),
+            },
         )
         .await;
     assert_eq!(frozen, Ok(CatalogOutcome::TPlusN(TPlusN::Enabled)));
     s.run(
         Actor::Staff,
         CatalogCommand::RegisterProvider {
-            id: 70,
+            id: ProviderId(70),
             name: "codes".into(),
             code_digits: 10,
         },
@@ -161,7 +169,7 @@ async fn onboard_and_publish(server: &Server, target: &Target) {
     .await
     .unwrap();
     let outlet = CatalogCommand::AddOutlet {
-        id: 900,
+        id: OutletId(900),
         name: "Bakery".into(),
         address: "Nanjing Road 1".into(),
         latitude: "31.23".parse::<Decimal>().unwrap(),
@@ -169,46 +177,62 @@ async fn onboard_and_publish(server: &Server, target: &Target) {
     };
     s.run(seller, outlet).await.unwrap();
     assert_eq!(
-        s.run(seller, CatalogCommand::PublishProduct(bread_product(1)))
-            .await,
+        s.run(
+            seller,
+            CatalogCommand::PublishProduct(bread_product(ProductId(1)))
+        )
+        .await,
         Err(ErrorCode::ProviderNotLinked.number())
     );
     s.run(
-        Actor::Provider(70),
+        Actor::Provider(ProviderId(70)),
         CatalogCommand::LinkSeller { seller: SELLER },
     )
     .await
     .unwrap();
-    s.run(seller, CatalogCommand::PublishProduct(bread_product(1)))
-        .await
-        .unwrap();
+    s.run(
+        seller,
+        CatalogCommand::PublishProduct(bread_product(ProductId(1))),
+    )
+    .await
+    .unwrap();
     let verifier = CatalogCommand::AddVerifier {
-        id: 41,
+        id: VerifierId(41),
         real_name: true,
         parent: None,
-        outlets: vec![900],
+        outlets: vec![OutletId(900)],
     };
     s.run(seller, verifier).await.unwrap();
     let device = CatalogCommand::RegisterDevice {
-        pos_id: 31,
-        outlet: 900,
+        pos_id: PosId(31),
+        outlet: OutletId(900),
         check_method: CheckMethod::QrCode,
     };
-    s.run(Actor::Provider(70), device).await.unwrap();
+    s.run(Actor::Provider(ProviderId(70)), device)
+        .await
+        .unwrap();
 }
 
 /// Everything staff can read of the catalog: every kind of entity.
 async fn everything(server: &Server, target: &Target) -> Vec<CatalogView> {
     let client = server.client(target).await;
-    let page = Page::first();
     let queries = [
-        CatalogQuery::Categories(page),
+        CatalogQuery::Categories(Page::first()),
         CatalogQuery::Seller { id: Some(SELLER) },
-        CatalogQuery::Providers(page),
-        CatalogQuery::Outlets { seller: None, page },
-        CatalogQuery::Verifiers { seller: None, page },
-        CatalogQuery::Devices(page),
-        CatalogQuery::Products { seller: None, page },
+        CatalogQuery::Providers(Page::first()),
+        CatalogQuery::Outlets {
+            seller: None,
+            page: Page::first(),
+        },
+        CatalogQuery::Verifiers {
+            seller: None,
+            page: Page::first(),
+        },
+        CatalogQuery::Devices(Page::first()),
+        CatalogQuery::Products {
+            seller: None,
+            page: Page::first(),
+        },
     ];
     let mut out = Vec::new();
     for q in queries {
@@ -230,13 +254,19 @@ async fn check_after_restart(server: &Server, target: &Target) {
     let seller = Actor::Seller(SELLER);
     // The product, the seller's state and the balances survived.
     assert_eq!(
-        s.run(seller, CatalogCommand::PublishProduct(bread_product(1)))
-            .await,
+        s.run(
+            seller,
+            CatalogCommand::PublishProduct(bread_product(ProductId(1)))
+        )
+        .await,
         Err(ErrorCode::AlreadyExists.number())
     );
-    s.run(seller, CatalogCommand::PublishProduct(bread_product(2)))
-        .await
-        .unwrap();
+    s.run(
+        seller,
+        CatalogCommand::PublishProduct(bread_product(ProductId(2))),
+    )
+    .await
+    .unwrap();
     // 800 topped up, 500 frozen: 300 left, plus 1.
     assert_eq!(
         s.run(
@@ -250,7 +280,7 @@ async fn check_after_restart(server: &Server, target: &Target) {
     );
     let deduct = CatalogCommand::DeductDeposit {
         seller: SELLER,
-        category: 11,
+        category: CategoryId(11),
         amount: yuan("0.01"),
     };
     assert_eq!(
@@ -259,8 +289,11 @@ async fn check_after_restart(server: &Server, target: &Target) {
     );
     // Now short (ONB-6): new T+3 products are refused.
     assert_eq!(
-        s.run(seller, CatalogCommand::PublishProduct(bread_product(3)))
-            .await,
+        s.run(
+            seller,
+            CatalogCommand::PublishProduct(bread_product(ProductId(3)))
+        )
+        .await,
         Err(ErrorCode::DepositShort.number())
     );
     // A retry of a request from before the restart returns its original reply.
@@ -272,7 +305,7 @@ async fn check_after_restart(server: &Server, target: &Target) {
             },
             Some(Actor::Staff),
             CatalogCommand::PutCategory {
-                id: 11,
+                id: CategoryId(11),
                 parent: None,
                 name: "bread vouchers".into(),
                 supports_vouchers: true,
@@ -300,9 +333,9 @@ async fn pub_9_publishing_api_over_tcp_validates_and_survives_restart() {
     let CatalogView::Seller(seller) = &after[1] else {
         panic!("{:?}", after[1])
     };
-    assert_eq!(seller.deposits, vec![(11, yuan("500.00"))]);
+    assert_eq!(seller.deposits, vec![(CategoryId(11), yuan("500.00"))]);
     assert_eq!(seller.payment_balance, yuan("300.00"));
-    assert_eq!(seller.t_plus_n, vec![(11, TPlusN::Enabled)]);
+    assert_eq!(seller.t_plus_n, vec![(CategoryId(11), TPlusN::Enabled)]);
     let counts: Vec<usize> = after
         .iter()
         .map(|v| match v {
@@ -349,7 +382,7 @@ async fn inv_3_catalog_facts_of_a_product_published_just_before_a_stop_survive_t
             client: &client,
             serial: 500,
         };
-        let mut spec = bread_product(5);
+        let mut spec = bread_product(ProductId(5));
         spec.validity = Validity::DaysFromIssue(30);
         spec.settlement = Settlement::PayOnRedemption;
         let publish = CatalogCommand::PublishProduct(spec);
@@ -361,14 +394,14 @@ async fn inv_3_catalog_facts_of_a_product_published_just_before_a_stop_survive_t
     let admin = server.client(&server.tcp_target()).await;
     let mut order = helpers::issue_cmd("late-1", 3, "13900001234");
     order.seller_id = SELLER;
-    order.product_id = 5;
+    order.product_id = ProductId(5);
     order.code_digits = 6;
     order.validity = Validity::DaysFromIssue(1);
     let issued = helpers::as_issued(helpers::run(&admin, Command::Issue(order)).await);
     assert_eq!(issued.code.digits(), 10, "provider 70's code length");
-    let mut redeem = helpers::redeem_cmd(31, 1, issued.code, "1234", 1);
-    redeem.outlet_id = 900;
-    redeem.verifier_id = 41;
+    let mut redeem = helpers::redeem_cmd(PosId(31), 1, issued.code, "1234", 1);
+    redeem.outlet_id = OutletId(900);
+    redeem.verifier_id = VerifierId(41);
     let redeemed = helpers::as_redeemed(helpers::run(&admin, Command::Redeem(redeem)).await);
     let new_code = redeemed.new_code.expect("units left");
     drop(admin);

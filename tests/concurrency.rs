@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tokio::sync::{watch, Barrier};
 use tokio::task::JoinSet;
 use vouch_engine::command::{Redeem, VoucherState};
-use vouch_engine::{Code, Command, ErrorCode, Outcome, RequestId};
+use vouch_engine::{Code, Command, ErrorCode, Outcome, PosId, RequestId};
 use vouch_protocol::{Client, Request, Response, WireReply};
 
 const MOBILE: &str = "13712340042";
@@ -98,7 +98,7 @@ async fn ord_8_one_code_is_redeemed_once_in_a_batch_of_five() {
         .await
         .code;
     let redeems: Vec<Redeem> = (1..=5)
-        .map(|pos| redeem_cmd(pos, 1, code, &l4, 1))
+        .map(|pos| redeem_cmd(PosId(pos), 1, code, &l4, 1))
         .collect();
     let replies = client.redeem_batch(redeems.clone()).await.unwrap();
     assert_eq!(replies.len(), 5);
@@ -117,7 +117,7 @@ async fn ord_8_one_code_is_redeemed_once_by_five_concurrent_connections() {
         let order = format!("conn-five-{round}");
         let code = issue(&pool[0], issue_cmd(&order, 3, MOBILE)).await.code;
         let redeems: Vec<Redeem> = (1..=5)
-            .map(|pos| redeem_cmd(pos, round, code, &l4, 1))
+            .map(|pos| redeem_cmd(PosId(pos), round, code, &l4, 1))
             .collect();
         let replies = redeem_concurrently(&pool, redeems.clone()).await;
         let (w, live) = exactly_one_winner(&replies, &order);
@@ -137,7 +137,7 @@ struct Live {
 /// reply (shared through `news`); returns units redeemed and codes tried.
 async fn pos_terminal(
     client: Arc<Client>,
-    pos: u64,
+    pos: PosId,
     news: Arc<watch::Sender<Live>>,
     l4: String,
 ) -> (u32, Vec<Code>) {
@@ -201,7 +201,7 @@ async fn fleet_drains(
     for (i, client) in pool.iter().cloned().enumerate() {
         set.spawn(pos_terminal(
             client,
-            pos_base + i as u64,
+            PosId(pos_base + i as u64),
             news.clone(),
             l4.clone(),
         ));
@@ -230,7 +230,7 @@ async fn fleet_drains(
     for (k, code) in tried.into_iter().enumerate() {
         let r = run(
             &client,
-            Command::Redeem(redeem_cmd(999, k as u64, code, &l4, 1)),
+            Command::Redeem(redeem_cmd(PosId(999), k as u64, code, &l4, 1)),
         )
         .await;
         assert_rejected(&r, ErrorCode::CodeInvalid);
@@ -256,7 +256,7 @@ async fn inv_4_idempotent_concurrent_identical_redeems_apply_once() {
     for round in 0..10u64 {
         let order = format!("twin-{round}");
         let code = issue(&pool[0], issue_cmd(&order, 4, MOBILE)).await.code;
-        let r = redeem_cmd(300, round, code, &l4, 3);
+        let r = redeem_cmd(PosId(300), round, code, &l4, 3);
         let replies = redeem_concurrently(&pool, vec![r.clone(), r.clone()]).await;
         assert_eq!(
             first_reply(&replies[0]),
@@ -288,8 +288,8 @@ async fn inv_4_same_request_id_with_other_content_is_request_conflict() {
     for round in 0..10u64 {
         let order = format!("conflict-{round}");
         let code = issue(&pool[0], issue_cmd(&order, 4, MOBILE)).await.code;
-        let one = redeem_cmd(301, round, code, &l4, 1);
-        let two = redeem_cmd(301, round, code, &l4, 2);
+        let one = redeem_cmd(PosId(301), round, code, &l4, 1);
+        let two = redeem_cmd(PosId(301), round, code, &l4, 2);
         let replies = redeem_concurrently(&pool, vec![one.clone(), two.clone()]).await;
         let w = match (&replies[0], &replies[1]) {
             (Ok(_), Err(_)) => 0,
@@ -326,14 +326,20 @@ async fn inv_4_idempotent_retry_after_dropped_reply_returns_original_reply() {
     // connection and naming the old code, gets the original reply.
     let first = server.client(&server.tcp_target()).await;
     let c1 = issue(&first, issue_cmd("retry-1", 5, MOBILE)).await.code;
-    let r = redeem_cmd(400, 1, c1, &l4, 2);
+    let r = redeem_cmd(PosId(400), 1, c1, &l4, 2);
     let original = run(&first, Command::Redeem(r.clone())).await;
     drop(first);
     let c2 = as_redeemed(original.clone())
         .new_code
         .expect("units remain");
     let second = server.client(&server.tcp_target()).await;
-    let later = as_redeemed(run(&second, Command::Redeem(redeem_cmd(401, 1, c2, &l4, 1))).await);
+    let later = as_redeemed(
+        run(
+            &second,
+            Command::Redeem(redeem_cmd(PosId(401), 1, c2, &l4, 1)),
+        )
+        .await,
+    );
     let c3 = later.new_code.expect("units remain");
     let retry = run(&second, Command::Redeem(r.clone())).await;
     assert!(
@@ -376,7 +382,7 @@ async fn inv_4_idempotent_retry_after_dropped_reply_returns_original_reply() {
     // the socket closed before reading it. The retry completes the
     // redemption exactly once, whichever way the first attempt went.
     let c1 = issue(&second, issue_cmd("retry-2", 5, MOBILE)).await.code;
-    let r = redeem_cmd(402, 1, c1, &l4, 3);
+    let r = redeem_cmd(PosId(402), 1, c1, &l4, 3);
     let mut raw = Raw::hello(&server.tcp, &server.token()).await;
     raw.send(&request_frame(2, &Request::redeem(r.clone())))
         .await;
@@ -409,7 +415,7 @@ async fn design_protocol_hand_made_redeem_frame_gets_its_reply() {
     let client = server.client(&server.tcp_target()).await;
     let l4 = last4(MOBILE);
     let c1 = issue(&client, issue_cmd("raw-1", 2, MOBILE)).await.code;
-    let r = redeem_cmd(403, 1, c1, &l4, 1);
+    let r = redeem_cmd(PosId(403), 1, c1, &l4, 1);
     let mut raw = Raw::hello(&server.tcp, &server.token()).await;
     raw.send(&request_frame(7, &Request::redeem(r.clone())))
         .await;

@@ -40,6 +40,7 @@ use vouch_engine::command::{
 };
 use vouch_engine::validity::Validity;
 use vouch_engine::{Code, Command, Outcome, RequestId};
+use vouch_engine::{OutletId, PosId, ProductId, SellerId, VerifierId};
 use vouch_protocol::client::ClientError;
 use vouch_protocol::{Client, Target, WireReply};
 
@@ -244,7 +245,7 @@ struct Stats {
 /// tasks ever touch the same voucher.
 struct ClientModel {
     task: u64,
-    pos_id: u64,
+    pos_id: PosId,
     next_serial: u64,
     next_order: u64,
     vouchers: BTreeMap<String, VoucherModel>,
@@ -261,7 +262,7 @@ impl ClientModel {
     fn new(task: u64) -> ClientModel {
         ClientModel {
             task,
-            pos_id: 500 + task,
+            pos_id: PosId(500 + task),
             next_serial: 1,
             next_order: 1,
             vouchers: BTreeMap::new(),
@@ -277,7 +278,7 @@ impl ClientModel {
         let serial = self.next_serial;
         self.next_serial += 1;
         RequestId {
-            source: self.pos_id,
+            source: self.pos_id.0,
             serial,
         }
     }
@@ -410,8 +411,8 @@ impl Driver {
             self.m.next_order += 1;
             let issue = Issue {
                 order_id: order_id.clone(),
-                seller_id: 70 + self.m.task,
-                product_id: self.rng.random_range(1..=3),
+                seller_id: SellerId(70 + self.m.task),
+                product_id: ProductId(self.rng.random_range(1..=3)),
                 units: self.rng.random_range(1..=VOUCHER_UNITS_MAX),
                 unit_price: vouch_engine::Fen::new(self.rng.random_range(0..100_000)),
                 mobile: format!("13{:09}", self.rng.random_range(0..1_000_000_000u64)),
@@ -503,8 +504,8 @@ impl Driver {
                 code: v.live_code.expect("units left, so a live code"),
                 phone_last4: v.last4(),
                 units,
-                outlet_id: 30 + self.m.task,
-                verifier_id: 900 + self.m.task,
+                outlet_id: OutletId(30 + self.m.task),
+                verifier_id: VerifierId(900 + self.m.task),
                 pos_id: Some(self.m.pos_id),
             };
             v.pending = Some(Pending::Redeem(r.clone()));

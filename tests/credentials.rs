@@ -11,6 +11,7 @@ use helpers::tenants::*;
 use helpers::*;
 use vouch_engine::catalog::*;
 use vouch_engine::command::{History, HistoryEvent, Redeem, Reverse};
+use vouch_engine::{CategoryId, OutletId, PosId, SellerId, VerifierId};
 use vouch_engine::{Code, Command, ErrorCode, Outcome};
 use vouch_protocol::Client;
 
@@ -34,21 +35,21 @@ async fn issue_8_tokens_fill_in_their_ids_history_for_the_seller_only() {
     let admin = server.client(&target).await;
     let (seller_token, _front, device_token) = set_up(&admin).await;
     let verifier = CatalogCommand::AddVerifier {
-        id: 41,
+        id: VerifierId(41),
         real_name: true,
         parent: None,
-        outlets: vec![900],
+        outlets: vec![OutletId(900)],
     };
-    catalog(&admin, 50, Some(Actor::Seller(500)), verifier).await;
+    catalog(&admin, 50, Some(Actor::Seller(SellerId(500))), verifier).await;
     let create = CatalogCommand::CreateSeller {
-        id: 501,
+        id: SellerId(501),
         kind: SellerKind::Marketplace,
         self_issuing: false,
         group_buying_operator: false,
     };
     catalog(&admin, 51, None, create).await;
-    let verifier_token = token_for(&admin, 52, Actor::Verifier(41)).await;
-    let other_seller_token = token_for(&admin, 53, Actor::Seller(501)).await;
+    let verifier_token = token_for(&admin, 52, Actor::Verifier(VerifierId(41))).await;
+    let other_seller_token = token_for(&admin, 53, Actor::Seller(SellerId(501))).await;
     let connect = |token: String| {
         let (target, ca) = (target.clone(), ca.clone());
         async move { Client::connect(&target, &token, Some(&ca)).await.unwrap() }
@@ -59,7 +60,7 @@ async fn issue_8_tokens_fill_in_their_ids_history_for_the_seller_only() {
     let other_seller = connect(other_seller_token.clone()).await;
 
     let mut order = issue_cmd("cred-1", 4, MOBILE);
-    order.seller_id = 500;
+    order.seller_id = SellerId(500);
     let issued = issue(&admin, order).await;
     let l4 = last4(MOBILE);
 
@@ -69,8 +70,8 @@ async fn issue_8_tokens_fill_in_their_ids_history_for_the_seller_only() {
         code: issued.code,
         phone_last4: l4.clone(),
         units: 1,
-        outlet_id: 900,
-        verifier_id: 41,
+        outlet_id: OutletId(900),
+        verifier_id: VerifierId(41),
         pos_id: None,
     };
     let first = as_redeemed(run(&device, Command::Redeem(by_pos.clone())).await);
@@ -90,8 +91,8 @@ async fn issue_8_tokens_fill_in_their_ids_history_for_the_seller_only() {
         code: second,
         phone_last4: l4.clone(),
         units: 1,
-        outlet_id: 900,
-        verifier_id: 0,
+        outlet_id: OutletId(900),
+        verifier_id: VerifierId(0),
         pos_id: None,
     };
     let taken = as_redeemed(run(&verifier, Command::Redeem(by_verifier)).await);
@@ -113,7 +114,7 @@ async fn issue_8_tokens_fill_in_their_ids_history_for_the_seller_only() {
         other => panic!("seller's history refused: {other:?}"),
     };
     assert_eq!((h.order_id.as_str(), h.units_remaining), ("cred-1", 3));
-    let kinds: Vec<(&str, Option<u64>, Option<u64>)> = h
+    let kinds: Vec<(&str, Option<VerifierId>, Option<PosId>)> = h
         .events
         .iter()
         .map(|e| match e {
@@ -130,8 +131,8 @@ async fn issue_8_tokens_fill_in_their_ids_history_for_the_seller_only() {
         kinds,
         vec![
             ("issued", None, None),
-            ("redeemed", Some(41), Some(31)),
-            ("redeemed", Some(41), None),
+            ("redeemed", Some(VerifierId(41)), Some(PosId(31))),
+            ("redeemed", Some(VerifierId(41)), None),
             ("reversed", None, None),
         ]
     );
@@ -147,9 +148,9 @@ async fn issue_8_tokens_fill_in_their_ids_history_for_the_seller_only() {
 
     // Staff see why the old code is refused; the POS gets the uniform reply.
     let old = |serial| {
-        let mut r = redeem_cmd(31, serial, issued.code, &l4, 1);
-        r.outlet_id = 900;
-        r.verifier_id = 41;
+        let mut r = redeem_cmd(PosId(31), serial, issued.code, &l4, 1);
+        r.outlet_id = OutletId(900);
+        r.verifier_id = VerifierId(41);
         r
     };
     let staff_view = refusal(run(&admin, Command::Redeem(old(90))).await);
@@ -181,12 +182,12 @@ async fn issue_8_tokens_fill_in_their_ids_history_for_the_seller_only() {
     };
     let device_id = rid_of(&device_token, 0).source;
     assert!(items.iter().any(|t| t.id == device_id
-        && t.principal == Actor::Device(31)
+        && t.principal == Actor::Device(PosId(31))
         && t.revoked_at_ms.is_none()));
     let denied = seller.catalog_read(None, list.clone()).await.unwrap();
     assert_eq!(denied.unwrap_err().code, ErrorCode::NotPermitted.number());
     let revoke = CatalogCommand::RevokeToken {
-        which: TokenRef::Principal(Actor::Device(31)),
+        which: TokenRef::Principal(Actor::Device(PosId(31))),
     };
     let outcome = catalog(&admin, 60, None, revoke).await;
     assert_eq!(outcome, CatalogOutcome::TokensRevoked(vec![device_id]));
@@ -243,7 +244,7 @@ async fn issue_8_self_revocation_is_answered_and_the_admin_token_is_not_registra
     );
 
     let put = CatalogCommand::PutCategory {
-        id: 5,
+        id: CategoryId(5),
         parent: None,
         name: "c".into(),
         supports_vouchers: true,

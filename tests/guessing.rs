@@ -12,6 +12,7 @@ use std::sync::Arc;
 use vouch_engine::catalog::{Actor, CatalogQuery, CatalogView, LockKey};
 use vouch_engine::command::Lookup;
 use vouch_engine::{Code, Command, ErrorCode};
+use vouch_engine::{OutletId, PosId, SellerId};
 use vouch_protocol::client::ClientError;
 use vouch_protocol::Client;
 
@@ -76,11 +77,11 @@ async fn lockout_a_guessing_pos_is_locked_out_everywhere_until_staff_lift_it() {
     let ca = server.ca();
     let admin = server.client(&tcp).await;
     let (_seller, _front, guesser) = set_up(&admin).await;
-    let careful = device_with_token(&admin, 100, 32).await;
+    let careful = device_with_token(&admin, 100, PosId(32)).await;
     // A voucher of seller 500 (a product the catalog does not know, so its
     // POS redeem it at their own outlet 900).
     let mut order = issue_cmd("g-1", 5, MOBILE);
-    order.seller_id = 500;
+    order.seller_id = SellerId(500);
     let code = issue(&admin, order).await.code;
     let l4 = last4(MOBILE);
     let wrong = move |i: u64| Code::new(8, (code.value() + 1 + 2 * i) % 100_000_000).unwrap();
@@ -136,14 +137,14 @@ async fn lockout_a_guessing_pos_is_locked_out_everywhere_until_staff_lift_it() {
     let other = Client::connect(&quic, &careful, Some(&ca)).await.unwrap();
     let looked = as_looked_up(run(&other, lookup_cmd(code, &l4)).await);
     assert_eq!(looked.units_remaining, 5);
-    let mut r = redeem_cmd(32, 1, code, &l4, 1);
+    let mut r = redeem_cmd(PosId(32), 1, code, &l4, 1);
     r.request_id = rid_of(&careful, 1);
-    r.outlet_id = 900;
+    r.outlet_id = OutletId(900);
     let code = as_redeemed(run(&other, Command::Redeem(r)).await)
         .new_code
         .unwrap();
     // Only the guessing POS is listed.
-    wait_for_lockouts(&quic_admin, &[LockKey::Principal(Actor::Device(31))]).await;
+    wait_for_lockouts(&quic_admin, &[LockKey::Principal(Actor::Device(PosId(31)))]).await;
     clients.clear();
     drop((admin, other, quic_admin));
 
@@ -154,7 +155,7 @@ async fn lockout_a_guessing_pos_is_locked_out_everywhere_until_staff_lift_it() {
     let admin = server.client(&tcp).await;
     assert_eq!(
         lockouts(&admin).await,
-        [LockKey::Principal(Actor::Device(31))]
+        [LockKey::Principal(Actor::Device(PosId(31)))]
     );
     match Client::connect(&tcp, &guesser, Some(&ca)).await {
         Err(ClientError::Refused(e)) => assert_eq!(e.code, ErrorCode::LockedOut.number()),
@@ -190,7 +191,7 @@ async fn lockout_a_guessing_pos_is_locked_out_everywhere_until_staff_lift_it() {
         assert_eq!(error_of(&r), Some(2), "guess {i}: {r:?}");
     }
     let lift = vouch_engine::catalog::CatalogCommand::LiftLockout {
-        key: LockKey::Principal(Actor::Device(31)),
+        key: LockKey::Principal(Actor::Device(PosId(31))),
     };
     let retry = admin
         .catalog(
@@ -206,7 +207,7 @@ async fn lockout_a_guessing_pos_is_locked_out_everywhere_until_staff_lift_it() {
     assert!(retry.is_ok(), "{retry:?}");
     let r = pos.command(lookup_cmd(code, &l4)).await;
     assert_eq!(error_of(&r), Some(ErrorCode::LockedOut.number()), "{r:?}");
-    wait_for_lockouts(&admin, &[LockKey::Principal(Actor::Device(31))]).await;
+    wait_for_lockouts(&admin, &[LockKey::Principal(Actor::Device(PosId(31)))]).await;
 }
 
 /// Failed logins count against the peer address: past the limit every

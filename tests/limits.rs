@@ -4,6 +4,7 @@ mod helpers;
 
 use common::Server;
 use helpers::*;
+use vouch_engine::PosId;
 use vouch_engine::{Command, ErrorCode, RequestId};
 use vouch_protocol::frame::{Header, HELLO_BYTES_MAX, KIND_REQUEST};
 
@@ -60,9 +61,9 @@ async fn inv_4_request_id_reused_on_another_shards_code_is_a_conflict_also_after
         n += 1;
     };
     let l4 = last4(MOBILE);
-    let first = run(&client, Command::Redeem(redeem_cmd(7, 1, a, &l4, 1))).await;
+    let first = run(&client, Command::Redeem(redeem_cmd(PosId(7), 1, a, &l4, 1))).await;
     as_redeemed(first);
-    let reuse = Command::Redeem(redeem_cmd(7, 1, b, &l4, 2));
+    let reuse = Command::Redeem(redeem_cmd(PosId(7), 1, b, &l4, 2));
     assert_rejected(
         &run(&client, reuse.clone()).await,
         ErrorCode::RequestConflict,

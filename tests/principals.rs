@@ -9,6 +9,7 @@ use helpers::tenants::*;
 use helpers::*;
 use rust_decimal::Decimal;
 use vouch_engine::catalog::*;
+use vouch_engine::{CategoryId, OutletId, PosId, ProductId, ProviderId, SellerId, VerifierId};
 use vouch_engine::{Command, ErrorCode, RequestId};
 use vouch_protocol::client::ClientError;
 use vouch_protocol::Client;
@@ -29,7 +30,7 @@ async fn role_matrix_tokens_bind_principals_and_survive_restart() {
         .await
         .unwrap();
     let mut order = issue_cmd("p-1", 5, MOBILE);
-    order.seller_id = 500;
+    order.seller_id = SellerId(500);
     let issued = as_issued(run(&front, Command::Issue(order)).await);
     let seller = Client::connect(&target, &seller_token, Some(&ca))
         .await
@@ -55,7 +56,7 @@ async fn role_matrix_tokens_bind_principals_and_survive_restart() {
         seller
             .catalog(
                 rid_of(&seller_token, 2),
-                Some(Actor::Seller(501)),
+                Some(Actor::Seller(SellerId(501))),
                 top.clone(),
             )
             .await,
@@ -83,7 +84,7 @@ async fn role_matrix_tokens_bind_principals_and_survive_restart() {
     });
     refused_with(seller.command(audit).await, ErrorCode::NotPermitted);
     let staff_only = CatalogCommand::RegisterProvider {
-        id: 71,
+        id: ProviderId(71),
         name: "x".into(),
         code_digits: 8,
     };
@@ -98,13 +99,19 @@ async fn role_matrix_tokens_bind_principals_and_survive_restart() {
         .await
         .unwrap();
     let l4 = last4(MOBILE);
-    let mut as_other_pos = redeem_cmd(32, 1, issued.code, &l4, 1);
+    let mut as_other_pos = redeem_cmd(PosId(32), 1, issued.code, &l4, 1);
     as_other_pos.request_id = rid_of(&device_token, 1);
     refused_with(
         device.command(Command::Redeem(as_other_pos)).await,
         ErrorCode::NotPermitted,
     );
-    let mine = as_redeemed(run(&device, redeem_by(&device_token, 31, 1, issued.code, &l4)).await);
+    let mine = as_redeemed(
+        run(
+            &device,
+            redeem_by(&device_token, PosId(31), 1, issued.code, &l4),
+        )
+        .await,
+    );
     assert_eq!(mine.units_remaining, 4);
 
     // Revocation: the POS's next request is refused, and it cannot reconnect.
@@ -120,7 +127,7 @@ async fn role_matrix_tokens_bind_principals_and_survive_restart() {
     .await;
     let code = mine.new_code.unwrap();
     assert!(device
-        .command(redeem_by(&device_token, 31, 2, code, &l4))
+        .command(redeem_by(&device_token, PosId(31), 2, code, &l4))
         .await
         .is_err());
     refused_with(
@@ -170,15 +177,15 @@ async fn ord_7_redemption_checks_outlet_verifier_and_device_against_the_catalog(
     let target = server.tcp_target();
     let admin = server.client(&target).await;
     let (_, _, device_token) = set_up(&admin).await;
-    let seller = Some(Actor::Seller(500));
+    let seller = Some(Actor::Seller(SellerId(500)));
     let deg = |s: &str| s.parse::<Decimal>().unwrap();
     let grant = CatalogCommand::GrantPublishPermission {
-        seller: 500,
-        category: 11,
+        seller: SellerId(500),
+        category: CategoryId(11),
     };
     catalog(&admin, 200, None, grant).await;
     let second_outlet = CatalogCommand::AddOutlet {
-        id: 901,
+        id: OutletId(901),
         name: "o2".into(),
         address: "a2".into(),
         latitude: deg("31"),
@@ -186,26 +193,26 @@ async fn ord_7_redemption_checks_outlet_verifier_and_device_against_the_catalog(
     };
     catalog(&admin, 201, seller, second_outlet).await;
     let v41 = CatalogCommand::AddVerifier {
-        id: 41,
+        id: VerifierId(41),
         real_name: true,
         parent: None,
-        outlets: vec![900],
+        outlets: vec![OutletId(900)],
     };
     catalog(&admin, 202, seller, v41).await;
     let v43 = CatalogCommand::AddVerifier {
-        id: 43,
+        id: VerifierId(43),
         real_name: true,
         parent: None,
-        outlets: vec![901],
+        outlets: vec![OutletId(901)],
     };
     catalog(&admin, 203, seller, v43).await;
     let product = ProductSpec {
-        id: 1,
-        category: 11,
+        id: ProductId(1),
+        category: CategoryId(11),
         delivery: Delivery::EVoucher,
         validity: vouch_engine::validity::Validity::DaysFromIssue(30),
-        provider: Some(70),
-        outlets: vec![900],
+        provider: Some(ProviderId(70)),
+        outlets: vec![OutletId(900)],
         settlement: Settlement::PayOnRedemption,
         expiry_refund_ratio: None,
         merchant_code: "SKU".into(),
@@ -213,15 +220,15 @@ async fn ord_7_redemption_checks_outlet_verifier_and_device_against_the_catalog(
     };
     catalog(&admin, 204, seller, CatalogCommand::PublishProduct(product)).await;
     let mut order = issue_cmd("ck-1", 5, MOBILE);
-    order.seller_id = 500;
-    order.product_id = 1;
+    order.seller_id = SellerId(500);
+    order.product_id = ProductId(1);
     let issued = as_issued(run(&admin, Command::Issue(order)).await);
     let l4 = last4(MOBILE);
     let at = |outlet: u64, verifier: u64, serial: u64, code| {
-        let mut r = redeem_cmd(31, serial, code, &l4, 1);
+        let mut r = redeem_cmd(PosId(31), serial, code, &l4, 1);
         r.request_id = rid_of(&device_token, serial);
-        r.outlet_id = outlet;
-        r.verifier_id = verifier;
+        r.outlet_id = OutletId(outlet);
+        r.verifier_id = VerifierId(verifier);
         Command::Redeem(r)
     };
     let device = Client::connect(&target, &device_token, Some(&server.ca()))
@@ -270,7 +277,7 @@ async fn tenants_never_read_or_redeem_another_sellers_data_over_the_wire() {
     let deg = |s: &str| s.parse::<Decimal>().unwrap();
     // Seller 600, onboarded by the admin acting for it, with outlet 960,
     // verifier 61 and product 2 on the platform's own provider.
-    let other = Some(Actor::Seller(600));
+    let other = Some(Actor::Seller(SellerId(600)));
     let mut serial = 300;
     let mut next = || {
         serial += 1;
@@ -280,7 +287,7 @@ async fn tenants_never_read_or_redeem_another_sellers_data_over_the_wire() {
         (
             None,
             CatalogCommand::CreateSeller {
-                id: 600,
+                id: SellerId(600),
                 kind: SellerKind::Mall,
                 self_issuing: false,
                 group_buying_operator: false,
@@ -299,27 +306,27 @@ async fn tenants_never_read_or_redeem_another_sellers_data_over_the_wire() {
             other,
             CatalogCommand::ConfirmOnboarding {
                 service_phone: "401".into(),
-                categories: vec![11],
+                categories: vec![CategoryId(11)],
             },
         ),
         (
             None,
             CatalogCommand::GrantPublishPermission {
-                seller: 600,
-                category: 11,
+                seller: SellerId(600),
+                category: CategoryId(11),
             },
         ),
         (
             None,
             CatalogCommand::GrantPublishPermission {
-                seller: 500,
-                category: 11,
+                seller: SellerId(500),
+                category: CategoryId(11),
             },
         ),
         (
             other,
             CatalogCommand::AddOutlet {
-                id: 960,
+                id: OutletId(960),
                 name: "o600".into(),
                 address: "a600".into(),
                 latitude: deg("30"),
@@ -329,18 +336,18 @@ async fn tenants_never_read_or_redeem_another_sellers_data_over_the_wire() {
         (
             other,
             CatalogCommand::AddVerifier {
-                id: 61,
+                id: VerifierId(61),
                 real_name: true,
                 parent: None,
-                outlets: vec![960],
+                outlets: vec![OutletId(960)],
             },
         ),
     ] {
         catalog(&admin, next(), act_as, command).await;
     }
-    let product = |id, outlet, provider| ProductSpec {
+    let product = |id: ProductId, outlet: OutletId, provider: ProviderId| ProductSpec {
         id,
-        category: 11,
+        category: CategoryId(11),
         delivery: Delivery::EVoucher,
         validity: vouch_engine::validity::Validity::DaysFromIssue(30),
         provider: Some(provider),
@@ -350,16 +357,18 @@ async fn tenants_never_read_or_redeem_another_sellers_data_over_the_wire() {
         merchant_code: "SKU".into(),
         group_buying: false,
     };
-    let seller_500 = Some(Actor::Seller(500));
-    let publish = CatalogCommand::PublishProduct(product(1, 900, 70));
+    let seller_500 = Some(Actor::Seller(SellerId(500)));
+    let publish =
+        CatalogCommand::PublishProduct(product(ProductId(1), OutletId(900), ProviderId(70)));
     catalog(&admin, next(), seller_500, publish).await;
-    let publish = CatalogCommand::PublishProduct(product(2, 960, PLATFORM_PROVIDER));
+    let publish =
+        CatalogCommand::PublishProduct(product(ProductId(2), OutletId(960), PLATFORM_PROVIDER));
     catalog(&admin, next(), other, publish).await;
     let verifier_token = "test-token-verifier-61-xxxxxxxxxxxx";
     let other_token = "test-token-seller-600-xxxxxxxxxxxxx";
     for (token, actor) in [
-        (verifier_token, Actor::Verifier(61)),
-        (other_token, Actor::Seller(600)),
+        (verifier_token, Actor::Verifier(VerifierId(61))),
+        (other_token, Actor::Seller(SellerId(600))),
     ] {
         let command = CatalogCommand::IssueToken {
             token_hash: vouch::server::token_hash(token),
@@ -372,23 +381,29 @@ async fn tenants_never_read_or_redeem_another_sellers_data_over_the_wire() {
         .await
         .unwrap();
     let mut order = issue_cmd("t-1", 3, MOBILE);
-    order.seller_id = 500;
-    order.product_id = 1;
+    order.seller_id = SellerId(500);
+    order.product_id = ProductId(1);
     let issued = as_issued(run(&front, Command::Issue(order)).await);
     let l4 = last4(MOBILE);
 
     // A redemption of one unit by seller 500's verifier 51 on POS 31, so
     // that there is a redemption for others to try to reverse.
     let add_verifier = CatalogCommand::AddVerifier {
-        id: 51,
+        id: VerifierId(51),
         real_name: true,
         parent: None,
-        outlets: vec![900],
+        outlets: vec![OutletId(900)],
     };
-    catalog(&admin, next(), Some(Actor::Seller(500)), add_verifier).await;
+    catalog(
+        &admin,
+        next(),
+        Some(Actor::Seller(SellerId(500))),
+        add_verifier,
+    )
+    .await;
     let device = CatalogCommand::RegisterDevice {
-        pos_id: 62,
-        outlet: 960,
+        pos_id: PosId(62),
+        outlet: OutletId(960),
         check_method: CheckMethod::Code,
     };
     catalog(
@@ -398,16 +413,16 @@ async fn tenants_never_read_or_redeem_another_sellers_data_over_the_wire() {
         device,
     )
     .await;
-    let device_token = token_for(&admin, next(), Actor::Device(62)).await;
-    let provider_token = token_for(&admin, next(), Actor::Provider(70)).await;
+    let device_token = token_for(&admin, next(), Actor::Device(PosId(62))).await;
+    let provider_token = token_for(&admin, next(), Actor::Provider(ProviderId(70))).await;
     let redemption = RequestId {
         source: 31,
         serial: 1,
     };
-    let mut first = redeem_cmd(31, 1, issued.code, &l4, 1);
+    let mut first = redeem_cmd(PosId(31), 1, issued.code, &l4, 1);
     first.request_id = redemption;
-    first.verifier_id = 51;
-    first.outlet_id = 900;
+    first.verifier_id = VerifierId(51);
+    first.outlet_id = OutletId(900);
     let live = as_redeemed(run(&admin, Command::Redeem(first)).await)
         .new_code
         .expect("2 units left");
@@ -418,10 +433,10 @@ async fn tenants_never_read_or_redeem_another_sellers_data_over_the_wire() {
     // of an unknown code — on lookups, redemptions and reversals.
     let ca = server.ca();
     let callers = [
-        (verifier_token.to_string(), Actor::Verifier(61)),
-        (device_token, Actor::Device(62)),
-        (other_token.to_string(), Actor::Seller(600)),
-        (provider_token, Actor::Provider(70)),
+        (verifier_token.to_string(), Actor::Verifier(VerifierId(61))),
+        (device_token, Actor::Device(PosId(62))),
+        (other_token.to_string(), Actor::Seller(SellerId(600))),
+        (provider_token, Actor::Provider(ProviderId(70))),
     ];
     for (token, actor) in &callers {
         let client = Client::connect(&target, token, Some(&ca)).await.unwrap();
@@ -434,12 +449,12 @@ async fn tenants_never_read_or_redeem_another_sellers_data_over_the_wire() {
             })
         };
         let redeem = |code| {
-            let mut r = redeem_cmd(0, 1, code, &l4, 1);
+            let mut r = redeem_cmd(PosId(0), 1, code, &l4, 1);
             r.request_id = rid_of(token, 1);
-            r.outlet_id = 960;
+            r.outlet_id = OutletId(960);
             (r.verifier_id, r.pos_id) = match actor {
-                Actor::Device(p) => (61, Some(*p)),
-                _ => (61, None),
+                Actor::Device(p) => (VerifierId(61), Some(*p)),
+                _ => (VerifierId(61), None),
             };
             Command::Redeem(r)
         };
@@ -448,9 +463,9 @@ async fn tenants_never_read_or_redeem_another_sellers_data_over_the_wire() {
                 request_id: rid_of(token, 2),
                 code,
                 redemption,
-                pos_id: matches!(actor, Actor::Device(_)).then_some(62),
+                pos_id: matches!(actor, Actor::Device(_)).then_some(PosId(62)),
                 verifier_id: None,
-                seller_id: matches!(actor, Actor::Seller(_)).then_some(600),
+                seller_id: matches!(actor, Actor::Seller(_)).then_some(SellerId(600)),
             })
         };
         for (what, right, none) in [
@@ -501,10 +516,12 @@ async fn tenants_never_read_or_redeem_another_sellers_data_over_the_wire() {
         let theirs = Client::connect(&target, other_token, Some(&ca))
             .await
             .unwrap();
-        let page = Page::first();
-        let products = |seller| CatalogQuery::Products { seller, page };
+        let products = |seller| CatalogQuery::Products {
+            seller,
+            page: Page::first(),
+        };
         let ids = |view| match view {
-            Ok(CatalogView::Products(v)) => v.iter().map(|p| p.spec.id).collect::<Vec<_>>(),
+            Ok(CatalogView::Products(v)) => v.iter().map(|p| p.spec.id.0).collect::<Vec<_>>(),
             other => panic!("round {round}: {other:?}"),
         };
         assert_eq!(
@@ -516,17 +533,22 @@ async fn tenants_never_read_or_redeem_another_sellers_data_over_the_wire() {
             [2]
         );
         let refused = theirs
-            .catalog_read(None, products(Some(500)))
+            .catalog_read(None, products(Some(SellerId(500))))
             .await
             .unwrap();
         assert_eq!(refused.unwrap_err().code, ErrorCode::NotPermitted.number());
         let hidden = theirs
-            .catalog_read(None, CatalogQuery::Product { id: 1 })
+            .catalog_read(None, CatalogQuery::Product { id: ProductId(1) })
             .await
             .unwrap();
         assert_eq!(hidden.unwrap_err().code, ErrorCode::NotFound.number());
         let account = theirs
-            .catalog_read(None, CatalogQuery::Seller { id: Some(500) })
+            .catalog_read(
+                None,
+                CatalogQuery::Seller {
+                    id: Some(SellerId(500)),
+                },
+            )
             .await
             .unwrap();
         assert_eq!(account.unwrap_err().code, ErrorCode::NotPermitted.number());
@@ -537,12 +559,15 @@ async fn tenants_never_read_or_redeem_another_sellers_data_over_the_wire() {
         else {
             panic!("round {round}: seller 600 cannot read its account");
         };
-        assert_eq!((own.id, own.onboarding), (600, Onboarding::Enabled));
+        assert_eq!(
+            (own.id, own.onboarding),
+            (SellerId(600), Onboarding::Enabled)
+        );
         assert_eq!(own.service_phone.as_deref(), Some("401"));
         // A token cannot read as another principal.
         refused_with(
             theirs
-                .catalog_read(Some(Actor::Seller(500)), products(None))
+                .catalog_read(Some(Actor::Seller(SellerId(500))), products(None))
                 .await,
             ErrorCode::NotPermitted,
         );

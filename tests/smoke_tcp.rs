@@ -4,6 +4,7 @@ mod common;
 use vouch_engine::command::{Issue, Lookup};
 use vouch_engine::validity::Validity;
 use vouch_engine::{Command, Outcome};
+use vouch_engine::{ProductId, SellerId};
 
 #[tokio::test]
 async fn ord_2_issue_then_lookup_over_tcp_and_after_restart() {
@@ -12,8 +13,8 @@ async fn ord_2_issue_then_lookup_over_tcp_and_after_restart() {
     let client = server.client(&server.tcp_target()).await;
     let issue = Issue {
         order_id: "smoke-1".into(),
-        seller_id: 1,
-        product_id: 2,
+        seller_id: SellerId(1),
+        product_id: ProductId(2),
         units: 4,
         unit_price: vouch_engine::Fen::new(990),
         mobile: "13912345678".into(),

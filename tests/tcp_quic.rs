@@ -8,7 +8,7 @@ use common::Server;
 use helpers::*;
 use std::collections::HashSet;
 use vouch_engine::command::{Issue, Issued, Redeem, RedemptionEntry, VoucherState};
-use vouch_engine::{Code, Command, ErrorCode, Outcome, RequestId};
+use vouch_engine::{Code, Command, ErrorCode, Outcome, PosId, ProductId, RequestId};
 use vouch_protocol::{Target, WireReply};
 
 const MOBILE: &str = "13800001234";
@@ -40,7 +40,7 @@ async fn life_cycle(server: &Server, target: &Target) {
     let c1 = issued.code;
     let l = as_looked_up(lookup(&client, c1, &l4).await);
     assert_eq!(l.order_id, order);
-    assert_eq!((l.seller_id, l.product_id), (SELLER, 11));
+    assert_eq!((l.seller_id, l.product_id), (SELLER, ProductId(11)));
     assert_eq!((l.units_remaining, l.units_total), (5, 5));
     assert_eq!(
         (l.valid_from_ms, l.valid_until_ms),
@@ -54,7 +54,7 @@ async fn life_cycle(server: &Server, target: &Target) {
     );
 
     // ORD-8: a partial redemption voids the code and gives a new one.
-    let pos = 501;
+    let pos = PosId(501);
     let a = redeem_cmd(pos, 1, c1, &l4, 2);
     let ra = as_redeemed(run(&client, Command::Redeem(a.clone())).await);
     assert_eq!(
@@ -134,7 +134,7 @@ async fn life_cycle(server: &Server, target: &Target) {
     assert_rejected(
         &run(
             &client,
-            Command::Reverse(reverse_cmd(pos + 1, 1, c3, b.request_id)),
+            Command::Reverse(reverse_cmd(PosId(pos.0 + 1), 1, c3, b.request_id)),
         )
         .await,
         ErrorCode::ReversalNotPermitted,
@@ -269,7 +269,7 @@ async fn batches(server: &Server, target: &Target) {
     assert_eq!(again, expected);
 
     // A redeem batch mixing good items, repeats and refusals.
-    let pos = 600;
+    let pos = PosId(600);
     let mut items: Vec<Redeem> = Vec::new();
     let mut expect: Vec<Expect> = Vec::new();
     for (i, (cmd, got)) in issues.iter().zip(&issued).enumerate() {
@@ -382,12 +382,12 @@ async fn restart_keeps_state(pick: fn(&Server) -> Target) {
     let l4 = last4(MOBILE);
     let first = issue_cmd("restart-1", 6, MOBILE);
     let issued = issue(&client, first.clone()).await;
-    let redeem = redeem_cmd(700, 1, issued.code, &l4, 2);
+    let redeem = redeem_cmd(PosId(700), 1, issued.code, &l4, 2);
     let redeemed = as_redeemed(run(&client, Command::Redeem(redeem.clone())).await);
     let live = redeemed.new_code.expect("units remain");
-    let other = redeem_cmd(700, 2, live, &l4, 1);
+    let other = redeem_cmd(PosId(700), 2, live, &l4, 1);
     let other_reply = as_redeemed(run(&client, Command::Redeem(other.clone())).await);
-    let reversal = reverse_cmd(700, 3, live, other.request_id);
+    let reversal = reverse_cmd(PosId(700), 3, live, other.request_id);
     let reversed = as_reversed(run(&client, Command::Reverse(reversal.clone())).await);
     let live = reversed.live_code;
     assert_eq!(reversed.units_remaining, 4);
@@ -443,10 +443,20 @@ async fn restart_keeps_state(pick: fn(&Server) -> Target) {
         .chain(batch_issued.iter().map(|r| as_issued(r.clone()).code))
         .collect();
     assert!(!seen.contains(&fresh.code));
-    let redeemed =
-        as_redeemed(run(&client, Command::Redeem(redeem_cmd(700, 4, live, &l4, 4))).await);
+    let redeemed = as_redeemed(
+        run(
+            &client,
+            Command::Redeem(redeem_cmd(PosId(700), 4, live, &l4, 4)),
+        )
+        .await,
+    );
     assert_eq!((redeemed.units_remaining, redeemed.new_code), (0, None));
-    match run(&client, Command::Redeem(redeem_cmd(700, 4, live, &l4, 4))).await {
+    match run(
+        &client,
+        Command::Redeem(redeem_cmd(PosId(700), 4, live, &l4, 4)),
+    )
+    .await
+    {
         Ok(Outcome::Redeemed(again)) => assert_eq!(first_redeemed(&again), redeemed),
         other => panic!("retry after restart: {other:?}"),
     }

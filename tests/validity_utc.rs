@@ -6,6 +6,7 @@ use jiff::civil::date;
 use vouch_engine::command::Issue;
 use vouch_engine::validity::Validity;
 use vouch_engine::{Command, Outcome};
+use vouch_engine::{ProductId, SellerId};
 
 #[tokio::test]
 async fn pub_3_validity_ends_at_shanghai_midnight_with_server_in_utc() {
@@ -17,8 +18,8 @@ async fn pub_3_validity_ends_at_shanghai_midnight_with_server_in_utc() {
     let end = date(2099, 6, 30);
     let issue = Issue {
         order_id: "utc-1".into(),
-        seller_id: 1,
-        product_id: 1,
+        seller_id: SellerId(1),
+        product_id: ProductId(1),
         units: 1,
         unit_price: vouch_engine::Fen::new(100),
         mobile: "13800001111".into(),

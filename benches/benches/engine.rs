@@ -30,7 +30,10 @@ use std::time::{Duration, Instant};
 use vouch_engine::command::{Issue, Lookup, Redeem};
 use vouch_engine::limits::VOUCHER_UNITS_MAX;
 use vouch_engine::validity::Validity;
-use vouch_engine::{Code, Command, Effect, Engine, EngineConfig, Outcome, RequestId};
+use vouch_engine::{
+    Code, Command, Effect, Engine, EngineConfig, Outcome, OutletId, PosId, ProductId, RequestId,
+    SellerId, VerifierId,
+};
 
 /// 2026-11-29 12:00:00 +08:00 in unix ms; the clock of every command.
 const NOW_MS: i64 = 1_764_388_800_000;
@@ -52,8 +55,8 @@ fn new_engine() -> Engine {
 fn issue_cmd(order: u64, units: u32) -> Command {
     Command::Issue(Issue {
         order_id: format!("ORD{order:016}"),
-        seller_id: 10 + order % 1_000,
-        product_id: 20 + order % 10_000,
+        seller_id: SellerId(10 + order % 1_000),
+        product_id: ProductId(20 + order % 10_000),
         units,
         unit_price: vouch_engine::Fen::new(1999),
         mobile: MOBILE.into(),
@@ -71,9 +74,9 @@ fn redeem_cmd(units: u32) -> Command {
         code: Code::new(CODE_DIGITS, 0).expect("valid code"),
         phone_last4: LAST4.into(),
         units,
-        outlet_id: 3,
-        verifier_id: 4,
-        pos_id: Some(900),
+        outlet_id: OutletId(3),
+        verifier_id: VerifierId(4),
+        pos_id: Some(PosId(900)),
     })
 }
 

@@ -5,6 +5,7 @@
 
 use crate::code::Code;
 use crate::error::Rejection;
+use crate::ids::{OutletId, PosId, ProductId, SellerId, VerifierId};
 use crate::money::Fen;
 use crate::validity::Validity;
 use serde::{Deserialize, Serialize};
@@ -30,9 +31,9 @@ pub struct Issue {
     /// Order id, 1..=64 bytes, unique per platform.
     pub order_id: String,
     /// Seller id.
-    pub seller_id: u64,
+    pub seller_id: SellerId,
     /// Product id.
-    pub product_id: u64,
+    pub product_id: ProductId,
     /// Units bought, 1..=[`crate::limits::VOUCHER_UNITS_MAX`].
     pub units: u32,
     /// Unit price, fen, 0..=[`crate::limits::UNIT_PRICE_FEN_MAX`] (JSON: the
@@ -62,9 +63,9 @@ pub struct Lookup {
     /// Last four digits of the buyer's phone, as ASCII digits.
     pub phone_last4: String,
     /// The verifier account looking, if any.
-    pub verifier_id: Option<u64>,
+    pub verifier_id: Option<VerifierId>,
     /// The POS device looking, if any.
-    pub pos_id: Option<u64>,
+    pub pos_id: Option<PosId>,
 }
 
 /// Redeem `units` of the voucher behind `code` (ORD-7, ORD-8, ORD-10).
@@ -79,11 +80,13 @@ pub struct Redeem {
     /// Units to redeem, 1 ≤ units ≤ remaining.
     pub units: u32,
     /// Outlet where the redemption happens.
-    pub outlet_id: u64,
-    /// Verifier account.
-    pub verifier_id: u64,
+    pub outlet_id: OutletId,
+    /// Verifier account; `VerifierId(0)` leaves it to the server, which
+    /// fills in the verifier account of the token sending it (only a
+    /// verifier account's own token may leave it out).
+    pub verifier_id: VerifierId,
     /// POS id for device redemptions.
-    pub pos_id: Option<u64>,
+    pub pos_id: Option<PosId>,
 }
 
 /// Reverse (冲正) a redemption by its request id: once only, by the same POS,
@@ -101,12 +104,12 @@ pub struct Reverse {
     /// Request id of the redemption to reverse.
     pub redemption: RequestId,
     /// The POS asking, when a POS asks; must equal the redemption's POS.
-    pub pos_id: Option<u64>,
+    pub pos_id: Option<PosId>,
     /// The verifier account asking, when one asks without a POS; must
     /// equal the redemption's verifier account.
-    pub verifier_id: Option<u64>,
+    pub verifier_id: Option<VerifierId>,
     /// The seller asking, when the seller asks; must be the voucher's seller.
-    pub seller_id: Option<u64>,
+    pub seller_id: Option<SellerId>,
 }
 
 /// Read a voucher's history (ORD-10, issue 8): its issue, every
@@ -121,7 +124,7 @@ pub struct History {
     pub code: Code,
     /// The seller asking; the server sets it from a seller's credential
     /// (None for staff).
-    pub seller_id: Option<u64>,
+    pub seller_id: Option<SellerId>,
     /// First event to return (0 for the first page).
     pub from: u32,
     /// Most events to return (≤ `AUDIT_PAGE_ITEMS_MAX`).
@@ -218,9 +221,9 @@ pub struct LookedUp {
     /// Order id.
     pub order_id: String,
     /// Seller id.
-    pub seller_id: u64,
+    pub seller_id: SellerId,
     /// Product id.
-    pub product_id: u64,
+    pub product_id: ProductId,
     /// Units left.
     pub units_remaining: u32,
     /// Units bought.
@@ -289,11 +292,11 @@ pub enum HistoryEvent {
         /// Units left after it.
         units_remaining: u32,
         /// Outlet.
-        outlet_id: u64,
+        outlet_id: OutletId,
         /// Verifier account.
-        verifier_id: u64,
+        verifier_id: VerifierId,
         /// POS, for device redemptions.
-        pos_id: Option<u64>,
+        pos_id: Option<PosId>,
         /// The replacement code for the units left; None when none were left.
         new_code: Option<Code>,
     },
@@ -329,9 +332,9 @@ pub struct VoucherHistory {
     /// Order id.
     pub order_id: String,
     /// Seller id.
-    pub seller_id: u64,
+    pub seller_id: SellerId,
     /// Product id.
-    pub product_id: u64,
+    pub product_id: ProductId,
     /// Units bought.
     pub units_total: u32,
     /// Units left now.
@@ -375,11 +378,11 @@ pub struct RedemptionEntry {
     /// Time of redemption, unix ms.
     pub at_ms: i64,
     /// Outlet.
-    pub outlet_id: u64,
+    pub outlet_id: OutletId,
     /// Verifier account.
-    pub verifier_id: u64,
+    pub verifier_id: VerifierId,
     /// POS id, for device redemptions.
-    pub pos_id: Option<u64>,
+    pub pos_id: Option<PosId>,
     /// Whether it was reversed.
     pub reversed: bool,
 }

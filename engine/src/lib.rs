@@ -18,6 +18,8 @@
 //! - [`command`]: commands, replies and effects — the types the protocol
 //!   carries and the storage log records.
 //! - [`error`]: stable error codes.
+//! - [`ids`]: typed entity ids (`SellerId`, `ProductId`, `OutletId`,
+//!   `PosId`, `VerifierId`, `CategoryId`, `ProviderId`) over `u64`.
 //! - [`shard`]: one shard of state; all state of a voucher lives in one shard
 //!   (DESIGN invariant 2).
 //! - [`engine`]: a set of shards with the routing function, for in-process use.
@@ -37,6 +39,7 @@ pub mod code;
 pub mod command;
 pub mod engine;
 pub mod error;
+pub mod ids;
 pub mod ledger;
 pub mod limits;
 pub mod log;
@@ -49,5 +52,6 @@ pub use code::Code;
 pub use command::{Command, Effect, Outcome, Reply, RequestId};
 pub use engine::Engine;
 pub use error::{ErrorCode, Rejection};
+pub use ids::{CategoryId, OutletId, PosId, ProductId, ProviderId, SellerId, VerifierId};
 pub use money::{Bps, Fen};
 pub use shard::{EngineConfig, Shard};

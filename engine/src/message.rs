@@ -5,6 +5,7 @@
 //! catalog's log record to each shard's next log record, so replaying the
 //! log in order rebuilds every shard exactly.
 
+use crate::ids::{OutletId, PosId, ProductId, ProviderId, SellerId, VerifierId};
 use crate::validity::Validity;
 use serde::{Deserialize, Serialize};
 
@@ -19,16 +20,16 @@ pub enum CatalogFact {
     /// length, and whether it is listed. Sent again when it is delisted.
     Product {
         /// Product id.
-        id: u64,
+        id: ProductId,
         /// Seller id.
-        seller: u64,
+        seller: SellerId,
         /// Outlets where its vouchers may be redeemed.
-        outlets: Vec<u64>,
+        outlets: Vec<OutletId>,
         /// Code length of its code provider (a provider setting, 6..=11);
         /// None for a self-issuing seller's product.
         code_digits: Option<u8>,
         /// Its code provider; None for a self-issuing seller's product.
-        provider: Option<u64>,
+        provider: Option<ProviderId>,
         /// Its validity (PUB-3): every voucher of the product gets it.
         validity: Validity,
         /// On the shelf: vouchers are issued only for listed products.
@@ -37,22 +38,22 @@ pub enum CatalogFact {
     /// A verifier account: its seller and authorised outlets.
     Verifier {
         /// Verifier id.
-        id: u64,
+        id: VerifierId,
         /// Seller id.
-        seller: u64,
+        seller: SellerId,
         /// Outlets it may redeem at.
-        outlets: Vec<u64>,
+        outlets: Vec<OutletId>,
     },
     /// A registered POS: the seller and outlet it serves, and the code
     /// provider that registered it.
     Device {
         /// POS id.
-        pos_id: u64,
+        pos_id: PosId,
         /// Seller id (the outlet's owner).
-        seller: u64,
+        seller: SellerId,
         /// Outlet.
-        outlet: u64,
+        outlet: OutletId,
         /// The registering code provider.
-        provider: u64,
+        provider: ProviderId,
     },
 }

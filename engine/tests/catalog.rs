@@ -8,17 +8,22 @@ use rust_decimal::Decimal;
 use vouch_engine::catalog::*;
 use vouch_engine::validity::Validity;
 use vouch_engine::{Bps, Fen};
+use vouch_engine::{CategoryId, OutletId, PosId, ProductId, ProviderId, SellerId, VerifierId};
 use vouch_engine::{ErrorCode, RequestId};
 
 /// 2026-11-29 12:00:00 +08:00 in unix ms.
 const NOW: i64 = 1_795_924_800_000;
-const FOOD: Id = 10;
-const BREAD: Id = 11;
-const NO_VOUCHERS: Id = 12;
-const SELLER: Id = 500;
-const OTHER: Id = 501;
-const PROVIDER: Id = 70;
-const OUTLET: Id = 900;
+const FOOD: CategoryId = CategoryId(10);
+const BREAD: CategoryId = CategoryId(11);
+const NO_VOUCHERS: CategoryId = CategoryId(12);
+const SELLER: SellerId = SellerId(500);
+const OTHER: SellerId = SellerId(501);
+const PROVIDER: ProviderId = ProviderId(70);
+
+/// The outlet each test seller adds: 900 + its id.
+fn outlet_of(seller: SellerId) -> OutletId {
+    OutletId(900 + seller.0)
+}
 
 struct T {
     c: Catalog,
@@ -82,7 +87,7 @@ impl T {
 
     /// A seller through ONB-2 with publish permission in BREAD, an outlet,
     /// a linked provider, and 5,000 yuan in its payment account.
-    fn onboarded(&mut self, id: Id, self_issuing: bool, group_buying_operator: bool) {
+    fn onboarded(&mut self, id: SellerId, self_issuing: bool, group_buying_operator: bool) {
         self.ok(
             Actor::Staff,
             CatalogCommand::CreateSeller {
@@ -109,7 +114,7 @@ impl T {
                 category: BREAD,
             },
         );
-        self.ok(s, outlet(OUTLET + id));
+        self.ok(s, outlet(outlet_of(id)));
         self.ok(
             s,
             CatalogCommand::TopUp {
@@ -135,7 +140,7 @@ impl T {
         );
     }
 
-    fn enable_t_plus_n(&mut self, seller: Id, category: Id) {
+    fn enable_t_plus_n(&mut self, seller: SellerId, category: CategoryId) {
         self.ok(
             Actor::Seller(seller),
             CatalogCommand::ApplyTPlusN { category },
@@ -156,8 +161,8 @@ impl T {
 }
 
 fn category(
-    id: Id,
-    parent: Option<Id>,
+    id: CategoryId,
+    parent: Option<CategoryId>,
     vouchers: bool,
     deposit: &str,
     min: Option<&str>,
@@ -181,7 +186,7 @@ fn bind(freezing: bool, agreement: bool) -> CatalogCommand {
     }
 }
 
-fn outlet(id: Id) -> CatalogCommand {
+fn outlet(id: OutletId) -> CatalogCommand {
     CatalogCommand::AddOutlet {
         id,
         name: "Bakery on Nanjing Road".into(),
@@ -191,7 +196,7 @@ fn outlet(id: Id) -> CatalogCommand {
     }
 }
 
-fn product(id: Id, seller: Id) -> ProductSpec {
+fn product(id: ProductId, seller: SellerId) -> ProductSpec {
     ProductSpec {
         id,
         category: BREAD,
@@ -201,7 +206,7 @@ fn product(id: Id, seller: Id) -> ProductSpec {
             end: date(2026, 12, 31),
         },
         provider: Some(PROVIDER),
-        outlets: vec![OUTLET + seller],
+        outlets: vec![outlet_of(seller)],
         settlement: Settlement::PayOnRedemption,
         expiry_refund_ratio: None,
         merchant_code: "SKU-1".into(),
@@ -276,7 +281,7 @@ fn onb_2_steps_in_order_enable_publishing_at_once() {
 fn onb_1_pub_1_publishing_needs_staff_granted_permission() {
     let mut t = T::new();
     t.onboarded(SELLER, false, false);
-    let mut p = product(1, SELLER);
+    let mut p = product(ProductId(1), SELLER);
     p.category = FOOD;
     assert_eq!(
         t.err(Actor::Seller(SELLER), publish(p.clone())),
@@ -290,7 +295,10 @@ fn onb_1_pub_1_publishing_needs_staff_granted_permission() {
         },
     );
     t.ok(Actor::Seller(SELLER), publish(p));
-    assert_eq!(t.c.product_listed(Actor::Seller(SELLER), 1), Some(true));
+    assert_eq!(
+        t.c.product_listed(Actor::Seller(SELLER), ProductId(1)),
+        Some(true)
+    );
     // A category without vouchers can never be granted.
     let grant = CatalogCommand::GrantPublishPermission {
         seller: SELLER,
@@ -307,10 +315,10 @@ fn onb_3_self_issuing_seller_needs_no_provider() {
     let mut t = T::new();
     t.onboarded(SELLER, true, false);
     t.onboarded(OTHER, false, false);
-    let mut mine = product(1, SELLER);
+    let mut mine = product(ProductId(1), SELLER);
     mine.provider = None;
     t.ok(Actor::Seller(SELLER), publish(mine));
-    let mut theirs = product(2, OTHER);
+    let mut theirs = product(ProductId(2), OTHER);
     theirs.provider = None;
     assert_eq!(
         t.err(Actor::Seller(OTHER), publish(theirs)),
@@ -371,20 +379,33 @@ fn onb_4_t_plus_n_apply_approve_notice_confirm_freezes_deposit() {
 #[test]
 fn onb_4_freeze_needs_the_money_in_the_payment_account() {
     let mut t = T::new();
-    t.ok(Actor::Staff, category(20, None, true, "9000.00", None));
+    t.ok(
+        Actor::Staff,
+        category(CategoryId(20), None, true, "9000.00", None),
+    );
     t.onboarded(SELLER, false, false);
     let s = Actor::Seller(SELLER);
-    t.ok(s, CatalogCommand::ApplyTPlusN { category: 20 });
+    t.ok(
+        s,
+        CatalogCommand::ApplyTPlusN {
+            category: CategoryId(20),
+        },
+    );
     t.ok(
         Actor::Staff,
         CatalogCommand::DecideTPlusN {
             seller: SELLER,
-            category: 20,
+            category: CategoryId(20),
             approve: true,
         },
     );
     assert_eq!(
-        t.err(s, CatalogCommand::ConfirmDepositFreeze { category: 20 }),
+        t.err(
+            s,
+            CatalogCommand::ConfirmDepositFreeze {
+                category: CategoryId(20)
+            }
+        ),
         ErrorCode::InsufficientBalance
     );
     assert_eq!(
@@ -398,15 +419,23 @@ fn onb_4_freeze_needs_the_money_in_the_payment_account() {
             amount: yuan("4000.00"),
         },
     );
-    t.ok(s, CatalogCommand::ConfirmDepositFreeze { category: 20 });
-    assert_eq!(t.c.balance(Account::Deposit(SELLER, 20)), yuan("9000.00"));
+    t.ok(
+        s,
+        CatalogCommand::ConfirmDepositFreeze {
+            category: CategoryId(20),
+        },
+    );
+    assert_eq!(
+        t.c.balance(Account::Deposit(SELLER, CategoryId(20))),
+        yuan("9000.00")
+    );
 }
 
 #[test]
 fn pub_6_t_plus_3_needs_enabled_t_plus_n() {
     let mut t = T::new();
     t.onboarded(SELLER, false, false);
-    let mut p = product(1, SELLER);
+    let mut p = product(ProductId(1), SELLER);
     p.settlement = Settlement::TPlus3;
     assert_eq!(
         t.err(Actor::Seller(SELLER), publish(p.clone())),
@@ -421,7 +450,7 @@ fn onb_5_group_buying_operator_uses_its_group_buying_deposit() {
     let mut t = T::new();
     t.onboarded(SELLER, false, true);
     t.onboarded(OTHER, false, false);
-    let mut p = product(1, SELLER);
+    let mut p = product(ProductId(1), SELLER);
     p.settlement = Settlement::TPlus3;
     p.group_buying = true;
     // No group-buying deposit yet and no T+N: refused.
@@ -442,14 +471,14 @@ fn onb_5_group_buying_operator_uses_its_group_buying_deposit() {
     t.ok(Actor::Seller(SELLER), fund("499.99"));
     t.ok(Actor::Seller(SELLER), publish(p.clone()));
     // Its other (non-group-buying) T+3 products still need the voucher deposit.
-    let mut other = product(2, SELLER);
+    let mut other = product(ProductId(2), SELLER);
     other.settlement = Settlement::TPlus3;
     assert_eq!(
         t.err(Actor::Seller(SELLER), publish(other)),
         ErrorCode::TPlusNNotEnabled
     );
     // Only operators publish group-buying products or fund that deposit.
-    let mut q = product(3, OTHER);
+    let mut q = product(ProductId(3), OTHER);
     q.group_buying = true;
     assert_eq!(
         t.err(Actor::Seller(OTHER), publish(q)),
@@ -469,7 +498,7 @@ fn onb_6_short_deposit_raises_event_and_blocks_new_t_plus_3_products() {
     let mut t = T::new();
     t.onboarded(SELLER, false, false);
     t.enable_t_plus_n(SELLER, BREAD);
-    let mut p = product(1, SELLER);
+    let mut p = product(ProductId(1), SELLER);
     p.settlement = Settlement::TPlus3;
     t.ok(Actor::Seller(SELLER), publish(p.clone()));
     let deduct = CatalogCommand::DeductDeposit {
@@ -489,14 +518,17 @@ fn onb_6_short_deposit_raises_event_and_blocks_new_t_plus_3_products() {
     };
     assert_eq!(t.events.iter().filter(|e| **e == short).count(), 1);
     // Existing product unaffected; a new T+3 product is refused while short.
-    assert_eq!(t.c.product_listed(Actor::Seller(SELLER), 1), Some(true));
-    p.id = 2;
+    assert_eq!(
+        t.c.product_listed(Actor::Seller(SELLER), ProductId(1)),
+        Some(true)
+    );
+    p.id = ProductId(2);
     assert_eq!(
         t.err(Actor::Seller(SELLER), publish(p.clone())),
         ErrorCode::DepositShort
     );
     // Pay-on-redemption products are not affected.
-    let mut q = product(3, SELLER);
+    let mut q = product(ProductId(3), SELLER);
     q.settlement = Settlement::PayOnRedemption;
     t.ok(Actor::Seller(SELLER), publish(q));
     t.ok(
@@ -514,17 +546,20 @@ fn onb_6_short_deposit_raises_event_and_blocks_new_t_plus_3_products() {
 fn pub_2_delivery_e_voucher_or_also_mail() {
     let mut t = T::new();
     t.onboarded(SELLER, false, false);
-    let mut p = product(1, SELLER);
+    let mut p = product(ProductId(1), SELLER);
     p.delivery = Delivery::EVoucherOrMail;
     t.ok(Actor::Seller(SELLER), publish(p));
-    t.ok(Actor::Seller(SELLER), publish(product(2, SELLER)));
+    t.ok(
+        Actor::Seller(SELLER),
+        publish(product(ProductId(2), SELLER)),
+    );
 }
 
 #[test]
 fn pub_3_ended_validity_refused_and_tick_delists_at_end() {
     let mut t = T::new();
     t.onboarded(SELLER, false, false);
-    let mut past = product(1, SELLER);
+    let mut past = product(ProductId(1), SELLER);
     past.validity = Validity::Fixed {
         start: date(2026, 1, 1),
         end: date(2026, 11, 28),
@@ -533,8 +568,11 @@ fn pub_3_ended_validity_refused_and_tick_delists_at_end() {
         t.err(Actor::Seller(SELLER), publish(past)),
         ErrorCode::ValidityInvalid
     );
-    t.ok(Actor::Seller(SELLER), publish(product(2, SELLER)));
-    let mut rolling = product(3, SELLER);
+    t.ok(
+        Actor::Seller(SELLER),
+        publish(product(ProductId(2), SELLER)),
+    );
+    let mut rolling = product(ProductId(3), SELLER);
     rolling.validity = Validity::DaysFromIssue(30);
     t.ok(Actor::Seller(SELLER), publish(rolling));
     // 2026-12-31 23:59:59 +08:00 is still listed; 2027-01-01 00:00 is not.
@@ -563,18 +601,23 @@ fn pub_3_ended_validity_refused_and_tick_delists_at_end() {
     assert_eq!(
         tick(&mut t.c, end, 2, &mut ev),
         CatalogOutcome::Ticked {
-            delisted: vec![2],
+            delisted: vec![ProductId(2)],
             lockouts_ended: 0
         }
     );
     // Staff are told, and the shards learn it is no longer for sale.
-    assert_eq!(ev[0], CatalogEvent::ProductDelisted { product: 2 });
+    assert_eq!(
+        ev[0],
+        CatalogEvent::ProductDelisted {
+            product: ProductId(2)
+        }
+    );
     assert!(
         matches!(
             &ev[1..],
             [CatalogEvent::Fact(
                 vouch_engine::message::CatalogFact::Product {
-                    id: 2,
+                    id: ProductId(2),
                     listed: false,
                     ..
                 }
@@ -582,9 +625,12 @@ fn pub_3_ended_validity_refused_and_tick_delists_at_end() {
         ),
         "{ev:?}"
     );
-    assert_eq!(t.c.product_listed(Actor::Seller(SELLER), 2), Some(false));
     assert_eq!(
-        t.c.product_listed(Actor::Seller(SELLER), 3),
+        t.c.product_listed(Actor::Seller(SELLER), ProductId(2)),
+        Some(false)
+    );
+    assert_eq!(
+        t.c.product_listed(Actor::Seller(SELLER), ProductId(3)),
         Some(true),
         "N-days validity has no end"
     );
@@ -597,19 +643,19 @@ fn pub_4_prv_1_provider_selectable_only_after_it_imported_the_seller() {
     t.ok(
         Actor::Staff,
         CatalogCommand::RegisterProvider {
-            id: 71,
+            id: ProviderId(71),
             name: "tickets ltd".into(),
             code_digits: 8,
         },
     );
-    let mut p = product(1, SELLER);
-    p.provider = Some(71);
+    let mut p = product(ProductId(1), SELLER);
+    p.provider = Some(ProviderId(71));
     assert_eq!(
         t.err(Actor::Seller(SELLER), publish(p.clone())),
         ErrorCode::ProviderNotLinked
     );
     t.ok(
-        Actor::Provider(71),
+        Actor::Provider(ProviderId(71)),
         CatalogCommand::LinkSeller { seller: SELLER },
     );
     t.ok(Actor::Seller(SELLER), publish(p));
@@ -617,7 +663,7 @@ fn pub_4_prv_1_provider_selectable_only_after_it_imported_the_seller() {
     t.ok(
         Actor::Staff,
         CatalogCommand::CreateSeller {
-            id: 777,
+            id: SellerId(777),
             kind: SellerKind::Mall,
             self_issuing: false,
             group_buying_operator: false,
@@ -625,8 +671,10 @@ fn pub_4_prv_1_provider_selectable_only_after_it_imported_the_seller() {
     );
     assert_eq!(
         t.err(
-            Actor::Provider(71),
-            CatalogCommand::LinkSeller { seller: 777 }
+            Actor::Provider(ProviderId(71)),
+            CatalogCommand::LinkSeller {
+                seller: SellerId(777)
+            }
         ),
         ErrorCode::SellerNotOnboarded
     );
@@ -637,8 +685,8 @@ fn pub_5_outlets_must_be_the_sellers_own() {
     let mut t = T::new();
     t.onboarded(SELLER, false, false);
     t.onboarded(OTHER, false, false);
-    let mut p = product(1, SELLER);
-    p.outlets = vec![OUTLET + OTHER];
+    let mut p = product(ProductId(1), SELLER);
+    p.outlets = vec![outlet_of(OTHER)];
     assert_eq!(
         t.err(Actor::Seller(SELLER), publish(p.clone())),
         ErrorCode::NotFound
@@ -649,7 +697,7 @@ fn pub_5_outlets_must_be_the_sellers_own() {
         ErrorCode::BadRequest
     );
     let far = CatalogCommand::AddOutlet {
-        id: 5,
+        id: OutletId(5),
         name: "x".into(),
         address: "y".into(),
         latitude: deg("91"),
@@ -662,7 +710,7 @@ fn pub_5_outlets_must_be_the_sellers_own() {
 fn pub_7_expiry_refund_ratio_bounds_and_category_minimum() {
     let mut t = T::new();
     t.onboarded(SELLER, false, false);
-    let with = |id: Id, r: &str| {
+    let with = |id: ProductId, r: &str| {
         let mut p = product(id, SELLER);
         p.expiry_refund_ratio = Some(percent(r));
         publish(p)
@@ -671,23 +719,23 @@ fn pub_7_expiry_refund_ratio_bounds_and_category_minimum() {
     // be written, not even as JSON.
     assert!(Bps::from_percent("0".parse().unwrap()).is_err());
     assert!(Bps::from_percent("100.01".parse().unwrap()).is_err());
-    let mut json = serde_json::to_value(publish(product(1, SELLER))).unwrap();
+    let mut json = serde_json::to_value(publish(product(ProductId(1), SELLER))).unwrap();
     json["publish_product"]["expiry_refund_ratio"] = 0.into();
     assert!(serde_json::from_value::<CatalogCommand>(json).is_err());
     // BREAD's minimum is 80 %.
     assert_eq!(
-        t.err(Actor::Seller(SELLER), with(1, "79.99")),
+        t.err(Actor::Seller(SELLER), with(ProductId(1), "79.99")),
         ErrorCode::RefundRatioBelowCategoryMinimum
     );
-    t.ok(Actor::Seller(SELLER), with(1, "80"));
-    t.ok(Actor::Seller(SELLER), with(2, "100"));
+    t.ok(Actor::Seller(SELLER), with(ProductId(1), "80"));
+    t.ok(Actor::Seller(SELLER), with(ProductId(2), "100"));
 }
 
 #[test]
 fn pub_8_prv_4_merchant_code_is_required_bounded_and_the_providers_ticket_type() {
     let mut t = T::new();
     t.onboarded(SELLER, false, false);
-    let mut p = product(1, SELLER);
+    let mut p = product(ProductId(1), SELLER);
     p.merchant_code = String::new();
     assert_eq!(
         t.err(Actor::Seller(SELLER), publish(p.clone())),
@@ -702,8 +750,10 @@ fn pub_8_prv_4_merchant_code_is_required_bounded_and_the_providers_ticket_type()
     t.ok(Actor::Seller(SELLER), publish(p));
     // PRV-4: the product's provider reads it with that merchant code as its
     // ticket type.
-    let read =
-        t.c.read(Actor::Provider(PROVIDER), &CatalogQuery::Product { id: 1 });
+    let read = t.c.read(
+        Actor::Provider(PROVIDER),
+        &CatalogQuery::Product { id: ProductId(1) },
+    );
     let Ok(CatalogView::Products(v)) = read else {
         panic!("{read:?}")
     };
@@ -718,18 +768,18 @@ fn prv_3_devices_register_at_linked_sellers_outlets_only() {
     t.ok(
         Actor::Staff,
         CatalogCommand::RegisterProvider {
-            id: 72,
+            id: ProviderId(72),
             name: "pos co".into(),
             code_digits: 8,
         },
     );
     let device = CatalogCommand::RegisterDevice {
-        pos_id: 1,
-        outlet: OUTLET + SELLER,
+        pos_id: PosId(1),
+        outlet: outlet_of(SELLER),
         check_method: CheckMethod::Code,
     };
     assert_eq!(
-        t.err(Actor::Provider(72), device.clone()),
+        t.err(Actor::Provider(ProviderId(72)), device.clone()),
         ErrorCode::ProviderNotLinked
     );
     t.ok(Actor::Provider(PROVIDER), device.clone());
@@ -788,11 +838,11 @@ fn inv_4_catalog_retry_returns_original_reply_and_never_tops_up_twice() {
 
 #[test]
 fn role_matrix_every_command_by_every_actor() {
-    let p = product(1, SELLER);
+    let p = product(ProductId(1), SELLER);
     let commands = vec![
-        category(99, None, true, "1.00", None),
+        category(CategoryId(99), None, true, "1.00", None),
         CatalogCommand::CreateSeller {
-            id: 1,
+            id: SellerId(1),
             kind: SellerKind::Mall,
             self_issuing: false,
             group_buying_operator: false,
@@ -804,19 +854,19 @@ fn role_matrix_every_command_by_every_actor() {
             categories: vec![],
         },
         CatalogCommand::GrantPublishPermission {
-            seller: 1,
+            seller: SellerId(1),
             category: BREAD,
         },
         CatalogCommand::TopUp { amount: yuan("1") },
         CatalogCommand::ApplyTPlusN { category: BREAD },
         CatalogCommand::DecideTPlusN {
-            seller: 1,
+            seller: SellerId(1),
             category: BREAD,
             approve: true,
         },
         CatalogCommand::ConfirmDepositFreeze { category: BREAD },
         CatalogCommand::DeductDeposit {
-            seller: 1,
+            seller: SellerId(1),
             category: BREAD,
             amount: yuan("1"),
         },
@@ -826,25 +876,27 @@ fn role_matrix_every_command_by_every_actor() {
         },
         CatalogCommand::FundGroupBuyingDeposit { amount: yuan("1") },
         CatalogCommand::RegisterProvider {
-            id: 1,
+            id: ProviderId(1),
             name: "p".into(),
             code_digits: 8,
         },
-        CatalogCommand::LinkSeller { seller: 1 },
-        outlet(1),
+        CatalogCommand::LinkSeller {
+            seller: SellerId(1),
+        },
+        outlet(OutletId(1)),
         CatalogCommand::AddVerifier {
-            id: 1,
+            id: VerifierId(1),
             real_name: true,
             parent: None,
             outlets: vec![],
         },
         CatalogCommand::RegisterDevice {
-            pos_id: 1,
-            outlet: 1,
+            pos_id: PosId(1),
+            outlet: OutletId(1),
             check_method: CheckMethod::QrCode,
         },
         publish(p),
-        CatalogCommand::DelistProduct { id: 1 },
+        CatalogCommand::DelistProduct { id: ProductId(1) },
         CatalogCommand::Tick,
         CatalogCommand::IssueToken {
             token_hash: [1; 32],
@@ -854,12 +906,12 @@ fn role_matrix_every_command_by_every_actor() {
             which: TokenRef::Hash([1; 32]),
         },
         CatalogCommand::LockOut {
-            key: LockKey::Outlet(1),
+            key: LockKey::Outlet(OutletId(1)),
             until_ms: NOW + 1,
             failures: 1,
         },
         CatalogCommand::LiftLockout {
-            key: LockKey::Outlet(1),
+            key: LockKey::Outlet(OutletId(1)),
         },
     ];
     let staff_only = [0, 1, 5, 8, 10, 13, 21, 22, 24];
@@ -875,10 +927,10 @@ fn role_matrix_every_command_by_every_actor() {
         };
         for a in [
             Actor::Staff,
-            Actor::Seller(5),
-            Actor::Provider(5),
-            Actor::Verifier(5),
-            Actor::Device(5),
+            Actor::Seller(SellerId(5)),
+            Actor::Provider(ProviderId(5)),
+            Actor::Verifier(VerifierId(5)),
+            Actor::Device(PosId(5)),
             Actor::FrontEnd,
             Actor::System,
         ] {
@@ -900,22 +952,28 @@ fn tenant_a_seller_never_sees_or_changes_another_sellers_products() {
     let mut t = T::new();
     t.onboarded(SELLER, false, false);
     t.onboarded(OTHER, false, false);
-    t.ok(Actor::Seller(SELLER), publish(product(1, SELLER)));
-    assert_eq!(t.c.product_listed(Actor::Seller(OTHER), 1), None);
+    t.ok(
+        Actor::Seller(SELLER),
+        publish(product(ProductId(1), SELLER)),
+    );
+    assert_eq!(t.c.product_listed(Actor::Seller(OTHER), ProductId(1)), None);
     assert_eq!(
         t.err(
             Actor::Seller(OTHER),
-            CatalogCommand::DelistProduct { id: 1 }
+            CatalogCommand::DelistProduct { id: ProductId(1) }
         ),
         ErrorCode::NotFound
     );
-    assert_eq!(t.c.product_listed(Actor::Seller(SELLER), 1), Some(true));
+    assert_eq!(
+        t.c.product_listed(Actor::Seller(SELLER), ProductId(1)),
+        Some(true)
+    );
     // A verifier may only be bound to the seller's own outlets.
     let v = CatalogCommand::AddVerifier {
-        id: 3,
+        id: VerifierId(3),
         real_name: true,
         parent: None,
-        outlets: vec![OUTLET + SELLER],
+        outlets: vec![outlet_of(SELLER)],
     };
     assert_eq!(t.err(Actor::Seller(OTHER), v.clone()), ErrorCode::NotFound);
     t.ok(Actor::Seller(SELLER), v);
@@ -930,11 +988,11 @@ fn principals_tokens_are_registered_by_hash_for_existing_principals_and_revocabl
         actor,
     };
     assert_eq!(
-        t.err(Actor::Staff, issue(1, Actor::Seller(999))),
+        t.err(Actor::Staff, issue(1, Actor::Seller(SellerId(999)))),
         ErrorCode::NotFound
     );
     assert_eq!(
-        t.err(Actor::Staff, issue(1, Actor::Device(4))),
+        t.err(Actor::Staff, issue(1, Actor::Device(PosId(4)))),
         ErrorCode::NotFound
     );
     t.ok(Actor::Staff, issue(1, Actor::Seller(SELLER)));
@@ -1059,12 +1117,13 @@ fn principals_tokens_are_listed_without_secrets_and_revoked_by_id_or_principal()
 fn pub_4_platform_provider_is_selectable_by_every_onboarded_seller_without_import() {
     let mut t = T::new();
     t.onboarded(SELLER, false, false);
-    let mut p = product(1, SELLER);
+    let mut p = product(ProductId(1), SELLER);
     p.provider = Some(PLATFORM_PROVIDER);
     t.ok(Actor::Seller(SELLER), publish(p));
-    let Ok(CatalogView::Products(v)) =
-        t.c.read(Actor::Seller(SELLER), &CatalogQuery::Product { id: 1 })
-    else {
+    let Ok(CatalogView::Products(v)) = t.c.read(
+        Actor::Seller(SELLER),
+        &CatalogQuery::Product { id: ProductId(1) },
+    ) else {
         panic!("product 1 not readable by its seller")
     };
     assert_eq!(v[0].code_digits, Some(PLATFORM_CODE_DIGITS));
@@ -1084,8 +1143,8 @@ fn pub_4_platform_provider_is_selectable_by_every_onboarded_seller_without_impor
     t.ok(
         Actor::Provider(PLATFORM_PROVIDER),
         CatalogCommand::RegisterDevice {
-            pos_id: 1,
-            outlet: OUTLET + SELLER,
+            pos_id: PosId(1),
+            outlet: outlet_of(SELLER),
             check_method: CheckMethod::Code,
         },
     );
@@ -1093,13 +1152,13 @@ fn pub_4_platform_provider_is_selectable_by_every_onboarded_seller_without_impor
     t.ok(
         Actor::Staff,
         CatalogCommand::RegisterProvider {
-            id: 72,
+            id: ProviderId(72),
             name: "other codes".into(),
             code_digits: 9,
         },
     );
-    let mut q = product(2, SELLER);
-    q.provider = Some(72);
+    let mut q = product(ProductId(2), SELLER);
+    q.provider = Some(ProviderId(72));
     assert_eq!(
         t.err(Actor::Seller(SELLER), publish(q)),
         ErrorCode::ProviderNotLinked
@@ -1111,14 +1170,19 @@ fn pub_4_platform_provider_is_selectable_by_every_onboarded_seller_without_impor
 #[test]
 fn role_matrix_every_read_by_every_actor() {
     let t = T::new();
-    let page = Page::first();
     type Rule = fn(Actor) -> bool;
     let staff_seller: Rule = |a| matches!(a, Actor::Staff | Actor::System | Actor::Seller(_));
     let not_verifier: Rule = |a| !matches!(a, Actor::Verifier(_) | Actor::Device(_));
     let rows: Vec<(CatalogQuery, Rule)> = vec![
-        (CatalogQuery::Categories(page), |_| true),
+        (CatalogQuery::Categories(Page::first()), |_| true),
         (CatalogQuery::Seller { id: Some(SELLER) }, staff_seller),
-        (CatalogQuery::Verifiers { seller: None, page }, staff_seller),
+        (
+            CatalogQuery::Verifiers {
+                seller: None,
+                page: Page::first(),
+            },
+            staff_seller,
+        ),
         (
             CatalogQuery::Lockouts {
                 after: None,
@@ -1126,20 +1190,32 @@ fn role_matrix_every_read_by_every_actor() {
             },
             staff_seller,
         ),
-        (CatalogQuery::Providers(page), |a| {
+        (CatalogQuery::Providers(Page::first()), |a| {
             matches!(
                 a,
                 Actor::Staff | Actor::System | Actor::Seller(_) | Actor::Provider(_)
             )
         }),
-        (CatalogQuery::Devices(page), |a| {
+        (CatalogQuery::Devices(Page::first()), |a| {
             matches!(
                 a,
                 Actor::Staff | Actor::System | Actor::Seller(_) | Actor::Provider(_)
             )
         }),
-        (CatalogQuery::Outlets { seller: None, page }, not_verifier),
-        (CatalogQuery::Products { seller: None, page }, not_verifier),
+        (
+            CatalogQuery::Outlets {
+                seller: None,
+                page: Page::first(),
+            },
+            not_verifier,
+        ),
+        (
+            CatalogQuery::Products {
+                seller: None,
+                page: Page::first(),
+            },
+            not_verifier,
+        ),
     ];
     let actors = [
         Actor::Staff,
@@ -1147,8 +1223,8 @@ fn role_matrix_every_read_by_every_actor() {
         Actor::FrontEnd,
         Actor::Seller(SELLER),
         Actor::Provider(PROVIDER),
-        Actor::Verifier(3),
-        Actor::Device(4),
+        Actor::Verifier(VerifierId(3)),
+        Actor::Device(PosId(4)),
     ];
     for (query, allowed) in &rows {
         for actor in actors {
@@ -1181,30 +1257,38 @@ fn tenant_reads_show_each_principal_only_its_own_data() {
     let mut t = T::new();
     t.onboarded(SELLER, false, false);
     t.onboarded(OTHER, false, false);
-    t.ok(Actor::Seller(SELLER), publish(product(1, SELLER)));
-    t.ok(Actor::Seller(OTHER), publish(product(2, OTHER)));
-    let mut own = product(3, OTHER);
+    t.ok(
+        Actor::Seller(SELLER),
+        publish(product(ProductId(1), SELLER)),
+    );
+    t.ok(Actor::Seller(OTHER), publish(product(ProductId(2), OTHER)));
+    let mut own = product(ProductId(3), OTHER);
     own.provider = Some(PLATFORM_PROVIDER);
     t.ok(Actor::Seller(OTHER), publish(own));
     t.ok(
         Actor::Seller(OTHER),
-        CatalogCommand::DelistProduct { id: 2 },
+        CatalogCommand::DelistProduct { id: ProductId(2) },
     );
-    for (id, seller) in [(31, SELLER), (32, OTHER)] {
+    for (id, seller) in [(VerifierId(31), SELLER), (VerifierId(32), OTHER)] {
         t.ok(
             Actor::Seller(seller),
             CatalogCommand::AddVerifier {
                 id,
                 real_name: true,
                 parent: None,
-                outlets: vec![OUTLET + seller],
+                outlets: vec![outlet_of(seller)],
             },
         );
     }
-    let page = Page::first();
-    let products = |t: &T, actor, seller| -> Result<Vec<Id>, ErrorCode> {
-        match t.c.read(actor, &CatalogQuery::Products { seller, page }) {
-            Ok(CatalogView::Products(v)) => Ok(v.iter().map(|p| p.spec.id).collect()),
+    let products = |t: &T, actor, seller| -> Result<Vec<u64>, ErrorCode> {
+        match t.c.read(
+            actor,
+            &CatalogQuery::Products {
+                seller,
+                page: Page::first(),
+            },
+        ) {
+            Ok(CatalogView::Products(v)) => Ok(v.iter().map(|p| p.spec.id.0).collect()),
             Ok(other) => panic!("{other:?}"),
             Err(e) => Err(e.code),
         }
@@ -1227,13 +1311,13 @@ fn tenant_reads_show_each_principal_only_its_own_data() {
     t.ok(
         Actor::Staff,
         CatalogCommand::RegisterProvider {
-            id: 72,
+            id: ProviderId(72),
             name: "unlinked".into(),
             code_digits: 9,
         },
     );
     assert_eq!(
-        products(&t, Actor::Provider(72), Some(SELLER)),
+        products(&t, Actor::Provider(ProviderId(72)), Some(SELLER)),
         Err(ErrorCode::NotPermitted)
     );
     assert_eq!(products(&t, Actor::FrontEnd, None), Ok(vec![1, 3]));
@@ -1242,9 +1326,15 @@ fn tenant_reads_show_each_principal_only_its_own_data() {
         t.c.read(actor, &CatalogQuery::Product { id })
             .map_err(|e| e.code)
     };
-    assert_eq!(one(Actor::Seller(SELLER), 2), Err(ErrorCode::NotFound));
-    assert_eq!(one(Actor::Seller(SELLER), 99), Err(ErrorCode::NotFound));
-    assert!(one(Actor::Seller(OTHER), 2).is_ok());
+    assert_eq!(
+        one(Actor::Seller(SELLER), ProductId(2)),
+        Err(ErrorCode::NotFound)
+    );
+    assert_eq!(
+        one(Actor::Seller(SELLER), ProductId(99)),
+        Err(ErrorCode::NotFound)
+    );
+    assert!(one(Actor::Seller(OTHER), ProductId(2)).is_ok());
     // Accounts: a seller reads its own (None = itself), never another's.
     let account = |actor, id| match t.c.read(actor, &CatalogQuery::Seller { id }) {
         Ok(CatalogView::Seller(s)) => Ok(s),
@@ -1264,14 +1354,20 @@ fn tenant_reads_show_each_principal_only_its_own_data() {
     );
     assert_eq!(account(Actor::Staff, Some(OTHER)).unwrap().id, OTHER);
     // Outlets and verifiers: own only for sellers.
-    let outlets = |actor, seller| match t.c.read(actor, &CatalogQuery::Outlets { seller, page }) {
+    let outlets = |actor, seller| match t.c.read(
+        actor,
+        &CatalogQuery::Outlets {
+            seller,
+            page: Page::first(),
+        },
+    ) {
         Ok(CatalogView::Outlets(v)) => Ok(v.iter().map(|o| o.id).collect::<Vec<_>>()),
         Ok(other) => panic!("{other:?}"),
         Err(e) => Err(e.code),
     };
     assert_eq!(
         outlets(Actor::Seller(SELLER), None),
-        Ok(vec![OUTLET + SELLER])
+        Ok(vec![outlet_of(SELLER)])
     );
     assert_eq!(
         outlets(Actor::Seller(SELLER), Some(OTHER)),
@@ -1279,25 +1375,30 @@ fn tenant_reads_show_each_principal_only_its_own_data() {
     );
     assert_eq!(
         outlets(Actor::FrontEnd, None),
-        Ok(vec![OUTLET + SELLER, OUTLET + OTHER])
+        Ok(vec![outlet_of(SELLER), outlet_of(OTHER)])
     );
-    let verifiers = |actor| match t
-        .c
-        .read(actor, &CatalogQuery::Verifiers { seller: None, page })
-    {
-        Ok(CatalogView::Verifiers(v)) => v.iter().map(|v| v.id).collect::<Vec<_>>(),
+    let verifiers = |actor| match t.c.read(
+        actor,
+        &CatalogQuery::Verifiers {
+            seller: None,
+            page: Page::first(),
+        },
+    ) {
+        Ok(CatalogView::Verifiers(v)) => v.iter().map(|v| v.id.0).collect::<Vec<_>>(),
         other => panic!("{other:?}"),
     };
     assert_eq!(verifiers(Actor::Seller(SELLER)), vec![31]);
     assert_eq!(verifiers(Actor::Seller(OTHER)), vec![32]);
     assert_eq!(verifiers(Actor::Staff), vec![31, 32]);
     // A seller sees the providers it may select, and only its own link.
-    let Ok(CatalogView::Providers(v)) =
-        t.c.read(Actor::Seller(SELLER), &CatalogQuery::Providers(page))
-    else {
+    let Ok(CatalogView::Providers(v)) = t.c.read(
+        Actor::Seller(SELLER),
+        &CatalogQuery::Providers(Page::first()),
+    ) else {
         panic!()
     };
-    let seen: Vec<(Id, Vec<Id>)> = v.iter().map(|p| (p.id, p.sellers.clone())).collect();
+    let seen: Vec<(ProviderId, Vec<SellerId>)> =
+        v.iter().map(|p| (p.id, p.sellers.clone())).collect();
     assert_eq!(
         seen,
         vec![(PLATFORM_PROVIDER, vec![]), (PROVIDER, vec![SELLER])]
@@ -1309,7 +1410,10 @@ fn reads_page_in_id_order_and_refuse_bad_limits() {
     let mut t = T::new();
     t.onboarded(SELLER, false, false);
     for id in 1..=5 {
-        t.ok(Actor::Seller(SELLER), publish(product(id, SELLER)));
+        t.ok(
+            Actor::Seller(SELLER),
+            publish(product(ProductId(id), SELLER)),
+        );
     }
     let read = |after, limit| match t.c.read(
         Actor::Seller(SELLER),
@@ -1318,14 +1422,14 @@ fn reads_page_in_id_order_and_refuse_bad_limits() {
             page: Page { after, limit },
         },
     ) {
-        Ok(CatalogView::Products(v)) => Ok(v.iter().map(|p| p.spec.id).collect::<Vec<_>>()),
+        Ok(CatalogView::Products(v)) => Ok(v.iter().map(|p| p.spec.id.0).collect::<Vec<_>>()),
         Ok(other) => panic!("{other:?}"),
         Err(e) => Err(e.code),
     };
     assert_eq!(read(None, 2), Ok(vec![1, 2]));
-    assert_eq!(read(Some(2), 2), Ok(vec![3, 4]));
-    assert_eq!(read(Some(4), 2), Ok(vec![5]));
-    assert_eq!(read(Some(5), 2), Ok(vec![]));
+    assert_eq!(read(Some(ProductId(2)), 2), Ok(vec![3, 4]));
+    assert_eq!(read(Some(ProductId(4)), 2), Ok(vec![5]));
+    assert_eq!(read(Some(ProductId(5)), 2), Ok(vec![]));
     assert_eq!(read(None, 0), Err(ErrorCode::BadRequest));
     assert_eq!(
         read(None, READ_PAGE_ITEMS_MAX + 1),
@@ -1347,7 +1451,7 @@ fn category_tree_refuses_a_cycle() {
     ) else {
         panic!()
     };
-    let tree: Vec<(Id, Option<Id>)> = v.iter().map(|c| (c.id, c.parent)).collect();
+    let tree: Vec<(CategoryId, Option<CategoryId>)> = v.iter().map(|c| (c.id, c.parent)).collect();
     assert_eq!(
         tree,
         vec![(FOOD, None), (BREAD, Some(FOOD)), (NO_VOUCHERS, Some(FOOD))]
@@ -1374,7 +1478,7 @@ fn onb_6_raising_a_category_deposit_makes_its_t_plus_n_sellers_short() {
             required: yuan("800.00"),
         }]
     );
-    let mut p = product(1, SELLER);
+    let mut p = product(ProductId(1), SELLER);
     p.settlement = Settlement::TPlus3;
     assert_eq!(
         t.err(Actor::Seller(SELLER), publish(p.clone())),
@@ -1457,24 +1561,30 @@ fn ord_7_verifier_accounts_and_sub_accounts_must_be_real_name() {
         id,
         real_name,
         parent,
-        outlets: vec![OUTLET + SELLER],
+        outlets: vec![outlet_of(SELLER)],
     };
     assert_eq!(
-        t.err(Actor::Seller(SELLER), verifier(1, false, None)),
+        t.err(Actor::Seller(SELLER), verifier(VerifierId(1), false, None)),
         ErrorCode::VerifierNotRealName
     );
-    t.ok(Actor::Seller(SELLER), verifier(1, true, None));
+    t.ok(Actor::Seller(SELLER), verifier(VerifierId(1), true, None));
     assert_eq!(
-        t.err(Actor::Seller(SELLER), verifier(2, false, Some(1))),
+        t.err(
+            Actor::Seller(SELLER),
+            verifier(VerifierId(2), false, Some(VerifierId(1)))
+        ),
         ErrorCode::VerifierNotRealName
     );
-    t.ok(Actor::Seller(SELLER), verifier(2, true, Some(1)));
+    t.ok(
+        Actor::Seller(SELLER),
+        verifier(VerifierId(2), true, Some(VerifierId(1))),
+    );
     // An outlet named twice is refused.
     let twice = CatalogCommand::AddVerifier {
-        id: 3,
+        id: VerifierId(3),
         real_name: true,
         parent: None,
-        outlets: vec![OUTLET + SELLER, OUTLET + SELLER],
+        outlets: vec![outlet_of(SELLER), outlet_of(SELLER)],
     };
     assert_eq!(t.err(Actor::Seller(SELLER), twice), ErrorCode::BadRequest);
 }
@@ -1506,7 +1616,7 @@ fn onb_6_a_deposit_without_t_plus_n_is_never_short() {
     else {
         panic!()
     };
-    assert_eq!(s.deposit_short, Vec::<Id>::new());
+    assert_eq!(s.deposit_short, Vec::<CategoryId>::new());
     assert_eq!(s.deposits, vec![(BREAD, yuan("1.00"))]);
 }
 
@@ -1550,20 +1660,20 @@ fn lockouts_recorded_listed_per_tenant_lifted_and_dropped_when_ended() {
     let mut t = T::new();
     t.onboarded(SELLER, false, false);
     t.onboarded(OTHER, false, false);
-    let own_outlet = OUTLET + SELLER;
+    let own_outlet = outlet_of(SELLER);
     t.ok(
         Actor::Provider(PROVIDER),
         CatalogCommand::RegisterDevice {
-            pos_id: 31,
+            pos_id: PosId(31),
             outlet: own_outlet,
             check_method: CheckMethod::Code,
         },
     );
     let peer = LockKey::peer("10.1.2.3".parse().unwrap());
     let keys = [
-        LockKey::Principal(Actor::Device(31)),
+        LockKey::Principal(Actor::Device(PosId(31))),
         LockKey::Outlet(own_outlet),
-        LockKey::Outlet(OUTLET + OTHER),
+        LockKey::Outlet(outlet_of(OTHER)),
         peer,
     ];
     for key in keys {

@@ -10,7 +10,9 @@ use vouch_engine::log::{
 use vouch_engine::message::CatalogFact;
 use vouch_engine::shard::Caller;
 use vouch_engine::validity::Validity;
-use vouch_engine::{Code, Command, EngineConfig, Outcome, Shard};
+use vouch_engine::{
+    Code, Command, EngineConfig, Outcome, OutletId, ProductId, SellerId, Shard, VerifierId,
+};
 
 /// 2026-11-29 12:00:00 +08:00 in unix ms.
 const NOW: i64 = 1_795_924_800_000;
@@ -26,8 +28,8 @@ fn shard() -> Shard {
 fn issue(order: &str, units: u32) -> Command {
     Command::Issue(Issue {
         order_id: order.into(),
-        seller_id: 10,
-        product_id: 20,
+        seller_id: SellerId(10),
+        product_id: ProductId(20),
         units,
         unit_price: vouch_engine::Fen::new(1999),
         mobile: "13800001234".into(),
@@ -45,17 +47,17 @@ fn redeem(code: Code, units: u32, serial: u64) -> Command {
         code,
         phone_last4: "1234".into(),
         units,
-        outlet_id: 3,
-        verifier_id: 4,
+        outlet_id: OutletId(3),
+        verifier_id: VerifierId(4),
         pos_id: None,
     })
 }
 
 fn fact() -> CatalogFact {
     CatalogFact::Verifier {
-        id: 4,
-        seller: 10,
-        outlets: vec![3],
+        id: VerifierId(4),
+        seller: SellerId(10),
+        outlets: vec![OutletId(3)],
     }
 }
 
@@ -81,7 +83,7 @@ fn inv_1_log_record_bytes_are_pinned() {
     let catalog_record = LogRecord::Catalog {
         now_ms: NOW,
         entries: vec![CatalogEntry {
-            actor: Actor::Seller(10),
+            actor: Actor::Seller(SellerId(10)),
             request_id: RequestId {
                 source: 1,
                 serial: 2,
@@ -235,7 +237,7 @@ fn inv_1_replay_stops_when_a_logged_input_changes_nothing() {
         actor: Actor::Staff,
         request_id: RequestId { source: 1, serial },
         command: CatalogCommand::CreateSeller {
-            id: 10,
+            id: SellerId(10),
             kind: vouch_engine::catalog::SellerKind::Mall,
             self_issuing: false,
             group_buying_operator: false,

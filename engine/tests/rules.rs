@@ -6,6 +6,7 @@ use vouch_engine::command::*;
 use vouch_engine::message::CatalogFact;
 use vouch_engine::validity::Validity;
 use vouch_engine::{Code, Command, Effect, Engine, EngineConfig, ErrorCode, Outcome};
+use vouch_engine::{OutletId, PosId, ProductId, ProviderId, SellerId, VerifierId};
 
 /// 2026-11-29 12:00:00 +08:00 in unix ms.
 const NOW: i64 = 1_795_924_800_000;
@@ -22,8 +23,8 @@ fn engine(shards: u32) -> Engine {
 fn issue_cmd(order: &str, units: u32, digits: u8) -> Command {
     Command::Issue(Issue {
         order_id: order.into(),
-        seller_id: 10,
-        product_id: 20,
+        seller_id: SellerId(10),
+        product_id: ProductId(20),
         units,
         unit_price: vouch_engine::Fen::new(1999),
         mobile: "13800001234".into(),
@@ -52,9 +53,9 @@ fn redeem_cmd(code: Code, units: u32, serial: u64) -> Command {
         code,
         phone_last4: "1234".into(),
         units,
-        outlet_id: 3,
-        verifier_id: 4,
-        pos_id: Some(900),
+        outlet_id: OutletId(3),
+        verifier_id: VerifierId(4),
+        pos_id: Some(PosId(900)),
     })
 }
 
@@ -90,8 +91,8 @@ fn reverse_cmd(
     code: Code,
     redemption: u64,
     serial: u64,
-    pos: Option<u64>,
-    seller: Option<u64>,
+    pos: Option<PosId>,
+    seller: Option<SellerId>,
 ) -> Command {
     Command::Reverse(Reverse {
         request_id: rid(serial),
@@ -353,7 +354,7 @@ fn ord_10_every_redemption_is_logged_with_outlet_verifier_and_pos() {
             items[1].verifier_id,
             items[1].pos_id
         ),
-        (2, NOW + 1000, 3, 4, Some(900))
+        (2, NOW + 1000, OutletId(3), VerifierId(4), Some(PosId(900)))
     );
     assert_eq!(items[0].request_id, rid(1));
     assert!(items.iter().all(|i| i.order_id == "o-1" && !i.reversed));
@@ -399,7 +400,7 @@ fn rev_reversal_gives_units_back_to_the_current_live_code_once() {
     let r1 = redeem_at(&mut e, NOW, code, 2, 1).unwrap();
     let live = r1.new_code.unwrap();
     // Reverse naming the old code; units go onto the current live code.
-    let cmd = reverse_cmd(code, 1, 100, Some(900), None);
+    let cmd = reverse_cmd(code, 1, 100, Some(PosId(900)), None);
     let rev = reverse_at(&mut e, NOW + 60_000, &cmd).unwrap();
     assert_eq!(
         (rev.units, rev.units_remaining, rev.live_code),
@@ -418,7 +419,7 @@ fn rev_reversal_gives_units_back_to_the_current_live_code_once() {
         }
     );
     // Another request id reversing the same redemption: refused.
-    let again = reverse_cmd(live, 1, 101, Some(900), None);
+    let again = reverse_cmd(live, 1, 101, Some(PosId(900)), None);
     assert_eq!(
         reverse_at(&mut e, NOW + 61_000, &again),
         Err(ErrorCode::AlreadyReversed)
@@ -432,34 +433,34 @@ fn rev_only_same_pos_or_seller_within_window() {
     let code = issue(&mut e, "o-1", 5);
     let r1 = redeem_at(&mut e, NOW, code, 1, 1).unwrap();
     let live = r1.new_code.unwrap();
-    let other_pos = reverse_cmd(live, 1, 200, Some(901), None);
+    let other_pos = reverse_cmd(live, 1, 200, Some(PosId(901)), None);
     assert_eq!(
         reverse_at(&mut e, NOW, &other_pos),
         Err(ErrorCode::ReversalNotPermitted)
     );
-    let other_seller = reverse_cmd(live, 1, 201, None, Some(11));
+    let other_seller = reverse_cmd(live, 1, 201, None, Some(SellerId(11)));
     assert_eq!(
         reverse_at(&mut e, NOW, &other_seller),
         Err(ErrorCode::ReversalNotPermitted)
     );
-    let late = reverse_cmd(live, 1, 202, Some(900), None);
+    let late = reverse_cmd(live, 1, 202, Some(PosId(900)), None);
     assert_eq!(
         reverse_at(&mut e, NOW + HOUR + 1, &late),
         Err(ErrorCode::ReversalWindowClosed)
     );
-    let unknown = reverse_cmd(live, 999, 203, Some(900), None);
+    let unknown = reverse_cmd(live, 999, 203, Some(PosId(900)), None);
     assert_eq!(
         reverse_at(&mut e, NOW, &unknown),
         Err(ErrorCode::RedemptionUnknown)
     );
     // SET-1: the window is [at, at + 1 h): at its end it is closed, one
     // millisecond before it the seller may still reverse.
-    let at_end = reverse_cmd(live, 1, 205, None, Some(10));
+    let at_end = reverse_cmd(live, 1, 205, None, Some(SellerId(10)));
     assert_eq!(
         reverse_at(&mut e, NOW + HOUR, &at_end),
         Err(ErrorCode::ReversalWindowClosed)
     );
-    let seller = reverse_cmd(live, 1, 204, None, Some(10));
+    let seller = reverse_cmd(live, 1, 204, None, Some(SellerId(10)));
     assert_eq!(
         reverse_at(&mut e, NOW + HOUR - 1, &seller)
             .unwrap()
@@ -475,7 +476,11 @@ fn rev_reversal_of_a_used_up_voucher_issues_a_new_code() {
     assert_eq!(redeem_at(&mut e, NOW, code, 2, 1).unwrap().new_code, None);
     let mut effects = Vec::new();
     let rev = match e
-        .apply(NOW, &reverse_cmd(code, 1, 2, Some(900), None), &mut effects)
+        .apply(
+            NOW,
+            &reverse_cmd(code, 1, 2, Some(PosId(900)), None),
+            &mut effects,
+        )
         .unwrap()
     {
         Outcome::Reversed(r) => r,
@@ -709,7 +714,7 @@ fn inv_4_request_id_reused_on_a_code_of_another_shard_is_a_conflict() {
         "b untouched"
     );
     // Reversal ids are bound the same way.
-    let rev = reverse_cmd(a, 77, 78, Some(900), None);
+    let rev = reverse_cmd(a, 77, 78, Some(PosId(900)), None);
     reverse_at(&mut e, NOW, &rev).unwrap();
     let r2 = redeem_at(&mut e, NOW, b, 1, 78);
     assert!(
@@ -778,7 +783,13 @@ fn inv_1_replaying_only_state_changing_commands_rebuilds_the_same_state() {
             ),
             3 if !codes.is_empty() => {
                 let c = codes[rng.random_range(0..codes.len())];
-                reverse_cmd(c, rng.random_range(0..i + 1), 100_000 + i, Some(900), None)
+                reverse_cmd(
+                    c,
+                    rng.random_range(0..i + 1),
+                    100_000 + i,
+                    Some(PosId(900)),
+                    None,
+                )
             }
             _ if !codes.is_empty() => {
                 let c = codes[rng.random_range(0..codes.len())];
@@ -854,36 +865,36 @@ fn ord_7_redemption_checks_outlet_verifier_and_device_of_catalog_products() {
     let first = redeem_at(&mut e, NOW, code, 1, 1).unwrap();
     let facts = [
         CatalogFact::Product {
-            id: 20,
-            seller: 10,
-            outlets: vec![3],
+            id: ProductId(20),
+            seller: SellerId(10),
+            outlets: vec![OutletId(3)],
             code_digits: Some(10),
-            provider: Some(70),
+            provider: Some(ProviderId(70)),
             validity: Validity::DaysFromIssue(30),
             listed: true,
         },
         CatalogFact::Verifier {
-            id: 4,
-            seller: 10,
-            outlets: vec![3],
+            id: VerifierId(4),
+            seller: SellerId(10),
+            outlets: vec![OutletId(3)],
         },
         CatalogFact::Device {
-            pos_id: 900,
-            seller: 10,
-            outlet: 3,
-            provider: 70,
+            pos_id: PosId(900),
+            seller: SellerId(10),
+            outlet: OutletId(3),
+            provider: ProviderId(70),
         },
         // A verifier and a POS of another seller (tenant) at the same outlet id.
         CatalogFact::Verifier {
-            id: 7,
-            seller: 11,
-            outlets: vec![3],
+            id: VerifierId(7),
+            seller: SellerId(11),
+            outlets: vec![OutletId(3)],
         },
         CatalogFact::Device {
-            pos_id: 901,
-            seller: 11,
-            outlet: 3,
-            provider: 70,
+            pos_id: PosId(901),
+            seller: SellerId(11),
+            outlet: OutletId(3),
+            provider: ProviderId(70),
         },
     ];
     for f in facts {
@@ -903,29 +914,29 @@ fn ord_7_redemption_checks_outlet_verifier_and_device_of_catalog_products() {
             .map_err(|r| r.code)
     };
     assert_eq!(
-        code_of(&mut e, with(&|r| r.outlet_id = 5, 2)),
+        code_of(&mut e, with(&|r| r.outlet_id = OutletId(5), 2)),
         Err(ErrorCode::OutletNotAllowed)
     );
     assert_eq!(
-        code_of(&mut e, with(&|r| r.verifier_id = 6, 3)),
+        code_of(&mut e, with(&|r| r.verifier_id = VerifierId(6), 3)),
         Err(ErrorCode::VerifierNotAuthorized)
     );
     assert_eq!(
-        code_of(&mut e, with(&|r| r.verifier_id = 7, 4)),
+        code_of(&mut e, with(&|r| r.verifier_id = VerifierId(7), 4)),
         Err(ErrorCode::VerifierNotAuthorized)
     );
     assert_eq!(
-        code_of(&mut e, with(&|r| r.pos_id = Some(902), 5)),
+        code_of(&mut e, with(&|r| r.pos_id = Some(PosId(902)), 5)),
         Err(ErrorCode::DeviceNotRegistered)
     );
     assert_eq!(
-        code_of(&mut e, with(&|r| r.pos_id = Some(901), 6)),
+        code_of(&mut e, with(&|r| r.pos_id = Some(PosId(901)), 6)),
         Err(ErrorCode::DeviceNotRegistered)
     );
     // No oracle: with wrong phone digits the answer is still code_invalid.
     let guess = with(
         &|r| {
-            r.outlet_id = 5;
+            r.outlet_id = OutletId(5);
             r.phone_last4 = "0000".into();
         },
         7,
@@ -957,26 +968,26 @@ fn ord_9_lookup_by_a_verifier_or_pos_of_another_seller_is_refused() {
     // seller 10 and verifier 7 and POS 901 of seller 11 are.
     let facts = [
         CatalogFact::Verifier {
-            id: 4,
-            seller: 10,
-            outlets: vec![3],
+            id: VerifierId(4),
+            seller: SellerId(10),
+            outlets: vec![OutletId(3)],
         },
         CatalogFact::Device {
-            pos_id: 900,
-            seller: 10,
-            outlet: 3,
-            provider: 70,
+            pos_id: PosId(900),
+            seller: SellerId(10),
+            outlet: OutletId(3),
+            provider: ProviderId(70),
         },
         CatalogFact::Verifier {
-            id: 7,
-            seller: 11,
-            outlets: vec![3],
+            id: VerifierId(7),
+            seller: SellerId(11),
+            outlets: vec![OutletId(3)],
         },
         CatalogFact::Device {
-            pos_id: 901,
-            seller: 11,
-            outlet: 3,
-            provider: 70,
+            pos_id: PosId(901),
+            seller: SellerId(11),
+            outlet: OutletId(3),
+            provider: ProviderId(70),
         },
     ];
     for f in facts {
@@ -996,19 +1007,19 @@ fn ord_9_lookup_by_a_verifier_or_pos_of_another_seller_is_refused() {
             Err(r) => Err(r.code),
         }
     };
-    assert_eq!(look(&mut e, Some(4), None, "1234"), Ok(4));
-    assert_eq!(look(&mut e, None, Some(900), "1234"), Ok(4));
+    assert_eq!(look(&mut e, Some(VerifierId(4)), None, "1234"), Ok(4));
+    assert_eq!(look(&mut e, None, Some(PosId(900)), "1234"), Ok(4));
     assert_eq!(
-        look(&mut e, Some(7), None, "1234"),
+        look(&mut e, Some(VerifierId(7)), None, "1234"),
         Err(ErrorCode::VerifierNotAuthorized)
     );
     assert_eq!(
-        look(&mut e, None, Some(901), "1234"),
+        look(&mut e, None, Some(PosId(901)), "1234"),
         Err(ErrorCode::DeviceNotRegistered)
     );
     // No oracle: without the phone digits the other tenant learns nothing more.
     assert_eq!(
-        look(&mut e, Some(7), None, "0000"),
+        look(&mut e, Some(VerifierId(7)), None, "0000"),
         Err(ErrorCode::CodeInvalid)
     );
     // Redemption: seller 10's verifier and POS redeem; seller 11's verifier
@@ -1018,7 +1029,7 @@ fn ord_9_lookup_by_a_verifier_or_pos_of_another_seller_is_refused() {
     let Command::Redeem(mut other) = redeem_cmd(r.new_code.unwrap(), 1, 2) else {
         unreachable!()
     };
-    other.verifier_id = 7;
+    other.verifier_id = VerifierId(7);
     other.pos_id = None;
     let refused = e.apply(NOW, &Command::Redeem(other), &mut Vec::new());
     assert_eq!(
@@ -1056,25 +1067,25 @@ fn prv_3_pos_of_another_code_provider_is_refused() {
     let mut e = engine(1);
     let facts = [
         CatalogFact::Product {
-            id: 20,
-            seller: 10,
-            outlets: vec![3],
+            id: ProductId(20),
+            seller: SellerId(10),
+            outlets: vec![OutletId(3)],
             code_digits: None,
-            provider: Some(70),
+            provider: Some(ProviderId(70)),
             validity: Validity::DaysFromIssue(30),
             listed: true,
         },
         CatalogFact::Verifier {
-            id: 4,
-            seller: 10,
-            outlets: vec![3],
+            id: VerifierId(4),
+            seller: SellerId(10),
+            outlets: vec![OutletId(3)],
         },
         // POS 900 of provider 71, at seller 10's outlet 3.
         CatalogFact::Device {
-            pos_id: 900,
-            seller: 10,
-            outlet: 3,
-            provider: 71,
+            pos_id: PosId(900),
+            seller: SellerId(10),
+            outlet: OutletId(3),
+            provider: ProviderId(71),
         },
     ];
     for f in facts {
@@ -1087,10 +1098,10 @@ fn prv_3_pos_of_another_code_provider_is_refused() {
     );
     // Registered by provider 70 (a new fact for the same POS), it redeems.
     let fact = CatalogFact::Device {
-        pos_id: 900,
-        seller: 10,
-        outlet: 3,
-        provider: 70,
+        pos_id: PosId(900),
+        seller: SellerId(10),
+        outlet: OutletId(3),
+        provider: ProviderId(70),
     };
     e.note_fact(&fact);
     assert_eq!(
@@ -1105,16 +1116,16 @@ fn prv_3_pos_of_another_code_provider_is_refused() {
 fn ord_2_no_voucher_for_another_sellers_or_a_delisted_product() {
     let mut e = engine(2);
     let product = |seller, listed| CatalogFact::Product {
-        id: 20,
+        id: ProductId(20),
         seller,
-        outlets: vec![3],
+        outlets: vec![OutletId(3)],
         code_digits: None,
-        provider: Some(70),
+        provider: Some(ProviderId(70)),
         validity: Validity::DaysFromIssue(30),
         listed,
     };
     // Product 20 is seller 11's: seller 10's order for it is refused.
-    e.note_fact(&product(11, true));
+    e.note_fact(&product(SellerId(11), true));
     let refused = e.apply(NOW, &issue_cmd("o-1", 1, 8), &mut Vec::new());
     assert_eq!(
         refused.map_err(|r| r.code),
@@ -1122,9 +1133,9 @@ fn ord_2_no_voucher_for_another_sellers_or_a_delisted_product() {
     );
     // Seller 10's and listed: issued; then delisted: new orders refused,
     // the issued order's retry still answers with its code.
-    e.note_fact(&product(10, true));
+    e.note_fact(&product(SellerId(10), true));
     let first = issue(&mut e, "o-1", 1);
-    e.note_fact(&product(10, false));
+    e.note_fact(&product(SellerId(10), false));
     let refused = e.apply(NOW, &issue_cmd("o-2", 1, 8), &mut Vec::new());
     assert_eq!(
         refused.map_err(|r| r.code),
@@ -1143,17 +1154,17 @@ fn ord_7_another_sellers_later_product_does_not_strand_earlier_vouchers() {
     let code = issue(&mut e, "o-1", 2);
     let facts = [
         CatalogFact::Verifier {
-            id: 4,
-            seller: 10,
-            outlets: vec![3],
+            id: VerifierId(4),
+            seller: SellerId(10),
+            outlets: vec![OutletId(3)],
         },
         // Seller 11 publishes product id 20 with outlet 5 only.
         CatalogFact::Product {
-            id: 20,
-            seller: 11,
-            outlets: vec![5],
+            id: ProductId(20),
+            seller: SellerId(11),
+            outlets: vec![OutletId(5)],
             code_digits: None,
-            provider: Some(70),
+            provider: Some(ProviderId(70)),
             validity: Validity::DaysFromIssue(30),
             listed: true,
         },
@@ -1167,7 +1178,7 @@ fn ord_7_another_sellers_later_product_does_not_strand_earlier_vouchers() {
     r.pos_id = None;
     // Verifier 4 is authorised at outlet 3 only, product known or not.
     let elsewhere = Redeem {
-        outlet_id: 5,
+        outlet_id: OutletId(5),
         ..r.clone()
     };
     let refused = e.apply(NOW, &Command::Redeem(elsewhere), &mut Vec::new());
@@ -1194,11 +1205,11 @@ fn ord_7_another_sellers_later_product_does_not_strand_earlier_vouchers() {
 fn pub_3_a_catalog_products_validity_applies_to_its_vouchers() {
     let mut e = engine(1);
     let fact = CatalogFact::Product {
-        id: 20,
-        seller: 10,
-        outlets: vec![3],
+        id: ProductId(20),
+        seller: SellerId(10),
+        outlets: vec![OutletId(3)],
         code_digits: None,
-        provider: Some(70),
+        provider: Some(ProviderId(70)),
         validity: Validity::Fixed {
             start: date(2026, 12, 1),
             end: date(2026, 12, 31),
@@ -1225,12 +1236,12 @@ fn inv_4_a_reversal_cannot_reuse_a_redemptions_request_id() {
     let code = issue(&mut e, "o-1", 3);
     let r = redeem_at(&mut e, NOW, code, 1, 1).unwrap();
     let live = r.new_code.unwrap();
-    let same_id = reverse_cmd(live, 1, 1, Some(900), None);
+    let same_id = reverse_cmd(live, 1, 1, Some(PosId(900)), None);
     assert_eq!(
         reverse_at(&mut e, NOW, &same_id),
         Err(ErrorCode::RequestConflict)
     );
-    let back = reverse_cmd(live, 1, 2, Some(900), None);
+    let back = reverse_cmd(live, 1, 2, Some(PosId(900)), None);
     assert!(reverse_at(&mut e, NOW, &back).is_ok());
     assert_eq!(
         redeem_at(&mut e, NOW, live, 1, 2).map(|r| r.units_remaining),
@@ -1248,35 +1259,35 @@ fn ord_7_another_sellers_callers_get_the_unknown_code_reply() {
     let mut e = engine(2);
     let facts = [
         CatalogFact::Product {
-            id: 20,
-            seller: 10,
-            outlets: vec![3],
+            id: ProductId(20),
+            seller: SellerId(10),
+            outlets: vec![OutletId(3)],
             code_digits: None,
             provider: None,
             validity: Validity::DaysFromIssue(30),
             listed: true,
         },
         CatalogFact::Verifier {
-            id: 4,
-            seller: 10,
-            outlets: vec![3],
+            id: VerifierId(4),
+            seller: SellerId(10),
+            outlets: vec![OutletId(3)],
         },
         CatalogFact::Device {
-            pos_id: 900,
-            seller: 10,
-            outlet: 3,
-            provider: 70,
+            pos_id: PosId(900),
+            seller: SellerId(10),
+            outlet: OutletId(3),
+            provider: ProviderId(70),
         },
         CatalogFact::Verifier {
-            id: 7,
-            seller: 11,
-            outlets: vec![5],
+            id: VerifierId(7),
+            seller: SellerId(11),
+            outlets: vec![OutletId(5)],
         },
         CatalogFact::Device {
-            pos_id: 901,
-            seller: 11,
-            outlet: 5,
-            provider: 70,
+            pos_id: PosId(901),
+            seller: SellerId(11),
+            outlet: OutletId(5),
+            provider: ProviderId(70),
         },
     ];
     for f in facts {
@@ -1287,17 +1298,18 @@ fn ord_7_another_sellers_callers_get_the_unknown_code_reply() {
     let live = redeemed.new_code.unwrap();
     let unknown = Code::new(8, (live.value() + 2) % 100_000_000).unwrap();
     let mut apply = |caller, cmd: &Command| e.apply_as(NOW, caller, cmd, &mut Vec::new());
-    let redeem_by = |code, verifier_id, pos_id: Option<u64>, outlet_id, units| {
-        Command::Redeem(Redeem {
-            request_id: rid(50),
-            code,
-            phone_last4: "1234".into(),
-            units,
-            outlet_id,
-            verifier_id,
-            pos_id,
-        })
-    };
+    let redeem_by =
+        |code, verifier_id: VerifierId, pos_id: Option<PosId>, outlet_id: OutletId, units| {
+            Command::Redeem(Redeem {
+                request_id: rid(50),
+                code,
+                phone_last4: "1234".into(),
+                units,
+                outlet_id,
+                verifier_id,
+                pos_id,
+            })
+        };
     let lookup_by = |code, verifier_id, pos_id| {
         Command::Lookup(Lookup {
             code,
@@ -1308,8 +1320,9 @@ fn ord_7_another_sellers_callers_get_the_unknown_code_reply() {
     };
     // Another seller's POS 901 and verifier 7: every outcome equals the
     // unknown code's, whatever else is wrong.
-    for (verifier, pos) in [(7, Some(901)), (7, None), (4, Some(901))] {
-        for (outlet, units) in [(5, 1), (3, 1), (3, 9)] {
+    let (v4, v7, pos901) = (VerifierId(4), VerifierId(7), PosId(901));
+    for (verifier, pos) in [(v7, Some(pos901)), (v7, None), (v4, Some(pos901))] {
+        for (outlet, units) in [(OutletId(5), 1), (OutletId(3), 1), (OutletId(3), 9)] {
             let right = apply(
                 Caller::Tenant,
                 &redeem_by(live, verifier, pos, outlet, units),
@@ -1325,7 +1338,7 @@ fn ord_7_another_sellers_callers_get_the_unknown_code_reply() {
             );
         }
     }
-    for (verifier, pos) in [(Some(7), None), (None, Some(901))] {
+    for (verifier, pos) in [(Some(v7), None), (None, Some(pos901))] {
         let right = apply(Caller::Tenant, &lookup_by(live, verifier, pos));
         let none = apply(Caller::Tenant, &lookup_by(unknown, verifier, pos));
         assert_eq!(right.as_ref().unwrap_err().code, ErrorCode::CodeInvalid);
@@ -1336,7 +1349,7 @@ fn ord_7_another_sellers_callers_get_the_unknown_code_reply() {
     }
     // A reversal of seller 10's redemption by seller 11 or its POS: the
     // reply of a reversal naming an unknown code.
-    for (pos, seller) in [(None, Some(11)), (Some(901), None)] {
+    for (pos, seller) in [(None, Some(SellerId(11))), (Some(pos901), None)] {
         let right = apply(Caller::Tenant, &reverse_cmd(live, 1, 60, pos, seller));
         let none = apply(Caller::Tenant, &reverse_cmd(unknown, 1, 60, pos, seller));
         assert_eq!(
@@ -1350,14 +1363,20 @@ fn ord_7_another_sellers_callers_get_the_unknown_code_reply() {
     }
     // The voucher's own seller's verifier at a wrong outlet, and staff, get
     // the real reason.
-    let own = apply(Caller::Tenant, &redeem_by(live, 4, None, 5, 1));
+    let own = apply(Caller::Tenant, &redeem_by(live, v4, None, OutletId(5), 1));
     assert_eq!(own.unwrap_err().code, ErrorCode::OutletNotAllowed);
-    let staff = apply(Caller::Staff, &redeem_by(live, 7, None, 3, 1));
+    let staff = apply(Caller::Staff, &redeem_by(live, v7, None, OutletId(3), 1));
     assert_eq!(staff.unwrap_err().code, ErrorCode::VerifierNotAuthorized);
-    let own = apply(Caller::Tenant, &redeem_by(live, 4, Some(900), 3, 9));
+    let own = apply(
+        Caller::Tenant,
+        &redeem_by(live, v4, Some(PosId(900)), OutletId(3), 9),
+    );
     assert_eq!(own.unwrap_err().code, ErrorCode::UnitsInsufficient);
     // And the own seller's POS redeems.
-    let ok = apply(Caller::Tenant, &redeem_by(live, 4, Some(900), 3, 1));
+    let ok = apply(
+        Caller::Tenant,
+        &redeem_by(live, v4, Some(PosId(900)), OutletId(3), 1),
+    );
     assert!(ok.is_ok(), "{ok:?}");
     e.check_invariants();
 }
@@ -1435,14 +1454,14 @@ fn rev_the_verifier_account_that_redeemed_may_reverse_it() {
         code,
         phone_last4: "1234".into(),
         units: 1,
-        outlet_id: 3,
-        verifier_id: 4,
+        outlet_id: OutletId(3),
+        verifier_id: VerifierId(4),
         pos_id: None,
     });
     let Ok(Outcome::Redeemed(r)) = e.apply(NOW, &by_verifier, &mut Vec::new()) else {
         panic!("redeem refused")
     };
-    let reverse_as = |verifier: u64, serial: u64| {
+    let reverse_as = |verifier: VerifierId, serial: u64| {
         Command::Reverse(Reverse {
             request_id: rid(serial),
             code,
@@ -1453,10 +1472,10 @@ fn rev_the_verifier_account_that_redeemed_may_reverse_it() {
         })
     };
     assert_eq!(
-        reverse_at(&mut e, NOW, &reverse_as(5, 2)),
+        reverse_at(&mut e, NOW, &reverse_as(VerifierId(5), 2)),
         Err(ErrorCode::ReversalNotPermitted)
     );
-    let rev = reverse_at(&mut e, NOW + 1, &reverse_as(4, 3)).unwrap();
+    let rev = reverse_at(&mut e, NOW + 1, &reverse_as(VerifierId(4), 3)).unwrap();
     assert_eq!(
         (rev.units, rev.units_remaining, Some(rev.live_code)),
         (1, 3, r.new_code)
@@ -1478,7 +1497,7 @@ fn ord_10_history_lists_issue_redemptions_reversals_and_replacements() {
     let rev = reverse_at(
         &mut e,
         NOW + 3_000,
-        &reverse_cmd(second, 2, 3, Some(900), None),
+        &reverse_cmd(second, 2, 3, Some(PosId(900)), None),
     )
     .unwrap();
     let history = |e: &mut Engine, code, seller, caller| {
@@ -1492,7 +1511,7 @@ fn ord_10_history_lists_issue_redemptions_reversals_and_replacements() {
     };
     use vouch_engine::shard::Caller;
     // Asked by the first code, long replaced, as the voucher's seller.
-    let Ok(Outcome::History(h)) = history(&mut e, code, Some(10), Caller::Tenant) else {
+    let Ok(Outcome::History(h)) = history(&mut e, code, Some(SellerId(10)), Caller::Tenant) else {
         panic!("history refused")
     };
     assert_eq!(
@@ -1516,9 +1535,9 @@ fn ord_10_history_lists_issue_redemptions_reversals_and_replacements() {
             code,
             units: 2,
             units_remaining: 3,
-            outlet_id: 3,
-            verifier_id: 4,
-            pos_id: Some(900),
+            outlet_id: OutletId(3),
+            verifier_id: VerifierId(4),
+            pos_id: Some(PosId(900)),
             new_code: Some(second),
         },
         HistoryEvent::Redeemed {
@@ -1527,9 +1546,9 @@ fn ord_10_history_lists_issue_redemptions_reversals_and_replacements() {
             code: second,
             units: 3,
             units_remaining: 0,
-            outlet_id: 3,
-            verifier_id: 4,
-            pos_id: Some(900),
+            outlet_id: OutletId(3),
+            verifier_id: VerifierId(4),
+            pos_id: Some(PosId(900)),
             new_code: None,
         },
         HistoryEvent::Reversed {
@@ -1560,9 +1579,9 @@ fn ord_10_history_lists_issue_redemptions_reversals_and_replacements() {
     // Another seller, or a tenant naming no seller: the unknown-code reply.
     let unknown = Code::new(8, 12_345_678).unwrap();
     let refusal = |r: vouch_engine::command::Reply| r.map(|_| ()).unwrap_err();
-    let other = refusal(history(&mut e, code, Some(11), Caller::Tenant));
+    let other = refusal(history(&mut e, code, Some(SellerId(11)), Caller::Tenant));
     let nobody = refusal(history(&mut e, code, None, Caller::Tenant));
-    let none = refusal(history(&mut e, unknown, Some(10), Caller::Tenant));
+    let none = refusal(history(&mut e, unknown, Some(SellerId(10)), Caller::Tenant));
     assert_eq!(other.code, ErrorCode::CodeInvalid);
     assert_eq!((other.code, &other.message), (nobody.code, &nobody.message));
     assert_eq!((other.code, &other.message), (none.code, &none.message));
@@ -1582,7 +1601,13 @@ fn rev_one_voucher_takes_at_most_the_reversal_limit() {
         let r = redeem_at(&mut e, NOW, live, 1, serial).unwrap();
         let redemption = serial;
         serial += 1;
-        let cmd = reverse_cmd(r.new_code.unwrap(), redemption, serial, Some(900), None);
+        let cmd = reverse_cmd(
+            r.new_code.unwrap(),
+            redemption,
+            serial,
+            Some(PosId(900)),
+            None,
+        );
         let got = reverse_at(&mut e, NOW, &cmd);
         if n < u64::from(VOUCHER_REVERSALS_MAX) {
             live = got.unwrap().live_code;

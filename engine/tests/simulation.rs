@@ -18,7 +18,10 @@ use vouch_engine::engine::route;
 use vouch_engine::log::{LogRecord, ShardBatch};
 use vouch_engine::shard::Caller;
 use vouch_engine::validity::Validity;
-use vouch_engine::{Code, Command, EngineConfig, ErrorCode, Fen, Outcome, Reply, Shard};
+use vouch_engine::{
+    Code, Command, EngineConfig, ErrorCode, Fen, Outcome, OutletId, ProductId, Reply, SellerId,
+    Shard, VerifierId,
+};
 
 /// 2026-11-29 12:00:00 +08:00 in unix ms.
 const START: i64 = 1_795_924_800_000;
@@ -129,8 +132,8 @@ impl Sim {
     fn issue_cmd(order: &Order) -> Command {
         Command::Issue(Issue {
             order_id: order.id.clone(),
-            seller_id: 10,
-            product_id: 20,
+            seller_id: SellerId(10),
+            product_id: ProductId(20),
             units: order.units,
             unit_price: order.price,
             mobile: MOBILE.into(),
@@ -210,8 +213,8 @@ impl Sim {
             code,
             phone_last4: if wrong_digits { "9999" } else { "1234" }.into(),
             units,
-            outlet_id: 3,
-            verifier_id: self.rng.random_range(1..=3),
+            outlet_id: OutletId(3),
+            verifier_id: VerifierId(self.rng.random_range(1..=3)),
             pos_id: None,
         };
         let reply = self.apply(&Command::Redeem(command.clone()));

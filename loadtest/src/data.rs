@@ -31,19 +31,20 @@ use rust_decimal::Decimal;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use vouch_engine::limits::{ORDER_ID_BYTES_MAX, UNIT_PRICE_FEN_MAX, VOUCHER_UNITS_MAX};
+use vouch_engine::{ProductId, SellerId};
 
 /// Seller id used for the Online Retail shop (O2O merchant ids are below).
-pub const RETAIL_SELLER_ID: u64 = 1_000_000;
+pub const RETAIL_SELLER_ID: SellerId = SellerId(1_000_000);
 
 /// Retail products are numbered from here, above every O2O `Coupon_id`
 /// (which are below 20,000), so product ids never collide.
 pub const RETAIL_PRODUCT_ID_BASE: u64 = 10_000_000;
 
 /// Seller id used for the CDNOW shop.
-pub const CDNOW_SELLER_ID: u64 = 2_000_000;
+pub const CDNOW_SELLER_ID: SellerId = SellerId(2_000_000);
 
 /// The CDNOW shop's one product ("a CD").
-pub const CDNOW_PRODUCT_ID: u64 = 20_000_000;
+pub const CDNOW_PRODUCT_ID: ProductId = ProductId(20_000_000);
 
 /// The O2O file (research use: never copied into the repository).
 pub const O2O_FILE: &str = "o2o-coupon-issuance-2016-07.csv";
@@ -79,9 +80,9 @@ pub struct Order {
     /// Order id without the run prefix (unique within the data).
     pub key: String,
     /// Seller id.
-    pub seller_id: u64,
+    pub seller_id: SellerId,
     /// Product id.
-    pub product_id: u64,
+    pub product_id: ProductId,
     /// Units.
     pub units: u32,
     /// Unit price, yuan.
@@ -150,7 +151,7 @@ pub fn load(dir: &Path) -> anyhow::Result<Loaded> {
     if retail_files.is_empty() {
         out.absent.push("online-retail-2010-12-*.csv".into());
     }
-    let mut products: HashMap<String, u64> = HashMap::new();
+    let mut products: HashMap<String, ProductId> = HashMap::new();
     for f in &retail_files {
         load_retail(f, &mut products, &mut out)?;
     }
@@ -229,7 +230,7 @@ fn skip(out: &mut Loaded, reason: &str) {
 
 fn load_retail(
     path: &Path,
-    products: &mut HashMap<String, u64>,
+    products: &mut HashMap<String, ProductId>,
     out: &mut Loaded,
 ) -> anyhow::Result<()> {
     let mut rdr =
@@ -271,7 +272,7 @@ fn load_retail(
             skip(out, "retail_no_customer_mobile");
             continue;
         };
-        let next = RETAIL_PRODUCT_ID_BASE + products.len() as u64 + 1;
+        let next = ProductId(RETAIL_PRODUCT_ID_BASE + products.len() as u64 + 1);
         let product_id = *products.entry(stock.to_string()).or_insert(next);
         let n = seen
             .entry((invoice.to_string(), stock.to_string()))
@@ -335,8 +336,8 @@ fn load_o2o(path: &Path, out: &mut Loaded) -> anyhow::Result<()> {
             out,
             Order {
                 key,
-                seller_id: merchant,
-                product_id: coupon,
+                seller_id: SellerId(merchant),
+                product_id: ProductId(coupon),
                 units: 1,
                 unit_price: price,
                 mobile: mobile_from(user),

@@ -16,7 +16,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use vouch_engine::command::{Issue, Lookup, Redeem, RequestId, Reverse};
 use vouch_engine::validity::Validity;
-use vouch_engine::{Code, Command, Fen, Outcome};
+use vouch_engine::{
+    CategoryId, Code, Command, Fen, Outcome, OutletId, PosId, ProductId, ProviderId, SellerId,
+    VerifierId,
+};
 
 /// Settings every scenario shares.
 #[derive(Clone, Debug)]
@@ -48,19 +51,19 @@ impl Common {
     }
 
     /// A POS id unique to this run: the run id in the high half.
-    fn pos_id(&self, local: u64) -> u64 {
-        (u64::from(self.run_id) << 32) | (local & 0xffff_ffff)
+    fn pos_id(&self, local: u64) -> PosId {
+        PosId((u64::from(self.run_id) << 32) | (local & 0xffff_ffff))
     }
 
-    /// A seller id of this run: the run id above the data's low 24 bits,
-    /// so several runs can share one server.
-    fn seller_id(&self, local: u64) -> u64 {
-        (u64::from(self.run_id) << 24) | (local & 0xff_ffff)
+    /// A seller id of this run: the run id above the data's low 24 bits
+    /// (of `local`), so several runs can share one server.
+    fn seller_id(&self, local: SellerId) -> SellerId {
+        SellerId((u64::from(self.run_id) << 24) | (local.0 & 0xff_ffff))
     }
 
     /// A product id of this run: the run id above the low 32 bits.
-    fn product_id(&self, local: u64) -> u64 {
-        (u64::from(self.run_id) << 32) | (local & 0xffff_ffff)
+    fn product_id(&self, local: ProductId) -> ProductId {
+        ProductId((u64::from(self.run_id) << 32) | (local.0 & 0xffff_ffff))
     }
 
     async fn pool(&self) -> anyhow::Result<Pool> {
@@ -82,18 +85,18 @@ const POS_PER_SELLER: u64 = 4;
 
 /// POS `k` of `seller` in this run: unique across runs (run id in the high
 /// half) and sellers (the seller's low 24 bits).
-fn pos_for(common: &Common, seller: u64, k: u64) -> u64 {
-    common.pos_id((seller & 0xff_ffff) * POS_PER_SELLER + k)
+fn pos_for(common: &Common, seller: SellerId, k: u64) -> PosId {
+    common.pos_id((seller.0 & 0xff_ffff) * POS_PER_SELLER + k)
 }
 
 /// An outlet id of `seller` (one per seller in the load tests).
-fn outlet_of(seller: u64) -> u64 {
-    seller * 10 + 1
+fn outlet_of(seller: SellerId) -> OutletId {
+    OutletId(seller.0 * 10 + 1)
 }
 
 /// The verifier id of `seller` (one per seller in the load tests).
-fn verifier_of(seller: u64) -> u64 {
-    seller * 10 + 2
+fn verifier_of(seller: SellerId) -> VerifierId {
+    VerifierId(seller.0 * 10 + 2)
 }
 
 /// Shared mutable state of a run.
@@ -423,7 +426,7 @@ fn plan_wave(
     shared: &SharedRef,
     order_ids: &[String],
     mut choose: impl FnMut(&str, u32) -> Option<u32>,
-    seller_of: &HashMap<String, u64>,
+    seller_of: &HashMap<String, SellerId>,
 ) -> Vec<Planned> {
     let mut s = lock(shared);
     let mut plan = Vec::new();
@@ -436,14 +439,14 @@ fn plan_wave(
             continue;
         };
         let last4 = v.last4.clone();
-        let seller = seller_of.get(o).copied().unwrap_or(0);
+        let seller = seller_of.get(o).copied().unwrap_or(SellerId(0));
         s.serial += 1;
         let pos = pos_for(common, seller, s.serial % POS_PER_SELLER);
         plan.push(Planned {
             order_id: o.clone(),
             redeem: Redeem {
                 request_id: RequestId {
-                    source: pos,
+                    source: pos.0,
                     serial: s.serial,
                 },
                 code,
@@ -486,7 +489,7 @@ async fn retry_and_reverse(
                 let mut s = lock(shared);
                 s.serial += 1;
                 RequestId {
-                    source: a.planned.redeem.pos_id.unwrap_or(0),
+                    source: a.planned.redeem.pos_id.map_or(0, |p| p.0),
                     serial: s.serial,
                 }
             };
@@ -566,11 +569,11 @@ pub async fn replay(
     let mut single = Vec::new();
     // Seller and product ids of this run (the data's ids in the low bits),
     // so that several runs can share one server.
-    let seller_id = |s: u64| common.seller_id(s);
-    let product_id = |p: u64| common.product_id(p);
+    let seller_id = |s: SellerId| common.seller_id(s);
+    let product_id = |p: ProductId| common.product_id(p);
     let mut stats = Stats::default();
     if onboard {
-        let mut products: Vec<(u64, u64, String)> = loaded
+        let mut products: Vec<(SellerId, ProductId, String)> = loaded
             .orders
             .iter()
             .map(|o| {
@@ -689,8 +692,8 @@ fn synthetic_issue(common: &Common, prefix: &str, i: u64, units: u32) -> Issue {
         + (i / SYNTHETIC_SELLERS) % SYNTHETIC_PRODUCTS_PER_SELLER;
     Issue {
         order_id: format!("{prefix}f:{i}"),
-        seller_id: common.seller_id(seller + 1),
-        product_id: common.product_id(product + 1),
+        seller_id: common.seller_id(SellerId(seller + 1)),
+        product_id: common.product_id(ProductId(product + 1)),
         units,
         unit_price: Fen::new(990),
         mobile: format!("13{:09}", i % 1_000_000_000),
@@ -770,7 +773,7 @@ pub async fn pos(
         .map(|i| synthetic_issue(common, &prefix, i, units))
         .collect();
     let order_ids: Vec<String> = issues.iter().map(|i| i.order_id.clone()).collect();
-    let seller_of: HashMap<String, u64> = issues
+    let seller_of: HashMap<String, SellerId> = issues
         .iter()
         .map(|i| (i.order_id.clone(), i.seller_id))
         .collect();
@@ -804,7 +807,7 @@ async fn redeem_storm(
     pool: &Pool,
     shared: &SharedRef,
     order_ids: &[String],
-    seller_of: &HashMap<String, u64>,
+    seller_of: &HashMap<String, SellerId>,
     redeems: u64,
     zipf_s: f64,
 ) -> anyhow::Result<Stats> {
@@ -879,7 +882,7 @@ pub async fn mixed(
     let base: Vec<Issue> = (0..vouchers.max(10))
         .map(|i| synthetic_issue(common, &prefix, i, units))
         .collect();
-    let seller_of: HashMap<String, u64> = base
+    let seller_of: HashMap<String, SellerId> = base
         .iter()
         .map(|i| (i.order_id.clone(), i.seller_id))
         .collect();
@@ -929,7 +932,7 @@ async fn onboard_and_publish(
     common: &Common,
     pool: &Pool,
     shared: &SharedRef,
-    products: Vec<(u64, u64, String)>,
+    products: Vec<(SellerId, ProductId, String)>,
 ) -> anyhow::Result<Stats> {
     use vouch_engine::catalog::{
         Actor, CatalogCommand as C, CheckMethod, Delivery, ProductSpec, SellerKind, Settlement,
@@ -937,8 +940,8 @@ async fn onboard_and_publish(
     let run = u64::from(common.run_id);
     // High ids that hand-made catalog entries do not use: PutCategory
     // replaces a category of the same id.
-    let category = (run << 32) | 0xffff_fffe;
-    let provider = (run << 32) | 1;
+    let category = CategoryId((run << 32) | 0xffff_fffe);
+    let provider = ProviderId((run << 32) | 1);
     let source = (run << 32) | 0xffff_ffff;
     let serial = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let next_rid = {
@@ -973,7 +976,7 @@ async fn onboard_and_publish(
             format!("{}: {}", words::command_name(&c), words::reply(&reply))
         });
     }
-    let mut sellers: Vec<u64> = products.iter().map(|p| p.0).collect();
+    let mut sellers: Vec<SellerId> = products.iter().map(|p| p.0).collect();
     sellers.sort_unstable();
     sellers.dedup();
     let shared2 = shared.clone();

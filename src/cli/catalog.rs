@@ -7,11 +7,13 @@
 use clap::{Args, Subcommand, ValueEnum};
 use rust_decimal::Decimal;
 use vouch_engine::catalog::{
-    Actor, CatalogCommand as C, CatalogQuery as Q, CatalogView, CheckMethod, Delivery, Id, Page,
+    Actor, CatalogCommand as C, CatalogQuery as Q, CatalogView, CheckMethod, Delivery, Page,
     ProductSpec, SellerKind, Settlement, READ_PAGE_ITEMS_MAX,
 };
 use vouch_engine::validity::Validity;
-use vouch_engine::{Bps, Fen};
+use vouch_engine::{
+    Bps, CategoryId, Fen, OutletId, PosId, ProductId, ProviderId, SellerId, VerifierId,
+};
 
 use super::money::{parse_amount, parse_percent, parse_price};
 
@@ -48,10 +50,10 @@ pub enum CategoryCmd {
     Put {
         /// Category id.
         #[arg(long)]
-        id: Id,
+        id: CategoryId,
         /// Parent category.
         #[arg(long)]
-        parent: Option<Id>,
+        parent: Option<CategoryId>,
         /// Name.
         #[arg(long)]
         name: String,
@@ -101,7 +103,7 @@ pub enum SellerCmd {
     Create {
         /// Seller id.
         #[arg(long)]
-        id: Id,
+        id: SellerId,
         /// Mall or marketplace.
         #[arg(long, value_enum)]
         kind: KindArg,
@@ -116,13 +118,13 @@ pub enum SellerCmd {
     AcceptAgreement {
         /// Seller id.
         #[arg(long)]
-        seller: Id,
+        seller: SellerId,
     },
     /// Seller: bind a payment account (ONB-2 step 2).
     BindPayment {
         /// Seller id.
         #[arg(long)]
-        seller: Id,
+        seller: SellerId,
         /// Payment account.
         #[arg(long)]
         account: String,
@@ -137,28 +139,28 @@ pub enum SellerCmd {
     Confirm {
         /// Seller id.
         #[arg(long)]
-        seller: Id,
+        seller: SellerId,
         /// Customer-service phone printed in every code SMS.
         #[arg(long)]
         service_phone: String,
         /// Categories wanted, comma separated.
         #[arg(long, value_delimiter = ',')]
-        categories: Vec<Id>,
+        categories: Vec<CategoryId>,
     },
     /// Staff: grant publish permission in a category (ONB-1).
     Grant {
         /// Seller id.
         #[arg(long)]
-        seller: Id,
+        seller: SellerId,
         /// Category id.
         #[arg(long)]
-        category: Id,
+        category: CategoryId,
     },
     /// Seller: fund the payment account, yuan.
     TopUp {
         /// Seller id.
         #[arg(long)]
-        seller: Id,
+        seller: SellerId,
         /// Yuan, above 0, at most 2 decimals (e.g. 100 or 99.50).
         #[arg(long, value_parser = parse_amount)]
         amount: Fen,
@@ -167,19 +169,19 @@ pub enum SellerCmd {
     ApplyTPlusN {
         /// Seller id.
         #[arg(long)]
-        seller: Id,
+        seller: SellerId,
         /// Category id.
         #[arg(long)]
-        category: Id,
+        category: CategoryId,
     },
     /// Staff: approve or reject a T+N application (ONB-4).
     DecideTPlusN {
         /// Seller id.
         #[arg(long)]
-        seller: Id,
+        seller: SellerId,
         /// Category id.
         #[arg(long)]
-        category: Id,
+        category: CategoryId,
         /// Reject instead of approve.
         #[arg(long)]
         reject: bool,
@@ -188,19 +190,19 @@ pub enum SellerCmd {
     ConfirmFreeze {
         /// Seller id.
         #[arg(long)]
-        seller: Id,
+        seller: SellerId,
         /// Category id.
         #[arg(long)]
-        category: Id,
+        category: CategoryId,
     },
     /// Seller: move money from the payment account into a deposit (ONB-6).
     TopUpDeposit {
         /// Seller id.
         #[arg(long)]
-        seller: Id,
+        seller: SellerId,
         /// Category id.
         #[arg(long)]
-        category: Id,
+        category: CategoryId,
         /// Yuan, above 0, at most 2 decimals.
         #[arg(long, value_parser = parse_amount)]
         amount: Fen,
@@ -210,7 +212,7 @@ pub enum SellerCmd {
     Show {
         /// Seller id (default: the seller whose token is used).
         #[arg(long)]
-        seller: Option<Id>,
+        seller: Option<SellerId>,
     },
 }
 
@@ -221,7 +223,7 @@ pub enum ProviderCmd {
     Register {
         /// Provider id.
         #[arg(long)]
-        id: Id,
+        id: ProviderId,
         /// Name.
         #[arg(long)]
         name: String,
@@ -233,22 +235,22 @@ pub enum ProviderCmd {
     Link {
         /// Provider id.
         #[arg(long)]
-        provider: Id,
+        provider: ProviderId,
         /// Seller id.
         #[arg(long)]
-        seller: Id,
+        seller: SellerId,
     },
     /// Provider: register a POS device at a linked seller's outlet (PRV-3).
     Device {
         /// Provider id.
         #[arg(long)]
-        provider: Id,
+        provider: ProviderId,
         /// POS id.
         #[arg(long)]
-        pos_id: Id,
+        pos_id: PosId,
         /// Outlet id.
         #[arg(long)]
-        outlet: Id,
+        outlet: OutletId,
         /// Check method.
         #[arg(long, value_enum, default_value = "code")]
         check_method: CheckArg,
@@ -267,10 +269,10 @@ pub enum OutletCmd {
     Add {
         /// Seller id.
         #[arg(long)]
-        seller: Id,
+        seller: SellerId,
         /// Outlet id.
         #[arg(long)]
-        id: Id,
+        id: OutletId,
         /// Name.
         #[arg(long)]
         name: String,
@@ -288,31 +290,31 @@ pub enum OutletCmd {
     Verifier {
         /// Seller id.
         #[arg(long)]
-        seller: Id,
+        seller: SellerId,
         /// Verifier id.
         #[arg(long)]
-        id: Id,
+        id: VerifierId,
         /// Real-name verified.
         #[arg(long)]
         real_name: bool,
         /// Parent account (for a sub-account).
         #[arg(long)]
-        parent: Option<Id>,
+        parent: Option<VerifierId>,
         /// Outlets, comma separated.
         #[arg(long, value_delimiter = ',')]
-        outlets: Vec<Id>,
+        outlets: Vec<OutletId>,
     },
     /// List outlets (a seller its own; staff and the front end all).
     List {
         /// Only this seller's.
         #[arg(long)]
-        seller: Option<Id>,
+        seller: Option<SellerId>,
     },
     /// List verifier accounts (a seller its own; staff any).
     Verifiers {
         /// Only this seller's.
         #[arg(long)]
-        seller: Option<Id>,
+        seller: Option<SellerId>,
     },
 }
 
@@ -329,16 +331,16 @@ pub enum LockoutCmd {
     Lift {
         /// A POS by its POS id.
         #[arg(long)]
-        pos: Option<Id>,
+        pos: Option<PosId>,
         /// A verifier account.
         #[arg(long)]
-        verifier: Option<Id>,
+        verifier: Option<VerifierId>,
         /// A seller (its reversals).
         #[arg(long)]
-        seller: Option<Id>,
+        seller: Option<SellerId>,
         /// An outlet.
         #[arg(long)]
-        outlet: Option<Id>,
+        outlet: Option<OutletId>,
         /// A peer address (IPv4, or any address of an IPv6 /64).
         #[arg(long)]
         peer: Option<std::net::IpAddr>,
@@ -380,13 +382,13 @@ pub enum ProductCmd {
     Publish {
         /// Seller id.
         #[arg(long)]
-        seller: Id,
+        seller: SellerId,
         /// Product id.
         #[arg(long)]
-        id: Id,
+        id: ProductId,
         /// Category (PUB-1).
         #[arg(long)]
-        category: Id,
+        category: CategoryId,
         /// Also deliverable by mail (PUB-2).
         #[arg(long)]
         mail: bool,
@@ -395,10 +397,10 @@ pub enum ProductCmd {
         validity: ValidityArgs,
         /// Code provider (PUB-4); omit for self-issuing sellers.
         #[arg(long)]
-        provider: Option<Id>,
+        provider: Option<ProviderId>,
         /// Outlets, comma separated (PUB-5).
         #[arg(long, value_delimiter = ',')]
-        outlets: Vec<Id>,
+        outlets: Vec<OutletId>,
         /// T+3 settlement instead of pay-on-redemption (PUB-6).
         #[arg(long)]
         t_plus_3: bool,
@@ -417,23 +419,23 @@ pub enum ProductCmd {
     Delist {
         /// Seller id.
         #[arg(long)]
-        seller: Id,
+        seller: SellerId,
         /// Product id.
         #[arg(long)]
-        id: Id,
+        id: ProductId,
     },
     /// List products (a seller its own, a provider those that chose it,
     /// the front end the listed ones, staff all).
     List {
         /// Only this seller's.
         #[arg(long)]
-        seller: Option<Id>,
+        seller: Option<SellerId>,
     },
     /// Show one product.
     Show {
         /// Product id.
         #[arg(long)]
-        id: Id,
+        id: ProductId,
     },
 }
 
@@ -465,49 +467,37 @@ pub fn next_page(query: &Q, view: &CatalogView) -> Option<Q> {
             limit: *limit,
         });
     }
-    let last = match view {
-        CatalogView::Lockouts(_) | CatalogView::Tokens(_) => None,
-        CatalogView::Categories(v) => v.last().map(|x| x.id),
-        CatalogView::Providers(v) => v.last().map(|x| x.id),
-        CatalogView::Outlets(v) => v.last().map(|x| x.id),
-        CatalogView::Verifiers(v) => v.last().map(|x| x.id),
-        CatalogView::Devices(v) => v.last().map(|x| x.pos_id),
-        CatalogView::Products(v) => v.last().map(|x| x.spec.id),
-        CatalogView::Seller(_) => None,
-    }?;
-    let full = Page {
-        after: Some(last),
-        limit: READ_PAGE_ITEMS_MAX,
-    };
-    let len = match view {
-        CatalogView::Categories(v) => v.len(),
-        CatalogView::Providers(v) => v.len(),
-        CatalogView::Outlets(v) => v.len(),
-        CatalogView::Verifiers(v) => v.len(),
-        CatalogView::Devices(v) => v.len(),
-        CatalogView::Products(v) => v.len(),
-        CatalogView::Seller(_) | CatalogView::Lockouts(_) | CatalogView::Tokens(_) => 0,
-    };
-    if len < READ_PAGE_ITEMS_MAX as usize {
-        return None;
+    // A full page of items keyed by `key`: the page after its last item.
+    fn after<T, K>(items: &[T], key: impl Fn(&T) -> K) -> Option<Page<K>> {
+        let last = items.last()?;
+        (items.len() >= READ_PAGE_ITEMS_MAX as usize).then(|| Page {
+            after: Some(key(last)),
+            limit: READ_PAGE_ITEMS_MAX,
+        })
     }
-    match query {
-        Q::Categories(_) => Some(Q::Categories(full)),
-        Q::Providers(_) => Some(Q::Providers(full)),
-        Q::Devices(_) => Some(Q::Devices(full)),
-        Q::Outlets { seller, .. } => Some(Q::Outlets {
-            seller: *seller,
-            page: full,
-        }),
-        Q::Verifiers { seller, .. } => Some(Q::Verifiers {
-            seller: *seller,
-            page: full,
-        }),
-        Q::Products { seller, .. } => Some(Q::Products {
-            seller: *seller,
-            page: full,
-        }),
-        Q::Seller { .. } | Q::Product { .. } | Q::Lockouts { .. } | Q::Tokens { .. } => None,
+    match (query, view) {
+        (Q::Categories(_), CatalogView::Categories(v)) => after(v, |x| x.id).map(Q::Categories),
+        (Q::Providers(_), CatalogView::Providers(v)) => after(v, |x| x.id).map(Q::Providers),
+        (Q::Devices(_), CatalogView::Devices(v)) => after(v, |x| x.pos_id).map(Q::Devices),
+        (Q::Outlets { seller, .. }, CatalogView::Outlets(v)) => {
+            after(v, |x| x.id).map(|page| Q::Outlets {
+                seller: *seller,
+                page,
+            })
+        }
+        (Q::Verifiers { seller, .. }, CatalogView::Verifiers(v)) => {
+            after(v, |x| x.id).map(|page| Q::Verifiers {
+                seller: *seller,
+                page,
+            })
+        }
+        (Q::Products { seller, .. }, CatalogView::Products(v)) => {
+            after(v, |x| x.spec.id).map(|page| Q::Products {
+                seller: *seller,
+                page,
+            })
+        }
+        _ => None,
     }
 }
 

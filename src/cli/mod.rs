@@ -21,7 +21,9 @@ use vouch_engine::catalog::{
 };
 use vouch_engine::command::{History, Issue, Lookup, Redeem, RequestId, Reverse};
 use vouch_engine::limits::AUDIT_PAGE_ITEMS_MAX;
-use vouch_engine::{Code, Command, EngineConfig, Outcome};
+use vouch_engine::{
+    Code, Command, EngineConfig, Outcome, OutletId, PosId, ProductId, SellerId, VerifierId,
+};
 use vouch_protocol::client::ClientError;
 use vouch_protocol::{Client, Target, WireError};
 
@@ -287,11 +289,11 @@ struct IssueArgs {
     #[arg(long)]
     order_id: String,
     /// Seller id.
-    #[arg(long, default_value_t = 1)]
-    seller: u64,
+    #[arg(long, default_value_t = SellerId(1))]
+    seller: SellerId,
     /// Product id.
-    #[arg(long, default_value_t = 1)]
-    product: u64,
+    #[arg(long, default_value_t = ProductId(1))]
+    product: ProductId,
     /// Units bought.
     #[arg(long, default_value_t = 1)]
     units: u32,
@@ -320,10 +322,10 @@ struct LookupArgs {
     last4: String,
     /// Look up as this verifier account (a verifier's token sets it).
     #[arg(long)]
-    verifier: Option<u64>,
+    verifier: Option<VerifierId>,
     /// Look up as this POS (a POS device's token sets it).
     #[arg(long)]
-    pos: Option<u64>,
+    pos: Option<PosId>,
     #[command(flatten)]
     client: ClientArgs,
 }
@@ -340,14 +342,14 @@ struct RedeemArgs {
     units: u32,
     /// Outlet id.
     #[arg(long)]
-    outlet: u64,
+    outlet: OutletId,
     /// Verifier account id: the account signed in on the POS. A verifier
     /// account's own token fills it in.
     #[arg(long)]
-    verifier: Option<u64>,
+    verifier: Option<VerifierId>,
     /// POS id, for device redemptions (a POS's own token fills it in).
     #[arg(long)]
-    pos: Option<u64>,
+    pos: Option<PosId>,
     /// Client request id SOURCE:SERIAL, or SERIAL with this token's source
     /// (a POS's or verifier's token must use its own).
     /// Retrying with the same id never redeems twice.
@@ -372,15 +374,15 @@ struct ReverseArgs {
     /// The POS asking (must be the POS that redeemed; a POS's own token
     /// fills it in).
     #[arg(long)]
-    pos: Option<u64>,
+    pos: Option<PosId>,
     /// The verifier account asking (must be the account that redeemed; a
     /// verifier's own token fills it in).
     #[arg(long)]
-    verifier: Option<u64>,
+    verifier: Option<VerifierId>,
     /// The seller asking (must be the voucher's seller; a seller's own
     /// token fills it in).
     #[arg(long)]
-    seller: Option<u64>,
+    seller: Option<SellerId>,
     #[command(flatten)]
     client: ClientArgs,
 }
@@ -984,7 +986,7 @@ fn build_command(cmd: Cmd) -> Result<(ClientArgs, Command), String> {
                 outlet_id: a.outlet,
                 // 0: "the token's own verifier account" (the server fills it
                 // in for a verifier's token and refuses it for others).
-                verifier_id: a.verifier.unwrap_or(0),
+                verifier_id: a.verifier.unwrap_or(VerifierId(0)),
                 pos_id: a.pos,
             };
             (a.client, Command::Redeem(c))
@@ -1015,6 +1017,7 @@ fn build_command(cmd: Cmd) -> Result<(ClientArgs, Command), String> {
 #[cfg(test)]
 mod json_tests {
     use super::*;
+    use vouch_engine::ProviderId;
 
     #[test]
     fn cli_principals_print_in_the_form_they_are_given() {
@@ -1022,14 +1025,14 @@ mod json_tests {
             Actor::Staff,
             Actor::System,
             Actor::FrontEnd,
-            Actor::Seller(500),
-            Actor::Provider(70),
-            Actor::Verifier(41),
-            Actor::Device(31),
+            Actor::Seller(SellerId(500)),
+            Actor::Provider(ProviderId(70)),
+            Actor::Verifier(VerifierId(41)),
+            Actor::Device(PosId(31)),
         ] {
             assert_eq!(parse_actor(&actor_arg(a)), Ok(a), "{a}");
         }
-        assert_eq!(actor_arg(Actor::Device(31)), "device:31");
+        assert_eq!(actor_arg(Actor::Device(PosId(31))), "device:31");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use crate::pipeline::TokenMap;
 use vouch_engine::catalog::Actor;
 use vouch_engine::shard::Caller;
-use vouch_engine::{Command, ErrorCode, RequestId};
+use vouch_engine::{Command, ErrorCode, RequestId, VerifierId};
 use vouch_protocol::{Request, WireError};
 
 /// Who a connection authenticated as.
@@ -42,8 +42,8 @@ pub(super) fn authorize(principal: Principal, request: &mut Request) -> Result<(
     // Verifier 0 means "the token's own verifier account": only a
     // verifier's token may leave the verifier out.
     let unnamed = match &*request {
-        Request::Command(Command::Redeem(r)) => r.verifier_id == 0,
-        Request::RedeemBatch(items) => items.iter().any(|r| r.verifier_id == 0),
+        Request::Command(Command::Redeem(r)) => r.verifier_id == VerifierId(0),
+        Request::RedeemBatch(items) => items.iter().any(|r| r.verifier_id == VerifierId(0)),
         _ => false,
     };
     if unnamed && !matches!(principal, Principal::Token(Actor::Verifier(_), _)) {
@@ -152,7 +152,9 @@ pub(super) fn authorize(principal: Principal, request: &mut Request) -> Result<(
 fn bind_redeem(actor: Actor, r: &mut vouch_engine::command::Redeem) -> bool {
     match actor {
         Actor::Staff => true,
-        Actor::Verifier(v) if r.pos_id.is_none() && (r.verifier_id == v || r.verifier_id == 0) => {
+        Actor::Verifier(v)
+            if r.pos_id.is_none() && (r.verifier_id == v || r.verifier_id == VerifierId(0)) =>
+        {
             r.verifier_id = v;
             true
         }
@@ -177,7 +179,9 @@ fn bind_reverse(actor: Actor, r: &mut vouch_engine::command::Reverse) -> bool {
             r.pos_id = Some(d)
         }
         Actor::Verifier(v)
-            if verifier.is_none_or(|x| x == v || x == 0) && pos.is_none() && seller.is_none() =>
+            if verifier.is_none_or(|x| x == v || x == VerifierId(0))
+                && pos.is_none()
+                && seller.is_none() =>
         {
             r.verifier_id = Some(v)
         }
@@ -245,9 +249,9 @@ mod tests {
     use vouch_engine::catalog::CatalogCommand;
     use vouch_engine::command::{AuditVouchers, History, Issue, Lookup, Redeem, Reverse};
     use vouch_engine::validity::Validity;
-    use vouch_engine::Code;
+    use vouch_engine::{Code, OutletId, PosId, ProductId, ProviderId, SellerId};
 
-    fn redeem(pos: Option<u64>, verifier: u64) -> Redeem {
+    fn redeem(pos: Option<PosId>, verifier: VerifierId) -> Redeem {
         Redeem {
             request_id: RequestId {
                 source: 1,
@@ -256,13 +260,17 @@ mod tests {
             code: Code::new(8, 1).unwrap(),
             phone_last4: "1234".into(),
             units: 1,
-            outlet_id: 1,
+            outlet_id: OutletId(1),
             verifier_id: verifier,
             pos_id: pos,
         }
     }
 
-    fn reverse(pos: Option<u64>, verifier: Option<u64>, seller: Option<u64>) -> Reverse {
+    fn reverse(
+        pos: Option<PosId>,
+        verifier: Option<VerifierId>,
+        seller: Option<SellerId>,
+    ) -> Reverse {
         Reverse {
             request_id: RequestId {
                 source: 1,
@@ -282,8 +290,8 @@ mod tests {
     fn issue() -> Issue {
         Issue {
             order_id: "o".into(),
-            seller_id: 5,
-            product_id: 1,
+            seller_id: SellerId(5),
+            product_id: ProductId(1),
             units: 1,
             unit_price: vouch_engine::Fen::YUAN,
             mobile: "13800001234".into(),
@@ -351,27 +359,34 @@ mod tests {
             ("lookup", lookup_by(None, None), |a| {
                 matches!(a, Actor::Staff | Actor::Verifier(_) | Actor::Device(_))
             }),
-            ("lookup as verifier 9", lookup_by(Some(9), None), |a| {
-                matches!(a, Actor::Staff | Actor::Verifier(9))
-            }),
-            ("lookup as POS 7", lookup_by(None, Some(7)), |a| {
-                matches!(a, Actor::Staff | Actor::Device(7))
+            (
+                "lookup as verifier 9",
+                lookup_by(Some(VerifierId(9)), None),
+                |a| matches!(a, Actor::Staff | Actor::Verifier(VerifierId(9))),
+            ),
+            ("lookup as POS 7", lookup_by(None, Some(PosId(7))), |a| {
+                matches!(a, Actor::Staff | Actor::Device(PosId(7)))
             }),
             (
                 "redeem as POS 7",
-                Request::Command(Command::Redeem(redeem(Some(7), 9))),
-                |a| matches!(a, Actor::Staff | Actor::Device(7)),
+                Request::Command(Command::Redeem(redeem(Some(PosId(7)), VerifierId(9)))),
+                |a| matches!(a, Actor::Staff | Actor::Device(PosId(7))),
             ),
             // A POS leaves its own id out and names the verifier signed
             // in on it (the shard checks that verifier).
             (
                 "redeem as verifier 9",
-                Request::Command(Command::Redeem(redeem(None, 9))),
-                |a| matches!(a, Actor::Staff | Actor::Verifier(9) | Actor::Device(_)),
+                Request::Command(Command::Redeem(redeem(None, VerifierId(9)))),
+                |a| {
+                    matches!(
+                        a,
+                        Actor::Staff | Actor::Verifier(VerifierId(9)) | Actor::Device(_)
+                    )
+                },
             ),
             (
                 "redeem naming no verifier",
-                Request::Command(Command::Redeem(redeem(None, 0))),
+                Request::Command(Command::Redeem(redeem(None, VerifierId(0)))),
                 |a| matches!(a, Actor::Verifier(_)),
             ),
             (
@@ -381,7 +396,7 @@ mod tests {
                         source: 2,
                         serial: 1,
                     },
-                    ..redeem(Some(7), 9)
+                    ..redeem(Some(PosId(7)), VerifierId(9))
                 })),
                 |_| false,
             ),
@@ -399,23 +414,28 @@ mod tests {
             ),
             (
                 "redeem batch as verifier 9",
-                Request::RedeemBatch(vec![redeem(None, 9)]),
-                |a| matches!(a, Actor::Staff | Actor::Verifier(9) | Actor::Device(_)),
+                Request::RedeemBatch(vec![redeem(None, VerifierId(9))]),
+                |a| {
+                    matches!(
+                        a,
+                        Actor::Staff | Actor::Verifier(VerifierId(9)) | Actor::Device(_)
+                    )
+                },
             ),
             (
                 "reverse as POS 7",
-                Request::Command(Command::Reverse(reverse(Some(7), None, None))),
-                |a| matches!(a, Actor::Staff | Actor::Device(7)),
+                Request::Command(Command::Reverse(reverse(Some(PosId(7)), None, None))),
+                |a| matches!(a, Actor::Staff | Actor::Device(PosId(7))),
             ),
             (
                 "reverse as verifier 9",
-                Request::Command(Command::Reverse(reverse(None, Some(9), None))),
-                |a| matches!(a, Actor::Staff | Actor::Verifier(9)),
+                Request::Command(Command::Reverse(reverse(None, Some(VerifierId(9)), None))),
+                |a| matches!(a, Actor::Staff | Actor::Verifier(VerifierId(9))),
             ),
             (
                 "reverse as seller 5",
-                Request::Command(Command::Reverse(reverse(None, None, Some(5)))),
-                |a| matches!(a, Actor::Staff | Actor::Seller(5)),
+                Request::Command(Command::Reverse(reverse(None, None, Some(SellerId(5))))),
+                |a| matches!(a, Actor::Staff | Actor::Seller(SellerId(5))),
             ),
             (
                 "reverse naming no one",
@@ -431,7 +451,7 @@ mod tests {
                 "history",
                 Request::Command(Command::History(History {
                     code: Code::new(8, 1).unwrap(),
-                    seller_id: Some(5),
+                    seller_id: Some(SellerId(5)),
                     from: 0,
                     limit: 10,
                 })),
@@ -441,27 +461,27 @@ mod tests {
             ("catalog for itself", catalog(None), |_| true),
             (
                 "catalog for seller 5",
-                catalog(Some(Actor::Seller(5))),
-                |a| a == Actor::Seller(5),
+                catalog(Some(Actor::Seller(SellerId(5)))),
+                |a| a == Actor::Seller(SellerId(5)),
             ),
             ("catalog read for itself", read(None), |_| true),
             (
                 "catalog read for seller 5",
-                read(Some(Actor::Seller(5))),
-                |a| a == Actor::Seller(5),
+                read(Some(Actor::Seller(SellerId(5)))),
+                |a| a == Actor::Seller(SellerId(5)),
             ),
         ];
         let principals = [
             Actor::Staff,
             Actor::System,
             Actor::FrontEnd,
-            Actor::Seller(5),
-            Actor::Seller(6),
-            Actor::Provider(5),
-            Actor::Verifier(9),
-            Actor::Verifier(8),
-            Actor::Device(7),
-            Actor::Device(8),
+            Actor::Seller(SellerId(5)),
+            Actor::Seller(SellerId(6)),
+            Actor::Provider(ProviderId(5)),
+            Actor::Verifier(VerifierId(9)),
+            Actor::Verifier(VerifierId(8)),
+            Actor::Device(PosId(7)),
+            Actor::Device(PosId(8)),
         ];
         for (name, request, allowed) in &rows {
             for actor in principals {
@@ -497,7 +517,7 @@ mod tests {
                     }
                     (Ok(()), Request::Command(Command::History(h))) => {
                         let seller = match actor {
-                            Actor::Staff => Some(5),
+                            Actor::Staff => Some(SellerId(5)),
                             Actor::Seller(s) => Some(s),
                             _ => None,
                         };

@@ -13,22 +13,24 @@ use vouch_engine::command::{
 };
 use vouch_engine::limits::AUDIT_PAGE_ITEMS_MAX;
 use vouch_engine::validity::Validity;
-use vouch_engine::{Code, Command, ErrorCode, Outcome, RequestId};
+use vouch_engine::{
+    Code, Command, ErrorCode, Outcome, OutletId, PosId, ProductId, RequestId, SellerId, VerifierId,
+};
 use vouch_protocol::{Client, WireReply};
 
 /// Outlet and verifier every test redemption uses.
-pub const OUTLET: u64 = 31;
+pub const OUTLET: OutletId = OutletId(31);
 /// See [`OUTLET`].
-pub const VERIFIER: u64 = 41;
+pub const VERIFIER: VerifierId = VerifierId(41);
 /// Seller of every test voucher.
-pub const SELLER: u64 = 7;
+pub const SELLER: SellerId = SellerId(7);
 
 /// An issue of `units` units for `order_id`, 9-digit code, valid 30 days.
 pub fn issue_cmd(order_id: &str, units: u32, mobile: &str) -> Issue {
     Issue {
         order_id: order_id.into(),
         seller_id: SELLER,
-        product_id: 11,
+        product_id: ProductId(11),
         units,
         unit_price: vouch_engine::Fen::new(1250),
         mobile: mobile.into(),
@@ -43,10 +45,10 @@ pub fn last4(mobile: &str) -> String {
 }
 
 /// A redemption of `units` units of `code` by POS `pos`, request serial `serial`.
-pub fn redeem_cmd(pos: u64, serial: u64, code: Code, last4: &str, units: u32) -> Redeem {
+pub fn redeem_cmd(pos: PosId, serial: u64, code: Code, last4: &str, units: u32) -> Redeem {
     Redeem {
         request_id: RequestId {
-            source: pos,
+            source: pos.0,
             serial,
         },
         code,
@@ -59,10 +61,10 @@ pub fn redeem_cmd(pos: u64, serial: u64, code: Code, last4: &str, units: u32) ->
 }
 
 /// A reversal (by the POS that redeemed) of the redemption `redemption`.
-pub fn reverse_cmd(pos: u64, serial: u64, code: Code, redemption: RequestId) -> Reverse {
+pub fn reverse_cmd(pos: PosId, serial: u64, code: Code, redemption: RequestId) -> Reverse {
     Reverse {
         request_id: RequestId {
-            source: pos,
+            source: pos.0,
             serial,
         },
         code,

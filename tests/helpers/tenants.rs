@@ -6,6 +6,7 @@
 use super::redeem_cmd;
 use rust_decimal::Decimal;
 use vouch_engine::catalog::*;
+use vouch_engine::{CategoryId, OutletId, PosId, ProviderId, SellerId};
 use vouch_engine::{Command, ErrorCode, RequestId};
 use vouch_protocol::client::ClientError;
 use vouch_protocol::Client;
@@ -33,14 +34,14 @@ pub fn rid_of(token: &str, serial: u64) -> RequestId {
 /// A redemption by POS `pos` whose token is `token`, at outlet 900.
 pub fn redeem_by(
     token: &str,
-    pos: u64,
+    pos: PosId,
     serial: u64,
     code: vouch_engine::Code,
     l4: &str,
 ) -> Command {
     let mut r = redeem_cmd(pos, serial, code, l4, 1);
     r.request_id = rid_of(token, serial);
-    r.outlet_id = 900;
+    r.outlet_id = OutletId(900);
     Command::Redeem(r)
 }
 
@@ -55,14 +56,14 @@ pub fn refused_with(result: Result<impl std::fmt::Debug, ClientError>, code: Err
 /// provider 70 at outlet 900, and tokens for seller, front end and POS.
 pub async fn set_up(admin: &Client) -> (String, String, String) {
     let yuan = |s: &str| s.parse::<vouch_engine::Fen>().unwrap();
-    let seller = Some(Actor::Seller(500));
+    let seller = Some(Actor::Seller(SellerId(500)));
     let mut n = 0;
     let mut next = || {
         n += 1;
         n
     };
     let put = CatalogCommand::PutCategory {
-        id: 11,
+        id: CategoryId(11),
         parent: None,
         name: "bread".into(),
         supports_vouchers: true,
@@ -72,7 +73,7 @@ pub async fn set_up(admin: &Client) -> (String, String, String) {
     };
     catalog(admin, next(), None, put).await;
     let create = CatalogCommand::CreateSeller {
-        id: 500,
+        id: SellerId(500),
         kind: SellerKind::Marketplace,
         self_issuing: false,
         group_buying_operator: false,
@@ -87,11 +88,11 @@ pub async fn set_up(admin: &Client) -> (String, String, String) {
     catalog(admin, next(), seller, bind).await;
     let confirm = CatalogCommand::ConfirmOnboarding {
         service_phone: "400".into(),
-        categories: vec![11],
+        categories: vec![CategoryId(11)],
     };
     catalog(admin, next(), seller, confirm).await;
     let outlet = CatalogCommand::AddOutlet {
-        id: 900,
+        id: OutletId(900),
         name: "o".into(),
         address: "a".into(),
         latitude: Decimal::from(31),
@@ -103,7 +104,7 @@ pub async fn set_up(admin: &Client) -> (String, String, String) {
         next(),
         None,
         CatalogCommand::RegisterProvider {
-            id: 70,
+            id: ProviderId(70),
             name: "p".into(),
             code_digits: 8,
         },
@@ -112,20 +113,26 @@ pub async fn set_up(admin: &Client) -> (String, String, String) {
     catalog(
         admin,
         next(),
-        Some(Actor::Provider(70)),
-        CatalogCommand::LinkSeller { seller: 500 },
+        Some(Actor::Provider(ProviderId(70))),
+        CatalogCommand::LinkSeller {
+            seller: SellerId(500),
+        },
     )
     .await;
     let device = CatalogCommand::RegisterDevice {
-        pos_id: 31,
-        outlet: 900,
+        pos_id: PosId(31),
+        outlet: OutletId(900),
         check_method: CheckMethod::Code,
     };
-    catalog(admin, next(), Some(Actor::Provider(70)), device).await;
+    catalog(admin, next(), Some(Actor::Provider(ProviderId(70))), device).await;
     let mut tokens = Vec::new();
-    for (i, actor) in [Actor::Seller(500), Actor::FrontEnd, Actor::Device(31)]
-        .into_iter()
-        .enumerate()
+    for (i, actor) in [
+        Actor::Seller(SellerId(500)),
+        Actor::FrontEnd,
+        Actor::Device(PosId(31)),
+    ]
+    .into_iter()
+    .enumerate()
     {
         let token = format!("test-token-{i}-{}", "x".repeat(20));
         let hash = vouch::server::token_hash(&token);
@@ -158,12 +165,12 @@ pub async fn token_for(admin: &Client, serial: u64, actor: Actor) -> String {
 
 /// Registers POS `pos_id` of provider 70 at outlet 900 (serial `serial`)
 /// and returns a token for it (serial `serial + 1`).
-pub async fn device_with_token(admin: &Client, serial: u64, pos_id: u64) -> String {
+pub async fn device_with_token(admin: &Client, serial: u64, pos_id: PosId) -> String {
     let device = CatalogCommand::RegisterDevice {
         pos_id,
-        outlet: 900,
+        outlet: OutletId(900),
         check_method: CheckMethod::Code,
     };
-    catalog(admin, serial, Some(Actor::Provider(70)), device).await;
+    catalog(admin, serial, Some(Actor::Provider(ProviderId(70))), device).await;
     token_for(admin, serial + 1, Actor::Device(pos_id)).await
 }

@@ -5,8 +5,9 @@
 //! amount applies at once to every seller with T+N in the category (ONB-6).
 
 use super::check::{check_text, reject};
-use super::{Catalog, CatalogEvent, CatalogOutcome, CatalogReply, Category, Id, TPlusN};
+use super::{Catalog, CatalogEvent, CatalogOutcome, CatalogReply, Category, TPlusN};
 use crate::error::{ErrorCode, Rejection};
+use crate::ids::{CategoryId, SellerId};
 use crate::money::Fen;
 
 impl Catalog {
@@ -14,7 +15,7 @@ impl Catalog {
     /// `id` with `node`.
     pub(super) fn put_category(
         &mut self,
-        id: Id,
+        id: CategoryId,
         node: Category,
         events: &mut Vec<CatalogEvent>,
     ) -> CatalogReply {
@@ -31,7 +32,7 @@ impl Catalog {
         self.categories.insert(id, node);
         // A changed deposit amount applies to every seller with T+N
         // in the category at once (ONB-6).
-        let with_t_plus_n: Vec<Id> = self
+        let with_t_plus_n: Vec<SellerId> = self
             .sellers
             .iter()
             .filter(|(_, s)| s.t_plus_n.get(&id) == Some(&TPlusN::Enabled))
@@ -45,7 +46,7 @@ impl Catalog {
 
     /// Refuses `parent` for category `id` when it does not exist or would
     /// make the tree a cycle.
-    fn check_parent(&self, id: Id, parent: Id) -> Result<(), Rejection> {
+    fn check_parent(&self, id: CategoryId, parent: CategoryId) -> Result<(), Rejection> {
         if parent == id {
             return Err(reject(
                 ErrorCode::BadRequest,
@@ -70,7 +71,7 @@ impl Catalog {
     /// Category `id`.
     ///
     /// Errors: `not_found` when there is none.
-    pub(super) fn category(&self, id: Id) -> Result<&Category, Rejection> {
+    pub(super) fn category(&self, id: CategoryId) -> Result<&Category, Rejection> {
         self.categories
             .get(&id)
             .ok_or_else(|| reject(ErrorCode::NotFound, format!("category {id}")))

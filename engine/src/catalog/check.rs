@@ -3,7 +3,7 @@
 //! once each, money amounts in fen (MON-1), the rejection constructor and
 //! the request fingerprint that makes a retry idempotent (invariant 4).
 
-use super::{Actor, CatalogCommand, Id, TEXT_BYTES_MAX};
+use super::{Actor, CatalogCommand, TEXT_BYTES_MAX};
 use crate::error::{ErrorCode, Rejection};
 use crate::money::Fen;
 use std::collections::BTreeSet;
@@ -68,8 +68,8 @@ pub(super) fn check_text(what: &str, s: &str) -> Result<(), Rejection> {
 }
 
 /// Refuses a list naming the same id twice.
-pub(super) fn check_distinct(what: &str, ids: &[Id]) -> Result<(), Rejection> {
-    let distinct: BTreeSet<&Id> = ids.iter().collect();
+pub(super) fn check_distinct<I: Ord>(what: &str, ids: &[I]) -> Result<(), Rejection> {
+    let distinct: BTreeSet<&I> = ids.iter().collect();
     if distinct.len() != ids.len() {
         return Err(reject(
             ErrorCode::BadRequest,

@@ -8,15 +8,16 @@
 //! once and flags the category until it is covered again (ONB-6).
 
 use super::check::{check_amount, reject};
-use super::{Account, Catalog, CatalogEvent, CatalogOutcome, CatalogReply, Id, Onboarding, TPlusN};
+use super::{Account, Catalog, CatalogEvent, CatalogOutcome, CatalogReply, Onboarding, TPlusN};
 use crate::error::{ErrorCode, Rejection};
+use crate::ids::{CategoryId, SellerId};
 use crate::ledger::{LedgerError, Reason};
 use crate::money::Fen;
 
 impl Catalog {
     /// [`super::CatalogCommand::TopUp`]: funds the seller's payment
     /// account from outside.
-    pub(super) fn top_up(&mut self, now_ms: i64, me: Id, amount: Fen) -> CatalogReply {
+    pub(super) fn top_up(&mut self, now_ms: i64, me: SellerId, amount: Fen) -> CatalogReply {
         check_amount(amount)?;
         // The payment account exists once bound (ONB-2 step 2).
         if matches!(
@@ -40,7 +41,7 @@ impl Catalog {
 
     /// [`super::CatalogCommand::ApplyTPlusN`] (ONB-4): a first application,
     /// or a new one after a rejection.
-    pub(super) fn apply_t_plus_n(&mut self, me: Id, category: Id) -> CatalogReply {
+    pub(super) fn apply_t_plus_n(&mut self, me: SellerId, category: CategoryId) -> CatalogReply {
         self.enabled_seller(me)?;
         if !self.category(category)?.supports_vouchers {
             return Err(reject(
@@ -65,8 +66,8 @@ impl Catalog {
     /// deposit-freeze notice for the category's deposit amount.
     pub(super) fn decide_t_plus_n(
         &mut self,
-        seller: Id,
-        category: Id,
+        seller: SellerId,
+        category: CategoryId,
         approve: bool,
         events: &mut Vec<CatalogEvent>,
     ) -> CatalogReply {
@@ -99,8 +100,8 @@ impl Catalog {
     pub(super) fn confirm_deposit_freeze(
         &mut self,
         now_ms: i64,
-        me: Id,
-        category: Id,
+        me: SellerId,
+        category: CategoryId,
         events: &mut Vec<CatalogEvent>,
     ) -> CatalogReply {
         let Some(TPlusN::FreezeNotice { amount }) =
@@ -130,8 +131,8 @@ impl Catalog {
     pub(super) fn deduct_deposit(
         &mut self,
         now_ms: i64,
-        seller: Id,
-        category: Id,
+        seller: SellerId,
+        category: CategoryId,
         amount: Fen,
         events: &mut Vec<CatalogEvent>,
     ) -> CatalogReply {
@@ -155,8 +156,8 @@ impl Catalog {
     pub(super) fn top_up_deposit(
         &mut self,
         now_ms: i64,
-        me: Id,
-        category: Id,
+        me: SellerId,
+        category: CategoryId,
         amount: Fen,
         events: &mut Vec<CatalogEvent>,
     ) -> CatalogReply {
@@ -179,7 +180,7 @@ impl Catalog {
     pub(super) fn fund_group_buying_deposit(
         &mut self,
         now_ms: i64,
-        me: Id,
+        me: SellerId,
         amount: Fen,
     ) -> CatalogReply {
         check_amount(amount)?;
@@ -228,8 +229,8 @@ impl Catalog {
     /// (ONB-6); clears the flag otherwise.
     pub(super) fn review_deposit(
         &mut self,
-        seller: Id,
-        category: Id,
+        seller: SellerId,
+        category: CategoryId,
         events: &mut Vec<CatalogEvent>,
     ) -> Result<(), Rejection> {
         let required = self.category(category)?.deposit;

@@ -21,7 +21,7 @@ pub enum LockKey {
     /// An authenticated principal: a POS, a verifier account, a seller.
     Principal(Actor),
     /// The outlet a POS is registered at (catalog facts, not the request).
-    Outlet(Id),
+    Outlet(OutletId),
     /// A transport peer: an IPv4 address, or an IPv6 /64 prefix (the rest
     /// of the address zeroed), so one host cannot spread over addresses.
     Peer(IpAddr),
@@ -135,7 +135,7 @@ impl Catalog {
 
     /// The seller a key belongs to, for the seller's view: its POS, its
     /// verifier accounts, its outlets and itself. Peers belong to nobody.
-    fn lockout_owner(&self, key: &LockKey) -> Option<Id> {
+    fn lockout_owner(&self, key: &LockKey) -> Option<SellerId> {
         match key {
             LockKey::Principal(Actor::Seller(s)) => Some(*s),
             LockKey::Principal(Actor::Verifier(v)) => self.verifiers.get(v).map(|v| v.seller),

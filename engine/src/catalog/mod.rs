@@ -33,6 +33,7 @@ pub use read::*;
 pub use tokens::*;
 
 use crate::error::{ErrorCode, Rejection};
+use crate::ids::{CategoryId, OutletId, PosId, ProductId, ProviderId, SellerId, VerifierId};
 use crate::ledger::Ledger;
 use crate::money::{Bps, Fen};
 use crate::validity::Validity;
@@ -42,10 +43,6 @@ use jiff::tz::TimeZone;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-
-/// Entity ids (categories, sellers, providers, outlets, verifiers, POS
-/// devices, products) are chosen by the caller and unique per kind.
-pub type Id = u64;
 
 /// Longest name, address, phone, account or merchant code, in bytes.
 pub const TEXT_BYTES_MAX: usize = 256;
@@ -57,7 +54,7 @@ pub const LIST_ITEMS_MAX: usize = 1_000;
 pub const SELLER_ENTITIES_MAX: usize = 10_000;
 /// The platform's own code provider (PUB-4): present from the start, and
 /// selectable by every onboarded seller without a relationship import.
-pub const PLATFORM_PROVIDER: Id = 0;
+pub const PLATFORM_PROVIDER: ProviderId = ProviderId(0);
 /// Code length of the platform's own provider, digits (ORD-3).
 pub const PLATFORM_CODE_DIGITS: u8 = 8;
 
@@ -76,15 +73,15 @@ pub enum Actor {
     /// Platform staff (小二).
     Staff,
     /// A seller account.
-    Seller(Id),
+    Seller(SellerId),
     /// A code provider account (码商).
-    Provider(Id),
+    Provider(ProviderId),
     /// The platform's own scheduler (periodic ticks).
     System,
     /// A verifier account (核销账号) of a seller.
-    Verifier(Id),
+    Verifier(VerifierId),
     /// A POS device, by POS id.
-    Device(Id),
+    Device(PosId),
     /// The platform front end, acting for buyers (issues paid orders).
     FrontEnd,
 }
@@ -169,11 +166,11 @@ pub enum Account {
     /// Money outside the platform (top-ups come from here, payouts go here).
     External,
     /// A seller's payment account (funded by top-ups).
-    Payment(Id),
+    Payment(SellerId),
     /// A seller's voucher deposit for a category (ONB-4).
-    Deposit(Id, Id),
+    Deposit(SellerId, CategoryId),
     /// A group-buying operator's group-buying deposit (ONB-5).
-    GroupBuyingDeposit(Id),
+    GroupBuyingDeposit(SellerId),
 }
 
 impl crate::ledger::Account for Account {
@@ -191,17 +188,17 @@ pub type Entry = crate::ledger::Entry<Account>;
 #[serde(deny_unknown_fields)]
 pub struct ProductSpec {
     /// Product id.
-    pub id: Id,
+    pub id: ProductId,
     /// Category (PUB-1).
-    pub category: Id,
+    pub category: CategoryId,
     /// Delivery (PUB-2).
     pub delivery: Delivery,
     /// Validity (PUB-3).
     pub validity: Validity,
     /// Code provider (PUB-4); None only for self-issuing sellers.
-    pub provider: Option<Id>,
+    pub provider: Option<ProviderId>,
     /// Outlets where the voucher can be redeemed (PUB-5), at least one.
-    pub outlets: Vec<Id>,
+    pub outlets: Vec<OutletId>,
     /// Pay-on-redemption ticked, or T+3 (PUB-6).
     pub settlement: Settlement,
     /// Expiry refund ratio, when expiry refund is ticked (PUB-7).
@@ -221,9 +218,9 @@ pub enum CatalogCommand {
     /// Staff: create or replace a category node.
     PutCategory {
         /// Category id.
-        id: Id,
+        id: CategoryId,
         /// Parent node (must exist), None for a root.
-        parent: Option<Id>,
+        parent: Option<CategoryId>,
         /// Name.
         name: String,
         /// Whether vouchers may be published in it.
@@ -238,7 +235,7 @@ pub enum CatalogCommand {
     /// Staff: open a seller account, starting the ONB-2 application.
     CreateSeller {
         /// Seller id.
-        id: Id,
+        id: SellerId,
         /// Mall or marketplace.
         kind: SellerKind,
         /// Runs its own code system (ONB-3).
@@ -264,14 +261,14 @@ pub enum CatalogCommand {
         /// Customer-service phone, printed in every code SMS.
         service_phone: String,
         /// Categories wanted (each must support vouchers).
-        categories: Vec<Id>,
+        categories: Vec<CategoryId>,
     },
     /// Staff: grant a seller publish permission in a category (ONB-1).
     GrantPublishPermission {
         /// Seller.
-        seller: Id,
+        seller: SellerId,
         /// Category.
-        category: Id,
+        category: CategoryId,
     },
     /// Seller: fund its payment account from outside.
     TopUp {
@@ -281,35 +278,35 @@ pub enum CatalogCommand {
     /// Seller: apply for T+N in a category (ONB-4).
     ApplyTPlusN {
         /// Category.
-        category: Id,
+        category: CategoryId,
     },
     /// Staff: approve (freeze notice) or reject a T+N application (ONB-4).
     DecideTPlusN {
         /// Seller.
-        seller: Id,
+        seller: SellerId,
         /// Category.
-        category: Id,
+        category: CategoryId,
         /// Approve or reject.
         approve: bool,
     },
     /// Seller: confirm the freeze notice; the deposit is frozen (ONB-4).
     ConfirmDepositFreeze {
         /// Category.
-        category: Id,
+        category: CategoryId,
     },
     /// Staff: take money from a deposit (e.g. an after-sale refund, REF-5).
     DeductDeposit {
         /// Seller.
-        seller: Id,
+        seller: SellerId,
         /// Category.
-        category: Id,
+        category: CategoryId,
         /// Amount, > 0, at most [`crate::money::AMOUNT_FEN_MAX`].
         amount: Fen,
     },
     /// Seller: move money from its payment account into a deposit.
     TopUpDeposit {
         /// Category.
-        category: Id,
+        category: CategoryId,
         /// Amount, > 0, at most [`crate::money::AMOUNT_FEN_MAX`].
         amount: Fen,
     },
@@ -321,7 +318,7 @@ pub enum CatalogCommand {
     /// Staff: register a code provider (PRV).
     RegisterProvider {
         /// Provider id.
-        id: Id,
+        id: ProviderId,
         /// Name.
         name: String,
         /// Code length this provider issues, 6..=11.
@@ -330,12 +327,12 @@ pub enum CatalogCommand {
     /// Provider: import its relationship with an onboarded seller (PRV-1).
     LinkSeller {
         /// Seller.
-        seller: Id,
+        seller: SellerId,
     },
     /// Seller: add an outlet (PUB-5).
     AddOutlet {
         /// Outlet id.
-        id: Id,
+        id: OutletId,
         /// Name.
         name: String,
         /// Address.
@@ -348,20 +345,20 @@ pub enum CatalogCommand {
     /// Seller: add a verifier account or sub-account for some outlets.
     AddVerifier {
         /// Verifier id.
-        id: Id,
+        id: VerifierId,
         /// Real-name verified.
         real_name: bool,
         /// Parent account for a sub-account.
-        parent: Option<Id>,
+        parent: Option<VerifierId>,
         /// Outlets it may redeem at (the seller's own).
-        outlets: Vec<Id>,
+        outlets: Vec<OutletId>,
     },
     /// Provider: register a POS device at a linked seller's outlet (PRV-3).
     RegisterDevice {
         /// POS id.
-        pos_id: Id,
+        pos_id: PosId,
         /// Outlet.
-        outlet: Id,
+        outlet: OutletId,
         /// Check method.
         check_method: CheckMethod,
     },
@@ -371,7 +368,7 @@ pub enum CatalogCommand {
     /// Seller: take its product off the shelf.
     DelistProduct {
         /// Product.
-        id: Id,
+        id: ProductId,
     },
     /// System: delist products whose validity end has passed (PUB-3).
     Tick,
@@ -447,18 +444,18 @@ pub enum CatalogEvent {
     /// Approval of T+N created a deposit-freeze notice (ONB-4).
     FreezeNotice {
         /// Seller.
-        seller: Id,
+        seller: SellerId,
         /// Category.
-        category: Id,
+        category: CategoryId,
         /// The deposit amount.
         amount: Fen,
     },
     /// A deposit fell below the required amount: demand a top-up (ONB-6).
     DepositShort {
         /// Seller.
-        seller: Id,
+        seller: SellerId,
         /// Category.
-        category: Id,
+        category: CategoryId,
         /// Balance now.
         balance: Fen,
         /// Required.
@@ -467,7 +464,7 @@ pub enum CatalogEvent {
     /// A product was delisted because its validity ended (PUB-3).
     ProductDelisted {
         /// Product.
-        product: Id,
+        product: ProductId,
     },
     /// A fact every voucher shard needs for ORD-7's redemption checks.
     Fact(crate::message::CatalogFact),
@@ -498,7 +495,7 @@ pub enum CatalogOutcome {
     /// Products delisted by a tick.
     Ticked {
         /// Products delisted because their validity ended (PUB-3).
-        delisted: Vec<Id>,
+        delisted: Vec<ProductId>,
         /// Lockouts whose cooling period had ended, dropped.
         lockouts_ended: u32,
     },
@@ -511,7 +508,7 @@ pub type CatalogReply = Result<CatalogOutcome, Rejection>;
 
 #[derive(Clone, Debug)]
 struct Category {
-    parent: Option<Id>,
+    parent: Option<CategoryId>,
     name: String,
     supports_vouchers: bool,
     deposit: Fen,
@@ -527,10 +524,10 @@ struct Seller {
     onboarding: Onboarding,
     payment_account: Option<String>,
     service_phone: Option<String>,
-    categories_wanted: BTreeSet<Id>,
-    permitted: BTreeSet<Id>,
-    t_plus_n: BTreeMap<Id, TPlusN>,
-    short: BTreeSet<Id>,
+    categories_wanted: BTreeSet<CategoryId>,
+    permitted: BTreeSet<CategoryId>,
+    t_plus_n: BTreeMap<CategoryId, TPlusN>,
+    short: BTreeSet<CategoryId>,
 }
 
 #[derive(Clone, Debug)]
@@ -539,12 +536,12 @@ struct Provider {
     /// Code length this provider issues (6..=11).
     code_digits: u8,
     /// Sellers that imported their relationship (PRV-1).
-    sellers: BTreeSet<Id>,
+    sellers: BTreeSet<SellerId>,
 }
 
 #[derive(Clone, Debug)]
 struct Outlet {
-    seller: Id,
+    seller: SellerId,
     name: String,
     address: String,
     latitude: Decimal,
@@ -553,23 +550,23 @@ struct Outlet {
 
 #[derive(Clone, Debug)]
 struct Verifier {
-    seller: Id,
+    seller: SellerId,
     real_name: bool,
-    parent: Option<Id>,
-    outlets: BTreeSet<Id>,
+    parent: Option<VerifierId>,
+    outlets: BTreeSet<OutletId>,
 }
 
 /// A registered POS (PRV-3).
 #[derive(Clone, Debug)]
 struct Device {
-    provider: Id,
-    outlet: Id,
+    provider: ProviderId,
+    outlet: OutletId,
     check_method: CheckMethod,
 }
 
 #[derive(Clone, Debug)]
 struct Product {
-    seller: Id,
+    seller: SellerId,
     spec: ProductSpec,
     code_digits: Option<u8>,
     listed: bool,
@@ -580,13 +577,13 @@ struct Product {
 /// The catalog state machine; see the module docs.
 pub struct Catalog {
     tz: TimeZone,
-    categories: BTreeMap<Id, Category>,
-    sellers: BTreeMap<Id, Seller>,
-    providers: BTreeMap<Id, Provider>,
-    outlets: BTreeMap<Id, Outlet>,
-    verifiers: BTreeMap<Id, Verifier>,
-    devices: BTreeMap<Id, Device>,
-    products: BTreeMap<Id, Product>,
+    categories: BTreeMap<CategoryId, Category>,
+    sellers: BTreeMap<SellerId, Seller>,
+    providers: BTreeMap<ProviderId, Provider>,
+    outlets: BTreeMap<OutletId, Outlet>,
+    verifiers: BTreeMap<VerifierId, Verifier>,
+    devices: BTreeMap<PosId, Device>,
+    products: BTreeMap<ProductId, Product>,
     ledger: Ledger<Account>,
     done: BTreeMap<RequestId, (u64, CatalogReply)>,
     /// Active tokens: SHA-256 → principal.
@@ -730,7 +727,7 @@ impl Catalog {
     /// Whether product `id` is listed, as `actor` sees it through
     /// [`CatalogQuery::Product`]: None when it does not exist or `actor`
     /// may not see it (another seller's).
-    pub fn product_listed(&self, actor: Actor, id: Id) -> Option<bool> {
+    pub fn product_listed(&self, actor: Actor, id: ProductId) -> Option<bool> {
         match self.read(actor, &CatalogQuery::Product { id }) {
             Ok(CatalogView::Products(p)) => p.first().map(|p| p.listed),
             _ => None,
@@ -738,15 +735,18 @@ impl Catalog {
     }
 
     /// A seller's onboarding state and T+N state per category, for staff.
-    pub fn seller_state(&self, seller: Id) -> Option<(Onboarding, BTreeMap<Id, TPlusN>)> {
+    pub fn seller_state(
+        &self,
+        seller: SellerId,
+    ) -> Option<(Onboarding, BTreeMap<CategoryId, TPlusN>)> {
         self.sellers
             .get(&seller)
             .map(|s| (s.onboarding, s.t_plus_n.clone()))
     }
 
     /// Runs `command`, which the role matrix allowed for `actor`: one
-    /// method per command, each in the file of its rule family, with `me`
-    /// the actor's own id. One line per command (kept so by
+    /// method per command, each in the file of its rule family, with `me_seller`
+    /// or `me_provider` the actor's own id. One line per command (kept so by
     /// `rustfmt::skip`).
     #[rustfmt::skip]
     fn run(
@@ -757,10 +757,15 @@ impl Catalog {
         events: &mut Vec<CatalogEvent>,
     ) -> CatalogReply {
         use CatalogCommand::*;
-        let me = match actor {
-            Actor::Seller(id) | Actor::Provider(id) => id,
-            Actor::Verifier(id) | Actor::Device(id) => id,
-            Actor::Staff | Actor::System | Actor::FrontEnd => 0,
+        // The role matrix lets only sellers run seller commands and only
+        // providers run provider commands: the other kind's id is unused.
+        let me_seller = match actor {
+            Actor::Seller(id) => id,
+            _ => SellerId(0),
+        };
+        let me_provider = match actor {
+            Actor::Provider(id) => id,
+            _ => ProviderId(0),
         };
         match command {
             PutCategory { id, parent, name, supports_vouchers, deposit, min_expiry_refund_ratio, supports_auto_refund } => {
@@ -775,24 +780,24 @@ impl Catalog {
                 self.put_category(*id, node, events)
             }
             CreateSeller { id, kind, self_issuing, group_buying_operator } => self.create_seller(*id, *kind, *self_issuing, *group_buying_operator),
-            AcceptAgreement => self.accept_agreement(me),
-            BindPaymentAccount { account, supports_freezing, accept_payment_agreement } => self.bind_payment_account(me, account, *supports_freezing, *accept_payment_agreement),
-            ConfirmOnboarding { service_phone, categories } => self.confirm_onboarding(me, service_phone, categories),
+            AcceptAgreement => self.accept_agreement(me_seller),
+            BindPaymentAccount { account, supports_freezing, accept_payment_agreement } => self.bind_payment_account(me_seller, account, *supports_freezing, *accept_payment_agreement),
+            ConfirmOnboarding { service_phone, categories } => self.confirm_onboarding(me_seller, service_phone, categories),
             GrantPublishPermission { seller, category } => self.grant_publish_permission(*seller, *category),
-            TopUp { amount } => self.top_up(now_ms, me, *amount),
-            ApplyTPlusN { category } => self.apply_t_plus_n(me, *category),
+            TopUp { amount } => self.top_up(now_ms, me_seller, *amount),
+            ApplyTPlusN { category } => self.apply_t_plus_n(me_seller, *category),
             DecideTPlusN { seller, category, approve } => self.decide_t_plus_n(*seller, *category, *approve, events),
-            ConfirmDepositFreeze { category } => self.confirm_deposit_freeze(now_ms, me, *category, events),
+            ConfirmDepositFreeze { category } => self.confirm_deposit_freeze(now_ms, me_seller, *category, events),
             DeductDeposit { seller, category, amount } => self.deduct_deposit(now_ms, *seller, *category, *amount, events),
-            TopUpDeposit { category, amount } => self.top_up_deposit(now_ms, me, *category, *amount, events),
-            FundGroupBuyingDeposit { amount } => self.fund_group_buying_deposit(now_ms, me, *amount),
+            TopUpDeposit { category, amount } => self.top_up_deposit(now_ms, me_seller, *category, *amount, events),
+            FundGroupBuyingDeposit { amount } => self.fund_group_buying_deposit(now_ms, me_seller, *amount),
             RegisterProvider { id, name, code_digits } => self.register_provider(*id, name, *code_digits),
-            LinkSeller { seller } => self.link_seller(me, *seller),
-            AddOutlet { id, name, address, latitude, longitude } => self.add_outlet(me, *id, name, address, *latitude, *longitude),
-            AddVerifier { id, real_name, parent, outlets } => self.add_verifier(me, *id, *real_name, *parent, outlets, events),
-            RegisterDevice { pos_id, outlet, check_method } => self.register_device(me, *pos_id, *outlet, *check_method, events),
-            PublishProduct(spec) => self.publish_product(now_ms, me, spec, events),
-            DelistProduct { id } => self.delist_product(me, *id, events),
+            LinkSeller { seller } => self.link_seller(me_provider, *seller),
+            AddOutlet { id, name, address, latitude, longitude } => self.add_outlet(me_seller, *id, name, address, *latitude, *longitude),
+            AddVerifier { id, real_name, parent, outlets } => self.add_verifier(me_seller, *id, *real_name, *parent, outlets, events),
+            RegisterDevice { pos_id, outlet, check_method } => self.register_device(me_provider, *pos_id, *outlet, *check_method, events),
+            PublishProduct(spec) => self.publish_product(now_ms, me_seller, spec, events),
+            DelistProduct { id } => self.delist_product(me_seller, *id, events),
             Tick => self.tick(now_ms, events),
             IssueToken { token_hash, actor } => self.issue_token(now_ms, token_hash, *actor),
             RevokeToken { which } => self.revoke_tokens(now_ms, *which, events),

@@ -7,18 +7,19 @@
 
 use super::check::{check_distinct, check_text, reject};
 use super::{
-    Catalog, CatalogEvent, CatalogOutcome, CatalogReply, Id, Outlet, Verifier, LIST_ITEMS_MAX,
+    Catalog, CatalogEvent, CatalogOutcome, CatalogReply, Outlet, Verifier, LIST_ITEMS_MAX,
     SELLER_ENTITIES_MAX,
 };
 use crate::error::{ErrorCode, Rejection};
+use crate::ids::{OutletId, SellerId, VerifierId};
 use rust_decimal::Decimal;
 
 impl Catalog {
     /// [`super::CatalogCommand::AddOutlet`]: seller `me` adds outlet `id`.
     pub(super) fn add_outlet(
         &mut self,
-        me: Id,
-        id: Id,
+        me: SellerId,
+        id: OutletId,
         name: &str,
         address: &str,
         latitude: Decimal,
@@ -58,11 +59,11 @@ impl Catalog {
     /// its outlets.
     pub(super) fn add_verifier(
         &mut self,
-        me: Id,
-        id: Id,
+        me: SellerId,
+        id: VerifierId,
         real_name: bool,
-        parent: Option<Id>,
-        outlets: &[Id],
+        parent: Option<VerifierId>,
+        outlets: &[OutletId],
         events: &mut Vec<CatalogEvent>,
     ) -> CatalogReply {
         self.enabled_seller(me)?;
@@ -106,7 +107,11 @@ impl Catalog {
 
     /// Refuses `outlets` unless they are distinct, at most
     /// [`LIST_ITEMS_MAX`], and all `seller`'s own.
-    pub(super) fn own_outlets(&self, seller: Id, outlets: &[Id]) -> Result<(), Rejection> {
+    pub(super) fn own_outlets(
+        &self,
+        seller: SellerId,
+        outlets: &[OutletId],
+    ) -> Result<(), Rejection> {
         if outlets.len() > LIST_ITEMS_MAX {
             return Err(reject(ErrorCode::BadRequest, "too many outlets"));
         }

@@ -10,10 +10,11 @@
 
 use super::check::{check_text, reject};
 use super::{
-    Account, Catalog, CatalogEvent, CatalogOutcome, CatalogReply, Category, Id, Product,
-    ProductSpec, Seller, Settlement, TPlusN,
+    Account, Catalog, CatalogEvent, CatalogOutcome, CatalogReply, Category, Product, ProductSpec,
+    Seller, Settlement, TPlusN,
 };
 use crate::error::{ErrorCode, Rejection};
+use crate::ids::{ProductId, ProviderId, SellerId};
 use crate::money::{Bps, Fen};
 use crate::validity::Validity;
 
@@ -23,7 +24,7 @@ impl Catalog {
     pub(super) fn publish_product(
         &mut self,
         now_ms: i64,
-        me: Id,
+        me: SellerId,
         spec: &ProductSpec,
         events: &mut Vec<CatalogEvent>,
     ) -> CatalogReply {
@@ -32,7 +33,7 @@ impl Catalog {
         Ok(done)
     }
 
-    fn publish(&mut self, now_ms: i64, me: Id, p: &ProductSpec) -> CatalogReply {
+    fn publish(&mut self, now_ms: i64, me: SellerId, p: &ProductSpec) -> CatalogReply {
         let seller = self.enabled_seller(me)?.clone();
         let category = self.category(p.category)?.clone();
         check_category(p, &seller, &category)?;
@@ -84,9 +85,9 @@ impl Catalog {
     /// `me` (PRV-1) or is the platform's own.
     fn check_provider(
         &self,
-        me: Id,
+        me: SellerId,
         seller: &Seller,
-        provider: Option<Id>,
+        provider: Option<ProviderId>,
     ) -> Result<(), Rejection> {
         match provider {
             None if !seller.self_issuing => {
@@ -116,7 +117,7 @@ impl Catalog {
     /// a group-buying deposit that guarantees it (ONB-5).
     fn check_t_plus_3_guarantee(
         &self,
-        me: Id,
+        me: SellerId,
         seller: &Seller,
         category: &Category,
         p: &ProductSpec,
@@ -161,8 +162,8 @@ impl Catalog {
     /// product `id` off the shelf.
     pub(super) fn delist_product(
         &mut self,
-        me: Id,
-        id: Id,
+        me: SellerId,
+        id: ProductId,
         events: &mut Vec<CatalogEvent>,
     ) -> CatalogReply {
         match self.products.get_mut(&id) {
@@ -195,7 +196,7 @@ impl Catalog {
     }
 
     /// The fact shards need of product `id` as it is now.
-    pub(super) fn product_fact(&self, id: Id) -> Option<crate::message::CatalogFact> {
+    pub(super) fn product_fact(&self, id: ProductId) -> Option<crate::message::CatalogFact> {
         let p = self.products.get(&id)?;
         Some(crate::message::CatalogFact::Product {
             id,

@@ -6,10 +6,11 @@
 
 use super::check::{check_text, reject};
 use super::{
-    Catalog, CatalogEvent, CatalogOutcome, CatalogReply, CheckMethod, Device, Id, Onboarding,
-    Provider, PLATFORM_PROVIDER,
+    Catalog, CatalogEvent, CatalogOutcome, CatalogReply, CheckMethod, Device, Onboarding, Provider,
+    PLATFORM_PROVIDER,
 };
 use crate::error::ErrorCode;
+use crate::ids::{OutletId, PosId, ProviderId, SellerId};
 use crate::limits::{CODE_DIGITS_MAX, CODE_DIGITS_MIN};
 use std::collections::BTreeSet;
 
@@ -18,7 +19,7 @@ impl Catalog {
     /// `code_digits`-digit codes.
     pub(super) fn register_provider(
         &mut self,
-        id: Id,
+        id: ProviderId,
         name: &str,
         code_digits: u8,
     ) -> CatalogReply {
@@ -42,7 +43,7 @@ impl Catalog {
 
     /// [`super::CatalogCommand::LinkSeller`]: provider `me` imports its
     /// relationship with onboarded `seller` (PRV-1).
-    pub(super) fn link_seller(&mut self, me: Id, seller: Id) -> CatalogReply {
+    pub(super) fn link_seller(&mut self, me: ProviderId, seller: SellerId) -> CatalogReply {
         self.enabled_seller(seller)?;
         let provider = self
             .providers
@@ -56,9 +57,9 @@ impl Catalog {
     /// a POS at an outlet of a seller it serves (PRV-3).
     pub(super) fn register_device(
         &mut self,
-        me: Id,
-        pos_id: Id,
-        outlet: Id,
+        me: ProviderId,
+        pos_id: PosId,
+        outlet: OutletId,
         check_method: CheckMethod,
         events: &mut Vec<CatalogEvent>,
     ) -> CatalogReply {
@@ -96,7 +97,7 @@ impl Catalog {
     /// Whether `provider` may serve `seller` (PUB-4, PRV-1): the seller
     /// imported its relationship, or the provider is the platform's own
     /// and the seller has onboarded.
-    pub(super) fn linked(&self, provider: Id, seller: Id) -> bool {
+    pub(super) fn linked(&self, provider: ProviderId, seller: SellerId) -> bool {
         let imported = self
             .providers
             .get(&provider)

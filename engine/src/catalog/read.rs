@@ -12,10 +12,11 @@
 
 use super::check::reject;
 use super::{
-    Account, Actor, Catalog, CheckMethod, Id, LockKey, LockoutView, Onboarding, ProductSpec,
+    Account, Actor, Catalog, CheckMethod, LockKey, LockoutView, Onboarding, ProductSpec,
     SellerKind, TPlusN, TokenView, PLATFORM_PROVIDER,
 };
 use crate::error::{ErrorCode, Rejection};
+use crate::ids::{CategoryId, OutletId, PosId, ProductId, ProviderId, SellerId, VerifierId};
 use crate::money::{Bps, Fen};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -26,18 +27,19 @@ use serde::{Deserialize, Serialize};
 pub const READ_PAGE_ITEMS_MAX: u32 = 100;
 
 /// One page of a list: items with ids above `after` (all when None), in
-/// ascending id order, at most `limit` (1..=`READ_PAGE_ITEMS_MAX`).
+/// ascending id order, at most `limit` (1..=`READ_PAGE_ITEMS_MAX`). `K` is
+/// the kind of id the list is keyed by (e.g. [`OutletId`] for outlets).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Page {
+pub struct Page<K> {
     /// Start after this id.
-    pub after: Option<Id>,
+    pub after: Option<K>,
     /// Most items, 1..=`READ_PAGE_ITEMS_MAX`.
     pub limit: u32,
 }
 
-impl Page {
+impl<K> Page<K> {
     /// The first page of at most `READ_PAGE_ITEMS_MAX` items.
-    pub fn first() -> Page {
+    pub fn first() -> Page<K> {
         Page {
             after: None,
             limit: READ_PAGE_ITEMS_MAX,
@@ -51,48 +53,48 @@ impl Page {
 #[serde(rename_all = "snake_case")]
 pub enum CatalogQuery {
     /// The category tree. Everyone.
-    Categories(Page),
+    Categories(Page<CategoryId>),
     /// One seller's account, onboarding, permissions, T+N and balances
     /// (ONB). Staff any; a seller itself (`id` None or its own).
     Seller {
         /// The seller; None for the asking seller itself.
-        id: Option<Id>,
+        id: Option<SellerId>,
     },
     /// Code providers with their code length (PUB-4, ORD-3). Staff all; a
     /// provider itself; a seller those it may select (the platform's own
     /// and those that imported it), showing only its own link.
-    Providers(Page),
+    Providers(Page<ProviderId>),
     /// Outlets (PUB-5). Staff and the front end all (the public map); a
     /// seller its own; a provider those of the sellers it serves.
     Outlets {
         /// Only this seller's.
-        seller: Option<Id>,
+        seller: Option<SellerId>,
         /// Which page.
-        page: Page,
+        page: Page<OutletId>,
     },
     /// Verifier accounts. Staff any seller's; a seller its own.
     Verifiers {
         /// Only this seller's.
-        seller: Option<Id>,
+        seller: Option<SellerId>,
         /// Which page.
-        page: Page,
+        page: Page<VerifierId>,
     },
     /// POS devices (PRV-3). Staff all; a provider its own; a seller those
     /// at its outlets.
-    Devices(Page),
+    Devices(Page<PosId>),
     /// Products (PUB). Staff all; a seller its own; a provider those that
     /// chose it; the front end the listed ones.
     Products {
         /// Only this seller's.
-        seller: Option<Id>,
+        seller: Option<SellerId>,
         /// Which page.
-        page: Page,
+        page: Page<ProductId>,
     },
     /// One product, as [`CatalogQuery::Products`] would show it; another
     /// tenant's product is `not_found`.
     Product {
         /// Product id.
-        id: Id,
+        id: ProductId,
     },
     /// Keys locked out after failed code attempts (issue 7). Staff all; a
     /// seller those of its POS, verifiers, outlets and itself.
@@ -137,9 +139,9 @@ impl CatalogQuery {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CategoryView {
     /// Category id.
-    pub id: Id,
+    pub id: CategoryId,
     /// Parent node.
-    pub parent: Option<Id>,
+    pub parent: Option<CategoryId>,
     /// Name.
     pub name: String,
     /// Vouchers may be published in it.
@@ -156,7 +158,7 @@ pub struct CategoryView {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SellerView {
     /// Seller id.
-    pub id: Id,
+    pub id: SellerId,
     /// Mall or marketplace.
     pub kind: SellerKind,
     /// Runs its own code system (ONB-3).
@@ -170,17 +172,17 @@ pub struct SellerView {
     /// Customer-service phone (ONB-2 step 3).
     pub service_phone: Option<String>,
     /// Categories asked for at confirmation (ONB-2).
-    pub categories_wanted: Vec<Id>,
+    pub categories_wanted: Vec<CategoryId>,
     /// Categories with publish permission (ONB-1).
-    pub permitted: Vec<Id>,
+    pub permitted: Vec<CategoryId>,
     /// T+N state per category (ONB-4).
-    pub t_plus_n: Vec<(Id, TPlusN)>,
+    pub t_plus_n: Vec<(CategoryId, TPlusN)>,
     /// Payment account balance.
     pub payment_balance: Fen,
     /// Voucher deposit per category (ONB-4, ONB-6).
-    pub deposits: Vec<(Id, Fen)>,
+    pub deposits: Vec<(CategoryId, Fen)>,
     /// Categories whose deposit is short (ONB-6).
-    pub deposit_short: Vec<Id>,
+    pub deposit_short: Vec<CategoryId>,
     /// Group-buying deposit (ONB-5).
     pub group_buying_deposit: Fen,
 }
@@ -189,23 +191,23 @@ pub struct SellerView {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProviderView {
     /// Provider id (`PLATFORM_PROVIDER` for the platform's own).
-    pub id: Id,
+    pub id: ProviderId,
     /// Name.
     pub name: String,
     /// Code length it issues, digits.
     pub code_digits: u8,
     /// Sellers that imported their relationship with it (PRV-1), as far
     /// as the reader may see them.
-    pub sellers: Vec<Id>,
+    pub sellers: Vec<SellerId>,
 }
 
 /// An outlet (PUB-5).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutletView {
     /// Outlet id.
-    pub id: Id,
+    pub id: OutletId,
     /// Owning seller.
-    pub seller: Id,
+    pub seller: SellerId,
     /// Name.
     pub name: String,
     /// Address.
@@ -220,28 +222,28 @@ pub struct OutletView {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VerifierView {
     /// Verifier id.
-    pub id: Id,
+    pub id: VerifierId,
     /// Owning seller.
-    pub seller: Id,
+    pub seller: SellerId,
     /// Real-name verified.
     pub real_name: bool,
     /// Parent account of a sub-account.
-    pub parent: Option<Id>,
+    pub parent: Option<VerifierId>,
     /// Outlets it may redeem at.
-    pub outlets: Vec<Id>,
+    pub outlets: Vec<OutletId>,
 }
 
 /// A POS device (PRV-3).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceView {
     /// POS id.
-    pub pos_id: Id,
+    pub pos_id: PosId,
     /// Registering provider.
-    pub provider: Id,
+    pub provider: ProviderId,
     /// Outlet.
-    pub outlet: Id,
+    pub outlet: OutletId,
     /// The outlet's seller.
-    pub seller: Id,
+    pub seller: SellerId,
     /// Check method.
     pub check_method: CheckMethod,
 }
@@ -250,7 +252,7 @@ pub struct DeviceView {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProductView {
     /// Publishing seller.
-    pub seller: Id,
+    pub seller: SellerId,
     /// What was published.
     pub spec: ProductSpec,
     /// Code length of its provider, digits (None: self-issuing).
@@ -286,7 +288,7 @@ pub enum CatalogView {
 /// A read's reply.
 pub type ReadReply = Result<CatalogView, Rejection>;
 
-fn check_page(page: Page) -> Result<(), Rejection> {
+fn check_page<K>(page: Page<K>) -> Result<(), Rejection> {
     if page.limit == 0 || page.limit > READ_PAGE_ITEMS_MAX {
         return Err(reject(
             ErrorCode::BadRequest,
@@ -298,11 +300,11 @@ fn check_page(page: Page) -> Result<(), Rejection> {
 
 /// Up to `page.limit` items of `map` after `page.after` that `keep`
 /// admits, mapped by `view`.
-fn paged<'a, T: 'a, V>(
-    map: &'a std::collections::BTreeMap<Id, T>,
-    page: Page,
-    keep: impl Fn(&Id, &T) -> bool,
-    view: impl Fn(&Id, &T) -> V,
+fn paged<'a, K: Ord + Copy, T: 'a, V>(
+    map: &'a std::collections::BTreeMap<K, T>,
+    page: Page<K>,
+    keep: impl Fn(&K, &T) -> bool,
+    view: impl Fn(&K, &T) -> V,
 ) -> Vec<V> {
     use std::ops::Bound::{Excluded, Unbounded};
     let from = page.after.map_or(Unbounded, Excluded);
@@ -353,7 +355,7 @@ impl Catalog {
 
     /// The seller a filter may name: a seller only itself, a provider
     /// only a seller it serves; staff and the front end anyone.
-    fn scope(&self, actor: Actor, filter: Option<Id>) -> Result<Option<Id>, Rejection> {
+    fn scope(&self, actor: Actor, filter: Option<SellerId>) -> Result<Option<SellerId>, Rejection> {
         match (actor, filter) {
             (Actor::Seller(me), None) => Ok(Some(me)),
             (Actor::Seller(me), Some(s)) if s != me => Err(reject(
@@ -369,7 +371,7 @@ impl Catalog {
     }
 
     /// [`CatalogQuery::Categories`].
-    fn read_categories(&self, page: Page) -> ReadReply {
+    fn read_categories(&self, page: Page<CategoryId>) -> ReadReply {
         check_page(page)?;
         Ok(CatalogView::Categories(paged(
             &self.categories,
@@ -388,7 +390,7 @@ impl Catalog {
     }
 
     /// [`CatalogQuery::Seller`].
-    fn read_seller(&self, actor: Actor, id: Option<Id>) -> ReadReply {
+    fn read_seller(&self, actor: Actor, id: Option<SellerId>) -> ReadReply {
         let id = self
             .scope(actor, id)?
             .ok_or_else(|| reject(ErrorCode::BadRequest, "name the seller to read"))?;
@@ -396,7 +398,7 @@ impl Catalog {
     }
 
     /// [`CatalogQuery::Providers`].
-    fn read_providers(&self, actor: Actor, page: Page) -> ReadReply {
+    fn read_providers(&self, actor: Actor, page: Page<ProviderId>) -> ReadReply {
         check_page(page)?;
         let staff = matches!(actor, Actor::Staff | Actor::System);
         Ok(CatalogView::Providers(paged(
@@ -420,7 +422,12 @@ impl Catalog {
     }
 
     /// [`CatalogQuery::Outlets`].
-    fn read_outlets(&self, actor: Actor, seller: Option<Id>, page: Page) -> ReadReply {
+    fn read_outlets(
+        &self,
+        actor: Actor,
+        seller: Option<SellerId>,
+        page: Page<OutletId>,
+    ) -> ReadReply {
         check_page(page)?;
         let seller = self.scope(actor, seller)?;
         Ok(CatalogView::Outlets(paged(
@@ -445,7 +452,12 @@ impl Catalog {
     }
 
     /// [`CatalogQuery::Verifiers`].
-    fn read_verifiers(&self, actor: Actor, seller: Option<Id>, page: Page) -> ReadReply {
+    fn read_verifiers(
+        &self,
+        actor: Actor,
+        seller: Option<SellerId>,
+        page: Page<VerifierId>,
+    ) -> ReadReply {
         check_page(page)?;
         let seller = self.scope(actor, seller)?;
         Ok(CatalogView::Verifiers(paged(
@@ -463,10 +475,10 @@ impl Catalog {
     }
 
     /// [`CatalogQuery::Devices`].
-    fn read_devices(&self, actor: Actor, page: Page) -> ReadReply {
+    fn read_devices(&self, actor: Actor, page: Page<PosId>) -> ReadReply {
         check_page(page)?;
         let staff = matches!(actor, Actor::Staff | Actor::System);
-        let owner = |outlet: &Id| self.outlets.get(outlet).map(|o| o.seller);
+        let owner = |outlet: &OutletId| self.outlets.get(outlet).map(|o| o.seller);
         Ok(CatalogView::Devices(paged(
             &self.devices,
             page,
@@ -479,14 +491,19 @@ impl Catalog {
                 pos_id: *pos_id,
                 provider: d.provider,
                 outlet: d.outlet,
-                seller: owner(&d.outlet).unwrap_or_default(),
+                seller: owner(&d.outlet).unwrap_or(SellerId(0)),
                 check_method: d.check_method,
             },
         )))
     }
 
     /// [`CatalogQuery::Products`].
-    fn read_products(&self, actor: Actor, seller: Option<Id>, page: Page) -> ReadReply {
+    fn read_products(
+        &self,
+        actor: Actor,
+        seller: Option<SellerId>,
+        page: Page<ProductId>,
+    ) -> ReadReply {
         check_page(page)?;
         let seller = self.scope(actor, seller)?;
         Ok(CatalogView::Products(paged(
@@ -498,7 +515,7 @@ impl Catalog {
     }
 
     /// [`CatalogQuery::Product`]: another tenant's product is `not_found`.
-    fn read_product(&self, actor: Actor, id: Id) -> ReadReply {
+    fn read_product(&self, actor: Actor, id: ProductId) -> ReadReply {
         match self.products.get(&id) {
             Some(p) if self.may_see_product(actor, id) => {
                 Ok(CatalogView::Products(vec![product_view(p)]))
@@ -508,7 +525,7 @@ impl Catalog {
     }
 
     /// Whether `actor` may see product `id` (see the module docs).
-    fn may_see_product(&self, actor: Actor, id: Id) -> bool {
+    fn may_see_product(&self, actor: Actor, id: ProductId) -> bool {
         let Some(p) = self.products.get(&id) else {
             return false;
         };
@@ -521,14 +538,17 @@ impl Catalog {
         }
     }
 
-    fn seller_view(&self, id: Id) -> Result<SellerView, Rejection> {
+    fn seller_view(&self, id: SellerId) -> Result<SellerView, Rejection> {
         let s = self
             .sellers
             .get(&id)
             .ok_or_else(|| reject(ErrorCode::NotFound, format!("seller {id}")))?;
         let deposits = self
             .ledger
-            .balances(Account::Deposit(id, Id::MIN)..=Account::Deposit(id, Id::MAX))
+            .balances(
+                Account::Deposit(id, CategoryId(u64::MIN))
+                    ..=Account::Deposit(id, CategoryId(u64::MAX)),
+            )
             .filter_map(|(account, amount)| match account {
                 Account::Deposit(_, category) => Some((category, amount)),
                 _ => None,

@@ -8,9 +8,10 @@
 
 use super::check::{check_distinct, check_text, reject};
 use super::{
-    Catalog, CatalogOutcome, CatalogReply, Id, Onboarding, Seller, SellerKind, LIST_ITEMS_MAX,
+    Catalog, CatalogOutcome, CatalogReply, Onboarding, Seller, SellerKind, LIST_ITEMS_MAX,
 };
 use crate::error::{ErrorCode, Rejection};
+use crate::ids::{CategoryId, SellerId};
 use std::collections::{BTreeMap, BTreeSet};
 
 impl Catalog {
@@ -18,7 +19,7 @@ impl Catalog {
     /// account at the first ONB-2 step.
     pub(super) fn create_seller(
         &mut self,
-        id: Id,
+        id: SellerId,
         kind: SellerKind,
         self_issuing: bool,
         group_buying_operator: bool,
@@ -45,14 +46,14 @@ impl Catalog {
     }
 
     /// [`super::CatalogCommand::AcceptAgreement`]: ONB-2 step 1.
-    pub(super) fn accept_agreement(&mut self, me: Id) -> CatalogReply {
+    pub(super) fn accept_agreement(&mut self, me: SellerId) -> CatalogReply {
         self.step(me, Onboarding::Applied, Onboarding::AgreementAccepted)
     }
 
     /// [`super::CatalogCommand::BindPaymentAccount`]: ONB-2 step 2.
     pub(super) fn bind_payment_account(
         &mut self,
-        me: Id,
+        me: SellerId,
         account: &str,
         supports_freezing: bool,
         accept_payment_agreement: bool,
@@ -74,9 +75,9 @@ impl Catalog {
     /// publishing is enabled at once.
     pub(super) fn confirm_onboarding(
         &mut self,
-        me: Id,
+        me: SellerId,
         service_phone: &str,
-        categories: &[Id],
+        categories: &[CategoryId],
     ) -> CatalogReply {
         check_text("customer-service phone", service_phone)?;
         self.expect_step(me, Onboarding::PaymentBound)?;
@@ -103,7 +104,11 @@ impl Catalog {
     }
 
     /// [`super::CatalogCommand::GrantPublishPermission`] (ONB-1).
-    pub(super) fn grant_publish_permission(&mut self, seller: Id, category: Id) -> CatalogReply {
+    pub(super) fn grant_publish_permission(
+        &mut self,
+        seller: SellerId,
+        category: CategoryId,
+    ) -> CatalogReply {
         if !self.category(category)?.supports_vouchers {
             return Err(reject(
                 ErrorCode::CategoryNotForVouchers,
@@ -115,7 +120,7 @@ impl Catalog {
     }
 
     /// Refuses a step unless `seller` is at `from` (ONB-2's order).
-    fn expect_step(&self, seller: Id, from: Onboarding) -> Result<(), Rejection> {
+    fn expect_step(&self, seller: SellerId, from: Onboarding) -> Result<(), Rejection> {
         let at = self.seller(seller)?.onboarding;
         if at != from {
             return Err(reject(
@@ -127,28 +132,28 @@ impl Catalog {
     }
 
     /// Moves `seller` from onboarding step `from` to `to`.
-    fn step(&mut self, seller: Id, from: Onboarding, to: Onboarding) -> CatalogReply {
+    fn step(&mut self, seller: SellerId, from: Onboarding, to: Onboarding) -> CatalogReply {
         self.expect_step(seller, from)?;
         self.seller_mut(seller)?.onboarding = to;
         Ok(CatalogOutcome::Onboarding(to))
     }
 
     /// Seller `id`; `not_found` when there is none.
-    pub(super) fn seller(&self, id: Id) -> Result<&Seller, Rejection> {
+    pub(super) fn seller(&self, id: SellerId) -> Result<&Seller, Rejection> {
         self.sellers
             .get(&id)
             .ok_or_else(|| reject(ErrorCode::NotFound, format!("seller {id}")))
     }
 
     /// Seller `id`, to change; `not_found` when there is none.
-    pub(super) fn seller_mut(&mut self, id: Id) -> Result<&mut Seller, Rejection> {
+    pub(super) fn seller_mut(&mut self, id: SellerId) -> Result<&mut Seller, Rejection> {
         self.sellers
             .get_mut(&id)
             .ok_or_else(|| reject(ErrorCode::NotFound, format!("seller {id}")))
     }
 
     /// Seller `id` once onboarded (ONB-2); `seller_not_onboarded` before.
-    pub(super) fn enabled_seller(&self, id: Id) -> Result<&Seller, Rejection> {
+    pub(super) fn enabled_seller(&self, id: SellerId) -> Result<&Seller, Rejection> {
         let s = self.seller(id)?;
         if s.onboarding != Onboarding::Enabled {
             return Err(reject(

@@ -163,8 +163,11 @@ mod tests {
 
     #[test]
     fn words_name_principals_and_states_without_debug_text() {
-        assert_eq!(Actor::Device(31).to_string(), "POS 31");
-        assert_eq!(Actor::Provider(7).to_string(), "code provider 7");
+        assert_eq!(Actor::Device(PosId(31)).to_string(), "POS 31");
+        assert_eq!(
+            Actor::Provider(ProviderId(7)).to_string(),
+            "code provider 7"
+        );
         assert_eq!(
             TPlusN::FreezeNotice {
                 amount: crate::money::Fen::new(50000)
@@ -173,7 +176,7 @@ mod tests {
             "approved, a deposit freeze of 500.00 yuan awaits the seller"
         );
         assert_eq!(
-            Account::Deposit(500, 11).to_string(),
+            Account::Deposit(SellerId(500), CategoryId(11)).to_string(),
             "the deposit of seller 500 for category 11"
         );
     }

@@ -25,9 +25,9 @@ pub enum Caller {
 /// else the seller (a reversal by the seller).
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Who {
-    Device(u64),
-    Verifier(u64),
-    Seller(u64),
+    Device(PosId),
+    Verifier(VerifierId),
+    Seller(SellerId),
     Nobody,
 }
 
@@ -59,7 +59,7 @@ impl Shard {
     /// voucher of `seller` (ORD-7): staff always; a tenant only when the
     /// catalog's facts make `who` one of that seller's (a verifier or POS
     /// the catalog does not know belongs to no seller).
-    pub(super) fn entitled(&self, caller: Caller, who: Who, seller: u64) -> bool {
+    pub(super) fn entitled(&self, caller: Caller, who: Who, seller: SellerId) -> bool {
         let owner = match (caller, who) {
             (Caller::Staff, _) => return true,
             (Caller::Tenant, Who::Device(p)) => self.devices.get(&p).map(|d| d.0),
@@ -82,8 +82,8 @@ impl Shard {
     /// Runs only after the code and phone digits matched: no oracle.
     pub(super) fn check_place(
         &self,
-        product: u64,
-        seller: u64,
+        product: ProductId,
+        seller: SellerId,
         c: &Redeem,
     ) -> Result<(), Rejection> {
         let Some(fact) = self.product_of(product, seller) else {
@@ -152,7 +152,7 @@ impl Shard {
     /// The catalog's fact of `product` when it is `seller`'s. A voucher
     /// issued for a product id before another seller published that id is
     /// not bound by the other seller's product (it gets the tenant check).
-    pub(super) fn product_of(&self, product: u64, seller: u64) -> Option<&ProductFact> {
+    pub(super) fn product_of(&self, product: ProductId, seller: SellerId) -> Option<&ProductFact> {
         self.products.get(&product).filter(|p| p.seller == seller)
     }
 
@@ -163,10 +163,10 @@ impl Shard {
     /// know either, is not checked (Decision, see ARCHITECTURE.md).
     pub(super) fn check_tenant(
         &self,
-        product: u64,
-        seller: u64,
-        verifier: Option<u64>,
-        pos: Option<u64>,
+        product: ProductId,
+        seller: SellerId,
+        verifier: Option<VerifierId>,
+        pos: Option<PosId>,
     ) -> Result<(), Rejection> {
         let product_known = self.product_of(product, seller).is_some();
         if let Some(v) = verifier {

@@ -11,6 +11,7 @@ use crate::command::{
     Reversed, SendReason, VoucherHistory, VoucherState,
 };
 use crate::error::{ErrorCode, InvalidCodeReason, Rejection};
+use crate::ids::{OutletId, PosId, ProductId, ProviderId, SellerId, VerifierId};
 use crate::limits::*;
 use crate::message::CatalogFact;
 use crate::money::Fen;
@@ -98,8 +99,8 @@ impl EngineConfig {
 
 struct Voucher {
     order_id: Arc<str>,
-    seller_id: u64,
-    product_id: u64,
+    seller_id: SellerId,
+    product_id: ProductId,
     units_total: u32,
     units_remaining: u32,
     mobile: Arc<str>,
@@ -139,9 +140,9 @@ struct Redemption {
     prev: u32,
     units: u32,
     at_ms: i64,
-    outlet_id: u64,
-    verifier_id: u64,
-    pos_id: Option<u64>,
+    outlet_id: OutletId,
+    verifier_id: VerifierId,
+    pos_id: Option<PosId>,
     fingerprint: u64,
     units_remaining_after: u32,
     new_code: Option<Code>,
@@ -192,11 +193,11 @@ pub struct Shard {
     log: Vec<Redemption>,
     reversals: Map<RequestId, Reversal>,
     /// Catalog facts (ORD-2 and ORD-7 checks) per product.
-    products: Map<u64, ProductFact>,
+    products: Map<ProductId, ProductFact>,
     /// Verifier → (seller, authorised outlets).
-    verifiers: Map<u64, (u64, Vec<u64>)>,
+    verifiers: Map<VerifierId, (SellerId, Vec<OutletId>)>,
     /// POS → (seller, outlet, registering provider).
-    devices: Map<u64, (u64, u64, u64)>,
+    devices: Map<PosId, (SellerId, OutletId, ProviderId)>,
     /// Double entry of the shard's money (MON-3).
     ledger: ShardLedger,
     /// Reversal-window ends not yet applied: (end, log position), in
@@ -207,10 +208,10 @@ pub struct Shard {
 /// What a shard knows of a catalog product (see [`CatalogFact::Product`]).
 #[derive(Clone, Debug, PartialEq)]
 struct ProductFact {
-    seller: u64,
-    outlets: Vec<u64>,
+    seller: SellerId,
+    outlets: Vec<OutletId>,
     code_digits: Option<u8>,
-    provider: Option<u64>,
+    provider: Option<ProviderId>,
     validity: Validity,
     listed: bool,
 }
@@ -381,7 +382,7 @@ impl Shard {
 
     /// The outlet the catalog registered POS `pos_id` at, if it knows it
     /// (issue 7: failed attempts of a POS count against its outlet).
-    pub fn device_outlet(&self, pos_id: u64) -> Option<u64> {
+    pub fn device_outlet(&self, pos_id: PosId) -> Option<OutletId> {
         self.devices.get(&pos_id).map(|d| d.1)
     }
 

@@ -34,7 +34,7 @@ pub enum ShardAccount {
     /// Redeemed, inside the reversal window (SET-1's pending entries).
     Pending,
     /// Earned by a seller, not yet settled (MON-4 `seller_payable`).
-    Payable(u64),
+    Payable(SellerId),
 }
 
 impl fmt::Display for ShardAccount {
