@@ -303,6 +303,15 @@ pub fn run_worker(
         while let Ok(fact) = facts.try_recv() {
             batch.fact(&mut shard, fact);
         }
+        // Then the time input (MON-6): deadlines due by the batch's `now`
+        // apply before its commands, so a reversal at the window's end sees
+        // the money already payable.
+        if shard
+            .next_deadline_ms()
+            .is_some_and(|due| due <= batch.now_ms())
+        {
+            batch.tick(&mut shard);
+        }
         for op in ops {
             let mut reply = apply_guarded(&mut shard, &guard, &mut batch, &op, &mut effects);
             if let Some(rid) = op.command.request_id() {

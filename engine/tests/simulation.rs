@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use vouch_engine::command::*;
 use vouch_engine::engine::route;
 use vouch_engine::log::{LogRecord, ShardBatch};
-use vouch_engine::shard::Caller;
+use vouch_engine::shard::{Caller, ShardAccount, TICK_DEADLINES_MAX};
 use vouch_engine::validity::Validity;
 use vouch_engine::{
     Code, Command, EngineConfig, ErrorCode, Fen, Outcome, OutletId, ProductId, Reply, SellerId,
@@ -45,6 +45,7 @@ struct Order {
 struct Red {
     command: Redeem,
     order: usize,
+    shard: u32,
     at_ms: i64,
     reply: Redeemed,
     reversed: bool,
@@ -60,6 +61,9 @@ struct Sim {
     shards: Vec<Shard>,
     claims: BTreeMap<RequestId, u32>,
     records: Vec<Vec<u8>>,
+    /// Each shard's latest batch time: every window end at or before it
+    /// has been applied (the worker ticks before each batch).
+    ticked: Vec<i64>,
     orders: Vec<Order>,
     /// Live code → order, to check uniqueness at once.
     live: BTreeMap<Code, usize>,
@@ -96,6 +100,7 @@ impl Sim {
             shards: fresh_shards(),
             claims: BTreeMap::new(),
             records: Vec::new(),
+            ticked: vec![START; SHARDS as usize],
             orders: Vec::new(),
             live: BTreeMap::new(),
             reds: Vec::new(),
@@ -115,6 +120,9 @@ impl Sim {
             .unwrap_or_else(|| route(command, SHARDS));
         let shard = &mut self.shards[index as usize];
         let mut batch = ShardBatch::new(self.now);
+        // As the worker: due deadlines first (MON-6).
+        assert!(batch.tick(shard) < TICK_DEADLINES_MAX, "one tick did all");
+        self.ticked[index as usize] = self.now;
         let applied = batch.command(shard, Caller::Staff, command, &mut Vec::new());
         if let Some(r) = rid.filter(|r| shard.knows_request(r)) {
             self.claims.entry(r).or_insert(index);
@@ -260,9 +268,11 @@ impl Sim {
         } else {
             "redeemed in full"
         });
+        let shard = route(&Command::Redeem(command.clone()), SHARDS);
         self.reds.push(Red {
             command,
             order: o,
+            shard,
             at_ms: self.now,
             reply: r,
             reversed: false,
@@ -415,6 +425,52 @@ impl Sim {
             .map(|v| u64::from(v.units_remaining))
             .sum();
         assert_eq!(engine, total, "units remaining, engine vs model");
+        self.check_money();
+    }
+
+    /// MON-5 and SET-1 against the model, per shard: buyers paid every
+    /// order's price; redeemed money is pending inside its window and the
+    /// seller's after it (once a batch ran past it); the rest is escrow.
+    fn check_money(&self) {
+        let zero = || vec![0i64; SHARDS as usize];
+        let (mut paid, mut pending, mut payable) = (zero(), zero(), zero());
+        for o in &self.orders {
+            let shard = route(&lookup(o.first_code, "1234"), SHARDS) as usize;
+            paid[shard] += o.price.times(o.units).unwrap().fen();
+        }
+        for r in self.reds.iter().filter(|r| !r.reversed) {
+            let amount = self.orders[r.order]
+                .price
+                .times(r.command.units)
+                .unwrap()
+                .fen();
+            let s = r.shard as usize;
+            if r.at_ms + self.window_ms <= self.ticked[s] {
+                payable[s] += amount;
+            } else {
+                pending[s] += amount;
+            }
+        }
+        for (i, shard) in self.shards.iter().enumerate() {
+            let l = shard.ledger();
+            let balance = |a| l.balance(a).fen();
+            assert_eq!(balance(ShardAccount::Buyers), -paid[i], "shard {i} buyers");
+            assert_eq!(
+                balance(ShardAccount::Pending),
+                pending[i],
+                "shard {i} pending"
+            );
+            assert_eq!(
+                balance(ShardAccount::Payable(SellerId(10))),
+                payable[i],
+                "shard {i} payable"
+            );
+            assert_eq!(
+                balance(ShardAccount::Escrow),
+                paid[i] - pending[i] - payable[i],
+                "shard {i} escrow"
+            );
+        }
     }
 }
 

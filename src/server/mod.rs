@@ -265,6 +265,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         None => None,
     };
     listeners.spawn(tick::tick_driver(ctx.clone(), stop_rx.clone()));
+    listeners.spawn(tick::shard_tick_driver(ctx.clone(), stop_rx.clone()));
     println!("ready");
     wait_for_signal().await;
     println!("shutting down: draining connections");

@@ -61,6 +61,29 @@ pub(super) async fn tick_driver(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) 
     }
 }
 
+/// How often an idle shard is woken for its time input (reversal-window
+/// ends, MON-6), in ms. A busy shard ticks with every batch.
+pub const SHARD_TICK_MS: u64 = 1_000;
+
+/// Wakes every shard worker every `SHARD_TICK_MS` with an empty batch, so
+/// deadlines apply on time without traffic. A full queue is skipped: that
+/// shard is busy and ticks with its next batch anyway.
+pub(super) async fn shard_tick_driver(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(Duration::from_millis(SHARD_TICK_MS));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = stop.changed() => return,
+        }
+        for tx in &ctx.shard_txs {
+            if let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send(Vec::new()) {
+                return;
+            }
+        }
+    }
+}
+
 /// Records every lockout the guard trips as a logged catalog command, on
 /// a thread of its own that never keeps the catalog's queue open (it holds
 /// only a weak sender, so shutdown is not delayed by it). A trip is sent
