@@ -314,8 +314,8 @@ fn replay_record(
                 }
             })?;
         }
-        LogRecord::Catalog { now_ms, entries } => {
-            CatalogBatch::replay(catalog, now_ms, &entries, &mut Vec::new())?;
+        LogRecord::Catalog { now_ms, inputs } => {
+            CatalogBatch::replay(catalog, now_ms, &inputs, &mut Vec::new())?;
         }
     }
     Ok(())

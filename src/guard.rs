@@ -20,7 +20,7 @@
 //! new peers share one overflow counter, so a flood only locks out sooner.
 //!
 //! A lockout takes effect at once in memory and is sent to the catalog as
-//! a logged [`CatalogCommand::LockOut`](vouch_engine::catalog::CatalogCommand)
+//! a logged [`SystemInput::LockOut`](vouch_engine::catalog::SystemInput)
 //! so it holds across reconnects, transports and restarts and is listed for
 //! staff and the key's seller.
 

@@ -13,8 +13,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use vouch_engine::catalog::LockKey;
-use vouch_engine::catalog::{Actor, Catalog, CatalogCommand, CatalogEvent, CatalogQuery};
-use vouch_engine::log::{CatalogBatch, CatalogEntry, ShardBatch};
+use vouch_engine::catalog::{
+    Actor, Catalog, CatalogCommand, CatalogEvent, CatalogQuery, SystemInput,
+};
+use vouch_engine::log::{CatalogApplied, CatalogBatch, CatalogEntry, ShardBatch};
 use vouch_engine::message::CatalogFact;
 use vouch_engine::shard::Caller;
 use vouch_engine::{Command, Effect, ErrorCode, Rejection, Reply, Shard};
@@ -361,6 +363,9 @@ pub enum CatalogWork {
     Command(CatalogEntry),
     /// A read, as the actor.
     Read(Actor, CatalogQuery),
+    /// The server's own input (its tick, a lockout); nobody waits for the
+    /// reply.
+    System(SystemInput),
 }
 
 /// One catalog command or read for the catalog worker and where its reply
@@ -446,15 +451,32 @@ fn catalog_op(
     events: &mut Vec<CatalogEvent>,
     after: &mut CatalogAfter,
 ) -> Response {
-    let e = match work {
-        CatalogWork::Command(e) => e,
+    let applied = match work {
         CatalogWork::Read(actor, query) => {
             let reply = catalog.read(*actor, query);
             return Response::CatalogView(reply.map_err(|r| WireError::from(&r)));
         }
+        CatalogWork::System(input) => batch.system(catalog, input, events),
+        CatalogWork::Command(e) => {
+            let applied = batch.command(catalog, e, events);
+            note_command(catalog, e, &applied, after);
+            applied
+        }
     };
-    let applied = batch.command(catalog, e, events);
-    let (reply, repeat) = (applied.reply, applied.repeat);
+    note_events(events, after);
+    match applied.reply {
+        Ok(outcome) if applied.repeat => Response::CatalogReplayed(outcome),
+        reply => Response::Catalog(reply.map_err(|r| WireError::from(&r))),
+    }
+}
+
+/// What a client's catalog command changes in the server once durable.
+fn note_command(
+    catalog: &Catalog,
+    e: &CatalogEntry,
+    applied: &CatalogApplied,
+    after: &mut CatalogAfter,
+) {
     // The catalog's state after the command decides, not the command: a
     // replayed IssueToken must not revive a revoked token.
     if let CatalogCommand::IssueToken { token_hash, .. } = &e.command {
@@ -464,10 +486,17 @@ fn catalog_op(
     }
     // A retry of a lift returns its original reply and lifts nothing: the
     // key may have been locked out again since.
-    if let (CatalogCommand::LiftLockout { key }, Ok(_), false) = (&e.command, &reply, repeat) {
+    if let (CatalogCommand::LiftLockout { key }, Ok(_), false) =
+        (&e.command, &applied.reply, applied.repeat)
+    {
         tracing::info!(key = %key, by = %e.actor, "lockout lifted");
         after.lifted.push(*key);
     }
+}
+
+/// The catalog's events: facts for the shards, revoked tokens, and the
+/// business events staff act on, logged.
+fn note_events(events: &mut Vec<CatalogEvent>, after: &mut CatalogAfter) {
     for event in events.drain(..) {
         match event {
             CatalogEvent::Fact(f) => after.facts.push(f),
@@ -479,10 +508,6 @@ fn catalog_op(
             // default level.
             event => tracing::info!("{event}"),
         }
-    }
-    match reply {
-        Ok(outcome) if repeat => Response::CatalogReplayed(outcome),
-        reply => Response::Catalog(reply.map_err(|r| WireError::from(&r))),
     }
 }
 

@@ -11,7 +11,9 @@
 //! Bytes: a record is its format version (`u16`, big-endian) followed by the
 //! postcard encoding of [`LogRecord`]. A golden test pins them.
 
-use crate::catalog::{Actor, Catalog, CatalogCommand, CatalogEvent, CatalogOutcome, CatalogReply};
+use crate::catalog::{
+    Actor, Catalog, CatalogCommand, CatalogEvent, CatalogOutcome, CatalogReply, SystemInput,
+};
 use crate::command::{Command, Effect, Reply};
 use crate::message::CatalogFact;
 use crate::shard::{Caller, Shard};
@@ -45,6 +47,15 @@ pub struct CatalogEntry {
     pub command: CatalogCommand,
 }
 
+/// One input the catalog applied and logged.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CatalogInput {
+    /// A client's catalog command.
+    Command(CatalogEntry),
+    /// The server's own input (its tick, a lockout).
+    System(SystemInput),
+}
+
 /// One log record: the state-changing inputs one worker applied in one
 /// batch, with the batch's time.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,8 +73,8 @@ pub enum LogRecord {
     Catalog {
         /// The batch's `now`, unix ms.
         now_ms: i64,
-        /// The batch's state-changing commands, in apply order.
-        entries: Vec<CatalogEntry>,
+        /// The batch's state-changing inputs, in apply order.
+        inputs: Vec<CatalogInput>,
     },
 }
 
@@ -267,7 +278,7 @@ fn diverged<T: std::fmt::Display, E: std::fmt::Display>(
 /// One batch of the catalog, live or replayed.
 pub struct CatalogBatch {
     now_ms: i64,
-    entries: Vec<CatalogEntry>,
+    inputs: Vec<CatalogInput>,
 }
 
 /// What one catalog command of a batch got.
@@ -286,14 +297,13 @@ impl CatalogBatch {
     pub fn new(now_ms: i64) -> CatalogBatch {
         CatalogBatch {
             now_ms,
-            entries: Vec::new(),
+            inputs: Vec::new(),
         }
     }
 
     /// Applies `entry` to `catalog`; events go to `events`. Logged when it
-    /// succeeded, is not a retry (else any client could grow the log at
-    /// will) and is not a tick that changed nothing (an idle server writes
-    /// no record every minute).
+    /// succeeded and is not a retry (else any client could grow the log at
+    /// will).
     pub fn command(
         &mut self,
         catalog: &mut Catalog,
@@ -308,13 +318,9 @@ impl CatalogBatch {
             &entry.command,
             events,
         );
-        let idle_tick = matches!(
-            &reply,
-            Ok(CatalogOutcome::Ticked { delisted, lockouts_ended: 0 }) if delisted.is_empty()
-        );
-        let logged = reply.is_ok() && !idle_tick && !repeat;
+        let logged = reply.is_ok() && !repeat;
         if logged {
-            self.entries.push(entry.clone());
+            self.inputs.push(CatalogInput::Command(entry.clone()));
         }
         CatalogApplied {
             reply,
@@ -323,11 +329,36 @@ impl CatalogBatch {
         }
     }
 
+    /// Applies the server's own `input`. Logged when it succeeded and is
+    /// not a tick that changed nothing (an idle server writes no record
+    /// every minute).
+    pub fn system(
+        &mut self,
+        catalog: &mut Catalog,
+        input: &SystemInput,
+        events: &mut Vec<CatalogEvent>,
+    ) -> CatalogApplied {
+        let reply = catalog.apply_system(self.now_ms, input, events);
+        let idle_tick = matches!(
+            &reply,
+            Ok(CatalogOutcome::Ticked { delisted, lockouts_ended: 0 }) if delisted.is_empty()
+        );
+        let logged = reply.is_ok() && !idle_tick;
+        if logged {
+            self.inputs.push(CatalogInput::System(input.clone()));
+        }
+        CatalogApplied {
+            reply,
+            repeat: false,
+            logged,
+        }
+    }
+
     /// The batch's record; None when nothing changed.
     pub fn record(self) -> Option<LogRecord> {
-        (!self.entries.is_empty()).then_some(LogRecord::Catalog {
+        (!self.inputs.is_empty()).then_some(LogRecord::Catalog {
             now_ms: self.now_ms,
-            entries: self.entries,
+            inputs: self.inputs,
         })
     }
 
@@ -338,12 +369,15 @@ impl CatalogBatch {
     pub fn replay(
         catalog: &mut Catalog,
         now_ms: i64,
-        entries: &[CatalogEntry],
+        inputs: &[CatalogInput],
         events: &mut Vec<CatalogEvent>,
     ) -> Result<(), LogError> {
         let mut batch = CatalogBatch::new(now_ms);
-        for (index, entry) in entries.iter().enumerate() {
-            let applied = batch.command(catalog, entry, events);
+        for (index, input) in inputs.iter().enumerate() {
+            let applied = match input {
+                CatalogInput::Command(entry) => batch.command(catalog, entry, events),
+                CatalogInput::System(system) => batch.system(catalog, system, events),
+            };
             if !applied.logged {
                 return Err(diverged(index, &applied.reply));
             }

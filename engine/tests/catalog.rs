@@ -581,15 +581,8 @@ fn pub_3_ended_validity_refused_and_tick_delists_at_end() {
         .unwrap()
         .as_millisecond();
     let mut ev = Vec::new();
-    let tick = |c: &mut Catalog, at: i64, serial: u64, ev: &mut Vec<CatalogEvent>| {
-        c.apply(
-            at,
-            Actor::System,
-            RequestId { source: 2, serial },
-            &CatalogCommand::Tick,
-            ev,
-        )
-        .unwrap()
+    let tick = |c: &mut Catalog, at: i64, _serial: u64, ev: &mut Vec<CatalogEvent>| {
+        c.apply_system(at, &SystemInput::Tick, ev).unwrap()
     };
     assert_eq!(
         tick(&mut t.c, end - 1000, 1, &mut ev),
@@ -897,7 +890,6 @@ fn role_matrix_every_command_by_every_actor() {
         },
         publish(p),
         CatalogCommand::DelistProduct { id: ProductId(1) },
-        CatalogCommand::Tick,
         CatalogCommand::IssueToken {
             token_hash: [1; 32],
             actor: Actor::FrontEnd,
@@ -905,24 +897,20 @@ fn role_matrix_every_command_by_every_actor() {
         CatalogCommand::RevokeToken {
             which: TokenRef::Hash([1; 32]),
         },
-        CatalogCommand::LockOut {
-            key: LockKey::Outlet(OutletId(1)),
-            until_ms: NOW + 1,
-            failures: 1,
-        },
         CatalogCommand::LiftLockout {
             key: LockKey::Outlet(OutletId(1)),
         },
     ];
-    let staff_only = [0, 1, 5, 8, 10, 13, 21, 22, 24];
+    let staff_only = [0, 1, 5, 8, 10, 13, 20, 21, 22];
     let seller_only = [2, 3, 4, 6, 7, 9, 11, 12, 15, 16, 18, 19];
     let provider_only = [14, 17];
     for (i, c) in commands.iter().enumerate() {
         let expect = |a: Actor| match a {
-            Actor::Staff => staff_only.contains(&i) || i == 20,
+            Actor::Staff => staff_only.contains(&i),
             Actor::Seller(_) => seller_only.contains(&i),
             Actor::Provider(_) => provider_only.contains(&i),
-            Actor::System => i == 20 || i == 23,
+            // The system's inputs are not commands (`SystemInput`).
+            Actor::System => false,
             Actor::Verifier(_) | Actor::Device(_) | Actor::FrontEnd => false,
         };
         for a in [
@@ -1620,36 +1608,24 @@ fn onb_6_a_deposit_without_t_plus_n_is_never_short() {
     assert_eq!(s.deposits, vec![(BREAD, yuan("1.00"))]);
 }
 
-/// PUB-3's tick keeps no idempotency record: its request id stays free
-/// (as after a restart, where an idle tick left no log record), and
-/// running a tick again only delists what is due by then.
+/// PUB-3's tick is the server's own input, not a client command: no
+/// client can send one (`tick` is not a catalog command, even as JSON),
+/// and running it again only delists what is due by then.
 #[test]
-fn pub_3_ticks_keep_no_request_id() {
+fn pub_3_the_tick_is_the_systems_input_not_a_command() {
     let mut t = T::new();
     t.onboarded(SELLER, false, false);
-    let rid = RequestId {
-        source: 3,
-        serial: 1,
-    };
-    let tick = t.c.apply(
-        NOW,
-        Actor::System,
-        rid,
-        &CatalogCommand::Tick,
-        &mut t.events,
-    );
-    assert_eq!(
-        tick,
-        Ok(CatalogOutcome::Ticked {
-            delisted: vec![],
-            lockouts_ended: 0
-        })
-    );
-    assert!(!t.c.is_repeat(&rid));
-    let top_up = CatalogCommand::TopUp { amount: yuan("1") };
-    let reply =
-        t.c.apply(NOW, Actor::Seller(SELLER), rid, &top_up, &mut t.events);
-    assert_eq!(reply, Ok(CatalogOutcome::Balance(yuan("5001.00"))));
+    assert!(serde_json::from_str::<CatalogCommand>(r#""tick""#).is_err());
+    for _ in 0..2 {
+        let tick = t.c.apply_system(NOW, &SystemInput::Tick, &mut t.events);
+        assert_eq!(
+            tick,
+            Ok(CatalogOutcome::Ticked {
+                delisted: vec![],
+                lockouts_ended: 0
+            })
+        );
+    }
 }
 
 /// Issue 7: lockouts are recorded by the system, listed for staff (all)
@@ -1677,14 +1653,12 @@ fn lockouts_recorded_listed_per_tenant_lifted_and_dropped_when_ended() {
         peer,
     ];
     for key in keys {
-        t.ok(
-            Actor::System,
-            CatalogCommand::LockOut {
-                key,
-                until_ms: NOW + 3_600_000,
-                failures: 20,
-            },
-        );
+        let lock = SystemInput::LockOut {
+            key,
+            until_ms: NOW + 3_600_000,
+            failures: 20,
+        };
+        t.c.apply_system(NOW, &lock, &mut t.events).unwrap();
     }
     let list = |t: &T, actor| match t.c.read(
         actor,
@@ -1703,12 +1677,16 @@ fn lockouts_recorded_listed_per_tenant_lifted_and_dropped_when_ended() {
         [keys[0], keys[1]],
         "the seller sees its POS and its outlet, not the other's nor peers"
     );
-    let bad = CatalogCommand::LockOut {
+    let bad = SystemInput::LockOut {
         key: keys[0],
         until_ms: NOW,
         failures: 1,
     };
-    assert_eq!(t.err(Actor::System, bad), ErrorCode::BadRequest);
+    assert_eq!(
+        t.c.apply_system(NOW, &bad, &mut t.events)
+            .map_err(|r| r.code),
+        Err(ErrorCode::BadRequest)
+    );
     t.ok(Actor::Staff, CatalogCommand::LiftLockout { key: keys[0] });
     assert_eq!(
         t.err(Actor::Staff, CatalogCommand::LiftLockout { key: keys[0] }),
@@ -1716,17 +1694,8 @@ fn lockouts_recorded_listed_per_tenant_lifted_and_dropped_when_ended() {
     );
     assert_eq!(list(&t, Actor::Seller(SELLER)), [keys[1]]);
     // An hour later the tick drops the ended ones.
-    let rid = RequestId {
-        source: 9,
-        serial: 1,
-    };
-    let tick = t.c.apply(
-        NOW + 3_600_000,
-        Actor::System,
-        rid,
-        &CatalogCommand::Tick,
-        &mut Vec::new(),
-    );
+    let tick =
+        t.c.apply_system(NOW + 3_600_000, &SystemInput::Tick, &mut Vec::new());
     assert_eq!(
         tick,
         Ok(CatalogOutcome::Ticked {

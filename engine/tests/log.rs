@@ -2,10 +2,11 @@
 //! versions and damaged records are refused, and replaying a batch's
 //! record through the workers' path rebuilds the same state.
 
-use vouch_engine::catalog::{Actor, Catalog, CatalogCommand};
+use vouch_engine::catalog::{Actor, Catalog, CatalogCommand, SystemInput};
 use vouch_engine::command::*;
 use vouch_engine::log::{
-    CatalogBatch, CatalogEntry, LogError, LogRecord, ShardBatch, ShardInput, LOG_FORMAT,
+    CatalogBatch, CatalogEntry, CatalogInput, LogError, LogRecord, ShardBatch, ShardInput,
+    LOG_FORMAT,
 };
 use vouch_engine::message::CatalogFact;
 use vouch_engine::shard::Caller;
@@ -82,14 +83,17 @@ fn inv_1_log_record_bytes_are_pinned() {
     };
     let catalog_record = LogRecord::Catalog {
         now_ms: NOW,
-        entries: vec![CatalogEntry {
-            actor: Actor::Seller(SellerId(10)),
-            request_id: RequestId {
-                source: 1,
-                serial: 2,
-            },
-            command: CatalogCommand::AcceptAgreement,
-        }],
+        inputs: vec![
+            CatalogInput::Command(CatalogEntry {
+                actor: Actor::Seller(SellerId(10)),
+                request_id: RequestId {
+                    source: 1,
+                    serial: 2,
+                },
+                command: CatalogCommand::AcceptAgreement,
+            }),
+            CatalogInput::System(SystemInput::Tick),
+        ],
     };
     assert_eq!(LOG_FORMAT, 3);
     assert_eq!(
@@ -99,7 +103,7 @@ fn inv_1_log_record_bytes_are_pinned() {
     );
     assert_eq!(
         hex(&catalog_record.encode()),
-        "00030180c8add7c46801010a010202"
+        "00030180c8add7c4680200010a0102020100"
     );
     for record in [shard_record, catalog_record] {
         assert_eq!(LogRecord::decode(&record.encode()), Ok(record));
@@ -243,7 +247,15 @@ fn inv_1_replay_stops_when_a_logged_input_changes_nothing() {
             group_buying_operator: false,
         },
     };
-    let err = CatalogBatch::replay(&mut catalog, NOW, &[create(1), create(2)], &mut Vec::new())
-        .unwrap_err();
+    let err = CatalogBatch::replay(
+        &mut catalog,
+        NOW,
+        &[
+            CatalogInput::Command(create(1)),
+            CatalogInput::Command(create(2)),
+        ],
+        &mut Vec::new(),
+    )
+    .unwrap_err();
     assert!(matches!(err, LogError::Diverged { index: 1, .. }), "{err}");
 }

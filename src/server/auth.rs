@@ -307,7 +307,7 @@ mod tests {
                 serial: 3,
             },
             act_as,
-            command: CatalogCommand::Tick,
+            command: CatalogCommand::AcceptAgreement,
         }
     }
 
@@ -408,7 +408,7 @@ mod tests {
                         serial: 3,
                     },
                     act_as: None,
-                    command: CatalogCommand::Tick,
+                    command: CatalogCommand::AcceptAgreement,
                 },
                 |_| false,
             ),

@@ -19,7 +19,7 @@ pub use conn::{
     PRINCIPAL_INFLIGHT_UNITS_MAX, REQUEST_UNIT_BYTES, SERVER_INFLIGHT_UNITS_MAX,
     WRITE_STALL_TIMEOUT_MS,
 };
-pub use tick::{CATALOG_TICK_MS, LOCKOUT_REQUEST_SOURCE, TICK_REQUEST_SOURCE};
+pub use tick::{CATALOG_TICK_MS, SHARD_TICK_MS};
 
 use crate::data_dir;
 use crate::guard::{Guard, GuardConfig};

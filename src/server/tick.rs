@@ -9,31 +9,17 @@ use crate::pipeline::{CatalogOp, CatalogWork};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
-use vouch_engine::catalog::{Actor, CatalogCommand};
-use vouch_engine::log::CatalogEntry;
-use vouch_engine::RequestId;
+use vouch_engine::catalog::SystemInput;
 
 /// How often the server sends the catalog its time tick (PUB-3 automatic
 /// delisting), in ms.
 pub const CATALOG_TICK_MS: u64 = 60_000;
 
-/// Request-id source of the server's own ticks; serials are the tick's
-/// unix ms, unique because ticks are a minute apart.
-pub const TICK_REQUEST_SOURCE: u64 = u64::MAX;
-
-/// Request-id source of the lockouts the server records; serials are unix
-/// µs, made strictly increasing.
-pub const LOCKOUT_REQUEST_SOURCE: u64 = u64::MAX - 1;
-
 /// A catalog op of the system whose reply nobody waits for.
-fn system_op(request_id: RequestId, command: CatalogCommand) -> CatalogOp {
+fn system_op(input: SystemInput) -> CatalogOp {
     let (tx, _rx) = mpsc::unbounded_channel();
     CatalogOp {
-        work: CatalogWork::Command(CatalogEntry {
-            actor: Actor::System,
-            request_id,
-            command,
-        }),
+        work: CatalogWork::System(input),
         tx,
         corr: 0,
         permit: None,
@@ -50,11 +36,7 @@ pub(super) async fn tick_driver(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) 
             _ = every.tick() => {}
             _ = stop.changed() => return,
         }
-        let request_id = RequestId {
-            source: TICK_REQUEST_SOURCE,
-            serial: super::now_ms() as u64,
-        };
-        let op = system_op(request_id, CatalogCommand::Tick);
+        let op = system_op(SystemInput::Tick);
         if ctx.catalog_tx.send(vec![op]).await.is_err() {
             return;
         }
@@ -96,27 +78,14 @@ pub(super) fn record_lockouts(
     let _ = std::thread::Builder::new()
         .name("vouch-lockouts".into())
         .spawn(move || {
-            let mut last_serial = 0u64;
             while let Ok(trip) = trips.recv() {
-                let now_us = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_micros() as u64)
-                    .unwrap_or(0);
-                last_serial = now_us.max(last_serial + 1);
-                let request_id = RequestId {
-                    source: LOCKOUT_REQUEST_SOURCE,
-                    serial: last_serial,
-                };
-                let command = CatalogCommand::LockOut {
+                let input = SystemInput::LockOut {
                     key: trip.key,
                     until_ms: trip.until_ms,
                     failures: trip.failures,
                 };
                 let Some(tx) = catalog.upgrade() else { return };
-                if tx
-                    .blocking_send(vec![system_op(request_id, command)])
-                    .is_err()
-                {
+                if tx.blocking_send(vec![system_op(input)]).is_err() {
                     return;
                 }
             }

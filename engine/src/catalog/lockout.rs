@@ -5,7 +5,7 @@
 //! `redemption_unknown` on reversals) per authenticated principal, per
 //! outlet of a POS and per transport peer address, in sliding windows off
 //! the success path; when a key passes its limit the server sends
-//! [`CatalogCommand::LockOut`] as the system, so the lockout is logged,
+//! [`SystemInput::LockOut`] as the system, so the lockout is logged,
 //! replayed after a restart and listed for staff and the key's seller.
 //! Staff lift one with [`CatalogCommand::LiftLockout`]. Ended lockouts are
 //! dropped by the next tick or lockout change, so the map holds only what

@@ -370,8 +370,6 @@ pub enum CatalogCommand {
         /// Product.
         id: ProductId,
     },
-    /// System: delist products whose validity end has passed (PUB-3).
-    Tick,
     /// Staff: register a credential for `actor`. Only the token's SHA-256
     /// hash is sent and kept; the caller generated the token and shows it
     /// once. The actor's entity must exist (seller, provider, verifier, POS).
@@ -386,16 +384,6 @@ pub enum CatalogCommand {
     RevokeToken {
         /// Which tokens.
         which: TokenRef,
-    },
-    /// The system (the server's failure counters): lock `key` out until
-    /// `until_ms` after `failures` failed code attempts (issue 7).
-    LockOut {
-        /// What is locked out.
-        key: LockKey,
-        /// End of the lockout, unix ms (exclusive).
-        until_ms: i64,
-        /// Failures counted in the window.
-        failures: u32,
     },
     /// Staff: lift the lockout of `key` at once.
     LiftLockout {
@@ -431,11 +419,31 @@ impl CatalogCommand {
             | PublishProduct(_)
             | DelistProduct { .. } => matches!(actor, Actor::Seller(_)),
             LinkSeller { .. } | RegisterDevice { .. } => matches!(actor, Actor::Provider(_)),
-            Tick => matches!(actor, Actor::System | Actor::Staff),
-            LockOut { .. } => actor == Actor::System,
             LiftLockout { .. } => actor == Actor::Staff,
         }
     }
+}
+
+/// What the server itself gives the catalog: its time input and the
+/// lockouts its failure counters trip. Never a client command and never on
+/// the wire; logged and replayed like commands.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SystemInput {
+    /// Delist products whose validity end has passed (PUB-3) and drop
+    /// ended lockouts.
+    Tick,
+    /// Lock `key` out until `until_ms` after `failures` failed code
+    /// attempts (issue 7). Errors: `bad_request` when `until_ms` is not
+    /// after now.
+    LockOut {
+        /// What is locked out.
+        key: LockKey,
+        /// End of the lockout, unix ms (exclusive).
+        until_ms: i64,
+        /// Failures counted in the window.
+        failures: u32,
+    },
 }
 
 /// Something staff or other layers must act on.
@@ -655,12 +663,32 @@ impl Catalog {
             ));
         }
         let reply = self.run(now_ms, actor, command, events);
-        // A tick needs no idempotency record (running it again changes
-        // nothing), and an idle one is not logged: keeping its request id
-        // would make live behaviour differ from behaviour after a restart.
-        if reply.is_ok() && *command != CatalogCommand::Tick {
+        if reply.is_ok() {
             self.done.insert(request_id, (fp, reply.clone()));
         }
+        debug_assert_eq!(self.ledger.check(), Ok(()));
+        reply
+    }
+
+    /// Applies an input of the server itself at `now_ms`; events go to
+    /// `events`. No request id: a tick changes nothing when run again, and
+    /// a lockout replaces the key's earlier one.
+    ///
+    /// Errors: as [`SystemInput::LockOut`] documents.
+    pub fn apply_system(
+        &mut self,
+        now_ms: i64,
+        input: &SystemInput,
+        events: &mut Vec<CatalogEvent>,
+    ) -> CatalogReply {
+        let reply = match input {
+            SystemInput::Tick => self.tick(now_ms, events),
+            SystemInput::LockOut {
+                key,
+                until_ms,
+                failures,
+            } => self.lock_out(now_ms, *key, *until_ms, *failures),
+        };
         debug_assert_eq!(self.ledger.check(), Ok(()));
         reply
     }
@@ -798,10 +826,8 @@ impl Catalog {
             RegisterDevice { pos_id, outlet, check_method } => self.register_device(me_provider, *pos_id, *outlet, *check_method, events),
             PublishProduct(spec) => self.publish_product(now_ms, me_seller, spec, events),
             DelistProduct { id } => self.delist_product(me_seller, *id, events),
-            Tick => self.tick(now_ms, events),
             IssueToken { token_hash, actor } => self.issue_token(now_ms, token_hash, *actor),
             RevokeToken { which } => self.revoke_tokens(now_ms, *which, events),
-            LockOut { key, until_ms, failures } => self.lock_out(now_ms, *key, *until_ms, *failures),
             LiftLockout { key } => self.lift_lockout(now_ms, *key),
         }
     }

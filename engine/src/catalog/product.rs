@@ -174,7 +174,7 @@ impl Catalog {
         Ok(CatalogOutcome::Done)
     }
 
-    /// [`super::CatalogCommand::Tick`]: delists products whose validity
+    /// [`super::SystemInput::Tick`]: delists products whose validity
     /// end has passed (PUB-3) and drops ended lockouts.
     pub(super) fn tick(&mut self, now_ms: i64, events: &mut Vec<CatalogEvent>) -> CatalogReply {
         let mut delisted = Vec::new();
