@@ -274,7 +274,8 @@ fn log_missing_facts(
     let mut records = Vec::new();
     for (index, s) in shards.iter_mut().enumerate() {
         let missing: Vec<_> = facts.iter().filter(|f| !s.has_fact(f)).cloned().collect();
-        let mut batch = ShardBatch::new(now_ms);
+        // Never before the shard's last record, whatever the wall clock.
+        let mut batch = ShardBatch::new(now_ms.max(s.clock_floor_ms()));
         for fact in missing {
             batch.fact(s, fact);
         }
@@ -307,6 +308,13 @@ fn replay_record(
             let shard = shards
                 .get_mut(index as usize)
                 .ok_or(LogError::NoSuchShard(index))?;
+            // Records are written in each shard's time order: an earlier
+            // one after a later means a reordered or foreign log.
+            anyhow::ensure!(
+                now_ms >= shard.clock_floor_ms(),
+                "shard {index}'s record at {now_ms} ms comes after one at {} ms",
+                shard.clock_floor_ms()
+            );
             let mut effects = Vec::new();
             ShardBatch::replay(shard, now_ms, &inputs, &mut effects, |shard, c| {
                 if let Some(rid) = c.request_id().filter(|r| shard.knows_request(r)) {

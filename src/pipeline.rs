@@ -295,7 +295,9 @@ pub fn run_worker(
     claims: Arc<Claims>,
     guard: Arc<Guard>,
 ) {
-    let mut clock = Clock::default();
+    let mut clock = Clock {
+        last_ms: shard.clock_floor_ms(),
+    };
     let mut effects: Vec<Effect> = Vec::new();
     while let Some(ops) = next_batch(&mut rx) {
         let mut batch = ShardBatch::new(clock.now_ms());

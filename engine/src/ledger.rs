@@ -318,6 +318,34 @@ mod tests {
         assert_eq!(l.check(), Ok(()));
     }
 
+    /// A movement that would overflow an account is refused and changes
+    /// nothing.
+    #[test]
+    fn mon_5_an_overflowing_movement_is_refused_and_changes_nothing() {
+        let mut l: Ledger<Acct> = Ledger::new();
+        l.post(
+            Acct::Outside,
+            Acct::Payment,
+            Fen::new(i64::MAX),
+            Reason::TopUp,
+            1,
+            (),
+        )
+        .unwrap();
+        let again = l.post(
+            Acct::Outside,
+            Acct::Payment,
+            Fen::new(1),
+            Reason::TopUp,
+            2,
+            (),
+        );
+        assert!(matches!(again, Err(LedgerError::Overflow(_))), "{again:?}");
+        assert_eq!(l.entries().len(), 1);
+        assert_eq!(l.balance(Acct::Payment), Fen::new(i64::MAX));
+        assert_eq!(l.check(), Ok(()));
+    }
+
     /// MON-5: the check finds a balance that differs from its entries.
     #[test]
     fn mon_5_the_check_finds_a_balance_its_entries_do_not_explain() {

@@ -65,26 +65,7 @@ impl Fen {
     /// Errors: [`MoneyError::NotAnAmount`], [`MoneyError::Zero`],
     /// [`MoneyError::TooLarge`].
     pub fn parse(text: &str) -> Result<Fen, MoneyError> {
-        let bad = || MoneyError::NotAnAmount(text.chars().take(40).collect());
-        let (whole, frac) = match text.split_once('.') {
-            Some((w, f)) => (w, f),
-            None => (text, ""),
-        };
-        let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-        let frac_ok = !text.contains('.') || (1..=2).contains(&frac.len());
-        if whole.is_empty() || !digits(whole) || !digits(frac) || !frac_ok {
-            return Err(bad());
-        }
-        if whole.len() > 12 {
-            return Err(MoneyError::TooLarge(text.chars().take(40).collect()));
-        }
-        let whole: i64 = whole.parse().map_err(|_| bad())?;
-        let frac: i64 = match frac.len() {
-            0 => 0,
-            1 => frac.parse::<i64>().map_err(|_| bad())? * 10,
-            _ => frac.parse().map_err(|_| bad())?,
-        };
-        Fen::positive(whole * 100 + frac)
+        Fen::positive(parse_fen(text, AMOUNT_FEN_MAX)?)
     }
 
     /// [`Fen::parse`] for a price, which may be 0.00 (a free voucher).
@@ -115,7 +96,9 @@ impl Fen {
     /// Errors: [`MoneyError::NotAnAmount`] for a third decimal or a value
     /// outside `i64` fen.
     pub fn from_yuan(yuan: Decimal) -> Result<Fen, MoneyError> {
-        let fen = yuan * Decimal::ONE_HUNDRED;
+        let fen = yuan
+            .checked_mul(Decimal::ONE_HUNDRED)
+            .ok_or_else(|| MoneyError::NotAnAmount(yuan.to_string()))?;
         if fen.fract() != Decimal::ZERO {
             return Err(MoneyError::NotAnAmount(yuan.to_string()));
         }
@@ -161,6 +144,42 @@ impl Fen {
     pub fn min(self, other: Fen) -> Fen {
         Fen(self.0.min(other.0))
     }
+}
+
+/// The fen of `text` (digits, optionally `.` and 1 or 2 digits), at most
+/// `max`; leading zeros count for nothing.
+fn parse_fen(text: &str, max: i64) -> Result<i64, MoneyError> {
+    let cut = || text.chars().take(40).collect::<String>();
+    let (whole, frac) = match text.split_once('.') {
+        Some((w, f)) => (w, f),
+        None => (text, ""),
+    };
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    let frac_ok = !text.contains('.') || (1..=2).contains(&frac.len());
+    if whole.is_empty() || !digits(whole) || !digits(frac) || !frac_ok {
+        return Err(MoneyError::NotAnAmount(cut()));
+    }
+    let significant = whole.trim_start_matches('0');
+    if significant.len() > 17 {
+        return Err(MoneyError::TooLarge(cut()));
+    }
+    let whole: i64 = if significant.is_empty() {
+        0
+    } else {
+        significant
+            .parse()
+            .map_err(|_| MoneyError::NotAnAmount(cut()))?
+    };
+    let frac: i64 = match frac.len() {
+        0 => 0,
+        1 => i64::from(frac.as_bytes()[0] - b'0') * 10,
+        _ => frac.parse().map_err(|_| MoneyError::NotAnAmount(cut()))?,
+    };
+    whole
+        .checked_mul(100)
+        .and_then(|w| w.checked_add(frac))
+        .filter(|fen| *fen <= max)
+        .ok_or_else(|| MoneyError::TooLarge(cut()))
 }
 
 impl fmt::Display for Fen {
@@ -226,22 +245,48 @@ impl Serialize for Fen {
 
 impl<'de> Deserialize<'de> for Fen {
     /// Human-readable formats: the yuan string of [`Fen::parse`] (or `0.00`
-    /// and negative balances as printed); binary: the integer.
+    /// and negative balances as printed), or a whole number of yuan (JSON
+    /// `500`); never a float. Binary: the integer fen.
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Fen, D::Error> {
         if d.is_human_readable() {
-            let text = String::deserialize(d)?;
-            let (negative, digits) = match text.strip_prefix('-') {
-                Some(rest) => (true, rest),
-                None => (false, text.as_str()),
-            };
-            let fen = match digits {
-                "0" | "0.0" | "0.00" => Fen::ZERO,
-                _ => Fen::parse(digits).map_err(serde::de::Error::custom)?,
-            };
-            Ok(if negative { Fen(-fen.0) } else { fen })
+            d.deserialize_any(YuanVisitor)
         } else {
             i64::deserialize(d).map(Fen)
         }
+    }
+}
+
+/// Reads yuan from a string or a whole number (see `Deserialize for Fen`).
+struct YuanVisitor;
+
+impl serde::de::Visitor<'_> for YuanVisitor {
+    type Value = Fen;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("yuan as a string with at most 2 decimals (\"12.50\") or a whole number")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Fen, E> {
+        let (negative, digits) = match text.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, text),
+        };
+        // Balances print beyond the input maximum: read back what prints.
+        let fen = parse_fen(digits, i64::MAX).map_err(E::custom)?;
+        Ok(Fen(if negative { -fen } else { fen }))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, yuan: i64) -> Result<Fen, E> {
+        yuan.checked_mul(100)
+            .filter(|f| f.abs() <= AMOUNT_FEN_MAX)
+            .map(Fen)
+            .ok_or_else(|| E::custom(MoneyError::TooLarge(yuan.to_string())))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, yuan: u64) -> Result<Fen, E> {
+        let yuan =
+            i64::try_from(yuan).map_err(|_| E::custom(MoneyError::TooLarge(yuan.to_string())))?;
+        self.visit_i64(yuan)
     }
 }
 
@@ -271,7 +316,9 @@ impl Bps {
     /// Errors: [`MoneyError::Ratio`] for a third decimal or outside
     /// 0.01..=100.
     pub fn from_percent(percent: Decimal) -> Result<Bps, MoneyError> {
-        let bps = percent * Decimal::ONE_HUNDRED;
+        let Some(bps) = percent.checked_mul(Decimal::ONE_HUNDRED) else {
+            return Err(MoneyError::Ratio(format!("{percent} %")));
+        };
         let whole = u16::try_from(bps).ok().filter(|_| bps.fract().is_zero());
         whole
             .and_then(|b| Bps::new(b).ok())
@@ -341,6 +388,9 @@ mod tests {
             Fen::parse("99999999999999999999"),
             Err(MoneyError::TooLarge(_))
         ));
+        assert_eq!(Fen::parse("0000000000000.01"), Ok(Fen(1)));
+        assert!(Fen::from_yuan(Decimal::MAX).is_err());
+        assert!(Bps::from_percent(Decimal::MAX).is_err());
     }
 
     /// MON-1: two decimals out, the integer in binary, the yuan string in
@@ -353,7 +403,21 @@ mod tests {
         assert_eq!(serde_json::to_string(&Fen(1999)).unwrap(), "\"19.99\"");
         assert_eq!(serde_json::from_str::<Fen>("\"19.9\"").unwrap(), Fen(1990));
         assert_eq!(serde_json::from_str::<Fen>("\"-0.50\"").unwrap(), Fen(-50));
+        for balance in [Fen(-100_000_000_001), Fen(i64::MAX), Fen(-i64::MAX)] {
+            let json = serde_json::to_string(&balance).unwrap();
+            assert_eq!(
+                serde_json::from_str::<Fen>(&json).unwrap(),
+                balance,
+                "{json}"
+            );
+        }
         assert!(serde_json::from_str::<Fen>("\"1e3\"").is_err());
+        assert_eq!(serde_json::from_str::<Fen>("500").unwrap(), Fen(50_000));
+        assert!(
+            serde_json::from_str::<Fen>("12.5").is_err(),
+            "never a float"
+        );
+        assert!(serde_json::from_str::<Fen>("10000000000").is_err());
         assert_eq!(postcard::to_allocvec(&Fen(1999)).unwrap(), vec![0x9e, 0x1f]);
         assert_eq!(Fen::from_yuan(Decimal::new(1999, 2)), Ok(Fen(1999)));
         assert!(Fen::from_yuan(Decimal::new(19_999, 3)).is_err());

@@ -186,3 +186,21 @@ fn mon_3_entries_have_reasons_and_free_vouchers_write_none() {
     assert_eq!(entries, 3, "zero amounts are never written");
     e.check_invariants();
 }
+
+/// MON-6 when a restart's clock is behind the log: a redemption at an
+/// earlier `now` still queues its window end in order (never before the
+/// previous end), so no money is stranded in pending, and every end
+/// applies once.
+#[test]
+fn mon_6_a_clock_behind_the_log_strands_no_money() {
+    let mut e = engine();
+    let a = issue(&mut e, "o-1", 2);
+    let first = redeem(&mut e, NOW + 2 * HOUR, a, 1, 1);
+    // The same voucher's shard, at an earlier time.
+    redeem(&mut e, NOW, first.new_code.unwrap(), 1, 2);
+    assert_eq!(balance(&e, ShardAccount::Pending), 2 * 1_999);
+    assert_eq!(e.tick(NOW + 3 * HOUR), 2);
+    assert_eq!(balance(&e, ShardAccount::Payable(SELLER)), 2 * 1_999);
+    assert_eq!(e.tick(NOW + 3 * HOUR), 0);
+    e.check_invariants();
+}

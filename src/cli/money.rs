@@ -18,7 +18,10 @@ pub fn parse_price(s: &str) -> Result<Fen, String> {
 /// points (`85.5` → 8,550).
 pub fn parse_percent(s: &str) -> Result<Bps, String> {
     let refuse = || format!("ratio {s:?} is not a percentage 0.01..=100 with at most 2 decimals");
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+    let digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
+    let frac_ok = !s.contains('.') || (1..=2).contains(&frac.len());
+    if whole.is_empty() || whole.len() > 3 || !digits(whole) || !digits(frac) || !frac_ok {
         return Err(refuse());
     }
     let percent: rust_decimal::Decimal = s.parse().map_err(|_| refuse())?;
@@ -39,7 +42,21 @@ mod tests {
         }
         assert_eq!(parse_percent("85.5").map(Bps::get), Ok(8_550));
         assert_eq!(parse_percent("100").map(Bps::get), Ok(10_000));
-        for bad in ["0", "100.01", "0.001", "-5", "+5", "1e2", "", "NaN", "50%"] {
+        for bad in [
+            "0",
+            "100.01",
+            "0.001",
+            "-5",
+            "+5",
+            "1e2",
+            "",
+            "NaN",
+            "50%",
+            "99.999999999999999999999999999",
+            "85.500000000000000000000000001",
+            "7922816251426433759354395034",
+            "1.",
+        ] {
             assert!(parse_percent(bad).is_err(), "{bad:?}");
         }
     }

@@ -57,6 +57,7 @@ impl Shard {
             return self.issue_repeat(slot, fp, c);
         }
         self.check_for_sale(c)?;
+        self.check_payment(c)?;
         // A catalog product's validity is the product's (PUB-3, PRV-6), and
         // its code length its provider's setting (ORD-3).
         let fact = self.products.get(&c.product_id);

@@ -203,6 +203,8 @@ pub struct Shard {
     /// Reversal-window ends not yet applied: (end, log position), in
     /// time order (MON-6).
     window_ends: VecDeque<(i64, u32)>,
+    /// The latest `now` this shard applied anything at, unix ms.
+    clock_floor_ms: i64,
 }
 
 /// What a shard knows of a catalog product (see [`CatalogFact::Product`]).
@@ -315,6 +317,7 @@ impl Shard {
             devices: map(h),
             ledger: ShardLedger::new(),
             window_ends: VecDeque::new(),
+            clock_floor_ms: i64::MIN,
         })
     }
 
@@ -412,6 +415,7 @@ impl Shard {
         command: &Command,
         effects: &mut Vec<Effect>,
     ) -> Reply {
+        self.clock_floor_ms = self.clock_floor_ms.max(now_ms);
         match command {
             Command::Issue(c) => self.issue(now_ms, c, effects),
             Command::Lookup(c) => self.lookup(now_ms, caller, c),
@@ -421,6 +425,13 @@ impl Shard {
             Command::AuditVouchers(c) => Ok(self.audit_vouchers(c)),
             Command::AuditRedemptions(c) => Ok(self.audit_redemptions(c)),
         }
+    }
+
+    /// The latest time this shard applied anything at (unix ms; `i64::MIN`
+    /// when new): a worker's clock starts here, so time never runs
+    /// backwards in a shard across a restart with a clock behind the log.
+    pub fn clock_floor_ms(&self) -> i64 {
+        self.clock_floor_ms
     }
 
     /// Notes a catalog fact (ORD-7): later redemptions and issues are

@@ -20,8 +20,9 @@ use super::*;
 use crate::ledger::{Account, Ledger, Reason};
 use std::fmt;
 
-/// Most window ends one tick applies: bounds the work of one batch.
-pub const TICK_DEADLINES_MAX: usize = 4_096;
+/// Most window ends one tick applies: bounds the work of one batch, and is
+/// above `BATCH_COMMANDS_MAX` redemptions so ticks keep up with any load.
+pub const TICK_DEADLINES_MAX: usize = 16_384;
 
 /// An account of a shard's ledger.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -74,6 +75,17 @@ fn post(
 }
 
 impl Shard {
+    /// Refuses an order whose payment the shard's totals could not hold
+    /// (`bad_request`), before anything changes; every other account of
+    /// the shard is bounded by what buyers paid in, so this is the only
+    /// overflow a command can reach.
+    pub(super) fn check_payment(&self, c: &Issue) -> Result<(), Rejection> {
+        let paid = c.unit_price.times(c.units).expect("bounded price × units");
+        self.ledger
+            .check_post(ShardAccount::Buyers, ShardAccount::Escrow, paid)
+            .map_err(|e| Rejection::new(ErrorCode::BadRequest, format!("order refused: {e}")))
+    }
+
     /// ORD-2 with MON-4: the order's money, units × unit price, moves from
     /// the buyer into the voucher's escrow.
     pub(super) fn take_payment(&mut self, now_ms: i64, slot: u32) {
@@ -104,7 +116,12 @@ impl Shard {
         v.escrow -= amount;
         assert!(v.escrow >= Fen::ZERO, "MON-5: escrow below zero");
         let slot = r.voucher;
-        let end = now_ms.saturating_add(self.config.reversal_window_ms);
+        // Window ends stay in time order even if a restart's wall clock is
+        // behind the log (the workers start from `clock_floor_ms`, so this
+        // only guards): never before the previous end.
+        let end = now_ms
+            .saturating_add(self.config.reversal_window_ms)
+            .max(self.window_ends.back().map_or(i64::MIN, |(t, _)| *t));
         post(
             &mut self.ledger,
             ShardAccount::Escrow,
@@ -114,9 +131,6 @@ impl Shard {
             now_ms,
             slot,
         );
-        // Window ends come in time order: `now` never runs backwards in a
-        // shard and the window is fixed per data directory.
-        debug_assert!(self.window_ends.back().is_none_or(|(t, _)| *t <= end));
         self.window_ends.push_back((end, pos));
     }
 
@@ -148,6 +162,7 @@ impl Shard {
     /// making each unreversed redemption's money payable to its seller.
     /// Returns how many deadlines it applied (0: nothing changed).
     pub fn tick(&mut self, now_ms: i64) -> usize {
+        self.clock_floor_ms = self.clock_floor_ms.max(now_ms);
         let mut applied = 0;
         while applied < TICK_DEADLINES_MAX {
             match self.window_ends.front() {
