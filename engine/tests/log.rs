@@ -10,13 +10,10 @@ use vouch_engine::log::{
 };
 use vouch_engine::message::CatalogFact;
 use vouch_engine::shard::Caller;
-use vouch_engine::validity::Validity;
-use vouch_engine::{
-    Code, Command, EngineConfig, Outcome, OutletId, ProductId, SellerId, Shard, VerifierId,
-};
+use vouch_engine::{Code, Command, EngineConfig, Outcome, OutletId, SellerId, Shard, VerifierId};
 
-/// 2026-11-29 12:00:00 +08:00 in unix ms.
-const NOW: i64 = 1_795_924_800_000;
+mod common;
+use common::{issue_cmd, NOW};
 
 fn shard() -> Shard {
     let config = EngineConfig {
@@ -27,16 +24,7 @@ fn shard() -> Shard {
 }
 
 fn issue(order: &str, units: u32) -> Command {
-    Command::Issue(Issue {
-        order_id: order.into(),
-        seller_id: SellerId(10),
-        product_id: ProductId(20),
-        units,
-        unit_price: vouch_engine::Fen::new(1999),
-        mobile: "13800001234".into(),
-        validity: Validity::DaysFromIssue(30),
-        code_digits: 8,
-    })
+    issue_cmd(order, units, 8)
 }
 
 fn redeem(code: Code, units: u32, serial: u64) -> Command {

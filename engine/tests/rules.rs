@@ -8,9 +8,8 @@ use vouch_engine::validity::Validity;
 use vouch_engine::{Code, Command, Effect, Engine, EngineConfig, ErrorCode, Outcome};
 use vouch_engine::{OutletId, PosId, ProductId, ProviderId, SellerId, VerifierId};
 
-/// 2026-11-29 12:00:00 +08:00 in unix ms.
-const NOW: i64 = 1_795_924_800_000;
-const HOUR: i64 = 3_600_000;
+mod common;
+use common::*;
 
 fn engine(shards: u32) -> Engine {
     let config = EngineConfig {
@@ -20,43 +19,11 @@ fn engine(shards: u32) -> Engine {
     Engine::new(config, [7; 32]).unwrap()
 }
 
-fn issue_cmd(order: &str, units: u32, digits: u8) -> Command {
-    Command::Issue(Issue {
-        order_id: order.into(),
-        seller_id: SellerId(10),
-        product_id: ProductId(20),
-        units,
-        unit_price: vouch_engine::Fen::new(1999),
-        mobile: "13800001234".into(),
-        validity: Validity::DaysFromIssue(30),
-        code_digits: digits,
-    })
-}
-
 fn issue(e: &mut Engine, order: &str, units: u32) -> Code {
     match e.apply(NOW, &issue_cmd(order, units, 8), &mut Vec::new()) {
         Ok(Outcome::Issued(i)) => i.code,
         other => panic!("issue failed: {other:?}"),
     }
-}
-
-fn rid(serial: u64) -> RequestId {
-    RequestId {
-        source: 900,
-        serial,
-    }
-}
-
-fn redeem_cmd(code: Code, units: u32, serial: u64) -> Command {
-    Command::Redeem(Redeem {
-        request_id: rid(serial),
-        code,
-        phone_last4: "1234".into(),
-        units,
-        outlet_id: OutletId(3),
-        verifier_id: VerifierId(4),
-        pos_id: Some(PosId(900)),
-    })
 }
 
 fn redeem_at(

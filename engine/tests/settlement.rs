@@ -6,11 +6,11 @@ use vouch_engine::command::*;
 use vouch_engine::shard::ShardAccount;
 use vouch_engine::validity::Validity;
 use vouch_engine::{Code, Command, Engine, EngineConfig, ErrorCode, Fen, Outcome};
-use vouch_engine::{OutletId, PosId, ProductId, SellerId, VerifierId};
+use vouch_engine::{PosId, ProductId, SellerId};
 
-/// 2026-11-29 12:00:00 +08:00 in unix ms.
-const NOW: i64 = 1_795_924_800_000;
-const HOUR: i64 = 3_600_000;
+mod common;
+use common::*;
+
 const SELLER: SellerId = SellerId(10);
 
 fn engine() -> Engine {
@@ -23,40 +23,14 @@ fn engine() -> Engine {
 
 /// Issues `units` at 19.99 yuan each; returns the code.
 fn issue(e: &mut Engine, order: &str, units: u32) -> Code {
-    let command = Command::Issue(Issue {
-        order_id: order.into(),
-        seller_id: SELLER,
-        product_id: ProductId(20),
-        units,
-        unit_price: Fen::new(1999),
-        mobile: "13800001234".into(),
-        validity: Validity::DaysFromIssue(30),
-        code_digits: 8,
-    });
-    match e.apply(NOW, &command, &mut Vec::new()) {
+    match e.apply(NOW, &issue_cmd(order, units, 8), &mut Vec::new()) {
         Ok(Outcome::Issued(i)) => i.code,
         other => panic!("{other:?}"),
     }
 }
 
-fn rid(serial: u64) -> RequestId {
-    RequestId {
-        source: 900,
-        serial,
-    }
-}
-
 fn redeem(e: &mut Engine, now: i64, code: Code, units: u32, serial: u64) -> Redeemed {
-    let command = Command::Redeem(Redeem {
-        request_id: rid(serial),
-        code,
-        phone_last4: "1234".into(),
-        units,
-        outlet_id: OutletId(3),
-        verifier_id: VerifierId(4),
-        pos_id: Some(PosId(900)),
-    });
-    match e.apply(now, &command, &mut Vec::new()) {
+    match e.apply(now, &redeem_cmd(code, units, serial), &mut Vec::new()) {
         Ok(Outcome::Redeemed(r)) => r,
         other => panic!("{other:?}"),
     }
