@@ -592,125 +592,131 @@ pub fn print_view(view: &CatalogView, json: bool, zone: &crate::cli::time::Zone)
 /// A read's answer as lines of text, one per item.
 fn view_lines(view: &CatalogView, zone: &crate::cli::time::Zone) -> Vec<String> {
     match view {
-        CatalogView::Seller(s) => vec![
-            format!("seller {} ({}), onboarding {}", s.id, s.kind, s.onboarding),
-            format!(
-                "  self-issuing {}, group-buying operator {}",
-                s.self_issuing, s.group_buying_operator
-            ),
-            format!(
-                "  payment account {}, balance {} yuan; service phone {}",
-                s.payment_account.as_deref().unwrap_or("-"),
-                s.payment_balance,
-                s.service_phone.as_deref().unwrap_or("-")
-            ),
-            format!(
-                "  categories wanted {}, permitted {}",
-                ids(&s.categories_wanted),
-                ids(&s.permitted)
-            ),
-            format!(
-                "  T+N {}",
-                list(s.t_plus_n.iter().map(|(c, t)| format!("category {c}: {t}")))
-            ),
-            format!(
-                "  deposits {} (short in {}); group-buying deposit {} yuan",
-                list(
-                    s.deposits
-                        .iter()
-                        .map(|(c, a)| format!("category {c}: {a} yuan"))
-                ),
-                ids(&s.deposit_short),
-                s.group_buying_deposit
-            ),
-        ],
-        CatalogView::Categories(v) => v
-            .iter()
-            .map(|c| {
-                format!(
-                    "category {} {:?} ({}): vouchers {}, T+N deposit {} yuan, min expiry refund ratio {}, unexpired auto refund {}",
-                    c.id,
-                    c.name,
-                    c.parent.map_or("root".to_string(), |p| format!("under {p}")),
-                    yes(c.supports_vouchers),
-                    c.deposit,
-                    c.min_expiry_refund_ratio.map_or("-".to_string(), |r| r.to_string()),
-                    yes(c.supports_auto_refund)
-                )
-            })
-            .collect(),
-        CatalogView::Providers(v) => v
-            .iter()
-            .map(|p| {
-                format!(
-                    "provider {} {:?}: {} digits, sellers {}",
-                    p.id,
-                    p.name,
-                    p.code_digits,
-                    ids(&p.sellers)
-                )
-            })
-            .collect(),
-        CatalogView::Outlets(v) => v
-            .iter()
-            .map(|o| {
-                format!(
-                    "outlet {} of seller {}: {:?}, {:?} ({}, {})",
-                    o.id, o.seller, o.name, o.address, o.latitude, o.longitude
-                )
-            })
-            .collect(),
-        CatalogView::Verifiers(v) => v
-            .iter()
-            .map(|x| {
-                format!(
-                    "verifier {} of seller {}: real name {}, {}, outlets {}",
-                    x.id,
-                    x.seller,
-                    yes(x.real_name),
-                    x.parent
-                        .map_or("no parent account".into(), |p| format!("under verifier {p}")),
-                    ids(&x.outlets)
-                )
-            })
-            .collect(),
-        CatalogView::Lockouts(v) => v
-            .iter()
-            .map(|l| {
-                format!(
-                    "{} locked out since {} until {} after {} failed code attempts",
-                    l.key,
-                    zone.instant(l.since_ms),
-                    zone.instant(l.until_ms),
-                    l.failures
-                )
-            })
-            .collect(),
-        CatalogView::Tokens(v) => v
-            .iter()
-            .map(|t| {
-                let state = t.revoked_at_ms.map_or("active".to_string(), |ms| {
-                    format!("revoked {}", zone.instant(ms))
-                });
-                format!(
-                    "token {} of {}: issued {}, {state}",
-                    t.id,
-                    t.principal,
-                    zone.instant(t.issued_at_ms)
-                )
-            })
-            .collect(),
-        CatalogView::Devices(v) => v
-            .iter()
-            .map(|d| {
-                format!(
-                    "POS {} of provider {} at outlet {} (seller {}), {}",
-                    d.pos_id, d.provider, d.outlet, d.seller, d.check_method
-                )
-            })
-            .collect(),
+        CatalogView::Seller(s) => seller_lines(s),
+        CatalogView::Categories(v) => v.iter().map(category_line).collect(),
+        CatalogView::Providers(v) => v.iter().map(provider_line).collect(),
+        CatalogView::Outlets(v) => v.iter().map(outlet_line).collect(),
+        CatalogView::Verifiers(v) => v.iter().map(verifier_line).collect(),
+        CatalogView::Lockouts(v) => v.iter().map(|l| lockout_line(l, zone)).collect(),
+        CatalogView::Tokens(v) => v.iter().map(|t| token_line(t, zone)).collect(),
+        CatalogView::Devices(v) => v.iter().map(device_line).collect(),
         CatalogView::Products(v) => v.iter().map(product_line).collect(),
     }
+}
+
+/// A seller's account as lines of text.
+fn seller_lines(s: &vouch_engine::catalog::SellerView) -> Vec<String> {
+    vec![
+        format!("seller {} ({}), onboarding {}", s.id, s.kind, s.onboarding),
+        format!(
+            "  self-issuing {}, group-buying operator {}",
+            s.self_issuing, s.group_buying_operator
+        ),
+        format!(
+            "  payment account {}, balance {} yuan; service phone {}",
+            s.payment_account.as_deref().unwrap_or("-"),
+            s.payment_balance,
+            s.service_phone.as_deref().unwrap_or("-")
+        ),
+        format!(
+            "  categories wanted {}, permitted {}",
+            ids(&s.categories_wanted),
+            ids(&s.permitted)
+        ),
+        format!(
+            "  T+N {}",
+            list(s.t_plus_n.iter().map(|(c, t)| format!("category {c}: {t}")))
+        ),
+        format!(
+            "  deposits {} (short in {}); group-buying deposit {} yuan",
+            list(
+                s.deposits
+                    .iter()
+                    .map(|(c, a)| format!("category {c}: {a} yuan"))
+            ),
+            ids(&s.deposit_short),
+            s.group_buying_deposit
+        ),
+    ]
+}
+
+/// One category as a line of text.
+fn category_line(c: &vouch_engine::catalog::CategoryView) -> String {
+    format!(
+            "category {} {:?} ({}): vouchers {}, T+N deposit {} yuan, min expiry refund ratio {}, unexpired auto refund {}",
+            c.id,
+            c.name,
+            c.parent.map_or("root".to_string(), |p| format!("under {p}")),
+            yes(c.supports_vouchers),
+            c.deposit,
+            c.min_expiry_refund_ratio.map_or("-".to_string(), |r| r.to_string()),
+            yes(c.supports_auto_refund)
+        )
+}
+
+/// One provider as a line of text.
+fn provider_line(p: &vouch_engine::catalog::ProviderView) -> String {
+    format!(
+        "provider {} {:?}: {} digits, sellers {}",
+        p.id,
+        p.name,
+        p.code_digits,
+        ids(&p.sellers)
+    )
+}
+
+/// One outlet as a line of text.
+fn outlet_line(o: &vouch_engine::catalog::OutletView) -> String {
+    format!(
+        "outlet {} of seller {}: {:?}, {:?} ({}, {})",
+        o.id, o.seller, o.name, o.address, o.latitude, o.longitude
+    )
+}
+
+/// One verifier as a line of text.
+fn verifier_line(x: &vouch_engine::catalog::VerifierView) -> String {
+    format!(
+        "verifier {} of seller {}: real name {}, {}, outlets {}",
+        x.id,
+        x.seller,
+        yes(x.real_name),
+        x.parent.map_or("no parent account".into(), |p| format!(
+            "under verifier {p}"
+        )),
+        ids(&x.outlets)
+    )
+}
+
+/// One lockout as a line of text.
+fn lockout_line(l: &vouch_engine::catalog::LockoutView, zone: &crate::cli::time::Zone) -> String {
+    format!(
+        "{} locked out since {} until {} after {} failed code attempts",
+        l.key,
+        zone.instant(l.since_ms),
+        zone.instant(l.until_ms),
+        l.failures
+    )
+}
+
+/// One token as a line of text.
+fn token_line(t: &vouch_engine::catalog::TokenView, zone: &crate::cli::time::Zone) -> String {
+    let state = t.revoked_at_ms.map_or("active".to_string(), |ms| {
+        format!("revoked {}", zone.instant(ms))
+    });
+    format!(
+        "token {} of {}: issued {}, {state}",
+        t.id,
+        t.principal,
+        zone.instant(t.issued_at_ms)
+    )
+}
+
+/// One device as a line of text.
+fn device_line(d: &vouch_engine::catalog::DeviceView) -> String {
+    format!(
+        "POS {} of provider {} at outlet {} (seller {}), {}",
+        d.pos_id, d.provider, d.outlet, d.seller, d.check_method
+    )
 }
 
 /// One product as a line of text.
