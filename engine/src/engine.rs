@@ -95,6 +95,12 @@ impl Engine {
         &self.shards
     }
 
+    /// Shard `index`, to take its messages for the catalog
+    /// ([`Shard::take_messages`]). Panics when there is no such shard.
+    pub fn shard_mut(&mut self, index: u32) -> &mut Shard {
+        &mut self.shards[index as usize]
+    }
+
     /// Checks every shard's invariants; panics on a broken one.
     pub fn check_invariants(&self) {
         for s in &self.shards {

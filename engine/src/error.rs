@@ -87,6 +87,9 @@ pub enum ErrorCode {
     /// The catalog's product is another seller's or delisted: no voucher is
     /// issued for it (ORD-2, PUB-3).
     ProductNotForSale = 41,
+    /// The settlement has no payout in transit: it paid nothing, or the
+    /// payment system already confirmed or failed it (MON-7).
+    PayoutNotInTransit = 42,
     /// The client speaks a protocol version the server does not.
     UnsupportedVersion = 100,
     /// The handshake token is unknown, or a request came before the handshake.
@@ -145,6 +148,7 @@ impl ErrorCode {
             ErrorCode::DeviceNotRegistered => "device_not_registered",
             ErrorCode::VerifierNotRealName => "verifier_not_real_name",
             ErrorCode::ProductNotForSale => "product_not_for_sale",
+            ErrorCode::PayoutNotInTransit => "payout_not_in_transit",
             ErrorCode::UnsupportedVersion => "unsupported_version",
             ErrorCode::Unauthenticated => "unauthenticated",
             ErrorCode::MalformedFrame => "malformed_frame",

@@ -41,6 +41,13 @@ pub enum Reason {
     Reversed,
     /// A reversal window ended: the money is the seller's (SET-1).
     WindowEnded,
+    /// A settlement run sent the seller's payable money out (SET-3).
+    PayoutSent,
+    /// The payment system confirmed a payout (MON-7).
+    PayoutConfirmed,
+    /// The payment system failed a payout: the money is payable again
+    /// (MON-7).
+    PayoutFailed,
 }
 
 impl Reason {
@@ -55,6 +62,9 @@ impl Reason {
             Reason::Redeemed => "redeemed",
             Reason::Reversed => "reversed",
             Reason::WindowEnded => "window_ended",
+            Reason::PayoutSent => "payout_sent",
+            Reason::PayoutConfirmed => "payout_confirmed",
+            Reason::PayoutFailed => "payout_failed",
         }
     }
 }

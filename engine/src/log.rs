@@ -15,14 +15,15 @@ use crate::catalog::{
     Actor, Catalog, CatalogCommand, CatalogEvent, CatalogOutcome, CatalogReply, SystemInput,
 };
 use crate::command::{Command, Effect, Reply};
-use crate::message::CatalogFact;
+use crate::message::{CatalogFact, ShardMessage};
 use crate::shard::{Caller, Shard};
 use crate::RequestId;
 use serde::{Deserialize, Serialize};
 
 /// The layout of log records this build writes and reads. 3: records carry
 /// their version; catalog facts are [`ShardInput::Fact`], not a command.
-pub const LOG_FORMAT: u16 = 3;
+/// 4: shards hand payable money to the catalog ([`CatalogInput::Message`]).
+pub const LOG_FORMAT: u16 = 4;
 
 /// One input a shard applied and logged.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,8 +53,10 @@ pub struct CatalogEntry {
 pub enum CatalogInput {
     /// A client's catalog command.
     Command(CatalogEntry),
-    /// The server's own input (its tick, a lockout).
+    /// The server's own input (its tick, a lockout, the daily settlement).
     System(SystemInput),
+    /// A voucher shard's message (payable money), applied once.
+    Message(ShardMessage),
 }
 
 /// One log record: the state-changing inputs one worker applied in one
@@ -338,12 +341,19 @@ impl CatalogBatch {
         input: &SystemInput,
         events: &mut Vec<CatalogEvent>,
     ) -> CatalogApplied {
+        let before = catalog.daily_cutoff_ms();
         let reply = catalog.apply_system(self.now_ms, input, events);
-        let idle_tick = matches!(
-            &reply,
-            Ok(CatalogOutcome::Ticked { delisted, lockouts_ended: 0 }) if delisted.is_empty()
-        );
-        let logged = reply.is_ok() && !idle_tick;
+        let idle = match &reply {
+            Ok(CatalogOutcome::Ticked {
+                delisted,
+                lockouts_ended: 0,
+            }) => delisted.is_empty(),
+            Ok(CatalogOutcome::Settled(created)) => {
+                created.is_empty() && catalog.daily_cutoff_ms() == before
+            }
+            _ => false,
+        };
+        let logged = reply.is_ok() && !idle;
         if logged {
             self.inputs.push(CatalogInput::System(input.clone()));
         }
@@ -352,6 +362,23 @@ impl CatalogBatch {
             repeat: false,
             logged,
         }
+    }
+
+    /// Applies a voucher shard's message (exactly once: one already
+    /// applied changes nothing and is not logged). Returns whether it was
+    /// applied now.
+    ///
+    /// Errors: as [`Catalog::apply_message`]; nothing changes.
+    pub fn message(
+        &mut self,
+        catalog: &mut Catalog,
+        message: &ShardMessage,
+    ) -> Result<bool, crate::Rejection> {
+        let applied = catalog.apply_message(self.now_ms, message)?;
+        if applied {
+            self.inputs.push(CatalogInput::Message(message.clone()));
+        }
+        Ok(applied)
     }
 
     /// The batch's record; None when nothing changed.
@@ -377,6 +404,21 @@ impl CatalogBatch {
             let applied = match input {
                 CatalogInput::Command(entry) => batch.command(catalog, entry, events),
                 CatalogInput::System(system) => batch.system(catalog, system, events),
+                CatalogInput::Message(m) => match batch.message(catalog, m) {
+                    Ok(true) => continue,
+                    Ok(false) => {
+                        return Err(LogError::Diverged {
+                            index,
+                            reply: format!("message {} of shard {} again", m.seq, m.shard),
+                        })
+                    }
+                    Err(e) => {
+                        return Err(LogError::Diverged {
+                            index,
+                            reply: format!("refused: {e}"),
+                        })
+                    }
+                },
             };
             if !applied.logged {
                 return Err(diverged(index, &applied.reply));

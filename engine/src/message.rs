@@ -57,3 +57,43 @@ pub enum CatalogFact {
         provider: ProviderId,
     },
 }
+
+/// Money a voucher shard hands to the catalog's settlement (SET-1, SET-3):
+/// what became payable to a seller at one tick, summed per seller and
+/// reason. The shard logs the movement (its `Settlement` account) in its
+/// own record; the message goes to the catalog once that record is durable
+/// and is logged there again when applied. `seq` numbers each shard's
+/// messages from 1 without gaps: the catalog applies message `seq` only
+/// after `seq − 1` and ignores one it already applied, so a message is
+/// applied exactly once however often it is sent — after a crash between
+/// the two records, recovery sends again every message above the catalog's
+/// mark ([`crate::catalog::Catalog::shard_mark`]).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ShardMessage {
+    /// The sending shard.
+    pub shard: u32,
+    /// Its number among the shard's messages, from 1.
+    pub seq: u64,
+    /// When the shard applied it, unix ms.
+    pub at_ms: i64,
+    /// What it carries.
+    pub body: ShardMessageBody,
+}
+
+/// What a [`ShardMessage`] carries.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ShardMessageBody {
+    /// `amount` fen became payable to `seller` for `reason` over `entries`
+    /// shard ledger entries (e.g. 40 redemptions whose reversal window
+    /// ended in one tick). `amount` > 0.
+    Payable {
+        /// The seller.
+        seller: SellerId,
+        /// Why (e.g. `window_ended`).
+        reason: crate::ledger::Reason,
+        /// Sum of the entries, fen.
+        amount: crate::money::Fen,
+        /// How many shard ledger entries it sums, ≥ 1.
+        entries: u32,
+    },
+}

@@ -900,15 +900,23 @@ fn role_matrix_every_command_by_every_actor() {
         CatalogCommand::LiftLockout {
             key: LockKey::Outlet(OutletId(1)),
         },
+        CatalogCommand::RunSettlement {
+            seller: SellerId(1),
+            cutoff_ms: 0,
+        },
+        CatalogCommand::ConfirmPayout { settlement: 1 },
+        CatalogCommand::FailPayout { settlement: 1 },
     ];
-    let staff_only = [0, 1, 5, 8, 10, 13, 20, 21, 22];
+    let staff_only = [0, 1, 5, 8, 10, 13, 20, 21, 22, 23];
     let seller_only = [2, 3, 4, 6, 7, 9, 11, 12, 15, 16, 18, 19];
     let provider_only = [14, 17];
+    let payment_system_only = [24, 25];
     for (i, c) in commands.iter().enumerate() {
         let expect = |a: Actor| match a {
             Actor::Staff => staff_only.contains(&i),
             Actor::Seller(_) => seller_only.contains(&i),
             Actor::Provider(_) => provider_only.contains(&i),
+            Actor::PaymentSystem => payment_system_only.contains(&i),
             // The system's inputs are not commands (`SystemInput`).
             Actor::System => false,
             Actor::Verifier(_) | Actor::Device(_) | Actor::FrontEnd => false,
@@ -921,6 +929,7 @@ fn role_matrix_every_command_by_every_actor() {
             Actor::Device(PosId(5)),
             Actor::FrontEnd,
             Actor::System,
+            Actor::PaymentSystem,
         ] {
             assert_eq!(c.allowed(a), expect(a), "command {i} {c:?} by {a:?}");
             if !expect(a) {

@@ -4,13 +4,16 @@
 
 use vouch_engine::catalog::{Actor, Catalog, CatalogCommand, SystemInput};
 use vouch_engine::command::*;
+use vouch_engine::ledger::Reason;
 use vouch_engine::log::{
     CatalogBatch, CatalogEntry, CatalogInput, LogError, LogRecord, ShardBatch, ShardInput,
     LOG_FORMAT,
 };
-use vouch_engine::message::CatalogFact;
+use vouch_engine::message::{CatalogFact, ShardMessage, ShardMessageBody};
 use vouch_engine::shard::Caller;
-use vouch_engine::{Code, Command, EngineConfig, Outcome, OutletId, SellerId, Shard, VerifierId};
+use vouch_engine::{
+    Code, Command, EngineConfig, Fen, Outcome, OutletId, SellerId, Shard, VerifierId,
+};
 
 mod common;
 use common::{issue_cmd, NOW};
@@ -81,17 +84,30 @@ fn inv_1_log_record_bytes_are_pinned() {
                 command: CatalogCommand::AcceptAgreement,
             }),
             CatalogInput::System(SystemInput::Tick),
+            CatalogInput::Message(ShardMessage {
+                shard: 1,
+                seq: 3,
+                at_ms: NOW,
+                body: ShardMessageBody::Payable {
+                    seller: SellerId(10),
+                    reason: Reason::WindowEnded,
+                    amount: Fen::new(3_998),
+                    entries: 2,
+                },
+            }),
         ],
     };
-    assert_eq!(LOG_FORMAT, 3);
+    assert_eq!(LOG_FORMAT, 4);
     assert_eq!(
         hex(&shard_record.encode()),
-        "0003000180c8add7c468030101040a01030000036f2d310a14029e1f0b313338303030303132333401\
+        "0004000180c8add7c468030101040a01030000036f2d310a14029e1f0b313338303030303132333401\
          1e08000284070708cec2f105043132333401030400"
     );
     assert_eq!(
         hex(&catalog_record.encode()),
-        "00030180c8add7c4680200010a0102020100"
+        // ... then Message (2): shard 1, seq 3, at, Payable (0) seller 10,
+        // window_ended (7), 39.98 (zigzag 7996), 2 entries.
+        "00040180c8add7c4680300010a010202010002010380c8add7c468000a07bc3e02"
     );
     for record in [shard_record, catalog_record] {
         assert_eq!(LogRecord::decode(&record.encode()), Ok(record));

@@ -83,7 +83,7 @@ fn set_1_redeemed_money_is_pending_for_the_window_then_payable() {
     assert_eq!(balance(&e, ShardAccount::Pending), 3_998);
     assert_eq!(e.tick(NOW + HOUR), 1);
     assert_eq!(balance(&e, ShardAccount::Pending), 0);
-    assert_eq!(balance(&e, ShardAccount::Payable(SELLER)), 3_998);
+    assert_eq!(balance(&e, ShardAccount::Settlement), 3_998);
     let live = r.new_code.unwrap();
     assert_eq!(
         reverse(&mut e, NOW + HOUR, live, 1, 2),
@@ -104,7 +104,7 @@ fn set_1_a_reversal_inside_the_window_returns_the_money_to_escrow() {
     assert_eq!(balance(&e, ShardAccount::Escrow), 5_997);
     assert_eq!(balance(&e, ShardAccount::Pending), 0);
     e.tick(NOW + 2 * HOUR);
-    assert_eq!(balance(&e, ShardAccount::Payable(SELLER)), 0);
+    assert_eq!(balance(&e, ShardAccount::Settlement), 0);
     e.check_invariants();
 }
 
@@ -119,10 +119,10 @@ fn mon_6_each_window_end_applies_once_in_order() {
     redeem(&mut e, NOW + 20, second.new_code.unwrap(), 1, 3);
     assert_eq!(e.tick(NOW + HOUR + 10), 2, "the first two are due");
     assert_eq!(e.tick(NOW + HOUR + 10), 0, "and applied once");
-    assert_eq!(balance(&e, ShardAccount::Payable(SELLER)), 2 * 1_999);
+    assert_eq!(balance(&e, ShardAccount::Settlement), 2 * 1_999);
     assert_eq!(e.tick(NOW + 10 * HOUR), 1);
     assert_eq!(e.tick(NOW + 10 * HOUR), 0);
-    assert_eq!(balance(&e, ShardAccount::Payable(SELLER)), 3 * 1_999);
+    assert_eq!(balance(&e, ShardAccount::Settlement), 3 * 1_999);
     assert_eq!(balance(&e, ShardAccount::Escrow), 1_999);
     e.check_invariants();
 }
@@ -174,7 +174,7 @@ fn mon_6_a_clock_behind_the_log_strands_no_money() {
     redeem(&mut e, NOW, first.new_code.unwrap(), 1, 2);
     assert_eq!(balance(&e, ShardAccount::Pending), 2 * 1_999);
     assert_eq!(e.tick(NOW + 3 * HOUR), 2);
-    assert_eq!(balance(&e, ShardAccount::Payable(SELLER)), 2 * 1_999);
+    assert_eq!(balance(&e, ShardAccount::Settlement), 2 * 1_999);
     assert_eq!(e.tick(NOW + 3 * HOUR), 0);
     e.check_invariants();
 }

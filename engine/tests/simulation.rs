@@ -461,7 +461,7 @@ impl Sim {
                 "shard {i} pending"
             );
             assert_eq!(
-                balance(ShardAccount::Payable(SellerId(10))),
+                balance(ShardAccount::Settlement),
                 payable[i],
                 "shard {i} payable"
             );

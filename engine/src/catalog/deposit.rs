@@ -206,7 +206,7 @@ impl Catalog {
     /// (MON-3); nothing for a zero amount.
     ///
     /// Errors: `insufficient_balance` when `from` (not External) holds less.
-    fn transfer(
+    pub(super) fn transfer(
         &mut self,
         from: Account,
         to: Account,

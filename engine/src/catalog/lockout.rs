@@ -53,6 +53,7 @@ impl std::fmt::Display for LockKey {
             LockKey::Principal(Actor::Seller(id)) => write!(f, "seller {id}"),
             LockKey::Principal(Actor::Provider(id)) => write!(f, "provider {id}"),
             LockKey::Principal(Actor::FrontEnd) => write!(f, "the front end"),
+            LockKey::Principal(Actor::PaymentSystem) => write!(f, "the payment system"),
             LockKey::Principal(Actor::Staff | Actor::System) => write!(f, "staff"),
             LockKey::Outlet(id) => write!(f, "outlet {id}"),
             LockKey::Peer(addr) => write!(f, "peer {addr}"),

@@ -26,10 +26,12 @@ mod product;
 mod provider;
 mod read;
 mod seller;
+mod settle;
 mod tokens;
 mod words;
 pub use lockout::*;
 pub use read::*;
+pub use settle::*;
 pub use tokens::*;
 
 use crate::error::{ErrorCode, Rejection};
@@ -84,6 +86,8 @@ pub enum Actor {
     Device(PosId),
     /// The platform front end, acting for buyers (issues paid orders).
     FrontEnd,
+    /// The payment system: confirms or fails payouts (MON-7).
+    PaymentSystem,
 }
 
 /// Seller kinds (glossary): Tmall-like `mall` or `marketplace` (集市).
@@ -171,12 +175,20 @@ pub enum Account {
     Deposit(SellerId, CategoryId),
     /// A group-buying operator's group-buying deposit (ONB-5).
     GroupBuyingDeposit(SellerId),
+    /// Money the voucher shards handed to settlement (mirrors their
+    /// `settlement` accounts, so it goes negative).
+    FromShards,
+    /// Earned by a seller, not yet settled (MON-4 `seller_payable`).
+    Payable(SellerId),
+    /// A seller's payouts sent, not yet confirmed (MON-4, MON-7).
+    PayoutInTransit(SellerId),
 }
 
 impl crate::ledger::Account for Account {
-    /// Only money outside the platform may be negative.
+    /// Only money outside the platform, and its mirror of the shards'
+    /// money, may be negative.
     fn may_go_negative(&self) -> bool {
-        *self == Account::External
+        matches!(self, Account::External | Account::FromShards)
     }
 }
 
@@ -390,6 +402,27 @@ pub enum CatalogCommand {
         /// What to let in again.
         key: LockKey,
     },
+    /// Staff: run settlement for a seller and a cutoff (SET-3): every
+    /// payable line booked before `cutoff_ms` that no earlier run took
+    /// goes into one payout in transit. The same seller and cutoff again
+    /// returns the same settlement and moves nothing.
+    RunSettlement {
+        /// The seller.
+        seller: SellerId,
+        /// Cutoff, unix ms, not after now.
+        cutoff_ms: i64,
+    },
+    /// Payment system: the payout of a settlement arrived (MON-7).
+    ConfirmPayout {
+        /// Settlement id.
+        settlement: u64,
+    },
+    /// Payment system: the payout of a settlement failed; its money and
+    /// lines go back to the seller's next run (MON-7).
+    FailPayout {
+        /// Settlement id.
+        settlement: u64,
+    },
 }
 
 impl CatalogCommand {
@@ -419,7 +452,8 @@ impl CatalogCommand {
             | PublishProduct(_)
             | DelistProduct { .. } => matches!(actor, Actor::Seller(_)),
             LinkSeller { .. } | RegisterDevice { .. } => matches!(actor, Actor::Provider(_)),
-            LiftLockout { .. } => actor == Actor::Staff,
+            LiftLockout { .. } | RunSettlement { .. } => actor == Actor::Staff,
+            ConfirmPayout { .. } | FailPayout { .. } => actor == Actor::PaymentSystem,
         }
     }
 }
@@ -443,6 +477,14 @@ pub enum SystemInput {
         until_ms: i64,
         /// Failures counted in the window.
         failures: u32,
+    },
+    /// The daily settlement run (SET-3) for every seller with payable
+    /// lines booked before `cutoff_ms`; a cutoff at or before the last
+    /// daily one changes nothing. Errors: `bad_request` when `cutoff_ms`
+    /// is after now.
+    Settle {
+        /// Cutoff, unix ms.
+        cutoff_ms: i64,
     },
 }
 
@@ -509,6 +551,10 @@ pub enum CatalogOutcome {
     },
     /// The ids of the tokens revoked.
     TokensRevoked(Vec<u64>),
+    /// A settlement and its payout (SET-3, MON-7).
+    Settlement(SettlementView),
+    /// The settlements a daily run created, by id.
+    Settled(Vec<u64>),
 }
 
 /// A catalog command's reply.
@@ -601,6 +647,18 @@ pub struct Catalog {
     token_records: BTreeMap<u64, TokenRecord>,
     /// Keys locked out after failed code attempts (issue 7).
     lockouts: BTreeMap<LockKey, LockoutView>,
+    /// Per voucher shard, the latest message applied (exactly once).
+    shard_marks: BTreeMap<u32, u64>,
+    /// Every payable line, in booking order (SET-3).
+    payables: Vec<PayableLine>,
+    /// (seller, line) of the lines no settlement holds.
+    open_payables: BTreeSet<(SellerId, u32)>,
+    /// Settlements; id = position + 1.
+    settlements: Vec<settle::SettlementRecord>,
+    /// (seller, cutoff) → settlement id (SET-3's idempotency).
+    settlement_keys: BTreeMap<(SellerId, i64), u64>,
+    /// Cutoff of the latest daily run, unix ms.
+    daily_cutoff_ms: i64,
 }
 
 impl Catalog {
@@ -627,6 +685,12 @@ impl Catalog {
             tokens: BTreeMap::new(),
             token_records: BTreeMap::new(),
             lockouts: BTreeMap::new(),
+            shard_marks: BTreeMap::new(),
+            payables: Vec::new(),
+            open_payables: BTreeSet::new(),
+            settlements: Vec::new(),
+            settlement_keys: BTreeMap::new(),
+            daily_cutoff_ms: i64::MIN,
         }
     }
 
@@ -688,6 +752,7 @@ impl Catalog {
                 until_ms,
                 failures,
             } => self.lock_out(now_ms, *key, *until_ms, *failures),
+            SystemInput::Settle { cutoff_ms } => self.settle_daily(now_ms, *cutoff_ms),
         };
         debug_assert_eq!(self.ledger.check(), Ok(()));
         reply
@@ -699,11 +764,14 @@ impl Catalog {
         self.done.contains_key(request_id)
     }
 
-    /// MON-5 for the catalog's ledger: see [`Ledger::check`].
+    /// MON-5 for the catalog's ledger (see [`Ledger::check`]) and SET-3's
+    /// books: payable and in-transit balances are explained by the
+    /// payable lines and settlements.
     ///
     /// Errors: the first broken rule, in words.
     pub fn check_invariants(&self) -> Result<(), String> {
-        self.ledger.check()
+        self.ledger.check()?;
+        self.check_settlement()
     }
 
     /// The principal a token hash authenticates, if it is registered.
@@ -829,6 +897,9 @@ impl Catalog {
             IssueToken { token_hash, actor } => self.issue_token(now_ms, token_hash, *actor),
             RevokeToken { which } => self.revoke_tokens(now_ms, *which, events),
             LiftLockout { key } => self.lift_lockout(now_ms, *key),
+            RunSettlement { seller, cutoff_ms } => self.run_settlement(now_ms, *seller, *cutoff_ms),
+            ConfirmPayout { settlement } => self.decide_payout(now_ms, *settlement, true),
+            FailPayout { settlement } => self.decide_payout(now_ms, *settlement, false),
         }
     }
 }

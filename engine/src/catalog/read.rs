@@ -112,6 +112,27 @@ pub enum CatalogQuery {
         /// Most items, 1..=`TOKENS_PAGE_ITEMS_MAX`.
         limit: u32,
     },
+    /// Settlements (SET-3) in id order. Staff and the payment system all
+    /// (or one seller's); a seller its own.
+    Settlements {
+        /// Only this seller's.
+        seller: Option<SellerId>,
+        /// Start after this settlement id.
+        after: Option<u64>,
+        /// Most items, 1..=`SETTLEMENTS_PAGE_ITEMS_MAX`.
+        limit: u32,
+    },
+    /// One settlement's statement (RPT-4), a page of its lines. Staff and
+    /// the payment system any; a seller its own (another's is
+    /// `not_found`).
+    Statement {
+        /// Settlement id.
+        settlement: u64,
+        /// First line to show, from 0.
+        offset: u32,
+        /// Most lines, 1..=`STATEMENT_PAGE_LINES_MAX`.
+        limit: u32,
+    },
 }
 
 impl CatalogQuery {
@@ -123,7 +144,9 @@ impl CatalogQuery {
         let seller = matches!(actor, Actor::Seller(_));
         let provider = matches!(actor, Actor::Provider(_));
         let front = actor == Actor::FrontEnd;
+        let payments = actor == Actor::PaymentSystem;
         match self {
+            Settlements { .. } | Statement { .. } => staff || seller || payments,
             Categories(_) => true,
             Tokens { .. } => staff,
             Seller { .. } | Verifiers { .. } | Lockouts { .. } => staff || seller,
@@ -185,6 +208,10 @@ pub struct SellerView {
     pub deposit_short: Vec<CategoryId>,
     /// Group-buying deposit (ONB-5).
     pub group_buying_deposit: Fen,
+    /// Earned, not yet in a settlement (MON-4 `seller_payable`).
+    pub payable: Fen,
+    /// Payouts sent, not yet confirmed (MON-7).
+    pub payout_in_transit: Fen,
 }
 
 /// A code provider.
@@ -283,6 +310,10 @@ pub enum CatalogView {
     Lockouts(Vec<LockoutView>),
     /// Tokens, in id order.
     Tokens(Vec<TokenView>),
+    /// Settlements, in id order.
+    Settlements(Vec<super::SettlementView>),
+    /// One statement page (RPT-4).
+    Statement(super::StatementView),
 }
 
 /// A read's reply.
@@ -350,6 +381,24 @@ impl Catalog {
             Q::Devices(page) => self.read_devices(actor, *page),
             Q::Products { seller, page } => self.read_products(actor, *seller, *page),
             Q::Product { id } => self.read_product(actor, *id),
+            Q::Settlements {
+                seller,
+                after,
+                limit,
+            } => {
+                let scope = self.scope(actor, *seller)?;
+                let page = self.settlement_page(scope, *after, *limit)?;
+                Ok(CatalogView::Settlements(page))
+            }
+            Q::Statement {
+                settlement,
+                offset,
+                limit,
+            } => {
+                let scope = self.scope(actor, None)?;
+                let statement = self.statement(scope, *settlement, *offset, *limit)?;
+                Ok(CatalogView::Statement(statement))
+            }
         }
     }
 
@@ -534,7 +583,7 @@ impl Catalog {
             Actor::Seller(me) => p.seller == me,
             Actor::Provider(me) => p.spec.provider == Some(me),
             Actor::FrontEnd => p.listed,
-            Actor::Verifier(_) | Actor::Device(_) => false,
+            Actor::Verifier(_) | Actor::Device(_) | Actor::PaymentSystem => false,
         }
     }
 
@@ -569,6 +618,8 @@ impl Catalog {
             deposits,
             deposit_short: s.short.iter().copied().collect(),
             group_buying_deposit: self.balance(Account::GroupBuyingDeposit(id)),
+            payable: self.balance(Account::Payable(id)),
+            payout_in_transit: self.balance(Account::PayoutInTransit(id)),
         })
     }
 }

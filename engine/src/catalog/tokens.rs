@@ -58,7 +58,7 @@ impl Catalog {
             Actor::Provider(id) => self.providers.contains_key(&id),
             Actor::Verifier(id) => self.verifiers.contains_key(&id),
             Actor::Device(id) => self.devices.contains_key(&id),
-            Actor::Staff | Actor::FrontEnd => true,
+            Actor::Staff | Actor::FrontEnd | Actor::PaymentSystem => true,
             Actor::System => {
                 return Err(reject(
                     ErrorCode::BadRequest,

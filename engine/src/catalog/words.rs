@@ -10,6 +10,7 @@ impl fmt::Display for Actor {
             Actor::Staff => write!(f, "staff"),
             Actor::System => write!(f, "the system"),
             Actor::FrontEnd => write!(f, "the front end"),
+            Actor::PaymentSystem => write!(f, "the payment system"),
             Actor::Seller(id) => write!(f, "seller {id}"),
             Actor::Provider(id) => write!(f, "code provider {id}"),
             Actor::Verifier(id) => write!(f, "verifier {id}"),
@@ -80,6 +81,9 @@ impl fmt::Display for Account {
             Account::Payment(s) => write!(f, "the payment account of seller {s}"),
             Account::Deposit(s, c) => write!(f, "the deposit of seller {s} for category {c}"),
             Account::GroupBuyingDeposit(s) => write!(f, "the group-buying deposit of seller {s}"),
+            Account::FromShards => write!(f, "money the voucher shards handed to settlement"),
+            Account::Payable(s) => write!(f, "the payable account of seller {s}"),
+            Account::PayoutInTransit(s) => write!(f, "the payouts in transit to seller {s}"),
         }
     }
 }
@@ -117,7 +121,7 @@ impl fmt::Display for CatalogEvent {
 
 impl CatalogOutcome {
     /// The outcome's stable name in JSON: `done`, `onboarding`, `t_plus_n`,
-    /// `balance`, `ticked` or `tokens_revoked`.
+    /// `balance`, `ticked`, `tokens_revoked`, `settlement` or `settled`.
     pub fn name(&self) -> &'static str {
         match self {
             CatalogOutcome::Done => "done",
@@ -126,6 +130,8 @@ impl CatalogOutcome {
             CatalogOutcome::Balance(_) => "balance",
             CatalogOutcome::Ticked { .. } => "ticked",
             CatalogOutcome::TokensRevoked(_) => "tokens_revoked",
+            CatalogOutcome::Settlement(_) => "settlement",
+            CatalogOutcome::Settled(_) => "settled",
         }
     }
 }
@@ -153,6 +159,12 @@ impl fmt::Display for CatalogOutcome {
                 let s = if ids.len() == 1 { "" } else { "s" };
                 write!(f, "done; token{s} {} revoked", ids.join(", "))
             }
+            CatalogOutcome::Settlement(s) => write!(
+                f,
+                "settlement {} of seller {}: {} yuan over {} payable lines, payout {}",
+                s.id, s.seller, s.total, s.lines, s.state
+            ),
+            CatalogOutcome::Settled(ids) => write!(f, "done; {} settlements created", ids.len()),
         }
     }
 }

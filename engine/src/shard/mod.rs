@@ -205,6 +205,11 @@ pub struct Shard {
     window_ends: VecDeque<(i64, u32)>,
     /// The latest `now` this shard applied anything at, unix ms.
     clock_floor_ms: i64,
+    /// Messages for the catalog not yet taken by the worker (not state:
+    /// replay makes them again).
+    outbox: Vec<crate::message::ShardMessage>,
+    /// Messages made so far: the `seq` of the latest.
+    messages_sent: u64,
 }
 
 /// What a shard knows of a catalog product (see [`CatalogFact::Product`]).
@@ -318,6 +323,8 @@ impl Shard {
             ledger: ShardLedger::new(),
             window_ends: VecDeque::new(),
             clock_floor_ms: i64::MIN,
+            outbox: Vec::new(),
+            messages_sent: 0,
         })
     }
 

@@ -6,8 +6,12 @@
 //! issue        buyers  → escrow    units × unit price   (Reason::Paid)
 //! redeem k     escrow  → pending   k × unit price       (Reason::Redeemed)
 //! reverse      pending → escrow    the redemption's amount (Reason::Reversed)
-//! window end   pending → payable(seller)                 (Reason::WindowEnded)
+//! window end   pending → settlement                      (Reason::WindowEnded)
 //! ```
+//! Money in `settlement` has been handed to the catalog: each tick sums
+//! what it made payable per seller and reason into one
+//! [`ShardMessage`], numbered per shard, which the catalog books to the
+//! seller's payable account exactly once (SET-3 then pays it out).
 //! The window ends are deadlines applied by the shard's logged tick, in
 //! deadline order, each once (MON-6): a redemption's money becomes payable
 //! to the seller at the first tick at or after `at + reversal window`, and
@@ -18,6 +22,8 @@
 
 use super::*;
 use crate::ledger::{Account, Ledger, Reason};
+use crate::message::{ShardMessage, ShardMessageBody};
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// Most window ends one tick applies: bounds the work of one batch, and is
@@ -34,8 +40,9 @@ pub enum ShardAccount {
     Escrow,
     /// Redeemed, inside the reversal window (SET-1's pending entries).
     Pending,
-    /// Earned by a seller, not yet settled (MON-4 `seller_payable`).
-    Payable(SellerId),
+    /// Payable to sellers and handed to the catalog's settlement as
+    /// [`ShardMessage`]s (the catalog keeps MON-4's `seller_payable`).
+    Settlement,
 }
 
 impl fmt::Display for ShardAccount {
@@ -44,7 +51,7 @@ impl fmt::Display for ShardAccount {
             ShardAccount::Buyers => f.write_str("buyer payments"),
             ShardAccount::Escrow => f.write_str("escrow"),
             ShardAccount::Pending => f.write_str("pending redemptions"),
-            ShardAccount::Payable(s) => write!(f, "seller {s} payable"),
+            ShardAccount::Settlement => f.write_str("handed to settlement"),
         }
     }
 }
@@ -54,6 +61,9 @@ impl Account for ShardAccount {
         *self == ShardAccount::Buyers
     }
 }
+
+/// What one tick made payable: (seller, reason) → (sum, entries).
+type Payables = BTreeMap<(SellerId, Reason), (Fen, u32)>;
 
 /// A shard's ledger: entries link to their voucher slot.
 pub type ShardLedger = Ledger<ShardAccount, u32>;
@@ -160,24 +170,28 @@ impl Shard {
     /// The shard's time input (MON-6): applies, in deadline order, every
     /// window end at or before `now_ms` — at most [`TICK_DEADLINES_MAX`] —
     /// making each unreversed redemption's money payable to its seller.
-    /// Returns how many deadlines it applied (0: nothing changed).
+    /// Returns how many deadlines it applied (0: nothing changed). What
+    /// became payable goes to the catalog as messages
+    /// ([`Shard::take_messages`]).
     pub fn tick(&mut self, now_ms: i64) -> usize {
         self.clock_floor_ms = self.clock_floor_ms.max(now_ms);
         let mut applied = 0;
+        let mut payable = Payables::new();
         while applied < TICK_DEADLINES_MAX {
             match self.window_ends.front() {
                 Some(&(end, pos)) if end <= now_ms => {
                     self.window_ends.pop_front();
-                    self.settle_redemption(now_ms, pos);
+                    self.settle_redemption(now_ms, pos, &mut payable);
                     applied += 1;
                 }
                 _ => break,
             }
         }
+        self.send_payables(now_ms, payable);
         applied
     }
 
-    fn settle_redemption(&mut self, now_ms: i64, pos: u32) {
+    fn settle_redemption(&mut self, now_ms: i64, pos: u32, payable: &mut Payables) {
         let r = &mut self.log[pos as usize];
         if r.reversed() {
             return;
@@ -188,12 +202,48 @@ impl Shard {
         post(
             &mut self.ledger,
             ShardAccount::Pending,
-            ShardAccount::Payable(seller),
+            ShardAccount::Settlement,
             amount,
             Reason::WindowEnded,
             now_ms,
             slot,
         );
+        let sum = payable.entry((seller, Reason::WindowEnded)).or_default();
+        sum.0 += amount;
+        sum.1 += 1;
+    }
+
+    /// One message per seller and reason of what a tick made payable.
+    fn send_payables(&mut self, now_ms: i64, payable: Payables) {
+        for ((seller, reason), (amount, entries)) in payable {
+            if amount.is_zero() {
+                continue;
+            }
+            self.messages_sent += 1;
+            self.outbox.push(ShardMessage {
+                shard: self.index,
+                seq: self.messages_sent,
+                at_ms: now_ms,
+                body: ShardMessageBody::Payable {
+                    seller,
+                    reason,
+                    amount,
+                    entries,
+                },
+            });
+        }
+    }
+
+    /// The messages for the catalog made since the last call, in `seq`
+    /// order. The caller delivers them once the batch that made them is
+    /// durable; replaying the log makes them again, with the same numbers.
+    pub fn take_messages(&mut self) -> Vec<ShardMessage> {
+        std::mem::take(&mut self.outbox)
+    }
+
+    /// How many messages this shard has made (the `seq` of the latest).
+    pub fn messages_sent(&self) -> u64 {
+        self.messages_sent
     }
 
     /// The shard's ledger, for inspection and the audit.
@@ -210,10 +260,12 @@ impl Shard {
             panic!("MON-5: {e}");
         }
         let mut left = vec![Fen::ZERO; self.vouchers.len()];
-        let mut pending = Fen::ZERO;
+        let (mut pending, mut settled) = (Fen::ZERO, Fen::ZERO);
         for r in self.log.iter().filter(|r| !r.reversed()) {
             left[r.voucher as usize] += r.amount;
-            if !r.settled {
+            if r.settled {
+                settled += r.amount;
+            } else {
                 pending += r.amount;
             }
         }
@@ -237,6 +289,11 @@ impl Shard {
             self.ledger.balance(ShardAccount::Pending),
             pending,
             "MON-5: pending"
+        );
+        assert_eq!(
+            self.ledger.balance(ShardAccount::Settlement),
+            settled,
+            "MON-5: handed to settlement"
         );
     }
 }
