@@ -11,10 +11,11 @@
 
 use anyhow::Context;
 use rand::RngCore;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use vouch_engine::catalog::Catalog;
 use vouch_engine::log::{CatalogBatch, LogError, LogRecord, ShardBatch};
+use vouch_engine::message::ShardMessage;
 use vouch_engine::{EngineConfig, RequestId, Shard};
 use vouch_storage::Storage;
 
@@ -119,9 +120,10 @@ pub fn open(root: &Path, new_config: &EngineConfig) -> anyhow::Result<Opened> {
     let (config, seed, created) = settings(&storage, root, new_config)?;
     let admin_token = admin_token(&paths)?;
     ensure_development_certificate(&paths)?;
-    let recovered = recover(&mut storage, &config, seed)?;
+    let mut recovered = recover(&mut storage, &config, seed)?;
     let mut shards = recovered.shards;
     log_missing_facts(&mut storage, &mut shards, &recovered.catalog)?;
+    log_unsent_messages(&mut storage, &mut recovered.catalog, recovered.unsent)?;
     for s in &shards {
         s.check_invariants();
     }
@@ -222,6 +224,8 @@ struct Recovered {
     catalog: Catalog,
     claims: HashMap<RequestId, u32>,
     records: u64,
+    /// Per shard, its messages the catalog has not applied, in order.
+    unsent: Vec<VecDeque<ShardMessage>>,
 }
 
 /// Replays every log record, in order, into fresh shards and a fresh
@@ -241,11 +245,14 @@ fn recover(
     let tz = config.validate().map_err(anyhow::Error::msg)?;
     let mut catalog = Catalog::new(tz);
     let mut claims = HashMap::new();
+    let mut unsent = vec![VecDeque::new(); shards.len()];
     let records = storage
         .replay(|seq, bytes| -> anyhow::Result<()> {
             let record = LogRecord::decode(bytes).with_context(|| format!("log record {seq}"))?;
             replay_record(&mut shards, &mut catalog, &mut claims, record)
-                .with_context(|| format!("log record {seq}"))
+                .with_context(|| format!("log record {seq}"))?;
+            track_messages(&mut shards, &catalog, &mut unsent);
+            Ok(())
         })
         .map_err(|e| anyhow::anyhow!("replaying the log: {e:#}"))?;
     Ok(Recovered {
@@ -253,7 +260,52 @@ fn recover(
         catalog,
         claims,
         records,
+        unsent,
     })
+}
+
+/// Keeps, per shard, the messages replay made that the catalog has not
+/// applied yet (those at or below its mark were applied once already).
+fn track_messages(shards: &mut [Shard], catalog: &Catalog, unsent: &mut [VecDeque<ShardMessage>]) {
+    for (i, (shard, queue)) in shards.iter_mut().zip(unsent.iter_mut()).enumerate() {
+        queue.extend(shard.take_messages());
+        let mark = catalog.shard_mark(i as u32);
+        while queue.front().is_some_and(|m| m.seq <= mark) {
+            queue.pop_front();
+        }
+    }
+}
+
+/// Shard messages a stop or crash kept from reaching the catalog (the
+/// shard's record was durable, the catalog's was not) are applied and
+/// logged now, before serving: each is applied exactly once.
+///
+/// Errors: a message the catalog refuses (the log and this build
+/// disagree); the write.
+fn log_unsent_messages(
+    storage: &mut Storage,
+    catalog: &mut Catalog,
+    unsent: Vec<VecDeque<ShardMessage>>,
+) -> anyhow::Result<()> {
+    let mut batch = CatalogBatch::new(wall_ms());
+    for m in unsent.into_iter().flatten() {
+        batch
+            .message(catalog, &m)
+            .map_err(|e| anyhow::anyhow!("shard {} message {}: {e}", m.shard, m.seq))?;
+    }
+    if let Some(record) = batch.record() {
+        storage
+            .append_sync(std::iter::once(record.encode().as_slice()))
+            .context("logging shard messages the catalog lacked")?;
+    }
+    Ok(())
+}
+
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// Catalog facts a stop or crash kept from reaching a shard's log (a shard
@@ -266,10 +318,7 @@ fn log_missing_facts(
     shards: &mut [Shard],
     catalog: &Catalog,
 ) -> anyhow::Result<()> {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
+    let now_ms = wall_ms();
     let facts = catalog.facts();
     let mut records = Vec::new();
     for (index, s) in shards.iter_mut().enumerate() {

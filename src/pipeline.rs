@@ -17,7 +17,7 @@ use vouch_engine::catalog::{
     Actor, Catalog, CatalogCommand, CatalogEvent, CatalogQuery, SystemInput,
 };
 use vouch_engine::log::{CatalogApplied, CatalogBatch, CatalogEntry, ShardBatch};
-use vouch_engine::message::CatalogFact;
+use vouch_engine::message::{CatalogFact, ShardMessage};
 use vouch_engine::shard::Caller;
 use vouch_engine::{Command, Effect, ErrorCode, Rejection, Reply, Shard};
 use vouch_protocol::{Response, WireError, WireReply};
@@ -284,8 +284,39 @@ fn next_batch<T>(rx: &mut mpsc::Receiver<Vec<T>>) -> Option<Vec<T>> {
     Some(ops)
 }
 
+/// Where a shard's messages for the catalog go (SET-3): the catalog
+/// worker's message queue, and its op queue to wake it (held weakly, so
+/// it never keeps the catalog running at shutdown).
+#[derive(Clone)]
+pub struct ToCatalog {
+    /// Messages, in each shard's `seq` order.
+    pub messages: crossbeam_channel::Sender<ShardMessage>,
+    /// Wakes the catalog worker with an empty batch.
+    pub wake: mpsc::WeakSender<Vec<CatalogOp>>,
+}
+
+impl ToCatalog {
+    /// Hands durable messages to the catalog and wakes it. Lost only when
+    /// the server stops; recovery then sends them again.
+    fn send(&self, messages: Vec<ShardMessage>) {
+        if messages.is_empty() {
+            return;
+        }
+        for m in messages {
+            let _ = self.messages.send(m);
+        }
+        if let Some(tx) = self.wake.upgrade() {
+            // A full queue wakes the worker anyway.
+            let _ = tx.try_send(Vec::new());
+        }
+    }
+}
+
 /// Runs one shard worker until its queue closes. Time never runs backwards
 /// inside a shard: each batch's `now` is at least the previous one's.
+/// What the batch makes payable reaches the catalog once its record is
+/// durable.
+#[allow(clippy::too_many_arguments)]
 pub fn run_worker(
     mut shard: Shard,
     mut rx: mpsc::Receiver<Vec<Op>>,
@@ -294,6 +325,7 @@ pub fn run_worker(
     stats: Arc<Stats>,
     claims: Arc<Claims>,
     guard: Arc<Guard>,
+    to_catalog: ToCatalog,
 ) {
     let mut clock = Clock {
         last_ms: shard.clock_floor_ms(),
@@ -340,12 +372,14 @@ pub fn run_worker(
             .record(shard.index())
             .map(|r| r.encode())
             .unwrap_or_default();
+        let (messages, to_catalog) = (shard.take_messages(), to_catalog.clone());
         let job = Job {
             record,
             done: Box::new(move || {
                 for (to, reply) in replies {
                     deliver(to, reply);
                 }
+                to_catalog.send(messages);
             }),
         };
         if commit.send(job).is_err() {
@@ -390,9 +424,11 @@ pub struct CatalogOp {
 /// 3: a read never shows what a crash could still undo). Catalog events are logged at
 /// warn level for staff (ONB-4 freeze notices, ONB-6 `deposit_short`,
 /// PUB-3 delistings).
+#[allow(clippy::too_many_arguments)]
 pub fn run_catalog_worker(
     mut catalog: Catalog,
     mut rx: mpsc::Receiver<Vec<CatalogOp>>,
+    messages: crossbeam_channel::Receiver<ShardMessage>,
     commit: crossbeam_channel::Sender<Job>,
     tokens: Arc<TokenMap>,
     fact_txs: Vec<crossbeam_channel::Sender<CatalogFact>>,
@@ -410,6 +446,13 @@ pub fn run_catalog_worker(
     while let Some(ops) = next_batch(&mut rx) {
         let mut batch = CatalogBatch::new(clock.now_ms());
         let mut after = CatalogAfter::default();
+        // The shards' payable money first (durable in their records), so
+        // every read and settlement run sees what reached the catalog.
+        while let Ok(m) = messages.try_recv() {
+            if let Err(e) = batch.message(&mut catalog, &m) {
+                tracing::error!(shard = m.shard, seq = m.seq, "shard message refused: {e}");
+            }
+        }
         for op in ops {
             let response = catalog_op(&mut catalog, &mut batch, &op.work, &mut events, &mut after);
             after.replies.push((op, response));

@@ -7,15 +7,25 @@
 //! shards' invariants are checked as it goes; at the end the log records
 //! are replayed into fresh shards, which must hold the same state.
 //!
+//!
+//! The money goes all the way: what reversal windows make payable reaches
+//! a catalog as shard messages (delivered late, out of turn between shards
+//! and twice), settlement runs per seller and cutoff take it, and payouts
+//! are confirmed or failed — against a model of every payable line.
+//!
 //! `VOUCH_SIM_SEED` reruns one seed; `VOUCH_SIM_STEPS` sets the steps
 //! (default 100,000). A failure prints the seed and the step.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use vouch_engine::catalog::{
+    Account, Actor, Catalog, CatalogCommand, CatalogOutcome, PayoutState, SellerKind,
+};
 use vouch_engine::command::*;
 use vouch_engine::engine::route;
-use vouch_engine::log::{LogRecord, ShardBatch};
+use vouch_engine::log::{CatalogBatch, CatalogEntry, LogRecord, ShardBatch};
+use vouch_engine::message::{ShardMessage, ShardMessageBody};
 use vouch_engine::shard::{Caller, ShardAccount, TICK_DEADLINES_MAX};
 use vouch_engine::validity::Validity;
 use vouch_engine::{
@@ -31,8 +41,12 @@ const DAY_MS: i64 = 86_400_000;
 const SPAN_MS: i64 = 60 * DAY_MS;
 const MOBILE: &str = "13800001234";
 
+/// Sellers of the simulated orders.
+const SELLERS: [SellerId; 3] = [SellerId(10), SellerId(11), SellerId(12)];
+
 struct Order {
     id: String,
+    seller: SellerId,
     units: u32,
     price: Fen,
     first_code: Code,
@@ -73,6 +87,48 @@ struct Sim {
     step: u64,
     /// Outcomes seen, by name: the workload must reach every one.
     seen: BTreeMap<&'static str, u64>,
+    money: Money,
+}
+
+/// The catalog side of the simulation and its model.
+struct Money {
+    catalog: Catalog,
+    records: Vec<Vec<u8>>,
+    /// Messages made by shards, not yet delivered (the server's channel).
+    in_flight: VecDeque<ShardMessage>,
+    /// Model of the catalog's payable lines: (seller, amount, booked at,
+    /// settlement that holds it).
+    lines: Vec<(SellerId, Fen, i64, Option<u64>)>,
+    /// Model of settlements: (seller, total, state).
+    settlements: Vec<(SellerId, Fen, PayoutState)>,
+    /// (seller, cutoff) → settlement id.
+    runs: BTreeMap<(SellerId, i64), u64>,
+    serial: u64,
+}
+
+fn fresh_catalog() -> (Catalog, Vec<CatalogEntry>) {
+    let tz = jiff::tz::TimeZone::get(&config().time_zone).unwrap();
+    let mut catalog = Catalog::new(tz);
+    let mut entries = Vec::new();
+    for (i, id) in SELLERS.into_iter().enumerate() {
+        let entry = CatalogEntry {
+            actor: Actor::Staff,
+            request_id: RequestId {
+                source: 1,
+                serial: i as u64 + 1,
+            },
+            command: CatalogCommand::CreateSeller {
+                id,
+                kind: SellerKind::Mall,
+                self_issuing: false,
+                group_buying_operator: false,
+            },
+        };
+        let mut batch = CatalogBatch::new(START);
+        assert!(batch.command(&mut catalog, &entry, &mut Vec::new()).logged);
+        entries.push(entry);
+    }
+    (catalog, entries)
 }
 
 fn config() -> EngineConfig {
@@ -108,6 +164,15 @@ impl Sim {
             window_ms: config().reversal_window_ms,
             step: 0,
             seen: BTreeMap::new(),
+            money: Money {
+                catalog: fresh_catalog().0,
+                records: Vec::new(),
+                in_flight: VecDeque::new(),
+                lines: Vec::new(),
+                settlements: Vec::new(),
+                runs: BTreeMap::new(),
+                serial: 100,
+            },
         }
     }
 
@@ -130,6 +195,7 @@ impl Sim {
         if let Some(record) = batch.record(index) {
             self.records.push(record.encode());
         }
+        self.money.in_flight.extend(shard.take_messages());
         applied.reply
     }
 
@@ -140,7 +206,7 @@ impl Sim {
     fn issue_cmd(order: &Order) -> Command {
         Command::Issue(Issue {
             order_id: order.id.clone(),
-            seller_id: SellerId(10),
+            seller_id: order.seller,
             product_id: ProductId(20),
             units: order.units,
             unit_price: order.price,
@@ -153,6 +219,7 @@ impl Sim {
     fn issue_new(&mut self) {
         let mut order = Order {
             id: format!("o-{}", self.orders.len()),
+            seller: SELLERS[self.rng.random_range(0..SELLERS.len())],
             units: self.rng.random_range(1..=5),
             price: Fen::new(self.rng.random_range(0..50_000)),
             first_code: Code::new(8, 0).unwrap(),
@@ -378,6 +445,225 @@ impl Sim {
         });
     }
 
+    /// Delivers some messages in flight, a random shard's first each
+    /// time (shards race each other; one shard's stay in order), and now
+    /// and then one already applied again, which must change nothing.
+    fn deliver(&mut self) {
+        let mut batch = CatalogBatch::new(self.now);
+        for _ in 0..self.rng.random_range(1..=8) {
+            let shard = self.rng.random_range(0..SHARDS);
+            let Some(at) = self.money.in_flight.iter().position(|m| m.shard == shard) else {
+                continue;
+            };
+            let m = self.money.in_flight.remove(at).unwrap();
+            assert_eq!(batch.message(&mut self.money.catalog, &m), Ok(true));
+            let ShardMessageBody::Payable { seller, amount, .. } = m.body;
+            self.money.lines.push((seller, amount, self.now, None));
+            if self.rng.random_bool(0.2) {
+                assert_eq!(batch.message(&mut self.money.catalog, &m), Ok(false));
+                self.saw("message repeated");
+            }
+            self.saw("message applied");
+        }
+        if let Some(record) = batch.record() {
+            self.money.records.push(record.encode());
+        }
+    }
+
+    fn catalog_cmd(&mut self, actor: Actor, command: CatalogCommand) -> CatalogOutcome {
+        self.money.serial += 1;
+        let entry = CatalogEntry {
+            actor,
+            request_id: RequestId {
+                source: 1,
+                serial: self.money.serial,
+            },
+            command,
+        };
+        let mut batch = CatalogBatch::new(self.now);
+        let applied = batch.command(&mut self.money.catalog, &entry, &mut Vec::new());
+        if let Some(record) = batch.record() {
+            self.money.records.push(record.encode());
+        }
+        applied.reply.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// SET-3 against the model: a run takes the seller's open lines
+    /// booked before the cutoff; the same seller and cutoff again is the
+    /// same settlement.
+    fn settle(&mut self) {
+        let seller = SELLERS[self.rng.random_range(0..SELLERS.len())];
+        let earlier = self
+            .money
+            .runs
+            .keys()
+            .filter(|(s, _)| *s == seller)
+            .last()
+            .copied();
+        let lines = self.money.lines.len();
+        let cutoff_ms = match earlier {
+            Some((_, c)) if self.rng.random_bool(0.2) => c,
+            // Exactly a line's booking instant: that line stays out.
+            _ if lines > 0 && self.rng.random_bool(0.3) => {
+                self.money.lines[self.rng.random_range(0..lines)].2
+            }
+            _ => self.now - self.rng.random_range(0..2 * DAY_MS),
+        };
+        let known = self.money.runs.get(&(seller, cutoff_ms)).copied();
+        let s = match self.catalog_cmd(
+            Actor::Staff,
+            CatalogCommand::RunSettlement { seller, cutoff_ms },
+        ) {
+            CatalogOutcome::Settlement(s) => s,
+            other => panic!("{other:?}"),
+        };
+        if let Some(id) = known {
+            let (_, total, state) = self.money.settlements[(id - 1) as usize];
+            assert_eq!(
+                (s.id, s.total, s.state),
+                (id, total, state),
+                "SET-3: a rerun is the same"
+            );
+            self.saw("settlement rerun");
+            return;
+        }
+        let id = self.money.settlements.len() as u64 + 1;
+        let mut total = Fen::ZERO;
+        for line in self.money.lines.iter_mut() {
+            if line.0 == seller && line.2 < cutoff_ms && line.3.is_none() {
+                line.3 = Some(id);
+                total += line.1;
+            }
+        }
+        let state = if total.is_zero() {
+            PayoutState::NothingToPay
+        } else {
+            PayoutState::InTransit
+        };
+        assert_eq!(
+            (s.id, s.total, s.state),
+            (id, total, state),
+            "SET-3: the run takes the open lines before its cutoff"
+        );
+        self.money.settlements.push((seller, total, state));
+        self.money.runs.insert((seller, cutoff_ms), id);
+        self.saw(if total.is_zero() {
+            "nothing to pay"
+        } else {
+            "payout sent"
+        });
+    }
+
+    /// MON-7 against the model: confirm or fail a settlement's payout.
+    fn decide_payout(&mut self) {
+        let n = self.money.settlements.len() as u64;
+        if n == 0 {
+            return;
+        }
+        let id = self.rng.random_range(1..=n);
+        let confirm = self.rng.random_bool(0.7);
+        let command = if confirm {
+            CatalogCommand::ConfirmPayout { settlement: id }
+        } else {
+            CatalogCommand::FailPayout { settlement: id }
+        };
+        let state = self.money.settlements[(id - 1) as usize].2;
+        if state != PayoutState::InTransit {
+            let refused = self.money.catalog.apply(
+                self.now,
+                Actor::PaymentSystem,
+                RequestId {
+                    source: 2,
+                    serial: self.step,
+                },
+                &command,
+                &mut Vec::new(),
+            );
+            assert_eq!(
+                refused.map_err(|r| r.code).err(),
+                Some(ErrorCode::PayoutNotInTransit)
+            );
+            self.saw("payout_not_in_transit");
+            return;
+        }
+        let CatalogOutcome::Settlement(s) = self.catalog_cmd(Actor::PaymentSystem, command) else {
+            panic!("a payout in transit is decided")
+        };
+        let next = if confirm {
+            PayoutState::Confirmed
+        } else {
+            PayoutState::Failed
+        };
+        assert_eq!(s.state, next);
+        self.money.settlements[(id - 1) as usize].2 = next;
+        if !confirm {
+            for line in self.money.lines.iter_mut().filter(|l| l.3 == Some(id)) {
+                line.3 = None;
+            }
+        }
+        self.saw(if confirm {
+            "payout confirmed"
+        } else {
+            "payout failed"
+        });
+    }
+
+    /// MON-5 across the state machines, per seller: what the shards made
+    /// payable = in flight + payable in the catalog + in transit + paid
+    /// out; and the catalog's own books.
+    fn check_settlement(&self) {
+        self.money.catalog.check_invariants().unwrap();
+        let mut handed: BTreeMap<SellerId, i64> = BTreeMap::new();
+        for r in self
+            .reds
+            .iter()
+            .filter(|r| !r.reversed && r.at_ms + self.window_ms <= self.ticked[r.shard as usize])
+        {
+            let o = &self.orders[r.order];
+            *handed.entry(o.seller).or_default() += o.price.times(r.command.units).unwrap().fen();
+        }
+        for seller in SELLERS {
+            let in_flight: i64 = self
+                .money
+                .in_flight
+                .iter()
+                .map(|m| match m.body {
+                    ShardMessageBody::Payable {
+                        seller: s, amount, ..
+                    } if s == seller => amount.fen(),
+                    _ => 0,
+                })
+                .sum();
+            let paid: i64 = self
+                .money
+                .settlements
+                .iter()
+                .filter(|(s, _, st)| *s == seller && *st == PayoutState::Confirmed)
+                .map(|(_, t, _)| t.fen())
+                .sum();
+            let c = &self.money.catalog;
+            let booked = c.balance(Account::Payable(seller)).fen()
+                + c.balance(Account::PayoutInTransit(seller)).fen();
+            assert_eq!(
+                handed.get(&seller).copied().unwrap_or(0),
+                in_flight + booked + paid,
+                "MON-5: seller {seller}'s money"
+            );
+            let open: i64 = self
+                .money
+                .lines
+                .iter()
+                .filter(|l| l.0 == seller && l.3.is_none())
+                .map(|l| l.1.fen())
+                .sum();
+            assert_eq!(
+                c.balance(Account::Payable(seller)).fen(),
+                open,
+                "SET-3: seller {seller}'s open lines"
+            );
+        }
+    }
+
     fn one_step(&mut self) {
         self.step += 1;
         self.now += self.rng.random_range(0..=self.dt_max);
@@ -403,6 +689,9 @@ impl Sim {
             71..=78 if k > 0 => self.retry(r, false),
             79..=80 if k > 0 => self.retry(r, true),
             81..=92 if k > 0 => self.reverse(recent),
+            93..=94 => self.deliver(),
+            95 => self.settle(),
+            96 => self.decide_payout(),
             _ => {
                 let jump = self.rng.random_range(0..=self.jump_max);
                 self.now += jump;
@@ -426,6 +715,7 @@ impl Sim {
             .sum();
         assert_eq!(engine, total, "units remaining, engine vs model");
         self.check_money();
+        self.check_settlement();
     }
 
     /// MON-5 and SET-1 against the model, per shard: buyers paid every
@@ -521,6 +811,19 @@ fn audit(shards: &mut [Shard], now: i64) -> (Vec<VoucherState>, Vec<RedemptionEn
     (vouchers, redemptions)
 }
 
+/// Replays every catalog record into a fresh catalog (with the sellers).
+fn replayed_catalog(records: &[Vec<u8>]) -> Catalog {
+    let (mut catalog, _) = fresh_catalog();
+    for bytes in records {
+        let LogRecord::Catalog { now_ms, inputs } = LogRecord::decode(bytes).unwrap() else {
+            panic!("only catalog records")
+        };
+        CatalogBatch::replay(&mut catalog, now_ms, &inputs, &mut Vec::new()).unwrap();
+    }
+    catalog.check_invariants().unwrap();
+    catalog
+}
+
 /// Replays every record into fresh shards (decoding each), as recovery.
 fn replayed(records: &[Vec<u8>]) -> Vec<Shard> {
     let mut shards = fresh_shards();
@@ -560,6 +863,26 @@ fn run(seed: u64, steps: u64) {
             audit(&mut again, sim.now) == audit(&mut sim.shards, sim.now),
             "invariant 1: replaying the log rebuilds the same state"
         );
+        let catalog = replayed_catalog(&sim.money.records);
+        assert!(
+            catalog.ledger() == sim.money.catalog.ledger(),
+            "invariant 1: replaying the catalog's log rebuilds its ledger"
+        );
+        // What replay makes again and the catalog has not applied is what
+        // was in flight: recovery sends exactly that (exactly once).
+        let unsent: Vec<ShardMessage> = again
+            .iter_mut()
+            .flat_map(|s| {
+                let mark = catalog.shard_mark(s.index());
+                s.take_messages().into_iter().filter(move |m| m.seq > mark)
+            })
+            .collect();
+        let mut in_flight: Vec<ShardMessage> = sim.money.in_flight.iter().cloned().collect();
+        in_flight.sort_by_key(|m| (m.shard, m.seq));
+        assert!(
+            unsent == in_flight,
+            "recovery resends exactly the messages in flight"
+        );
         sim.reds.len()
     }));
     match outcome {
@@ -582,6 +905,14 @@ fn run(seed: u64, steps: u64) {
                     "reversal_window_closed",
                     "reversed",
                     "reversed onto a new code",
+                    "message applied",
+                    "message repeated",
+                    "payout sent",
+                    "nothing to pay",
+                    "settlement rerun",
+                    "payout confirmed",
+                    "payout failed",
+                    "payout_not_in_transit",
                 ] {
                     assert!(
                         sim.seen.contains_key(what),

@@ -4,6 +4,7 @@
 //! principal's own token must name itself), or one catalog read, which runs
 //! as the token's principal (staff for the admin token).
 
+use crate::cli::settle;
 use clap::{Args, Subcommand, ValueEnum};
 use rust_decimal::Decimal;
 use vouch_engine::catalog::{
@@ -461,6 +462,12 @@ pub fn next_page(query: &Q, view: &CatalogView) -> Option<Q> {
             limit: *limit,
         });
     }
+    if let CatalogView::Settlements(v) = view {
+        return crate::cli::settle::next_page(query, v.len(), v.last().map(|s| s.id));
+    }
+    if let CatalogView::Statement(st) = view {
+        return crate::cli::settle::next_page(query, st.lines.len(), None);
+    }
     if let (Q::Tokens { limit, .. }, CatalogView::Tokens(v)) = (query, view) {
         return (v.len() >= *limit as usize).then(|| Q::Tokens {
             after: v.last().map(|t| t.id),
@@ -512,6 +519,8 @@ pub fn extend_view(view: &mut CatalogView, more: CatalogView) {
         (CatalogView::Products(a), CatalogView::Products(b)) => a.extend(b),
         (CatalogView::Lockouts(a), CatalogView::Lockouts(b)) => a.extend(b),
         (CatalogView::Tokens(a), CatalogView::Tokens(b)) => a.extend(b),
+        (CatalogView::Settlements(a), CatalogView::Settlements(b)) => a.extend(b),
+        (CatalogView::Statement(a), CatalogView::Statement(b)) => a.lines.extend(b.lines),
         _ => {}
     }
 }
@@ -576,6 +585,13 @@ pub fn print_view(view: &CatalogView, json: bool, zone: &crate::cli::time::Zone)
                     .collect();
                 json!({"ok": true, "items": items})
             }
+            CatalogView::Settlements(v) => {
+                let items: Vec<_> = v.iter().map(|s| settle::settlement_json(s, zone)).collect();
+                json!({"ok": true, "items": items})
+            }
+            CatalogView::Statement(st) => {
+                json!({"ok": true, "statement": settle::statement_json(st, zone)})
+            }
         };
         crate::cli::print_json(value);
         return;
@@ -601,6 +617,8 @@ fn view_lines(view: &CatalogView, zone: &crate::cli::time::Zone) -> Vec<String> 
         CatalogView::Tokens(v) => v.iter().map(|t| token_line(t, zone)).collect(),
         CatalogView::Devices(v) => v.iter().map(device_line).collect(),
         CatalogView::Products(v) => v.iter().map(product_line).collect(),
+        CatalogView::Settlements(v) => v.iter().map(|s| settle::settlement_line(s, zone)).collect(),
+        CatalogView::Statement(st) => settle::statement_lines(st, zone),
     }
 }
 
@@ -636,6 +654,10 @@ fn seller_lines(s: &vouch_engine::catalog::SellerView) -> Vec<String> {
             ),
             ids(&s.deposit_short),
             s.group_buying_deposit
+        ),
+        format!(
+            "  payable {} yuan; payouts in transit {} yuan",
+            s.payable, s.payout_in_transit
         ),
     ]
 }

@@ -7,6 +7,7 @@
 pub mod catalog;
 pub mod money;
 pub mod outcome;
+pub mod settle;
 pub mod time;
 
 use crate::guard::{GuardConfig, LockoutLimit};
@@ -84,6 +85,12 @@ enum Cmd {
     /// Lockouts after failed code attempts: list (staff, sellers) and
     /// lift (staff).
     Lockout(Family<catalog::LockoutCmd>),
+    /// Settlement runs per seller and cutoff (SET-3): run (staff), list.
+    Settlement(Family<settle::SettlementCmd>),
+    /// Payouts in transit: confirm or fail (the payment system, MON-7).
+    Payout(Family<settle::PayoutCmd>),
+    /// Settlement statements (RPT-4).
+    Statement(Family<settle::StatementCmd>),
 }
 
 /// One catalog family's subcommand with the flags every catalog command
@@ -117,8 +124,8 @@ enum TokenAction {
     },
     /// Create a token for a principal and print it.
     Issue {
-        /// The principal: staff, front-end, seller:ID, provider:ID,
-        /// verifier:ID or device:POS_ID.
+        /// The principal: staff, front-end, payment-system, seller:ID,
+        /// provider:ID, verifier:ID or device:POS_ID.
         #[arg(long = "for")]
         principal: String,
         /// Client request id SOURCE:SERIAL, or SERIAL with this token's source.
@@ -143,7 +150,8 @@ enum TokenAction {
         #[arg(long, group = "which")]
         id: Option<u64>,
         /// Every active token of this principal: staff, front-end,
-        /// seller:ID, provider:ID, verifier:ID or device:POS_ID.
+        /// payment-system, seller:ID, provider:ID, verifier:ID or
+        /// device:POS_ID.
         #[arg(long, group = "which")]
         principal: Option<String>,
         /// Client request id SOURCE:SERIAL, or SERIAL with this token's source.
@@ -193,6 +201,10 @@ struct ServeArgs {
     /// Reversal window of a new data directory, in seconds.
     #[arg(long, default_value_t = 3600)]
     reversal_window_s: i64,
+    /// Local time (platform time zone, HH:MM) of the daily settlement run
+    /// (SET-3): every seller's payable money booked before it is paid out.
+    #[arg(long, default_value = "02:00")]
+    settlement_time: jiff::civil::Time,
     /// Code density limit of a new data directory, parts per million of a
     /// code length's space (1..=10000; lower is safer against guessing,
     /// see SECURITY.md).
@@ -562,6 +574,7 @@ pub fn main() -> ExitCode {
                     (_, true) => TcpSecurity::Plain,
                     _ => TcpSecurity::Auto,
                 },
+                settlement_time: a.settlement_time,
             };
             match rt.block_on(serve(opts)) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -607,6 +620,9 @@ fn wants_json(cmd: &Cmd) -> bool {
         Cmd::Outlet(a) => a.client.json,
         Cmd::Product(a) => a.client.json,
         Cmd::Lockout(a) => a.client.json,
+        Cmd::Settlement(a) => a.client.json,
+        Cmd::Payout(a) => a.client.json,
+        Cmd::Statement(a) => a.client.json,
         Cmd::Token(a) => match &a.action {
             TokenAction::Issue { client, .. }
             | TokenAction::Revoke { client, .. }
@@ -615,18 +631,19 @@ fn wants_json(cmd: &Cmd) -> bool {
     }
 }
 
-/// Parses `staff`, `system`, `front-end`, `seller:ID`, `provider:ID`,
+/// Parses `staff`, `system`, `front-end`, `payment-system`, `seller:ID`, `provider:ID`,
 /// `verifier:ID` or `device:POS_ID`.
 ///
 /// Errors: a message naming the accepted forms.
 pub fn parse_actor(s: &str) -> Result<Actor, String> {
     let bad = || {
-        format!("principal {s:?}: use staff, system, front-end, seller:ID, provider:ID, verifier:ID or device:POS_ID")
+        format!("principal {s:?}: use staff, system, front-end, payment-system, seller:ID, provider:ID, verifier:ID or device:POS_ID")
     };
     match s.split_once(':') {
         None if s == "staff" => Ok(Actor::Staff),
         None if s == "system" => Ok(Actor::System),
         None if s == "front-end" => Ok(Actor::FrontEnd),
+        None if s == "payment-system" => Ok(Actor::PaymentSystem),
         Some(("verifier", id)) => id.parse().map(Actor::Verifier).map_err(|_| bad()),
         Some(("device", id)) => id.parse().map(Actor::Device).map_err(|_| bad()),
         Some(("seller", id)) => id.parse().map(Actor::Seller).map_err(|_| bad()),
@@ -641,6 +658,7 @@ pub fn actor_arg(actor: Actor) -> String {
         Actor::Staff => "staff".into(),
         Actor::System => "system".into(),
         Actor::FrontEnd => "front-end".into(),
+        Actor::PaymentSystem => "payment-system".into(),
         Actor::Seller(id) => format!("seller:{id}"),
         Actor::Provider(id) => format!("provider:{id}"),
         Actor::Verifier(id) => format!("verifier:{id}"),
@@ -770,16 +788,23 @@ fn show(shown: Shown, json: bool, zone: &time::Zone, request_id: Option<RequestI
             }
         }
         Shown::Catalog(outcome, replayed) => {
+            let (detail, text) = match &outcome {
+                CatalogOutcome::Settlement(s) => (
+                    settle::settlement_json(s, zone),
+                    settle::settlement_line(s, zone),
+                ),
+                other => (serde_json::json!(other), other.to_string()),
+            };
             if json {
                 print_json(serde_json::json!({"ok": true, "outcome": outcome.name(),
                                    "replayed": replayed,
-                                   "message": outcome.to_string(), "detail": outcome}));
+                                   "message": text, "detail": detail}));
             } else if replayed {
                 println!(
-                    "already done by this request id (a repeat; nothing applied again): {outcome}"
+                    "already done by this request id (a repeat; nothing applied again): {text}"
                 );
             } else {
-                println!("{outcome}");
+                println!("{text}");
             }
         }
     }
@@ -884,6 +909,9 @@ fn build_request(cmd: Cmd) -> Result<(ClientArgs, ClientRequest), String> {
         Cmd::Outlet(f) => return family(f, catalog::outlet),
         Cmd::Product(f) => return family(f, catalog::product),
         Cmd::Lockout(f) => return family(f, catalog::lockout),
+        Cmd::Settlement(f) => return family(f, settle::settlement),
+        Cmd::Payout(f) => return family(f, settle::payout),
+        Cmd::Statement(f) => return family(f, settle::statement),
         other => other,
     };
     if let Cmd::Token(a) = cmd {
@@ -953,7 +981,10 @@ fn build_command(cmd: Cmd) -> Result<(ClientArgs, Command), String> {
         | Cmd::Provider(_)
         | Cmd::Outlet(_)
         | Cmd::Product(_)
-        | Cmd::Lockout(_) => return Err("internal: this command is not an engine command".into()),
+        | Cmd::Lockout(_)
+        | Cmd::Settlement(_)
+        | Cmd::Payout(_)
+        | Cmd::Statement(_) => return Err("internal: this command is not an engine command".into()),
         Cmd::Issue(a) => {
             let validity = a.validity.validity();
             let c = Issue {

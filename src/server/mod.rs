@@ -101,6 +101,9 @@ pub struct ServeOptions {
     pub idle_timeout_ms: u64,
     /// TLS on TCP.
     pub tcp_security: TcpSecurity,
+    /// Local time of day (platform time zone) of the daily settlement run
+    /// (SET-3); its cutoff is that instant.
+    pub settlement_time: jiff::civil::Time,
 }
 
 /// A tenant principal's share of the server: its connections and its
@@ -139,6 +142,10 @@ struct Ctx {
     guard: Arc<Guard>,
     idle_timeout_ms: u64,
     stop: watch::Receiver<bool>,
+    /// The platform time zone (the data directory's).
+    time_zone: jiff::tz::TimeZone,
+    /// Local time of the daily settlement run.
+    settlement_time: jiff::civil::Time,
 }
 
 impl Ctx {
@@ -343,6 +350,14 @@ fn start_workers(
     let mut threads = Vec::new();
     let mut shard_txs = Vec::new();
     let mut fact_txs = Vec::new();
+    let (catalog_tx, catalog_rx) = mpsc::channel(pipeline::SHARD_QUEUE_MESSAGES_MAX);
+    // Shard messages: at most one per seller and reason per shard batch,
+    // applied by the catalog's next batch, which each send wakes.
+    let (message_tx, message_rx) = crossbeam_channel::unbounded();
+    let to_catalog = pipeline::ToCatalog {
+        messages: message_tx,
+        wake: catalog_tx.downgrade(),
+    };
     for shard in opened.shards {
         let (tx, rx) = mpsc::channel(pipeline::SHARD_QUEUE_MESSAGES_MAX);
         shard_txs.push(tx);
@@ -351,15 +366,18 @@ fn start_workers(
         fact_txs.push(fact_tx);
         let (commit, stats, claims, guard) =
             (gc.sender(), stats.clone(), claims.clone(), guard.clone());
+        let to_catalog = to_catalog.clone();
         threads.push(
             std::thread::Builder::new()
                 .name(format!("vouch-shard-{}", shard.index()))
                 .spawn(move || {
-                    pipeline::run_worker(shard, rx, fact_rx, commit, stats, claims, guard)
+                    pipeline::run_worker(
+                        shard, rx, fact_rx, commit, stats, claims, guard, to_catalog,
+                    )
                 })?,
         );
     }
-    let (catalog_tx, catalog_rx) = mpsc::channel(pipeline::SHARD_QUEUE_MESSAGES_MAX);
+    drop(to_catalog);
     let tokens: Arc<TokenMap> = Arc::new(opened.catalog.tokens().map(|(h, a)| (*h, *a)).collect());
     let revoked = Arc::new(watch::channel(0u64).0);
     {
@@ -370,7 +388,7 @@ fn start_workers(
                 .name("vouch-catalog".into())
                 .spawn(move || {
                     pipeline::run_catalog_worker(
-                        catalog, catalog_rx, commit, tokens, fact_txs, guard, revoked,
+                        catalog, catalog_rx, message_rx, commit, tokens, fact_txs, guard, revoked,
                     )
                 })?,
         );
@@ -395,6 +413,8 @@ fn start_workers(
         guard,
         idle_timeout_ms: opts.idle_timeout_ms,
         stop,
+        time_zone: opened.config.validate().map_err(anyhow::Error::msg)?,
+        settlement_time: opts.settlement_time,
     });
     Ok((ctx, Workers { threads, gc }))
 }
