@@ -381,6 +381,90 @@ fn replay_record(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vouch_engine::catalog::Account;
+    use vouch_engine::command::{Command, Issue, Redeem};
+    use vouch_engine::shard::Caller;
+    use vouch_engine::{Fen, OutletId, ProductId, SellerId, VerifierId};
+
+    /// Logs, in the shard that owns it, a redemption of 2 of 3 units at
+    /// 12.50 and the tick that ends its reversal window — the shard's
+    /// records only, as if the server died before the catalog's.
+    fn redeem_and_end_the_window(opened: &mut Opened) -> (u32, i64) {
+        let now = 1_795_924_800_000;
+        let issue = Command::Issue(Issue {
+            order_id: "o-1".into(),
+            seller_id: SellerId(7),
+            product_id: ProductId(1),
+            units: 3,
+            unit_price: Fen::new(1_250),
+            mobile: "13800001234".into(),
+            validity: vouch_engine::validity::Validity::DaysFromIssue(30),
+            code_digits: 8,
+        });
+        let shard = vouch_engine::engine::route(&issue, opened.config.shards);
+        let s = &mut opened.shards[shard as usize];
+        let mut batch = ShardBatch::new(now);
+        let reply = batch
+            .command(s, Caller::Staff, &issue, &mut Vec::new())
+            .reply;
+        let Ok(vouch_engine::Outcome::Issued(issued)) = reply else {
+            panic!("{reply:?}")
+        };
+        let redeem = Command::Redeem(Redeem {
+            request_id: RequestId {
+                source: 1,
+                serial: 1,
+            },
+            code: issued.code,
+            phone_last4: "1234".into(),
+            units: 2,
+            outlet_id: OutletId(3),
+            verifier_id: VerifierId(4),
+            pos_id: None,
+        });
+        // Codes route by value: the redemption's shard is the code's.
+        let at = vouch_engine::engine::route(&redeem, opened.config.shards);
+        assert_eq!(at, shard, "a voucher's code lives in its order's shard");
+        assert!(
+            batch
+                .command(s, Caller::Staff, &redeem, &mut Vec::new())
+                .logged
+        );
+        let first = batch.record(shard).unwrap().encode();
+        let mut tick = ShardBatch::new(now + opened.config.reversal_window_ms);
+        assert_eq!(tick.tick(s), 1);
+        let second = tick.record(shard).unwrap().encode();
+        assert_eq!(s.take_messages().len(), 1, "the tick made one message");
+        opened
+            .storage
+            .append_sync([first.as_slice(), second.as_slice()])
+            .unwrap();
+        (shard, now)
+    }
+
+    /// MON-5 exactly once across a crash between the two writes: the
+    /// shard's record that made money payable is durable, the catalog's
+    /// that would book it is not. Recovery books it once; later restarts
+    /// book it no more.
+    #[test]
+    fn mon_5_a_crash_between_shard_and_catalog_books_the_money_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = EngineConfig::default();
+        let mut opened = open(dir.path(), &config).unwrap();
+        let (shard, _) = redeem_and_end_the_window(&mut opened);
+        assert_eq!(opened.catalog.shard_mark(shard), 0);
+        drop(opened);
+        for _ in 0..2 {
+            let again = open(dir.path(), &config).unwrap();
+            assert_eq!(again.catalog.shard_mark(shard), 1);
+            assert_eq!(
+                again.catalog.balance(Account::Payable(SellerId(7))),
+                Fen::new(2_500)
+            );
+            assert_eq!(again.catalog.balance(Account::FromShards), Fen::new(-2_500));
+            drop(again);
+        }
+    }
 
     /// A directory written in another log layout is refused by name, before
     /// any record is decoded; one in this layout opens again.

@@ -5,19 +5,28 @@
 use crate::command::{Command, Effect, Reply};
 use crate::shard::{Caller, EngineConfig, Shard};
 
-/// The shard that owns a command (DESIGN invariant 2): issue by the order
-/// id's xxh3 hash, code commands by the code's value, audit by its field.
-/// `shards` must be the engine's shard count.
+/// The xxh3 hash of an order id: the order's shard is it mod the count.
+fn by_order(order_id: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(order_id.as_bytes())
+}
+
+/// The shard that owns a command (DESIGN invariant 2): issue and the
+/// order commands (refund, extend, show) by the order id's xxh3 hash, code
+/// commands by the code's value, audit by its field. `shards` must be the
+/// engine's shard count.
 pub fn route(command: &Command, shards: u32) -> u32 {
     let n = u64::from(shards);
     let r = match command {
-        Command::Issue(c) => xxhash_rust::xxh3::xxh3_64(c.order_id.as_bytes()) % n,
+        Command::Issue(c) => by_order(&c.order_id) % n,
         Command::Lookup(c) => c.code.value() % n,
         Command::Redeem(c) => c.code.value() % n,
         Command::Reverse(c) => c.code.value() % n,
         Command::History(c) => c.code.value() % n,
         Command::AuditVouchers(c) => u64::from(c.shard) % n,
         Command::AuditRedemptions(c) => u64::from(c.shard) % n,
+        Command::Refund(c) => by_order(&c.order_id) % n,
+        Command::Extend(c) => by_order(&c.order_id) % n,
+        Command::Order(c) => by_order(&c.order_id) % n,
     };
     r as u32
 }

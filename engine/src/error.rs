@@ -90,6 +90,21 @@ pub enum ErrorCode {
     /// The settlement has no payout in transit: it paid nothing, or the
     /// payment system already confirmed or failed it (MON-7).
     PayoutNotInTransit = 42,
+    /// The refund would pay the buyer 0.00 (its fee swallows it, or the
+    /// amount is zero): nothing changes (REF).
+    RefundAmountZero = 43,
+    /// This refund kind is not open to the order now: another category's
+    /// kind, delivered or redeemed already (REF-3), closed by a refund or
+    /// the expiry, or its money already paid to the seller (REF).
+    RefundNotAllowed = 44,
+    /// A refund request of the order is open: its units are locked and a
+    /// second request waits for the seller's decision (REF-2).
+    RefundOpen = 45,
+    /// The amount is above what is still refundable for the order (REF).
+    RefundAboveRefundable = 46,
+    /// The new validity end is not later than the current one, or the
+    /// order's expiry was already handled (ORD-6).
+    ValidityNotExtended = 47,
     /// The client speaks a protocol version the server does not.
     UnsupportedVersion = 100,
     /// The handshake token is unknown, or a request came before the handshake.
@@ -149,6 +164,11 @@ impl ErrorCode {
             ErrorCode::VerifierNotRealName => "verifier_not_real_name",
             ErrorCode::ProductNotForSale => "product_not_for_sale",
             ErrorCode::PayoutNotInTransit => "payout_not_in_transit",
+            ErrorCode::RefundAmountZero => "refund_amount_zero",
+            ErrorCode::RefundNotAllowed => "refund_not_allowed",
+            ErrorCode::RefundOpen => "refund_open",
+            ErrorCode::RefundAboveRefundable => "refund_above_refundable",
+            ErrorCode::ValidityNotExtended => "validity_not_extended",
             ErrorCode::UnsupportedVersion => "unsupported_version",
             ErrorCode::Unauthenticated => "unauthenticated",
             ErrorCode::MalformedFrame => "malformed_frame",

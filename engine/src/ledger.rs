@@ -48,6 +48,19 @@ pub enum Reason {
     /// The payment system failed a payout: the money is payable again
     /// (MON-7).
     PayoutFailed,
+    /// A refund to the buyer (REF-1..6), in transit.
+    Refunded,
+    /// The code fee kept from a refund, the seller's (REF-1, REF-6).
+    CodeFee,
+    /// What a refund leaves the seller besides the code fee: the ratio
+    /// remainder (REF-1, REF-6) or the rest of an agreed amount (REF-2,
+    /// REF-4).
+    RefundRemainder,
+    /// A T+3 order's money, due to the seller (SET-2).
+    TPlus3Due,
+    /// Unused money of an expired voucher without expiry refund, the
+    /// seller's (SET-1 end).
+    Expired,
 }
 
 impl Reason {
@@ -65,6 +78,11 @@ impl Reason {
             Reason::PayoutSent => "payout_sent",
             Reason::PayoutConfirmed => "payout_confirmed",
             Reason::PayoutFailed => "payout_failed",
+            Reason::Refunded => "refunded",
+            Reason::CodeFee => "code_fee",
+            Reason::RefundRemainder => "refund_remainder",
+            Reason::TPlus3Due => "t_plus_3_due",
+            Reason::Expired => "expired",
         }
     }
 }

@@ -5,7 +5,8 @@
 //! catalog's log record to each shard's next log record, so replaying the
 //! log in order rebuilds every shard exactly.
 
-use crate::ids::{OutletId, PosId, ProductId, ProviderId, SellerId, VerifierId};
+use crate::ids::{CategoryId, OutletId, PosId, ProductId, ProviderId, SellerId, VerifierId};
+use crate::money::Bps;
 use crate::validity::Validity;
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +35,8 @@ pub enum CatalogFact {
         validity: Validity,
         /// On the shelf: vouchers are issued only for listed products.
         listed: bool,
+        /// The money terms every voucher of the product is sold with.
+        terms: ProductTerms,
     },
     /// A verifier account: its seller and authorised outlets.
     Verifier {
@@ -96,4 +99,39 @@ pub enum ShardMessageBody {
         /// How many shard ledger entries it sums, ≥ 1.
         entries: u32,
     },
+}
+
+/// The money terms of a product that its vouchers keep from the moment
+/// they are issued (PUB-6, PUB-7, ONB-5, REF-1..6): a later change of the
+/// product does not change what a buyer already bought.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ProductTerms {
+    /// T+3 settlement (SET-2) instead of pay-on-redemption (SET-1).
+    pub t_plus_3: bool,
+    /// Its category supports the unexpired automatic refund (REF-1);
+    /// otherwise unexpired refunds are manual (REF-2).
+    pub auto_refund: bool,
+    /// The expiry refund ratio when expiry refund is ticked (PUB-7,
+    /// REF-6); also REF-1's ratio (100 % when None).
+    pub expiry_refund_ratio: Option<Bps>,
+    /// Its category: the deposit that guarantees its orders (ONB-4).
+    pub category: CategoryId,
+    /// A group-buying product: the group-buying deposit guarantees it
+    /// (ONB-5).
+    pub group_buying: bool,
+}
+
+impl Default for ProductTerms {
+    /// The terms of a voucher whose product the catalog does not know (a
+    /// bare engine, the load tool): pay-on-redemption, automatic refund at
+    /// 100 %, no expiry refund, category 0.
+    fn default() -> Self {
+        ProductTerms {
+            t_plus_3: false,
+            auto_refund: true,
+            expiry_refund_ratio: None,
+            category: CategoryId(0),
+            group_buying: false,
+        }
+    }
 }

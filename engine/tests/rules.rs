@@ -839,6 +839,7 @@ fn ord_7_redemption_checks_outlet_verifier_and_device_of_catalog_products() {
             provider: Some(ProviderId(70)),
             validity: Validity::DaysFromIssue(30),
             listed: true,
+            terms: Default::default(),
         },
         CatalogFact::Verifier {
             id: VerifierId(4),
@@ -1041,6 +1042,7 @@ fn prv_3_pos_of_another_code_provider_is_refused() {
             provider: Some(ProviderId(70)),
             validity: Validity::DaysFromIssue(30),
             listed: true,
+            terms: Default::default(),
         },
         CatalogFact::Verifier {
             id: VerifierId(4),
@@ -1090,6 +1092,7 @@ fn ord_2_no_voucher_for_another_sellers_or_a_delisted_product() {
         provider: Some(ProviderId(70)),
         validity: Validity::DaysFromIssue(30),
         listed,
+        terms: Default::default(),
     };
     // Product 20 is seller 11's: seller 10's order for it is refused.
     e.note_fact(&product(SellerId(11), true));
@@ -1134,6 +1137,7 @@ fn ord_7_another_sellers_later_product_does_not_strand_earlier_vouchers() {
             provider: Some(ProviderId(70)),
             validity: Validity::DaysFromIssue(30),
             listed: true,
+            terms: Default::default(),
         },
     ];
     for f in facts {
@@ -1182,6 +1186,7 @@ fn pub_3_a_catalog_products_validity_applies_to_its_vouchers() {
             end: date(2026, 12, 31),
         },
         listed: true,
+        terms: Default::default(),
     };
     e.note_fact(&fact);
     // issue_cmd asks for 30 days from issue.
@@ -1233,6 +1238,7 @@ fn ord_7_another_sellers_callers_get_the_unknown_code_reply() {
             provider: None,
             validity: Validity::DaysFromIssue(30),
             listed: true,
+            terms: Default::default(),
         },
         CatalogFact::Verifier {
             id: VerifierId(4),

@@ -54,6 +54,8 @@ struct Order {
     live: Option<Code>,
     until_ms: i64,
     reversals: u32,
+    /// Refunded or expired: no units, no code (ORD-12 unavailable).
+    closed: bool,
 }
 
 struct Red {
@@ -78,6 +80,12 @@ struct Sim {
     /// Each shard's latest batch time: every window end at or before it
     /// has been applied (the worker ticks before each batch).
     ticked: Vec<i64>,
+    /// Per shard, validity ends not yet handled: (end, order).
+    expiries: Vec<std::collections::BTreeSet<(i64, usize)>>,
+    /// Per shard, money of unused units the expiry gave the seller, and
+    /// per seller.
+    expired_value: Vec<i64>,
+    expired_by_seller: BTreeMap<SellerId, i64>,
     orders: Vec<Order>,
     /// Live code → order, to check uniqueness at once.
     live: BTreeMap<Code, usize>,
@@ -157,6 +165,9 @@ impl Sim {
             claims: BTreeMap::new(),
             records: Vec::new(),
             ticked: vec![START; SHARDS as usize],
+            expiries: vec![Default::default(); SHARDS as usize],
+            expired_value: vec![0; SHARDS as usize],
+            expired_by_seller: BTreeMap::new(),
             orders: Vec::new(),
             live: BTreeMap::new(),
             reds: Vec::new(),
@@ -183,11 +194,13 @@ impl Sim {
         let index = rid
             .and_then(|r| self.claims.get(&r).copied())
             .unwrap_or_else(|| route(command, SHARDS));
-        let shard = &mut self.shards[index as usize];
         let mut batch = ShardBatch::new(self.now);
         // As the worker: due deadlines first (MON-6).
-        assert!(batch.tick(shard) < TICK_DEADLINES_MAX, "one tick did all");
+        let ticked = batch.tick(&mut self.shards[index as usize]);
+        assert!(ticked < TICK_DEADLINES_MAX, "one tick did all");
         self.ticked[index as usize] = self.now;
+        self.expire_model(index as usize);
+        let shard = &mut self.shards[index as usize];
         let applied = batch.command(shard, Caller::Staff, command, &mut Vec::new());
         if let Some(r) = rid.filter(|r| shard.knows_request(r)) {
             self.claims.entry(r).or_insert(index);
@@ -197,6 +210,31 @@ impl Sim {
         }
         self.money.in_flight.extend(shard.take_messages());
         applied.reply
+    }
+
+    /// REF-6 / SET-1 end in the model: at the shard's tick every order
+    /// whose validity ended loses its unused units, whose money goes to
+    /// the seller (the simulated product has no expiry refund).
+    fn expire_model(&mut self, shard: usize) {
+        while let Some(&(until, o)) = self.expiries[shard].first() {
+            if until > self.now {
+                break;
+            }
+            self.expiries[shard].pop_first();
+            let order = &mut self.orders[o];
+            if order.closed || order.remaining == 0 {
+                continue;
+            }
+            let value = order.price.times(order.remaining).unwrap().fen();
+            self.expired_value[shard] += value;
+            *self.expired_by_seller.entry(order.seller).or_default() += value;
+            order.remaining = 0;
+            order.closed = true;
+            if let Some(code) = order.live.take() {
+                self.live.remove(&code);
+            }
+            self.saw("expired by the tick");
+        }
     }
 
     fn saw(&mut self, what: &'static str) {
@@ -227,6 +265,7 @@ impl Sim {
             live: None,
             until_ms: 0,
             reversals: 0,
+            closed: false,
         };
         let Ok(Outcome::Issued(i)) = self.apply(&Self::issue_cmd(&order)) else {
             panic!("a new order is issued")
@@ -246,6 +285,8 @@ impl Sim {
         order.live = Some(i.code);
         order.until_ms = i.valid_until_ms;
         assert!(order.until_ms > self.now + 29 * DAY_MS);
+        let shard = (i.code.value() % u64::from(SHARDS)) as usize;
+        self.expiries[shard].insert((order.until_ms, self.orders.len()));
         self.orders.push(order);
         self.saw("issued");
     }
@@ -408,6 +449,9 @@ impl Sim {
         let window_open = self.now < red.at_ms + self.window_ms;
         let expected_error = if red.reversed {
             Some(ErrorCode::AlreadyReversed)
+        } else if order.closed || order.until_ms <= self.now {
+            // Refunded, or the validity ended: units never come back.
+            Some(ErrorCode::ReversalNotPermitted)
         } else if !window_open {
             Some(ErrorCode::ReversalWindowClosed)
         } else if order.reversals >= vouch_engine::limits::VOUCHER_REVERSALS_MAX as u32 {
@@ -622,6 +666,9 @@ impl Sim {
             let o = &self.orders[r.order];
             *handed.entry(o.seller).or_default() += o.price.times(r.command.units).unwrap().fen();
         }
+        for (seller, value) in &self.expired_by_seller {
+            *handed.entry(*seller).or_default() += value;
+        }
         for seller in SELLERS {
             let in_flight: i64 = self
                 .money
@@ -740,6 +787,9 @@ impl Sim {
             } else {
                 pending[s] += amount;
             }
+        }
+        for (s, value) in self.expired_value.iter().enumerate() {
+            payable[s] += value;
         }
         for (i, shard) in self.shards.iter().enumerate() {
             let l = shard.ledger();
@@ -893,7 +943,7 @@ fn run(seed: u64, steps: u64) {
                 for what in [
                     "issued",
                     "issue repeated",
-                    "expired",
+                    "expired by the tick",
                     "wrong digits",
                     "too many units",
                     "redeemed in part",

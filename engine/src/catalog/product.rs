@@ -198,6 +198,16 @@ impl Catalog {
     /// The fact shards need of product `id` as it is now.
     pub(super) fn product_fact(&self, id: ProductId) -> Option<crate::message::CatalogFact> {
         let p = self.products.get(&id)?;
+        let terms = crate::message::ProductTerms {
+            t_plus_3: p.spec.settlement == super::Settlement::TPlus3,
+            auto_refund: self
+                .categories
+                .get(&p.spec.category)
+                .is_some_and(|c| c.supports_auto_refund),
+            expiry_refund_ratio: p.spec.expiry_refund_ratio,
+            category: p.spec.category,
+            group_buying: p.spec.group_buying,
+        };
         Some(crate::message::CatalogFact::Product {
             id,
             seller: p.seller,
@@ -206,6 +216,7 @@ impl Catalog {
             provider: p.spec.provider,
             validity: p.spec.validity,
             listed: p.listed,
+            terms,
         })
     }
 }

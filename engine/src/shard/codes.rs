@@ -56,6 +56,33 @@ impl Shard {
         ))
     }
 
+    /// Gives voucher `slot` the fresh `code` (drawn by the caller), retiring
+    /// its live one, and asks for the code message.
+    pub(super) fn replace_code(
+        &mut self,
+        now_ms: i64,
+        slot: u32,
+        code: Code,
+        reason: crate::command::SendReason,
+        effects: &mut Vec<crate::command::Effect>,
+    ) {
+        if let Some(old) = self.vouchers[slot as usize].live_code {
+            self.retire(old, now_ms);
+        }
+        let v = &mut self.vouchers[slot as usize];
+        v.live_code = Some(code);
+        v.code_digits = code.digits();
+        let fresh = self.live.insert(code, slot).is_none();
+        assert!(fresh, "a drawn code was already live");
+        self.codes_used[usize::from(code.digits())] += 1;
+        effects.push(crate::command::Effect::SendCode {
+            order_id: v.order_id.clone(),
+            mobile: v.mobile.clone(),
+            code,
+            reason,
+        });
+    }
+
     /// Moves a live code to quarantine. The caller sets the voucher's new
     /// live code.
     pub(super) fn retire(&mut self, code: Code, now_ms: i64) {

@@ -125,6 +125,10 @@ impl Shard {
         let slot = u32::try_from(self.vouchers.len()).expect("fewer than 2^32 vouchers per shard");
         let order_id: Arc<str> = c.order_id.as_str().into();
         let mobile: Arc<str> = c.mobile.as_str().into();
+        let terms = self
+            .products
+            .get(&c.product_id)
+            .map_or_else(ProductTerms::default, |p| p.terms);
         self.vouchers.push(Voucher {
             order_id: order_id.clone(),
             seller_id: c.seller_id,
@@ -144,7 +148,21 @@ impl Shard {
             issued_at_ms: now_ms,
             reversals: 0,
             last_redemption: NO_REDEMPTION,
+            terms,
+            closed: None,
+            request: None,
+            units_void: 0,
+            refunded: Fen::ZERO,
+            released: Fen::ZERO,
+            paid_out: false,
+            delivered: false,
         });
+        self.expiries.insert((window.until_ms, slot));
+        if terms.t_plus_3 {
+            if let Some(due) = self.t_plus_3_due_ms(now_ms) {
+                self.t3_due.insert((due, slot));
+            }
+        }
         self.by_order.insert(order_id.clone(), slot);
         self.take_payment(now_ms, slot);
         let fresh = self.live.insert(code, slot).is_none();

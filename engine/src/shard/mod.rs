@@ -8,31 +8,35 @@ use crate::code::Code;
 use crate::command::{
     AuditRedemptions, AuditVouchers, Command, Effect, History, HistoryEvent, Issue, Issued,
     LookedUp, Lookup, Outcome, Redeem, Redeemed, RedemptionEntry, Reply, RequestId, Reverse,
-    Reversed, SendReason, VoucherHistory, VoucherState,
+    Reversed, SendReason, Unavailable, VoucherHistory, VoucherState,
 };
 use crate::error::{ErrorCode, InvalidCodeReason, Rejection};
 use crate::ids::{OutletId, PosId, ProductId, ProviderId, SellerId, VerifierId};
 use crate::limits::*;
-use crate::message::CatalogFact;
+use crate::message::{CatalogFact, ProductTerms};
 use crate::money::Fen;
 use crate::validity::Validity;
 use jiff::tz::TimeZone;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 mod audit;
 mod authz;
 mod codes;
+mod expiry;
 mod history;
 mod issue;
 mod lookup;
 mod money;
+mod order;
 mod redeem;
+mod refund;
 mod reverse;
+mod settle;
 
 pub use authz::Caller;
 use authz::Who;
@@ -126,6 +130,24 @@ struct Voucher {
     /// Its latest redemption's position in the log, or [`NO_REDEMPTION`];
     /// each entry links to the one before (`Redemption::prev`).
     last_redemption: u32,
+    /// The product's money terms when it was issued.
+    terms: ProductTerms,
+    /// Refunded or expired (ORD-12 `unavailable`): its code is void.
+    closed: Option<Unavailable>,
+    /// An open REF-2 request: (amount, decision deadline unix ms).
+    request: Option<(Fen, i64)>,
+    /// Units voided by a refund or the expiry.
+    units_void: u32,
+    /// Refunded to the buyer (in transit, MON-7).
+    refunded: Fen,
+    /// Made payable to the seller other than by redemptions (refund
+    /// shares, code fees, the T+3 payout, the expiry).
+    released: Fen,
+    /// SET-2 applied: the order's money went to the seller.
+    paid_out: bool,
+    /// A code delivery succeeded (ORD-2; set once the outbox reports it,
+    /// issue 10). REF-3 needs it false.
+    delivered: bool,
 }
 
 /// No redemption: the end of a voucher's chain of redemptions.
@@ -174,6 +196,12 @@ struct Reversal {
     reply: Reversed,
 }
 
+/// An applied refund step or extension, for retries (invariant 4).
+struct OrderStep {
+    fingerprint: u64,
+    reply: Outcome,
+}
+
 /// One shard of the engine's state; see the module docs.
 pub struct Shard {
     index: u32,
@@ -208,6 +236,17 @@ pub struct Shard {
     /// Messages for the catalog not yet taken by the worker (not state:
     /// replay makes them again).
     outbox: Vec<crate::message::ShardMessage>,
+    /// What the current command or tick made payable, sent as messages
+    /// when it ends.
+    payable: money::Payables,
+    /// Refund steps and extensions by request id.
+    order_steps: Map<RequestId, OrderStep>,
+    /// Validity ends not yet handled (REF-6): (end, slot).
+    expiries: BTreeSet<(i64, u32)>,
+    /// Open REF-2 requests' deadlines: (deadline, slot).
+    refund_deadlines: BTreeSet<(i64, u32)>,
+    /// T+3 payouts not yet made (SET-2): (due, slot).
+    t3_due: BTreeSet<(i64, u32)>,
     /// Messages made so far: the `seq` of the latest.
     messages_sent: u64,
 }
@@ -221,6 +260,7 @@ struct ProductFact {
     provider: Option<ProviderId>,
     validity: Validity,
     listed: bool,
+    terms: ProductTerms,
 }
 
 impl ProductFact {
@@ -234,6 +274,7 @@ impl ProductFact {
                 provider,
                 validity,
                 listed,
+                terms,
                 ..
             } => Some(ProductFact {
                 seller: *seller,
@@ -242,6 +283,7 @@ impl ProductFact {
                 provider: *provider,
                 validity: *validity,
                 listed: *listed,
+                terms: *terms,
             }),
             _ => None,
         }
@@ -325,6 +367,11 @@ impl Shard {
             clock_floor_ms: i64::MIN,
             outbox: Vec::new(),
             messages_sent: 0,
+            payable: Default::default(),
+            order_steps: map(h),
+            expiries: BTreeSet::new(),
+            refund_deadlines: BTreeSet::new(),
+            t3_due: BTreeSet::new(),
         })
     }
 
@@ -380,6 +427,8 @@ impl Shard {
             Command::Issue(c) => self.by_order.contains_key(c.order_id.as_str()),
             Command::Redeem(c) => self.knows_request(&c.request_id),
             Command::Reverse(c) => self.knows_request(&c.request_id),
+            Command::Refund(c) => self.knows_request(&c.request_id),
+            Command::Extend(c) => self.knows_request(&c.request_id),
             _ => false,
         }
     }
@@ -387,7 +436,9 @@ impl Shard {
     /// Whether this shard holds the record of a redemption or reversal with
     /// request id `rid` (invariant 4).
     pub fn knows_request(&self, rid: &RequestId) -> bool {
-        self.redemptions.contains_key(rid) || self.reversals.contains_key(rid)
+        self.redemptions.contains_key(rid)
+            || self.reversals.contains_key(rid)
+            || self.order_steps.contains_key(rid)
     }
 
     /// The outlet the catalog registered POS `pos_id` at, if it knows it
@@ -423,7 +474,7 @@ impl Shard {
         effects: &mut Vec<Effect>,
     ) -> Reply {
         self.clock_floor_ms = self.clock_floor_ms.max(now_ms);
-        match command {
+        let reply = match command {
             Command::Issue(c) => self.issue(now_ms, c, effects),
             Command::Lookup(c) => self.lookup(now_ms, caller, c),
             Command::Redeem(c) => self.redeem(now_ms, caller, c, effects),
@@ -431,7 +482,12 @@ impl Shard {
             Command::History(c) => self.history(caller, c),
             Command::AuditVouchers(c) => Ok(self.audit_vouchers(c)),
             Command::AuditRedemptions(c) => Ok(self.audit_redemptions(c)),
-        }
+            Command::Refund(c) => self.refund(now_ms, c, effects),
+            Command::Extend(c) => self.extend(now_ms, c),
+            Command::Order(c) => self.order(c),
+        };
+        self.send_payables(now_ms);
+        reply
     }
 
     /// The latest time this shard applied anything at (unix ms; `i64::MIN`
@@ -497,9 +553,13 @@ impl Shard {
         }
         for (v, n) in self.vouchers.iter().zip(net) {
             assert_eq!(
-                u64::from(v.units_total - v.units_remaining),
+                u64::from(v.units_total - v.units_remaining - v.units_void),
                 n,
                 "redeemed units differ from the verification log"
+            );
+            assert!(
+                v.closed.is_none() || v.units_remaining == 0,
+                "closed with units"
             );
         }
         self.check_money();

@@ -7,6 +7,10 @@
 //! redeem k     escrow  → pending   k × unit price       (Reason::Redeemed)
 //! reverse      pending → escrow    the redemption's amount (Reason::Reversed)
 //! window end   pending → settlement                      (Reason::WindowEnded)
+//! refund       escrow  → refunds     the buyer's part       (Reason::Refunded)
+//!              escrow  → settlement  code fee, remainder    (Reason::CodeFee, RefundRemainder)
+//! T+3 due      escrow  → settlement  what is left           (Reason::TPlus3Due)
+//! expiry       escrow  → refunds / settlement               (REF-6, SET-1 end)
 //! ```
 //! Money in `settlement` has been handed to the catalog: each tick sums
 //! what it made payable per seller and reason into one
@@ -43,6 +47,9 @@ pub enum ShardAccount {
     /// Payable to sellers and handed to the catalog's settlement as
     /// [`ShardMessage`]s (the catalog keeps MON-4's `seller_payable`).
     Settlement,
+    /// Refunds to buyers, in transit to the payment system (MON-4
+    /// `refund_in_transit`, MON-7).
+    Refunds,
 }
 
 impl fmt::Display for ShardAccount {
@@ -52,6 +59,7 @@ impl fmt::Display for ShardAccount {
             ShardAccount::Escrow => f.write_str("escrow"),
             ShardAccount::Pending => f.write_str("pending redemptions"),
             ShardAccount::Settlement => f.write_str("handed to settlement"),
+            ShardAccount::Refunds => f.write_str("refunds in transit"),
         }
     }
 }
@@ -62,8 +70,9 @@ impl Account for ShardAccount {
     }
 }
 
-/// What one tick made payable: (seller, reason) → (sum, entries).
-type Payables = BTreeMap<(SellerId, Reason), (Fen, u32)>;
+/// What one command or tick made payable: (seller, reason) → (sum,
+/// entries).
+pub(super) type Payables = BTreeMap<(SellerId, Reason), (Fen, u32)>;
 
 /// A shard's ledger: entries link to their voucher slot.
 pub type ShardLedger = Ledger<ShardAccount, u32>;
@@ -117,11 +126,16 @@ impl Shard {
     }
 
     /// SET-1: redemption `pos` moves its units' value from escrow to
-    /// pending, payable when its reversal window ends.
+    /// pending, payable when its reversal window ends. A T+3 order's
+    /// money stays in escrow until its payout (SET-2) and moves nothing.
     pub(super) fn hold_redeemed(&mut self, now_ms: i64, pos: u32) {
         let r = &mut self.log[pos as usize];
         let v = &mut self.vouchers[r.voucher as usize];
-        let amount = v.unit_price.times(r.units).expect("bounded price × units");
+        let amount = if v.terms.t_plus_3 {
+            Fen::ZERO
+        } else {
+            v.unit_price.times(r.units).expect("bounded price × units")
+        };
         r.amount = amount;
         v.escrow -= amount;
         assert!(v.escrow >= Fen::ZERO, "MON-5: escrow below zero");
@@ -162,63 +176,73 @@ impl Shard {
         );
     }
 
-    /// The earliest deadline not yet applied, unix ms.
-    pub fn next_deadline_ms(&self) -> Option<i64> {
-        self.window_ends.front().map(|(t, _)| *t)
-    }
-
-    /// The shard's time input (MON-6): applies, in deadline order, every
-    /// window end at or before `now_ms` — at most [`TICK_DEADLINES_MAX`] —
-    /// making each unreversed redemption's money payable to its seller.
-    /// Returns how many deadlines it applied (0: nothing changed). What
-    /// became payable goes to the catalog as messages
-    /// ([`Shard::take_messages`]).
-    pub fn tick(&mut self, now_ms: i64) -> usize {
-        self.clock_floor_ms = self.clock_floor_ms.max(now_ms);
-        let mut applied = 0;
-        let mut payable = Payables::new();
-        while applied < TICK_DEADLINES_MAX {
-            match self.window_ends.front() {
-                Some(&(end, pos)) if end <= now_ms => {
-                    self.window_ends.pop_front();
-                    self.settle_redemption(now_ms, pos, &mut payable);
-                    applied += 1;
-                }
-                _ => break,
-            }
-        }
-        self.send_payables(now_ms, payable);
-        applied
-    }
-
-    fn settle_redemption(&mut self, now_ms: i64, pos: u32, payable: &mut Payables) {
-        let r = &mut self.log[pos as usize];
-        if r.reversed() {
+    /// Moves `amount` of voucher `slot`'s money from `from` to the
+    /// seller's settlement for `reason`, to be sent as a message when the
+    /// command or tick ends ([`Shard::send_payables`]).
+    pub(super) fn make_payable(
+        &mut self,
+        now_ms: i64,
+        from: ShardAccount,
+        slot: u32,
+        amount: Fen,
+        reason: Reason,
+    ) {
+        if amount.is_zero() {
             return;
         }
-        r.settled = true;
-        let (amount, slot) = (r.amount, r.voucher);
         let seller = self.vouchers[slot as usize].seller_id;
         post(
             &mut self.ledger,
-            ShardAccount::Pending,
+            from,
             ShardAccount::Settlement,
             amount,
-            Reason::WindowEnded,
+            reason,
             now_ms,
             slot,
         );
-        let sum = payable.entry((seller, Reason::WindowEnded)).or_default();
+        let sum = self.payable.entry((seller, reason)).or_default();
         sum.0 += amount;
         sum.1 += 1;
     }
 
-    /// One message per seller and reason of what a tick made payable.
-    fn send_payables(&mut self, now_ms: i64, payable: Payables) {
-        for ((seller, reason), (amount, entries)) in payable {
-            if amount.is_zero() {
-                continue;
-            }
+    /// Pays `amount` of voucher `slot`'s escrow to the seller for
+    /// `reason` (a refund's share, the T+3 payout, the expiry).
+    pub(super) fn release_to_seller(
+        &mut self,
+        now_ms: i64,
+        slot: u32,
+        amount: Fen,
+        reason: Reason,
+    ) {
+        let v = &mut self.vouchers[slot as usize];
+        v.escrow -= amount;
+        v.released += amount;
+        assert!(v.escrow >= Fen::ZERO, "MON-5: escrow below zero");
+        self.make_payable(now_ms, ShardAccount::Escrow, slot, amount, reason);
+    }
+
+    /// Refunds `amount` of voucher `slot`'s escrow to the buyer (in
+    /// transit, MON-7).
+    pub(super) fn refund_to_buyer(&mut self, now_ms: i64, slot: u32, amount: Fen) {
+        let v = &mut self.vouchers[slot as usize];
+        v.escrow -= amount;
+        v.refunded += amount;
+        assert!(v.escrow >= Fen::ZERO, "MON-5: escrow below zero");
+        post(
+            &mut self.ledger,
+            ShardAccount::Escrow,
+            ShardAccount::Refunds,
+            amount,
+            Reason::Refunded,
+            now_ms,
+            slot,
+        );
+    }
+
+    /// One message per seller and reason of what the command or tick
+    /// made payable, numbered in order.
+    pub(super) fn send_payables(&mut self, now_ms: i64) {
+        for ((seller, reason), (amount, entries)) in std::mem::take(&mut self.payable) {
             self.messages_sent += 1;
             self.outbox.push(ShardMessage {
                 shard: self.index,
@@ -260,7 +284,7 @@ impl Shard {
             panic!("MON-5: {e}");
         }
         let mut left = vec![Fen::ZERO; self.vouchers.len()];
-        let (mut pending, mut settled) = (Fen::ZERO, Fen::ZERO);
+        let (mut pending, mut settled, mut refunded) = (Fen::ZERO, Fen::ZERO, Fen::ZERO);
         for r in self.log.iter().filter(|r| !r.reversed()) {
             left[r.voucher as usize] += r.amount;
             if r.settled {
@@ -274,11 +298,13 @@ impl Shard {
             let paid = v.unit_price.times(v.units_total).expect("bounded");
             assert_eq!(
                 paid,
-                v.escrow + redeemed,
-                "MON-5: order {} paid ≠ escrow + redeemed",
+                v.escrow + redeemed + v.refunded + v.released,
+                "MON-5: order {} paid ≠ escrow + redeemed + refunded + released",
                 v.order_id
             );
             escrow += v.escrow;
+            settled += v.released;
+            refunded += v.refunded;
         }
         assert_eq!(
             self.ledger.balance(ShardAccount::Escrow),
@@ -295,5 +321,11 @@ impl Shard {
             settled,
             "MON-5: handed to settlement"
         );
+        assert_eq!(
+            self.ledger.balance(ShardAccount::Refunds),
+            refunded,
+            "MON-5: refunds in transit"
+        );
+        assert!(self.payable.is_empty(), "payables left unsent");
     }
 }

@@ -76,6 +76,12 @@ impl Shard {
                 "the voucher's validity has not started",
             ));
         }
+        if v.request.is_some() {
+            return Err(Rejection::new(
+                ErrorCode::RefundOpen,
+                "a refund request of this order is open: its units are locked until the seller decides (REF-2)",
+            ));
+        }
         self.check_place(v.product_id, v.seller_id, c)?;
         if c.units > v.units_remaining {
             return Err(Rejection::new(

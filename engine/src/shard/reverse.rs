@@ -72,6 +72,12 @@ impl Shard {
                 "that redemption was already reversed",
             ));
         }
+        if v.closed.is_some() || now_ms >= v.valid_until_ms {
+            return Err(Rejection::new(
+                ErrorCode::ReversalNotPermitted,
+                "the order was refunded or its validity ended: its units cannot come back",
+            ));
+        }
         let by_pos = c.pos_id.is_some() && c.pos_id == r.pos_id;
         let by_verifier = c.pos_id.is_none() && c.verifier_id == Some(r.verifier_id);
         let by_seller = c.seller_id == Some(v.seller_id);

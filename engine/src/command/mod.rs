@@ -3,6 +3,9 @@
 //! (send an SMS, write history). These are the same types the protocol
 //! carries and the storage log records.
 
+mod order;
+pub use order::*;
+
 use crate::code::Code;
 use crate::error::Rejection;
 use crate::ids::{OutletId, PosId, ProductId, SellerId, VerifierId};
@@ -171,6 +174,12 @@ pub enum Command {
     AuditVouchers(AuditVouchers),
     /// See [`AuditRedemptions`].
     AuditRedemptions(AuditRedemptions),
+    /// See [`Refund`].
+    Refund(Refund),
+    /// See [`Extend`].
+    Extend(Extend),
+    /// See [`OrderShow`].
+    Order(OrderShow),
 }
 
 impl Command {
@@ -179,6 +188,8 @@ impl Command {
         match self {
             Command::Redeem(c) => Some(c.request_id),
             Command::Reverse(c) => Some(c.request_id),
+            Command::Refund(c) => Some(c.request_id),
+            Command::Extend(c) => Some(c.request_id),
             _ => None,
         }
     }
@@ -187,7 +198,11 @@ impl Command {
     pub fn is_mutation(&self) -> bool {
         matches!(
             self,
-            Command::Issue(_) | Command::Redeem(_) | Command::Reverse(_)
+            Command::Issue(_)
+                | Command::Redeem(_)
+                | Command::Reverse(_)
+                | Command::Refund(_)
+                | Command::Extend(_)
         )
     }
 }
@@ -414,6 +429,12 @@ pub enum Outcome {
         /// Next `from`, or None at the end.
         next: Option<u32>,
     },
+    /// See [`Refunded`].
+    Refunded(Refunded),
+    /// See [`Extended`].
+    Extended(Extended),
+    /// See [`OrderView`].
+    Order(OrderView),
 }
 
 /// What a command returns: an outcome or a rejection.
@@ -428,6 +449,9 @@ pub enum SendReason {
     Replaced,
     /// New code after a reversal gave units back to a used-up voucher.
     Reversal,
+    /// New code after the seller rejected a refund request: the units are
+    /// unlocked (REF-2).
+    Unlocked,
 }
 
 /// Work the layers around the engine must do after the batch is durable.
@@ -555,6 +579,14 @@ impl std::fmt::Display for Outcome {
             ),
             Outcome::Vouchers { items, .. } => write!(f, "{} vouchers", items.len()),
             Outcome::Redemptions { items, .. } => write!(f, "{} redemptions", items.len()),
+            Outcome::Refunded(r) => write!(f, "{r}"),
+            Outcome::Extended(x) => {
+                if x.replayed {
+                    f.write_str("already extended (a repeat): ")?;
+                }
+                write!(f, "order {} validity extended", x.order_id)
+            }
+            Outcome::Order(o) => write!(f, "order {} is {}", o.order_id, o.state),
         }
     }
 }
