@@ -348,6 +348,8 @@ async fn pub_9_publishing_api_over_tcp_validates_and_survives_restart() {
             CatalogView::Products(x) => x.len(),
             CatalogView::Lockouts(x) => x.len(),
             CatalogView::Tokens(x) => x.len(),
+            CatalogView::Settlements(x) => x.len(),
+            CatalogView::Statement(x) => x.lines.len(),
         })
         .collect();
     // Providers: the platform's own and 70.

@@ -30,4 +30,6 @@ pub use target::Target;
 
 /// The protocol version this build speaks. 3: catalog facts are no longer
 /// a client command (opcode 12 is unused) and `Outcome` lost `FactNoted`.
-pub const PROTOCOL_VERSION: u8 = 3;
+/// 4: refunds, extension and the order view (opcodes 15–17), settlement
+/// and the payment system's principal.
+pub const PROTOCOL_VERSION: u8 = 4;

@@ -16,7 +16,8 @@ pub enum Request {
         /// The credential token (e.g. the contents of `admin.token`).
         token: String,
     },
-    /// One engine command (issue, lookup, redeem, reverse, audit).
+    /// One engine command (issue, lookup, redeem, reverse, history,
+    /// audit, refund, extend, order).
     Command(Command),
     /// Up to `BATCH_COMMANDS_MAX` issues; replies in the same order.
     IssueBatch(Vec<Issue>),
@@ -62,6 +63,9 @@ impl Request {
             // 12 was the catalog fact (protocol 2); facts never travel.
             Request::CatalogRead { .. } => 13,
             Request::Command(Command::History(_)) => 14,
+            Request::Command(Command::Refund(_)) => 15,
+            Request::Command(Command::Extend(_)) => 16,
+            Request::Command(Command::Order(_)) => 17,
         }
     }
 

@@ -6,6 +6,7 @@
 
 pub mod catalog;
 pub mod money;
+pub mod order;
 pub mod outcome;
 pub mod settle;
 pub mod time;
@@ -85,6 +86,14 @@ enum Cmd {
     /// Lockouts after failed code attempts: list (staff, sellers) and
     /// lift (staff).
     Lockout(Family<catalog::LockoutCmd>),
+    /// Refund steps of an order (REF-1..4): automatic, not-delivered and
+    /// request for the buyer (front end), agree, approve and reject for
+    /// the seller.
+    Refund(order::RefundArgs),
+    /// Move an order's validity end later (ORD-6, seller).
+    Extend(order::ExtendArgs),
+    /// An order's state, units and money (ORD-12).
+    Order(order::OrderArgs),
     /// Settlement runs per seller and cutoff (SET-3): run (staff), list.
     Settlement(Family<settle::SettlementCmd>),
     /// Payouts in transit: confirm or fail (the payment system, MON-7).
@@ -621,6 +630,9 @@ fn wants_json(cmd: &Cmd) -> bool {
         Cmd::Product(a) => a.client.json,
         Cmd::Lockout(a) => a.client.json,
         Cmd::Settlement(a) => a.client.json,
+        Cmd::Refund(a) => a.json(),
+        Cmd::Extend(a) => a.json(),
+        Cmd::Order(a) => a.json(),
         Cmd::Payout(a) => a.client.json,
         Cmd::Statement(a) => a.client.json,
         Cmd::Token(a) => match &a.action {
@@ -1008,6 +1020,9 @@ fn build_command(cmd: Cmd) -> Result<(ClientArgs, Command), String> {
             };
             (a.client, Command::Lookup(c))
         }
+        Cmd::Refund(a) => return a.build(),
+        Cmd::Extend(a) => return a.build(),
+        Cmd::Order(a) => return Ok(a.build()),
         Cmd::Redeem(a) => {
             let c = Redeem {
                 request_id: request_id_for(&a.request_id, &a.client)?,

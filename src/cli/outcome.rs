@@ -145,6 +145,9 @@ pub(crate) fn print_outcome(o: &Outcome, json: bool, zone: &Zone, request_id: Op
             json!({"ok": true, "outcome": "redemptions", "count": items.len()}),
             format!("{} redemptions", items.len()),
         ),
+        Outcome::Refunded(r) => (crate::cli::order::refunded_json(r), r.to_string()),
+        Outcome::Extended(x) => crate::cli::order::extended(x, zone),
+        Outcome::Order(o) => crate::cli::order::order(o, zone),
     };
     if json {
         print_json(value);

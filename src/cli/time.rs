@@ -37,6 +37,15 @@ impl Zone {
         }
     }
 
+    /// The first instant of local date `date` in this zone, unix ms.
+    ///
+    /// Errors: a date outside the calendar's range, as a sentence.
+    pub fn start_of(&self, date: jiff::civil::Date) -> Result<i64, String> {
+        date.to_zoned(self.tz.clone())
+            .map(|z| z.timestamp().as_millisecond())
+            .map_err(|e| format!("date {date}: {e}"))
+    }
+
     /// The local date of `ms`, e.g. `2026-12-02`.
     fn date(&self, ms: i64) -> String {
         match Timestamp::from_millisecond(ms) {

@@ -61,6 +61,8 @@ pub(super) fn authorize(principal: Principal, request: &mut Request) -> Result<(
         Request::Catalog { request_id, .. } => own(request_id),
         Request::Command(Command::Redeem(r)) => own(&r.request_id),
         Request::Command(Command::Reverse(r)) => own(&r.request_id),
+        Request::Command(Command::Refund(r)) => own(&r.request_id),
+        Request::Command(Command::Extend(x)) => own(&x.request_id),
         Request::RedeemBatch(items) => items.iter().all(|r| own(&r.request_id)),
         _ => true,
     };
@@ -141,6 +143,49 @@ pub(super) fn authorize(principal: Principal, request: &mut Request) -> Result<(
             Actor::Staff => Ok(()),
             _ => refuse("read the audit"),
         },
+        Request::Command(Command::Refund(r)) => {
+            if bind_refund(actor, r) {
+                Ok(())
+            } else {
+                refuse("take this refund step")
+            }
+        }
+        // ORD-6: the seller extends its own orders.
+        Request::Command(Command::Extend(x)) => match actor {
+            Actor::Staff => Ok(()),
+            Actor::Seller(s) if x.seller_id.is_none_or(|n| n == s) => {
+                x.seller_id = Some(s);
+                Ok(())
+            }
+            _ => refuse("extend an order's validity"),
+        },
+        // ORD-12: a seller sees its own orders; the front end any, for
+        // its buyers.
+        Request::Command(Command::Order(o)) => match actor {
+            Actor::Staff | Actor::FrontEnd => Ok(()),
+            Actor::Seller(s) if o.seller_id.is_none_or(|n| n == s) => {
+                o.seller_id = Some(s);
+                Ok(())
+            }
+            _ => refuse("read orders"),
+        },
+    }
+}
+
+/// The refund role matrix (REF-1..5): the front end takes the buyer's
+/// steps for any order (it acts for buyers), a seller decides for its own
+/// orders only; staff may take every step. False when the token may not.
+fn bind_refund(actor: Actor, r: &mut vouch_engine::command::Refund) -> bool {
+    use vouch_engine::command::RefundAction as A;
+    let buyer_step = matches!(r.action, A::Automatic | A::NotDelivered | A::Request { .. });
+    match actor {
+        Actor::Staff => true,
+        Actor::FrontEnd if buyer_step && r.seller_id.is_none() => true,
+        Actor::Seller(s) if !buyer_step && r.seller_id.is_none_or(|n| n == s) => {
+            r.seller_id = Some(s);
+            true
+        }
+        _ => false,
     }
 }
 
