@@ -56,6 +56,8 @@ struct Order {
     reversals: u32,
     /// Refunded or expired: no units, no code (ORD-12 unavailable).
     closed: bool,
+    /// Ever redeemed (REF-3 is then refused).
+    redeemed: bool,
 }
 
 struct Red {
@@ -82,10 +84,15 @@ struct Sim {
     ticked: Vec<i64>,
     /// Per shard, validity ends not yet handled: (end, order).
     expiries: Vec<std::collections::BTreeSet<(i64, usize)>>,
-    /// Per shard, money of unused units the expiry gave the seller, and
-    /// per seller.
-    expired_value: Vec<i64>,
-    expired_by_seller: BTreeMap<SellerId, i64>,
+    /// Per shard, money that left escrow for sellers other than by
+    /// redemptions (the expiry of unused units, refund shares and code
+    /// fees), and per seller.
+    released_value: Vec<i64>,
+    released_by_seller: BTreeMap<SellerId, i64>,
+    /// Per shard, refunded to buyers.
+    refunded_value: Vec<i64>,
+    /// Refund steps done: (command, reply), for retries.
+    refunds: Vec<(Refund, Refunded)>,
     orders: Vec<Order>,
     /// Live code → order, to check uniqueness at once.
     live: BTreeMap<Code, usize>,
@@ -166,8 +173,10 @@ impl Sim {
             records: Vec::new(),
             ticked: vec![START; SHARDS as usize],
             expiries: vec![Default::default(); SHARDS as usize],
-            expired_value: vec![0; SHARDS as usize],
-            expired_by_seller: BTreeMap::new(),
+            released_value: vec![0; SHARDS as usize],
+            released_by_seller: BTreeMap::new(),
+            refunded_value: vec![0; SHARDS as usize],
+            refunds: Vec::new(),
             orders: Vec::new(),
             live: BTreeMap::new(),
             reds: Vec::new(),
@@ -226,8 +235,8 @@ impl Sim {
                 continue;
             }
             let value = order.price.times(order.remaining).unwrap().fen();
-            self.expired_value[shard] += value;
-            *self.expired_by_seller.entry(order.seller).or_default() += value;
+            self.released_value[shard] += value;
+            *self.released_by_seller.entry(order.seller).or_default() += value;
             order.remaining = 0;
             order.closed = true;
             if let Some(code) = order.live.take() {
@@ -235,6 +244,131 @@ impl Sim {
             }
             self.saw("expired by the tick");
         }
+    }
+
+    /// REF-1, REF-3, REF-4 against the model (the simulated product has
+    /// the default terms: automatic refund at 100 %).
+    fn refund(&mut self, o: usize) {
+        let order = &self.orders[o];
+        let g = order.price.times(order.remaining).unwrap();
+        let action = match self.rng.random_range(0..10) {
+            0..=4 => RefundAction::Automatic,
+            5..=6 => RefundAction::NotDelivered,
+            _ => RefundAction::Agreed {
+                // Up to a fifth above what is refundable.
+                amount: Fen::new(self.rng.random_range(0..=g.fen() + g.fen() / 5 + 1)),
+            },
+        };
+        let fee_of = |g: Fen| Fen::new(100).min(g);
+        let closed = order.closed || order.until_ms <= self.now || order.remaining == 0;
+        let expected: Result<(Fen, Fen, Fen), ErrorCode> = match &action {
+            _ if closed => Err(ErrorCode::RefundNotAllowed),
+            RefundAction::Automatic if g == fee_of(g) => Err(ErrorCode::RefundAmountZero),
+            RefundAction::Automatic => Ok((g - fee_of(g), fee_of(g), Fen::ZERO)),
+            RefundAction::NotDelivered if order.redeemed => Err(ErrorCode::RefundNotAllowed),
+            RefundAction::NotDelivered if g.is_zero() => Err(ErrorCode::RefundAmountZero),
+            RefundAction::NotDelivered => Ok((g, Fen::ZERO, Fen::ZERO)),
+            RefundAction::Agreed { amount } if amount.is_zero() => Err(ErrorCode::RefundAmountZero),
+            RefundAction::Agreed { amount } if *amount > g => Err(ErrorCode::RefundAboveRefundable),
+            RefundAction::Agreed { amount } => Ok((*amount, Fen::ZERO, g - *amount)),
+            _ => unreachable!("the simulation takes no REF-2 steps"),
+        };
+        let command = Refund {
+            request_id: self.next_rid(),
+            order_id: self.orders[o].id.clone(),
+            action,
+            seller_id: None,
+        };
+        let reply = self.apply(&Command::Refund(command.clone()));
+        let (buyer, fee, rest) = match (expected, reply) {
+            (Err(code), reply) => {
+                assert_eq!(
+                    reply.map_err(|r| r.code).err(),
+                    Some(code),
+                    "REF: {command:?}"
+                );
+                self.saw(code.name());
+                return;
+            }
+            (Ok(want), Ok(Outcome::Refunded(r))) => {
+                assert_eq!(
+                    (r.buyer_amount, r.code_fee, r.seller_amount),
+                    want,
+                    "REF: {command:?}"
+                );
+                self.refunds.push((command, r));
+                want
+            }
+            (Ok(_), other) => panic!("REF: a refund succeeds, got {other:?}"),
+        };
+        let order = &mut self.orders[o];
+        let shard = (order.first_code.value() % u64::from(SHARDS)) as usize;
+        self.refunded_value[shard] += buyer.fen();
+        self.released_value[shard] += (fee + rest).fen();
+        *self.released_by_seller.entry(order.seller).or_default() += (fee + rest).fen();
+        order.remaining = 0;
+        order.closed = true;
+        if let Some(code) = order.live.take() {
+            self.live.remove(&code);
+        }
+        self.saw("refunded");
+    }
+
+    /// Invariant 4 for refunds: a retry answers the original reply and
+    /// moves nothing.
+    fn refund_again(&mut self) {
+        let k = self.rng.random_range(0..self.refunds.len());
+        let (command, first) = self.refunds[k].clone();
+        let Ok(Outcome::Refunded(r)) = self.apply(&Command::Refund(command)) else {
+            panic!("a refund retry answers")
+        };
+        assert!(r.replayed);
+        assert_eq!(
+            Refunded {
+                replayed: false,
+                ..r
+            },
+            first
+        );
+        self.saw("refund retried");
+    }
+
+    /// ORD-6 against the model: only later, never after the validity end.
+    fn extend(&mut self, o: usize) {
+        let order = &self.orders[o];
+        let later = self.rng.random_bool(0.8);
+        let until = if later {
+            order.until_ms + self.rng.random_range(1..=10 * DAY_MS)
+        } else {
+            order.until_ms - self.rng.random_range(0..=DAY_MS)
+        };
+        let ok = later && !order.closed && order.until_ms > self.now;
+        let order_id = order.id.clone();
+        let command = Extend {
+            request_id: self.next_rid(),
+            order_id,
+            valid_until_ms: until,
+            seller_id: None,
+        };
+        let reply = self.apply(&Command::Extend(command));
+        if !ok {
+            assert_eq!(
+                reply.map_err(|r| r.code).err(),
+                Some(ErrorCode::ValidityNotExtended)
+            );
+            self.saw("validity_not_extended");
+            return;
+        }
+        let Ok(Outcome::Extended(x)) = reply else {
+            panic!("ORD-6: a later end is taken, got {reply:?}")
+        };
+        assert_eq!(x.valid_until_ms, until);
+        let order = &mut self.orders[o];
+        let shard = (order.first_code.value() % u64::from(SHARDS)) as usize;
+        self.expiries[shard].remove(&(order.until_ms, o));
+        self.expiries[shard].insert((until, o));
+        order.until_ms = until;
+        self.saw("extended");
     }
 
     fn saw(&mut self, what: &'static str) {
@@ -259,13 +393,19 @@ impl Sim {
             id: format!("o-{}", self.orders.len()),
             seller: SELLERS[self.rng.random_range(0..SELLERS.len())],
             units: self.rng.random_range(1..=5),
-            price: Fen::new(self.rng.random_range(0..50_000)),
+            // Some below the 1.00 code fee (REF-1's refund_amount_zero).
+            price: Fen::new(if self.rng.random_bool(0.1) {
+                self.rng.random_range(0..=150)
+            } else {
+                self.rng.random_range(0..50_000)
+            }),
             first_code: Code::new(8, 0).unwrap(),
             remaining: 0,
             live: None,
             until_ms: 0,
             reversals: 0,
             closed: false,
+            redeemed: false,
         };
         let Ok(Outcome::Issued(i)) = self.apply(&Self::issue_cmd(&order)) else {
             panic!("a new order is issued")
@@ -371,6 +511,7 @@ impl Sim {
         let order = &mut self.orders[o];
         order.remaining = left;
         order.live = r.new_code;
+        order.redeemed = true;
         self.saw(if left > 0 {
             "redeemed in part"
         } else {
@@ -666,7 +807,7 @@ impl Sim {
             let o = &self.orders[r.order];
             *handed.entry(o.seller).or_default() += o.price.times(r.command.units).unwrap().fen();
         }
-        for (seller, value) in &self.expired_by_seller {
+        for (seller, value) in &self.released_by_seller {
             *handed.entry(*seller).or_default() += value;
         }
         for seller in SELLERS {
@@ -716,7 +857,7 @@ impl Sim {
         self.now += self.rng.random_range(0..=self.dt_max);
         let n = self.orders.len();
         let k = self.reds.len();
-        let pick = self.rng.random_range(0..100);
+        let pick = self.rng.random_range(0..107);
         let o = self.rng.random_range(0..n.max(1));
         let r = self.rng.random_range(0..k.max(1));
         // Recent redemptions mostly, so that many reversals fall inside the
@@ -736,9 +877,12 @@ impl Sim {
             71..=78 if k > 0 => self.retry(r, false),
             79..=80 if k > 0 => self.retry(r, true),
             81..=92 if k > 0 => self.reverse(recent),
-            93..=94 => self.deliver(),
-            95 => self.settle(),
-            96 => self.decide_payout(),
+            93 if n > 0 => self.refund(o),
+            94 if !self.refunds.is_empty() => self.refund_again(),
+            95..=96 => self.deliver(),
+            97 => self.settle(),
+            98 => self.decide_payout(),
+            99 if n > 0 => self.extend(o),
             _ => {
                 let jump = self.rng.random_range(0..=self.jump_max);
                 self.now += jump;
@@ -788,8 +932,15 @@ impl Sim {
                 pending[s] += amount;
             }
         }
-        for (s, value) in self.expired_value.iter().enumerate() {
+        for (s, value) in self.released_value.iter().enumerate() {
             payable[s] += value;
+        }
+        for (i, shard) in self.shards.iter().enumerate() {
+            assert_eq!(
+                shard.ledger().balance(ShardAccount::Refunds).fen(),
+                self.refunded_value[i],
+                "shard {i} refunds in transit"
+            );
         }
         for (i, shard) in self.shards.iter().enumerate() {
             let l = shard.ledger();
@@ -807,7 +958,7 @@ impl Sim {
             );
             assert_eq!(
                 balance(ShardAccount::Escrow),
-                paid[i] - pending[i] - payable[i],
+                paid[i] - pending[i] - payable[i] - self.refunded_value[i],
                 "shard {i} escrow"
             );
         }
@@ -963,6 +1114,13 @@ fn run(seed: u64, steps: u64) {
                     "payout confirmed",
                     "payout failed",
                     "payout_not_in_transit",
+                    "refunded",
+                    "refund retried",
+                    "refund_not_allowed",
+                    "refund_amount_zero",
+                    "refund_above_refundable",
+                    "extended",
+                    "validity_not_extended",
                 ] {
                     assert!(
                         sim.seen.contains_key(what),
