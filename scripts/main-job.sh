@@ -29,7 +29,10 @@ echo "input data: $data"
 cargo build --release --locked -p vouch -p vouch-loadtest
 work=$(mktemp -d)
 log="$work/serve.log"
-./target/release/vouch serve --data-dir "$work/data" --listen-tcp 127.0.0.1:0 --listen-quic 127.0.0.1:0 >"$log" 2>&1 &
+# A 10 s reversal window: the replay's redemptions become payable, and are
+# settled and paid out, within the run (the default is an hour).
+./target/release/vouch serve --data-dir "$work/data" --listen-tcp 127.0.0.1:0 --listen-quic 127.0.0.1:0 \
+  --reversal-window-s 10 >"$log" 2>&1 &
 pid=$!
 trap 'kill -TERM $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 1 600); do

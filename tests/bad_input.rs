@@ -93,6 +93,7 @@ impl Fixture {
                 units_total: 2,
                 units_remaining: 2,
                 units_redeemed: 0,
+                units_void: 0,
                 live_code: Some(issued.code),
             },
         );

@@ -80,6 +80,7 @@ async fn lost_exactly_one_unit(client: &Client, order: &str, winner: RequestId, 
             units_total: 3,
             units_remaining: 2,
             units_redeemed: 1,
+            units_void: 0,
             live_code: Some(live),
         }
     );

@@ -176,6 +176,7 @@ async fn life_cycle(server: &Server, target: &Target) {
             units_total: 5,
             units_remaining: 4,
             units_redeemed: 1,
+            units_void: 0,
             live_code: Some(c4),
         }
     );

@@ -678,13 +678,7 @@ impl Sim {
     /// same settlement.
     fn settle(&mut self) {
         let seller = SELLERS[self.rng.random_range(0..SELLERS.len())];
-        let earlier = self
-            .money
-            .runs
-            .keys()
-            .filter(|(s, _)| *s == seller)
-            .last()
-            .copied();
+        let earlier = self.money.runs.keys().rfind(|(s, _)| *s == seller).copied();
         let lines = self.money.lines.len();
         let cutoff_ms = match earlier {
             Some((_, c)) if self.rng.random_bool(0.2) => c,

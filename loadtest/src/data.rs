@@ -17,10 +17,13 @@
 //!   units at `UnitPrice` of one seller (the shop), product numbered by first
 //!   appearance of `StockCode` from `RETAIL_PRODUCT_ID_BASE`; mobile `1` +
 //!   `CustomerID` padded to 10 digits.
-//!   Skipped with a reason: cancellations (`C…`, negative quantity; refunds
-//!   come with the refund rules), lines without a customer (no buyer mobile),
+//!   Skipped with a reason: lines without a customer (no buyer mobile),
 //!   prices below zero or finer than a fen, quantities above the voucher
 //!   maximum.
+//! - Online Retail cancellation (`C…` invoice, negative quantity) → a
+//!   refund of that many units of the same customer's latest earlier order
+//!   of the same stock code ([`Cancellation`]); one with no such order is
+//!   skipped (`retail_cancellation_unmatched`).
 //! - CDNOW purchase → an order of the CD shop (one seller, one product):
 //!   `quantity` units at `dollar_value / quantity` when that is a whole
 //!   number of fen, else one unit (the purchase as a bundle) at
@@ -93,6 +96,17 @@ pub struct Order {
     pub source: Source,
 }
 
+/// A cancellation line of the Online Retail data: `units` of the order
+/// `order_key` (the same customer's latest earlier order of that stock
+/// code) are given back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cancellation {
+    /// The cancelled order's key.
+    pub order_key: String,
+    /// Units cancelled, ≥ 1.
+    pub units: u32,
+}
+
 /// What one input file contributed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FileUse {
@@ -113,6 +127,11 @@ pub struct Loaded {
     pub files: BTreeMap<String, FileUse>,
     /// Known files that were not in the folder.
     pub absent: Vec<String>,
+    /// Retail cancellations matched to an earlier order, in file order.
+    pub cancellations: Vec<Cancellation>,
+    /// Retail orders by (mobile, product): their keys in file order, for
+    /// matching cancellations.
+    retail_orders: HashMap<(String, ProductId), Vec<String>>,
     /// Order keys taken so far (duplicates across files are skipped).
     keys: std::collections::HashSet<String>,
 }
@@ -203,7 +222,8 @@ pub const ORDER_KEY_BYTES_MAX: usize = ORDER_ID_BYTES_MAX - 9;
 /// gave the same order; such rows are skipped with a reason named after
 /// their source (`retail_price_out_of_range`, `cdnow_duplicate_order`, …),
 /// so a bad row is never sent and blamed on the server.
-fn admit(out: &mut Loaded, order: Order) {
+/// Returns whether it was added.
+fn admit(out: &mut Loaded, order: Order) -> bool {
     let price = order.unit_price;
     let reason = if price.is_sign_negative() || price > Decimal::new(UNIT_PRICE_FEN_MAX, 2) {
         Some("price_out_of_range")
@@ -219,8 +239,30 @@ fn admit(out: &mut Loaded, order: Order) {
         None
     };
     match reason {
-        Some(r) => skip(out, &format!("{}_{r}", order.source.name())),
-        None => out.orders.push(order),
+        Some(r) => {
+            skip(out, &format!("{}_{r}", order.source.name()));
+            false
+        }
+        None => {
+            out.orders.push(order);
+            true
+        }
+    }
+}
+
+/// A retail cancellation of `quantity` (≤ 0) units of `product` by
+/// `customer`: matched to that customer's latest earlier order of the
+/// product, else skipped.
+fn cancel(out: &mut Loaded, product: Option<ProductId>, customer: &str, quantity: i64) {
+    let mobile = customer.parse::<f64>().ok().map(|c| mobile_from(c as u64));
+    let order = product
+        .zip(mobile)
+        .and_then(|(p, m)| out.retail_orders.get(&(m, p))?.last().cloned());
+    match (order, u32::try_from(quantity.unsigned_abs())) {
+        (Some(order_key), Ok(units)) if units > 0 => {
+            out.cancellations.push(Cancellation { order_key, units })
+        }
+        _ => skip(out, "retail_cancellation_unmatched"),
     }
 }
 
@@ -248,7 +290,7 @@ fn load_retail(
             continue;
         };
         if invoice.starts_with('C') || quantity <= 0 {
-            skip(out, "retail_cancellation");
+            cancel(out, products.get(stock).copied(), field(6), quantity);
             continue;
         }
         let Ok(price) = field(5).parse::<Decimal>() else {
@@ -279,18 +321,22 @@ fn load_retail(
             .or_default();
         let key = format!("r:{invoice}:{stock}:{n}");
         *n += 1;
-        admit(
-            out,
-            Order {
-                key,
-                seller_id: RETAIL_SELLER_ID,
-                product_id,
-                units: quantity as u32,
-                unit_price: price,
-                mobile: mobile_from(customer as u64),
-                source: Source::Retail,
-            },
-        );
+        let mobile = mobile_from(customer as u64);
+        let order = Order {
+            key: key.clone(),
+            seller_id: RETAIL_SELLER_ID,
+            product_id,
+            units: quantity as u32,
+            unit_price: price,
+            mobile: mobile.clone(),
+            source: Source::Retail,
+        };
+        if admit(out, order) {
+            out.retail_orders
+                .entry((mobile, product_id))
+                .or_default()
+                .push(key);
+        }
     }
     account(out, path, rows, before);
     Ok(())
@@ -332,7 +378,7 @@ fn load_o2o(path: &Path, out: &mut Loaded) -> anyhow::Result<()> {
         let n = seen.entry((user, coupon, date)).or_default();
         let key = format!("c:{user}:{coupon}:{date}:{n}");
         *n += 1;
-        admit(
+        let _ = admit(
             out,
             Order {
                 key,
@@ -398,7 +444,7 @@ fn load_cdnow(path: &Path, out: &mut Loaded) -> anyhow::Result<()> {
         let n = seen.entry((customer, date)).or_default();
         let key = format!("d:{customer}:{date}:{n}");
         *n += 1;
-        admit(
+        let _ = admit(
             out,
             Order {
                 key,

@@ -8,6 +8,8 @@
 //!   the audit that compares it with the server's state.
 //! - [`runner`]: closed-loop execution over connections × pipeline depth,
 //!   with HdrHistogram latencies per operation.
+//! - [`money`]: the replay's refunds, settlement and payouts, and the
+//!   money audit.
 //! - [`report`]: the JSON report and the printed summary.
 //! - [`scenarios`]: `replay`, `flash-sale`, `pos`.
 #![deny(unsafe_code)]
@@ -15,6 +17,7 @@
 
 pub mod data;
 pub mod model;
+pub mod money;
 pub mod report;
 pub mod runner;
 pub mod scenarios;

@@ -152,11 +152,11 @@ pub async fn audit(
             format!("order {id} has two vouchers")
         });
         a.check(
-            v.units_total == v.units_remaining + v.units_redeemed,
+            v.units_total == v.units_remaining + v.units_redeemed + v.units_void,
             || {
                 format!(
-                    "order {id}: total {} != remaining {} + redeemed {}",
-                    v.units_total, v.units_remaining, v.units_redeemed
+                    "order {id}: total {} != remaining {} + redeemed {} + void {}",
+                    v.units_total, v.units_remaining, v.units_redeemed, v.units_void
                 )
             },
         );

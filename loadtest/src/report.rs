@@ -203,6 +203,15 @@ pub fn summary(report: &Value) -> String {
             out.push_str(&format!("  skipped rows: {}\n", parts.join(", ")));
         }
     }
+    let money = &run["money"];
+    if money.is_object() {
+        let y = |k: &str| money[k].as_str().unwrap_or("?").to_string();
+        out.push_str(&format!(
+            "  money (yuan): paid {}, refunded {} in {} refunds, code fees {}, earned by sellers {}, settled {} in {} payouts to {} sellers\n",
+            y("paid"), y("refunded"), money["refunds"], y("code_fees"), y("earned_by_sellers"),
+            y("settled"), money["payouts"], money["sellers_paid"]
+        ));
+    }
     out.push_str(&format!(
         "audit: {} checks, {} violations\n",
         report["invariants"]["checked"], report["invariants"]["violations"]

@@ -3,6 +3,7 @@
 
 use crate::data::{self, Source};
 use crate::model::{self, Model, ModelRedemption, ModelVoucher};
+use crate::money;
 use crate::report::{self, Stats};
 use crate::runner::{send_issues, send_redeems, Pool, Sample};
 use crate::words;
@@ -565,6 +566,7 @@ pub async fn replay(
     let shared = progress.0.clone();
     let prefix = common.prefix();
     let mut seller_of = HashMap::new();
+    let mut books = money::Books::new();
     let mut multi = Vec::new();
     let mut single = Vec::new();
     // Seller and product ids of this run (the data's ids in the low bits),
@@ -599,6 +601,16 @@ pub async fn replay(
                 (o.seller_id, o.product_id)
             };
             seller_of.insert(order_id.clone(), seller);
+            let price = Fen::from_yuan(o.unit_price).expect("admitted prices are whole fen");
+            let book = money::OrderBook {
+                seller,
+                price,
+                units: o.units,
+                refunded: Fen::ZERO,
+                code_fee: Fen::ZERO,
+                refund_rest: Fen::ZERO,
+            };
+            books.insert(order_id.clone(), book);
             if o.units > 1 {
                 multi.push(order_id.clone());
             } else {
@@ -609,7 +621,7 @@ pub async fn replay(
                 seller_id: seller,
                 product_id: product,
                 units: o.units,
-                unit_price: Fen::from_yuan(o.unit_price).expect("admitted prices are whole fen"),
+                unit_price: price,
                 mobile: o.mobile.clone(),
                 validity: Validity::DaysFromIssue(30),
                 code_digits: match o.source {
@@ -654,6 +666,29 @@ pub async fn replay(
     }
     let looked: Vec<String> = all.iter().step_by(40).cloned().collect();
     stats.merge_with_active(lookup_all(&pool, &shared, looked).await?);
+    let mut money_totals = Value::Null;
+    if onboard {
+        let cancellations = loaded
+            .cancellations
+            .iter()
+            .map(|c| (format!("{prefix}{}", c.order_key), c.units))
+            .collect();
+        let source = (u64::from(common.run_id) << 32) | 0xffff_fffd;
+        let inputs = money_inputs(&shared, books, cancellations, source);
+        let out = money::run(&pool, inputs).await?;
+        stats.merge_with_active(out.stats);
+        let mut s = lock(&shared);
+        for id in &out.refunded {
+            if let Some(v) = s.model.vouchers.get_mut(id) {
+                v.units_remaining = 0;
+                v.code = None;
+            }
+        }
+        s.checks += out.findings.checked;
+        s.violations += out.findings.violations;
+        s.samples.extend(out.findings.samples);
+        money_totals = out.totals;
+    }
     let files: serde_json::Map<String, Value> = loaded
         .files
         .iter()
@@ -661,6 +696,7 @@ pub async fn replay(
         .collect();
     let extra = json!({
         "orders": all.len(),
+        "money": money_totals,
         "data": {
             "dir": data_dir.display().to_string(),
             "files": files,
@@ -678,6 +714,35 @@ pub async fn replay(
         extra,
     )
     .await
+}
+
+/// The money steps' inputs from the model: the books of acknowledged
+/// orders, units left and redeemed (not reversed) per order.
+fn money_inputs(
+    shared: &SharedRef,
+    mut books: money::Books,
+    cancellations: Vec<(String, u32)>,
+    source: u64,
+) -> money::Inputs {
+    let s = lock(shared);
+    books.retain(|id, _| s.model.vouchers.contains_key(id));
+    let left = s
+        .model
+        .vouchers
+        .iter()
+        .map(|(id, v)| (id.clone(), v.units_remaining))
+        .collect();
+    let mut redeemed: HashMap<String, u32> = HashMap::new();
+    for r in s.model.redemptions.values().filter(|r| !r.reversed) {
+        *redeemed.entry(r.order_id.clone()).or_default() += r.units;
+    }
+    money::Inputs {
+        books,
+        cancellations,
+        left,
+        redeemed,
+        source,
+    }
 }
 
 /// Sellers the synthetic scenarios onboard, and products per seller.

@@ -377,6 +377,8 @@ pub struct VoucherState {
     pub units_remaining: u32,
     /// Units redeemed and not reversed.
     pub units_redeemed: u32,
+    /// Units void by a refund or the expiry (REF, ORD-12).
+    pub units_void: u32,
     /// The live code, if units remain.
     pub live_code: Option<Code>,
 }

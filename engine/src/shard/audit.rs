@@ -14,7 +14,8 @@ impl Shard {
                 order_id: v.order_id.to_string(),
                 units_total: v.units_total,
                 units_remaining: v.units_remaining,
-                units_redeemed: v.units_total - v.units_remaining,
+                units_redeemed: v.units_total - v.units_remaining - v.units_void,
+                units_void: v.units_void,
                 live_code: v.live_code,
             })
             .collect();

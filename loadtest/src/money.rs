@@ -1,0 +1,490 @@
+//! The replay's money (issue 9): retail cancellations become refunds, then
+//! every seller is settled and its payouts confirmed as the payment system,
+//! and the audit checks the money to the fen against the client's books.
+//!
+//! Decisions of this replay: a cancellation covering every unit still
+//! unredeemed is the automatic refund (REF-1; the replay's category allows
+//! it), one covering part of them an agreed refund (REF-4) of those units'
+//! value (every unredeemed unit is void either way, REF); a cancellation of
+//! an order with nothing left is skipped (`refund_nothing_left`).
+
+use crate::report::Stats;
+use crate::runner::{Pool, Sample};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use vouch_engine::catalog::{
+    Actor, CatalogCommand as C, CatalogOutcome, CatalogQuery as Q, CatalogView, PayoutState,
+    SettlementView, STATEMENT_PAGE_LINES_MAX,
+};
+use vouch_engine::command::{OrderShow, Refund, RefundAction, RequestId};
+use vouch_engine::{Command, ErrorCode, Fen, Outcome, SellerId};
+use vouch_protocol::Client;
+
+/// The code fee (REF-1).
+const CODE_FEE: Fen = Fen::YUAN;
+
+/// How long the audit waits for the shards' payable money to reach the
+/// catalog (reversal windows end, ticks run every second).
+pub const PAYABLE_WAIT_MS: u64 = 60_000;
+
+/// The client's books of one order.
+#[derive(Clone, Debug)]
+pub struct OrderBook {
+    /// Seller.
+    pub seller: SellerId,
+    /// Unit price.
+    pub price: Fen,
+    /// Units bought.
+    pub units: u32,
+    /// Refunded to the buyer.
+    pub refunded: Fen,
+    /// Code fee kept.
+    pub code_fee: Fen,
+    /// The rest of a refund the seller got.
+    pub refund_rest: Fen,
+}
+
+/// Every order's books, by order id.
+pub type Books = HashMap<String, OrderBook>;
+
+/// A refund to send and what it must give: (buyer, fee, seller) or the
+/// refusal.
+#[derive(Clone, Debug)]
+pub struct PlannedRefund {
+    /// Order id.
+    pub order_id: String,
+    /// Its request id.
+    pub request_id: RequestId,
+    /// The step.
+    pub action: RefundAction,
+    /// Units still unredeemed when planned (all of them become void).
+    pub units_left: u32,
+    /// The expected split, or the expected refusal.
+    pub expect: Result<(Fen, Fen, Fen), ErrorCode>,
+}
+
+/// The refund of a cancellation of `cancelled` units of an order with
+/// `left` units unredeemed at `price` (see the module docs); None when
+/// nothing is left.
+pub fn plan(
+    order_id: &str,
+    request_id: RequestId,
+    left: u32,
+    price: Fen,
+    cancelled: u32,
+) -> Option<PlannedRefund> {
+    if left == 0 {
+        return None;
+    }
+    let g = price.times(left).expect("bounded");
+    let (action, expect) = if cancelled >= left {
+        let fee = CODE_FEE.min(g);
+        let expect = if g == fee {
+            Err(ErrorCode::RefundAmountZero)
+        } else {
+            Ok((g - fee, fee, Fen::ZERO))
+        };
+        (RefundAction::Automatic, expect)
+    } else {
+        let a = price.times(cancelled).expect("bounded");
+        let expect = if a.is_zero() {
+            Err(ErrorCode::RefundAmountZero)
+        } else {
+            Ok((a, Fen::ZERO, g - a))
+        };
+        (RefundAction::Agreed { amount: a }, expect)
+    };
+    Some(PlannedRefund {
+        order_id: order_id.to_string(),
+        request_id,
+        action,
+        units_left: left,
+        expect,
+    })
+}
+
+/// What the money steps found: checks made, violations, their first
+/// samples.
+#[derive(Default, Debug)]
+pub struct Findings {
+    /// Checks made.
+    pub checked: u64,
+    /// Checks failed.
+    pub violations: u64,
+    /// The first failures, in words.
+    pub samples: Vec<String>,
+}
+
+impl Findings {
+    /// Counts one check.
+    pub fn check(&mut self, ok: bool, what: impl FnOnce() -> String) {
+        self.checked += 1;
+        if !ok {
+            self.violations += 1;
+            if self.samples.len() < 20 {
+                self.samples.push(what());
+            }
+        }
+    }
+}
+
+type Shared = Arc<Mutex<(Books, Findings, Vec<String>)>>;
+
+/// Sends every planned refund; each reply must be the planned split or
+/// refusal. Returns the statistics, and the orders refunded (their units
+/// are void).
+pub async fn refund_all(
+    pool: &Pool,
+    books: &mut Books,
+    findings: &mut Findings,
+    plans: Vec<PlannedRefund>,
+) -> anyhow::Result<(Stats, Vec<String>)> {
+    let shared: Shared = Arc::new(Mutex::new((
+        std::mem::take(books),
+        Findings::default(),
+        Vec::new(),
+    )));
+    let s2 = shared.clone();
+    let stats = pool
+        .run("refund", &["refund"], plans, move |client, p| {
+            let shared = s2.clone();
+            async move {
+                let c = Refund {
+                    request_id: p.request_id,
+                    order_id: p.order_id.clone(),
+                    action: p.action.clone(),
+                    seller_id: None,
+                };
+                let reply = client.command(Command::Refund(c)).await?;
+                let ok = note_refund(&shared, &p, reply);
+                Ok(vec![Sample {
+                    name: "refund",
+                    n: 1,
+                    ok: u64::from(ok),
+                }])
+            }
+        })
+        .await?;
+    let (b, f, refunded) = std::mem::take(&mut *shared.lock().expect("lock"));
+    *books = b;
+    findings.checked += f.checked;
+    findings.violations += f.violations;
+    findings.samples.extend(f.samples);
+    Ok((stats, refunded))
+}
+
+fn note_refund(
+    shared: &Shared,
+    p: &PlannedRefund,
+    reply: Result<Outcome, vouch_protocol::WireError>,
+) -> bool {
+    let mut s = shared.lock().expect("lock");
+    let (books, findings, refunded) = &mut *s;
+    match (&p.expect, reply) {
+        (Err(code), Err(e)) => {
+            findings.check(e.code == code.number(), || {
+                format!("refund of {}: {} instead of {code}", p.order_id, e.name)
+            });
+            false
+        }
+        (Ok(want), Ok(Outcome::Refunded(r))) => {
+            let got = (r.buyer_amount, r.code_fee, r.seller_amount);
+            findings.check(got == *want && r.units_voided == p.units_left, || {
+                format!(
+                    "refund of {}: {r} instead of {want:?} and {} units void",
+                    p.order_id, p.units_left
+                )
+            });
+            if let Some(b) = books.get_mut(&p.order_id) {
+                (b.refunded, b.code_fee, b.refund_rest) = got;
+            }
+            refunded.push(p.order_id.clone());
+            true
+        }
+        (want, other) => {
+            findings.check(false, || {
+                format!("refund of {}: {other:?} instead of {want:?}", p.order_id)
+            });
+            false
+        }
+    }
+}
+
+/// Σ over `sellers` of payable + in transit, fen.
+async fn seller_money(client: &Client, sellers: &[SellerId]) -> anyhow::Result<i64> {
+    let mut sum = 0;
+    for s in sellers {
+        if let Ok(CatalogView::Seller(v)) = client
+            .catalog_read(Some(Actor::Staff), Q::Seller { id: Some(*s) })
+            .await?
+        {
+            sum += (v.payable + v.payout_in_transit).fen();
+        }
+    }
+    Ok(sum)
+}
+
+/// Waits until the sellers' payable money reaches `want` fen (every
+/// reversal window ended and the shards handed it over), at most
+/// [`PAYABLE_WAIT_MS`]. Returns what it saw last.
+pub async fn wait_payable(client: &Client, sellers: &[SellerId], want: i64) -> anyhow::Result<i64> {
+    let deadline = Instant::now() + Duration::from_millis(PAYABLE_WAIT_MS);
+    loop {
+        let seen = seller_money(client, sellers).await?;
+        if seen == want || Instant::now() >= deadline {
+            return Ok(seen);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Runs settlement for every seller at `cutoff_ms` (staff) and confirms
+/// every payout in transit (as the payment system). Returns the
+/// settlements as confirmed.
+pub async fn settle_all(
+    client: &Client,
+    sellers: &[SellerId],
+    cutoff_ms: i64,
+    source: u64,
+    findings: &mut Findings,
+) -> anyhow::Result<Vec<SettlementView>> {
+    let mut serial = 0;
+    let mut rid = || {
+        serial += 1;
+        RequestId { source, serial }
+    };
+    let mut out = Vec::new();
+    for seller in sellers {
+        let run = client
+            .catalog(
+                rid(),
+                Some(Actor::Staff),
+                C::RunSettlement {
+                    seller: *seller,
+                    cutoff_ms,
+                },
+            )
+            .await?;
+        let Ok(CatalogOutcome::Settlement(s)) = run else {
+            findings.check(false, || format!("settlement of seller {seller}: {run:?}"));
+            continue;
+        };
+        if s.state != PayoutState::InTransit {
+            continue;
+        }
+        let confirm = client
+            .catalog(
+                rid(),
+                Some(Actor::PaymentSystem),
+                C::ConfirmPayout { settlement: s.id },
+            )
+            .await?;
+        match confirm {
+            Ok(CatalogOutcome::Settlement(done)) => {
+                findings.check(done.state == PayoutState::Confirmed, || {
+                    format!("payout {}: {}", s.id, done.state)
+                });
+                out.push(done);
+            }
+            other => findings.check(false, || format!("confirming payout {}: {other:?}", s.id)),
+        }
+    }
+    Ok(out)
+}
+
+/// RPT-4: each statement's lines add up to its settlement's total.
+pub async fn check_statements(
+    client: &Client,
+    settlements: &[SettlementView],
+    findings: &mut Findings,
+) -> anyhow::Result<()> {
+    for s in settlements {
+        let (mut sum, mut offset) = (Fen::ZERO, 0u32);
+        loop {
+            let q = Q::Statement {
+                settlement: s.id,
+                offset,
+                limit: STATEMENT_PAGE_LINES_MAX,
+            };
+            let Ok(CatalogView::Statement(st)) = client.catalog_read(Some(Actor::Staff), q).await?
+            else {
+                findings.check(false, || format!("statement {} unreadable", s.id));
+                break;
+            };
+            sum += st.lines.iter().map(|l| l.amount).sum::<Fen>();
+            if st.lines.len() < STATEMENT_PAGE_LINES_MAX as usize {
+                break;
+            }
+            offset += STATEMENT_PAGE_LINES_MAX;
+        }
+        findings.check(sum == s.total, || {
+            format!("statement {}: lines {sum} ≠ total {}", s.id, s.total)
+        });
+    }
+    Ok(())
+}
+
+/// REF-7 per order, from the server's order view against the books: paid
+/// = units × price; refunded as booked; paid = refunded + to the seller +
+/// held; held = the unredeemed units' value (`left` from the model).
+pub async fn check_orders(
+    pool: &Pool,
+    books: &Books,
+    left: HashMap<String, u32>,
+) -> anyhow::Result<(Stats, Findings)> {
+    let shared = Arc::new(Mutex::new(Findings::default()));
+    let items: Vec<(String, OrderBook, u32)> = books
+        .iter()
+        .map(|(id, b)| (id.clone(), b.clone(), left.get(id).copied().unwrap_or(0)))
+        .collect();
+    let s2 = shared.clone();
+    let stats = pool
+        .run("order", &["order"], items, move |client, (id, b, left)| {
+            let shared = s2.clone();
+            async move {
+                let c = Command::Order(OrderShow { order_id: id.clone(), seller_id: None });
+                let reply = client.command(c).await?;
+                let mut f = shared.lock().expect("lock");
+                let ok = match reply {
+                    Ok(Outcome::Order(o)) => {
+                        let paid = b.price.times(b.units).expect("bounded");
+                        let held = b.price.times(left).expect("bounded");
+                        f.check(
+                            o.paid == paid && o.refunded == b.refunded && o.paid == o.refunded + o.to_seller + o.escrow && o.escrow == held,
+                            || format!("order {id}: paid {} refunded {} to seller {} held {}; books: paid {paid} refunded {} held {held}", o.paid, o.refunded, o.to_seller, o.escrow, b.refunded),
+                        );
+                        true
+                    }
+                    other => {
+                        f.check(false, || format!("order {id}: {other:?}"));
+                        false
+                    }
+                };
+                Ok(vec![Sample { name: "order", n: 1, ok: u64::from(ok) }])
+            }
+        })
+        .await?;
+    let f = std::mem::take(&mut *shared.lock().expect("lock"));
+    Ok((stats, f))
+}
+
+/// The money totals of a run, for the report: paid, refunded, code fees,
+/// what sellers earned and what was settled, in yuan.
+pub fn totals(books: &Books, earned: Fen, settled: &[SettlementView]) -> Value {
+    let paid: Fen = books
+        .values()
+        .map(|b| b.price.times(b.units).expect("bounded"))
+        .sum();
+    let refunded: Fen = books.values().map(|b| b.refunded).sum();
+    let fees: Fen = books.values().map(|b| b.code_fee).sum();
+    let refunds = books.values().filter(|b| !b.refunded.is_zero()).count();
+    let by_seller: BTreeMap<SellerId, Fen> = settled.iter().fold(BTreeMap::new(), |mut m, s| {
+        *m.entry(s.seller).or_default() += s.total;
+        m
+    });
+    let settled_total: Fen = by_seller.values().copied().sum();
+    json!({
+        "paid": paid, "refunded": refunded, "refunds": refunds, "code_fees": fees,
+        "earned_by_sellers": earned, "settled": settled_total, "payouts": settled.len(),
+        "sellers_paid": by_seller.len(),
+    })
+}
+
+/// What the replay hands the money steps: its books, the cancellations as
+/// (order id, units), and the model's units left and redemptions.
+pub struct Inputs {
+    /// Every acknowledged order's books.
+    pub books: Books,
+    /// Cancellations in file order: (order id, units).
+    pub cancellations: Vec<(String, u32)>,
+    /// Units left per order (the client's model).
+    pub left: HashMap<String, u32>,
+    /// Units redeemed and not reversed per order (the client's model).
+    pub redeemed: HashMap<String, u32>,
+    /// Request-id source of the run's refunds and catalog commands.
+    pub source: u64,
+}
+
+/// The outcome of the money steps.
+pub struct Outputs {
+    /// Statistics of the refunds and order reads.
+    pub stats: Stats,
+    /// Checks and violations.
+    pub findings: Findings,
+    /// Orders whose unredeemed units became void.
+    pub refunded: Vec<String>,
+    /// The totals for the report.
+    pub totals: Value,
+}
+
+/// Refunds the cancellations, waits for the sellers' money, settles and
+/// confirms every payout, and audits the money (see the module docs).
+///
+/// Errors: the connection failed.
+pub async fn run(pool: &Pool, mut inputs: Inputs) -> anyhow::Result<Outputs> {
+    let mut findings = Findings::default();
+    let mut left = inputs.left.clone();
+    let mut plans = Vec::new();
+    for (i, (order_id, units)) in inputs.cancellations.iter().enumerate() {
+        let Some(b) = inputs.books.get(order_id) else {
+            continue;
+        };
+        let rid = RequestId {
+            source: inputs.source,
+            serial: 1_000_000 + i as u64,
+        };
+        let units_left = left.get(order_id).copied().unwrap_or(0);
+        if let Some(p) = plan(order_id, rid, units_left, b.price, *units) {
+            if p.expect.is_ok() {
+                left.insert(order_id.clone(), 0);
+            }
+            plans.push(p);
+        }
+    }
+    let (mut stats, refunded) = refund_all(pool, &mut inputs.books, &mut findings, plans).await?;
+    let earned: Fen = inputs
+        .books
+        .iter()
+        .map(|(id, b)| {
+            let redeemed = inputs.redeemed.get(id).copied().unwrap_or(0);
+            b.price.times(redeemed).expect("bounded") + b.code_fee + b.refund_rest
+        })
+        .sum();
+    let mut sellers: Vec<SellerId> = inputs.books.values().map(|b| b.seller).collect();
+    sellers.sort_unstable();
+    sellers.dedup();
+    let client = pool.first();
+    let seen = wait_payable(&client, &sellers, earned.fen()).await?;
+    findings.check(seen == earned.fen(), || {
+        format!(
+            "sellers' payable money {seen} fen, books say {}",
+            earned.fen()
+        )
+    });
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let cutoff = jiff::Timestamp::now().as_millisecond();
+    let settled = settle_all(&client, &sellers, cutoff, inputs.source, &mut findings).await?;
+    let total: Fen = settled.iter().map(|s| s.total).sum();
+    findings.check(total == earned, || {
+        format!("settled {total} yuan, sellers earned {earned}")
+    });
+    let after = seller_money(&client, &sellers).await?;
+    findings.check(after == 0, || {
+        format!("{after} fen still payable or in transit after every payout")
+    });
+    check_statements(&client, &settled, &mut findings).await?;
+    let (order_stats, f) = check_orders(pool, &inputs.books, left).await?;
+    stats.merge_with_active(order_stats);
+    findings.checked += f.checked;
+    findings.violations += f.violations;
+    findings.samples.extend(f.samples);
+    let totals = totals(&inputs.books, earned, &settled);
+    Ok(Outputs {
+        stats,
+        findings,
+        refunded,
+        totals,
+    })
+}
