@@ -376,10 +376,12 @@ pub fn run_worker(
         let job = Job {
             record,
             done: Box::new(move || {
+                // Messages first: a client that got a reply and then asks
+                // the catalog (a settlement run) finds their money there.
+                to_catalog.send(messages);
                 for (to, reply) in replies {
                     deliver(to, reply);
                 }
-                to_catalog.send(messages);
             }),
         };
         if commit.send(job).is_err() {

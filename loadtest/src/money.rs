@@ -26,8 +26,13 @@ use vouch_protocol::Client;
 const CODE_FEE: Fen = Fen::YUAN;
 
 /// How long the audit waits for the shards' payable money to reach the
-/// catalog (reversal windows end, ticks run every second).
-pub const PAYABLE_WAIT_MS: u64 = 60_000;
+/// catalog beyond the reversal window (ticks run every second).
+pub const PAYABLE_WAIT_MS: u64 = 30_000;
+
+/// The longest reversal window the audit waits for: with a longer one
+/// (the server's default hour) the redemptions' money is still pending at
+/// the end of a run, and only the refunds' shares are settled.
+pub const WAIT_FOR_WINDOW_MS_MAX: i64 = 60_000;
 
 /// The client's books of one order.
 #[derive(Clone, Debug)]
@@ -228,9 +233,16 @@ async fn seller_money(client: &Client, sellers: &[SellerId]) -> anyhow::Result<i
 
 /// Waits until the sellers' payable money reaches `want` fen (every
 /// reversal window ended and the shards handed it over), at most
-/// [`PAYABLE_WAIT_MS`]. Returns what it saw last.
-pub async fn wait_payable(client: &Client, sellers: &[SellerId], want: i64) -> anyhow::Result<i64> {
-    let deadline = Instant::now() + Duration::from_millis(PAYABLE_WAIT_MS);
+/// [`PAYABLE_WAIT_MS`] beyond the reversal window. Returns what it saw
+/// last.
+pub async fn wait_payable(
+    client: &Client,
+    sellers: &[SellerId],
+    want: i64,
+    window_ms: i64,
+) -> anyhow::Result<i64> {
+    let wait = PAYABLE_WAIT_MS + window_ms.clamp(0, WAIT_FOR_WINDOW_MS_MAX) as u64;
+    let deadline = Instant::now() + Duration::from_millis(wait);
     loop {
         let seen = seller_money(client, sellers).await?;
         if seen == want || Instant::now() >= deadline {
@@ -444,31 +456,42 @@ pub async fn run(pool: &Pool, mut inputs: Inputs) -> anyhow::Result<Outputs> {
         }
     }
     let (mut stats, refunded) = refund_all(pool, &mut inputs.books, &mut findings, plans).await?;
-    let earned: Fen = inputs
+    let shares: Fen = inputs
+        .books
+        .values()
+        .map(|b| b.code_fee + b.refund_rest)
+        .sum();
+    let redeemed: Fen = inputs
         .books
         .iter()
         .map(|(id, b)| {
-            let redeemed = inputs.redeemed.get(id).copied().unwrap_or(0);
-            b.price.times(redeemed).expect("bounded") + b.code_fee + b.refund_rest
+            let units = inputs.redeemed.get(id).copied().unwrap_or(0);
+            b.price.times(units).expect("bounded")
         })
         .sum();
+    let earned = shares + redeemed;
+    // With a long reversal window only the refunds' shares are payable by
+    // the end of the run; the redemptions' money is still pending.
+    let client = pool.first();
+    let window_ms = reversal_window_ms(&client).await?;
+    let payable = if window_ms <= WAIT_FOR_WINDOW_MS_MAX {
+        earned
+    } else {
+        shares
+    };
     let mut sellers: Vec<SellerId> = inputs.books.values().map(|b| b.seller).collect();
     sellers.sort_unstable();
     sellers.dedup();
-    let client = pool.first();
-    let seen = wait_payable(&client, &sellers, earned.fen()).await?;
-    findings.check(seen == earned.fen(), || {
-        format!(
-            "sellers' payable money {seen} fen, books say {}",
-            earned.fen()
-        )
+    let seen = wait_payable(&client, &sellers, payable.fen(), window_ms).await?;
+    findings.check(seen == payable.fen(), || {
+        format!("sellers' payable money {seen} fen, books say {payable} yuan")
     });
     tokio::time::sleep(Duration::from_millis(5)).await;
     let cutoff = jiff::Timestamp::now().as_millisecond();
     let settled = settle_all(&client, &sellers, cutoff, inputs.source, &mut findings).await?;
     let total: Fen = settled.iter().map(|s| s.total).sum();
-    findings.check(total == earned, || {
-        format!("settled {total} yuan, sellers earned {earned}")
+    findings.check(total == payable, || {
+        format!("settled {total} yuan, sellers' payable money {payable}")
     });
     let after = seller_money(&client, &sellers).await?;
     findings.check(after == 0, || {
@@ -487,4 +510,16 @@ pub async fn run(pool: &Pool, mut inputs: Inputs) -> anyhow::Result<Outputs> {
         refunded,
         totals,
     })
+}
+
+/// The server's reversal window, ms (`Info`).
+///
+/// Errors: the request failed or the answer is not `Info`.
+async fn reversal_window_ms(client: &Client) -> anyhow::Result<i64> {
+    match client.call(vouch_protocol::Request::Info).await? {
+        vouch_protocol::Response::Info {
+            reversal_window_ms, ..
+        } => Ok(reversal_window_ms),
+        other => anyhow::bail!("Info answered {other:?}"),
+    }
 }

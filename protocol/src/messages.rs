@@ -174,6 +174,9 @@ pub enum Response {
         shards: u32,
         /// The server's limits.
         limits: Limits,
+        /// The data directory's reversal window, ms (SET-1): redeemed
+        /// money is payable to sellers this long after the redemption.
+        reversal_window_ms: i64,
     },
     /// Reply to a catalog command.
     Catalog(Result<CatalogOutcome, WireError>),

@@ -146,6 +146,8 @@ struct Ctx {
     time_zone: jiff::tz::TimeZone,
     /// Local time of the daily settlement run.
     settlement_time: jiff::civil::Time,
+    /// The data directory's reversal window, ms.
+    reversal_window_ms: i64,
 }
 
 impl Ctx {
@@ -415,6 +417,7 @@ fn start_workers(
         stop,
         time_zone: opened.config.validate().map_err(anyhow::Error::msg)?,
         settlement_time: opts.settlement_time,
+        reversal_window_ms: opened.config.reversal_window_ms,
     });
     Ok((ctx, Workers { threads, gc }))
 }

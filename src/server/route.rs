@@ -91,6 +91,7 @@ pub(super) fn dispatch(
             Response::Info {
                 shards: ctx.shards,
                 limits: limits(),
+                reversal_window_ms: ctx.reversal_window_ms,
             },
             permit,
         ),
