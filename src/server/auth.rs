@@ -177,11 +177,15 @@ pub(super) fn authorize(principal: Principal, request: &mut Request) -> Result<(
 /// orders only; staff may take every step. False when the token may not.
 fn bind_refund(actor: Actor, r: &mut vouch_engine::command::Refund) -> bool {
     use vouch_engine::command::RefundAction as A;
-    let buyer_step = matches!(r.action, A::Automatic | A::NotDelivered | A::Request { .. });
+    // REF-3 is staff's until deliveries are recorded (the outbox, issue
+    // 10): the front end cannot tell a delivered code from one that never
+    // arrived, and REF-3 pays back everything without the code fee.
+    let buyer_step = matches!(r.action, A::Automatic | A::Request { .. });
+    let seller_step = matches!(r.action, A::Agreed { .. } | A::Approve | A::Reject);
     match actor {
         Actor::Staff => true,
         Actor::FrontEnd if buyer_step && r.seller_id.is_none() => true,
-        Actor::Seller(s) if !buyer_step && r.seller_id.is_none_or(|n| n == s) => {
+        Actor::Seller(s) if seller_step && r.seller_id.is_none_or(|n| n == s) => {
             r.seller_id = Some(s);
             true
         }

@@ -15,8 +15,9 @@ pub const REFUND_REASON_BYTES_MAX: usize = 512;
 
 /// A refund step for one order (REF-1..5). Who may send which step is the
 /// server's role matrix: the front end acts for the buyer (automatic,
-/// not delivered, request, after-sale), the seller decides (agreed,
-/// approve, reject, confirm after-sale); staff may do all.
+/// request), the seller decides (agreed, approve, reject); staff may do
+/// all, and alone take the not-delivered refund until code deliveries are
+/// recorded (the outbox).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Refund {
     /// Client request id.

@@ -56,7 +56,8 @@ impl Shard {
     /// already ended or the order is closed; `bad_request` for an end more
     /// than [`EXTEND_SPAN_MS_MAX`] away.
     pub(super) fn extend(&mut self, now_ms: i64, c: &Extend) -> Reply {
-        let fp = fingerprint(c);
+        // Tagged: an extension never matches a refund step's fingerprint.
+        let fp = fingerprint(&("extend", c));
         if let Some(reply) = self.order_step_retry(&c.request_id, fp) {
             return reply;
         }

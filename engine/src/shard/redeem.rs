@@ -35,10 +35,12 @@ impl Shard {
             }
             return Ok(self.redeemed_reply(r));
         }
-        if self.reversals.contains_key(&c.request_id) {
+        if self.reversals.contains_key(&c.request_id)
+            || self.order_steps.contains_key(&c.request_id)
+        {
             return Err(Rejection::new(
                 ErrorCode::RequestConflict,
-                "request id already used by a reversal",
+                "request id already used by a reversal, refund or extension",
             ));
         }
         if c.units == 0 {

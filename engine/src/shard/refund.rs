@@ -69,7 +69,7 @@ impl Shard {
     /// `refund_amount_zero` as each step documents; `request_conflict`
     /// for a reused request id. A refused step changes nothing.
     pub(super) fn refund(&mut self, now_ms: i64, c: &Refund, effects: &mut Vec<Effect>) -> Reply {
-        let fp = fingerprint(c);
+        let fp = fingerprint(&("refund", c));
         if let Some(reply) = self.order_step_retry(&c.request_id, fp) {
             return reply;
         }
@@ -106,7 +106,7 @@ impl Shard {
                 "the validity has ended: the expiry refund applies (REF-6)",
             ));
         }
-        if v.paid_out {
+        if self.t_plus_3_passed(now_ms, slot) {
             return Err(not_allowed(
                 "the order's money was paid to the seller (T+3): only an after-sale refund is possible",
             ));
@@ -253,6 +253,13 @@ impl Shard {
                 "no open refund request for this order",
             ));
         };
+        // At the deadline the request is approved (REF-2), whether or not
+        // a tick ran yet: a rejection is too late.
+        if reject.is_some() && now_ms >= deadline {
+            return Err(not_allowed(
+                "the 5-day decision deadline passed: the request is approved",
+            ));
+        }
         match reject {
             None => self.approve_request(now_ms, slot),
             Some(effects) => {
@@ -260,6 +267,10 @@ impl Shard {
                 let code = self.draw_code(digits, now_ms)?;
                 self.refund_deadlines.remove(&(deadline, slot));
                 self.vouchers[slot as usize].request = None;
+                // Held back from a T+3 payout meanwhile: the seller's now.
+                if self.vouchers[slot as usize].paid_out {
+                    self.release_to_seller(now_ms, slot, amount, Reason::TPlus3Due);
+                }
                 self.replace_code(now_ms, slot, code, SendReason::Unlocked, effects);
                 let split = Split::agreed(amount, Fen::ZERO);
                 Ok(self.refunded(
@@ -286,7 +297,14 @@ impl Shard {
             .take()
             .expect("an open request");
         self.refund_deadlines.remove(&(deadline, slot));
-        let split = Split::agreed(self.unredeemed_value(slot), amount);
+        // After a T+3 payout only the held amount is left in escrow: the
+        // rest of the units' value already went to the seller.
+        let g = if self.vouchers[slot as usize].paid_out {
+            amount
+        } else {
+            self.unredeemed_value(slot)
+        };
+        let split = Split::agreed(g, amount);
         self.apply_split(
             now_ms,
             slot,

@@ -32,10 +32,12 @@ impl Shard {
                 ..r.reply.clone()
             }));
         }
-        if self.redemptions.contains_key(&c.request_id) {
+        if self.redemptions.contains_key(&c.request_id)
+            || self.order_steps.contains_key(&c.request_id)
+        {
             return Err(Rejection::new(
                 ErrorCode::RequestConflict,
-                "request id already used by a redemption",
+                "request id already used by a redemption, refund or extension",
             ));
         }
         let pos = self.check_reversal(now_ms, caller, c)?;
@@ -70,6 +72,12 @@ impl Shard {
             return Err(Rejection::new(
                 ErrorCode::AlreadyReversed,
                 "that redemption was already reversed",
+            ));
+        }
+        if v.request.is_some() {
+            return Err(Rejection::new(
+                ErrorCode::RefundOpen,
+                "a refund request of this order is open: its units are locked (REF-2)",
             ));
         }
         if v.closed.is_some() || now_ms >= v.valid_until_ms {

@@ -116,11 +116,40 @@ impl Shard {
             return;
         }
         v.paid_out = true;
-        let (amount, due) = (v.escrow, v.issued_at_ms);
+        // An open REF-2 request's amount stays held for its decision: the
+        // buyer gets it on approval, the seller on rejection.
+        let held = v.request.map_or(Fen::ZERO, |(a, _)| a);
+        let (amount, due) = (v.escrow - held, v.issued_at_ms);
         if let Some(due) = self.t_plus_3_due_ms(due) {
             self.t3_due.remove(&(due, slot));
         }
         self.release_to_seller(now_ms, slot, amount, Reason::TPlus3Due);
+    }
+
+    /// SET-2's payout instant has passed for voucher `slot` at `now_ms`
+    /// (paid, or due and not yet ticked): 3 calendar days after issue, or
+    /// its first unreversed redemption's window end.
+    pub(super) fn t_plus_3_passed(&self, now_ms: i64, slot: u32) -> bool {
+        let v = &self.vouchers[slot as usize];
+        if !v.terms.t_plus_3 || v.paid_out {
+            return v.paid_out;
+        }
+        if self
+            .t_plus_3_due_ms(v.issued_at_ms)
+            .is_some_and(|due| now_ms >= due)
+        {
+            return true;
+        }
+        let window = self.config.reversal_window_ms;
+        let mut pos = v.last_redemption;
+        while pos != NO_REDEMPTION {
+            let r = &self.log[pos as usize];
+            if !r.reversed() && now_ms >= r.at_ms.saturating_add(window) {
+                return true;
+            }
+            pos = r.prev;
+        }
+        false
     }
 
     /// SET-2's due instant of an order issued at `issued_at_ms`: 3
