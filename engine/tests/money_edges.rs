@@ -1324,7 +1324,7 @@ fn inv_1_shard_replay_rebuilds_refunds_extends_and_ticks() {
             },
         );
     });
-    let mut codes = std::collections::HashMap::new();
+    let mut codes = std::collections::BTreeMap::new();
     run(&mut live, &mut log, &mut msgs, NOW + 1, &mut |b, s| {
         for (o, p) in [
             ("m-1", 20),
