@@ -290,7 +290,7 @@ fn log_unsent_messages(
     let mut batch = CatalogBatch::new(wall_ms());
     for m in unsent.into_iter().flatten() {
         batch
-            .message(catalog, &m)
+            .message(catalog, &m, &mut Vec::new())
             .map_err(|e| anyhow::anyhow!("shard {} message {}: {e}", m.shard, m.seq))?;
     }
     if let Some(record) = batch.record() {

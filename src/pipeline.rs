@@ -451,7 +451,7 @@ pub fn run_catalog_worker(
         // The shards' payable money first (durable in their records), so
         // every read and settlement run sees what reached the catalog.
         while let Ok(m) = messages.try_recv() {
-            if let Err(e) = batch.message(&mut catalog, &m) {
+            if let Err(e) = batch.message(&mut catalog, &m, &mut events) {
                 tracing::error!(shard = m.shard, seq = m.seq, "shard message refused: {e}");
             }
         }

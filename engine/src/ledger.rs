@@ -61,6 +61,15 @@ pub enum Reason {
     /// Unused money of an expired voucher without expiry refund, the
     /// seller's (SET-1 end).
     Expired,
+    /// An after-sale refund taken back from a seller's deposit (REF-5).
+    AfterSaleRefund,
+    /// The part of an after-sale refund the deposit could not cover: owed
+    /// by the seller (REF-5, MON-4 `seller_receivable`).
+    ReceivableBooked,
+    /// What a seller owed, netted from its settlement (SET-3).
+    ReceivableNetted,
+    /// A failed payout's netting undone: owed again (MON-7).
+    NettingReversed,
 }
 
 impl Reason {
@@ -83,6 +92,10 @@ impl Reason {
             Reason::RefundRemainder => "refund_remainder",
             Reason::TPlus3Due => "t_plus_3_due",
             Reason::Expired => "expired",
+            Reason::AfterSaleRefund => "after_sale_refund",
+            Reason::ReceivableBooked => "receivable_booked",
+            Reason::ReceivableNetted => "receivable_netted",
+            Reason::NettingReversed => "netting_reversed",
         }
     }
 }

@@ -373,8 +373,9 @@ impl CatalogBatch {
         &mut self,
         catalog: &mut Catalog,
         message: &ShardMessage,
+        events: &mut Vec<CatalogEvent>,
     ) -> Result<bool, crate::Rejection> {
-        let applied = catalog.apply_message(self.now_ms, message)?;
+        let applied = catalog.apply_message(self.now_ms, message, events)?;
         if applied {
             self.inputs.push(CatalogInput::Message(message.clone()));
         }
@@ -404,7 +405,7 @@ impl CatalogBatch {
             let applied = match input {
                 CatalogInput::Command(entry) => batch.command(catalog, entry, events),
                 CatalogInput::System(system) => batch.system(catalog, system, events),
-                CatalogInput::Message(m) => match batch.message(catalog, m) {
+                CatalogInput::Message(m) => match batch.message(catalog, m, events) {
                     Ok(true) => continue,
                     Ok(false) => {
                         return Err(LogError::Diverged {

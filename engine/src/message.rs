@@ -99,6 +99,22 @@ pub enum ShardMessageBody {
         /// How many shard ledger entries it sums, ≥ 1.
         entries: u32,
     },
+    /// REF-5: the seller confirmed an after-sale refund of `amount` for
+    /// order `order_id`; the catalog pays the buyer from the deposit that
+    /// guarantees the order (the category's, or the group-buying one) and
+    /// books what it cannot cover as the seller's receivable.
+    TakeBack {
+        /// The seller.
+        seller: SellerId,
+        /// The order's category (its voucher deposit, ONB-4).
+        category: CategoryId,
+        /// A group-buying order (its group-buying deposit, ONB-5).
+        group_buying: bool,
+        /// Fen to the buyer, > 0.
+        amount: crate::money::Fen,
+        /// The order.
+        order_id: String,
+    },
 }
 
 /// The money terms of a product that its vouchers keep from the moment

@@ -1027,7 +1027,11 @@ impl World {
         let mut batch = CatalogBatch::new(now);
         let out = messages
             .iter()
-            .map(|m| batch.message(&mut self.catalog, m).map_err(|r| r.code))
+            .map(|m| {
+                batch
+                    .message(&mut self.catalog, m, &mut Vec::new())
+                    .map_err(|r| r.code)
+            })
             .collect();
         self.log.extend(batch.record());
         self.catalog.check_invariants().unwrap();
@@ -1611,7 +1615,11 @@ fn random_walk(terms: ProductTerms, seed: u64, steps: usize, requests: bool) {
         shard.check_invariants();
         let mut cb = CatalogBatch::new(now);
         for m in shard.take_messages() {
-            assert_eq!(cb.message(&mut catalog, &m), Ok(true), "{ctx}");
+            assert_eq!(
+                cb.message(&mut catalog, &m, &mut Vec::new()),
+                Ok(true),
+                "{ctx}"
+            );
             sent.push(m);
         }
         catalog.check_invariants().unwrap();

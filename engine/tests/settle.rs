@@ -95,7 +95,11 @@ impl World {
         for i in 0..self.engine.shards().len() {
             let messages = self.engine.shard_mut(i as u32).take_messages();
             for m in &messages {
-                assert_eq!(batch.message(&mut self.catalog, m), Ok(true), "{m:?}");
+                assert_eq!(
+                    batch.message(&mut self.catalog, m, &mut Vec::new()),
+                    Ok(true),
+                    "{m:?}"
+                );
             }
             all.extend(messages);
         }
@@ -311,17 +315,19 @@ fn mon_5_shard_messages_apply_exactly_once() {
         ..m.clone()
     };
     assert!(
-        batch.message(&mut w.catalog, &gap).is_err(),
+        batch
+            .message(&mut w.catalog, &gap, &mut Vec::new())
+            .is_err(),
         "a gap is refused"
     );
-    assert_eq!(batch.message(&mut w.catalog, &m), Ok(true));
+    assert_eq!(batch.message(&mut w.catalog, &m, &mut Vec::new()), Ok(true));
     assert_eq!(
-        batch.message(&mut w.catalog, &m),
+        batch.message(&mut w.catalog, &m, &mut Vec::new()),
         Ok(false),
         "a repeat changes nothing"
     );
     for m in &messages {
-        assert_eq!(batch.message(&mut w.catalog, m), Ok(true));
+        assert_eq!(batch.message(&mut w.catalog, m, &mut Vec::new()), Ok(true));
     }
     let record = batch.record().unwrap();
     let LogRecord::Catalog { now_ms, inputs } = &record else {
@@ -424,6 +430,7 @@ fn set_3_the_daily_run_settles_every_seller_once() {
     w.catalog.check_invariants().unwrap();
     let message_body = |m: &ShardMessage| match &m.body {
         ShardMessageBody::Payable { seller, .. } => *seller,
+        ShardMessageBody::TakeBack { seller, .. } => *seller,
     };
     w.sale("o-2", 1, NOW + 2 * HOUR);
     let later = w.tick_and_deliver(NOW + 4 * HOUR);

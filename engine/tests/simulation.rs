@@ -641,11 +641,19 @@ impl Sim {
                 continue;
             };
             let m = self.money.in_flight.remove(at).unwrap();
-            assert_eq!(batch.message(&mut self.money.catalog, &m), Ok(true));
-            let ShardMessageBody::Payable { seller, amount, .. } = m.body;
+            assert_eq!(
+                batch.message(&mut self.money.catalog, &m, &mut Vec::new()),
+                Ok(true)
+            );
+            let ShardMessageBody::Payable { seller, amount, .. } = m.body else {
+                panic!("the simulation takes no after-sale refunds")
+            };
             self.money.lines.push((seller, amount, self.now, None));
             if self.rng.random_bool(0.2) {
-                assert_eq!(batch.message(&mut self.money.catalog, &m), Ok(false));
+                assert_eq!(
+                    batch.message(&mut self.money.catalog, &m, &mut Vec::new()),
+                    Ok(false)
+                );
                 self.saw("message repeated");
             }
             self.saw("message applied");

@@ -86,9 +86,9 @@ enum Cmd {
     /// Lockouts after failed code attempts: list (staff, sellers) and
     /// lift (staff).
     Lockout(Family<catalog::LockoutCmd>),
-    /// Refund steps of an order (REF-1..4): automatic, not-delivered and
-    /// request for the buyer (front end), agree, approve and reject for
-    /// the seller.
+    /// Refund steps of an order (REF-1..5): automatic, request and
+    /// after-sale for the buyer (front end); agree, approve, reject and
+    /// confirm-after-sale for the seller; not-delivered for staff.
     Refund(order::RefundArgs),
     /// Move an order's validity end later (ORD-6, seller).
     Extend(order::ExtendArgs),

@@ -33,19 +33,22 @@ enum RefundStep {
         /// Order id.
         order: String,
     },
-    /// REF-3 (front end): no code ever reached the buyer and nothing was
-    /// redeemed: the whole order amount back.
+    /// REF-3 (staff, until code deliveries are recorded): no code ever
+    /// reached the buyer and nothing was redeemed: the whole order amount
+    /// back.
     NotDelivered {
         /// Order id.
         order: String,
     },
     /// REF-2 (front end): ask for a manual refund; the units are locked
-    /// until the seller decides (5 calendar days, then approved).
+    /// until the seller decides (5 calendar days, then approved). Approval
+    /// pays the amount and voids every unredeemed unit; the rest of their
+    /// value is the seller's.
     Request {
         /// Order id.
         order: String,
         /// Yuan asked, at most the unredeemed value (default: all of it).
-        #[arg(long, value_parser = parse_amount)]
+        #[arg(long, value_parser = parse_amount, allow_hyphen_values = true)]
         amount: Option<Fen>,
     },
     /// REF-4 (seller): refund an agreed amount; every unredeemed unit is
@@ -54,7 +57,7 @@ enum RefundStep {
         /// Order id.
         order: String,
         /// Yuan to the buyer, above 0, at most the unredeemed value.
-        #[arg(long, value_parser = parse_amount)]
+        #[arg(long, value_parser = parse_amount, allow_hyphen_values = true)]
         amount: Fen,
     },
     /// REF-2 (seller): approve the open request.
@@ -64,6 +67,25 @@ enum RefundStep {
     },
     /// REF-2 (seller): reject the open request; the buyer gets a new code.
     Reject {
+        /// Order id.
+        order: String,
+    },
+    /// REF-5 (front end): after the order's money reached the seller, ask
+    /// for an amount back with a reason.
+    AfterSale {
+        /// Order id.
+        order: String,
+        /// Yuan asked, at most what the seller received for the order.
+        #[arg(long, value_parser = parse_amount, allow_hyphen_values = true)]
+        amount: Fen,
+        /// The buyer's reason.
+        #[arg(long)]
+        reason: String,
+    },
+    /// REF-5 (seller): confirm the open after-sale request; the amount is
+    /// taken back from the seller's deposit (the rest is owed and netted
+    /// from its next settlements).
+    ConfirmAfterSale {
         /// Order id.
         order: String,
     },
@@ -126,6 +148,12 @@ impl RefundArgs {
             RefundStep::Agree { order, amount } => (order, RefundAction::Agreed { amount }),
             RefundStep::Approve { order } => (order, RefundAction::Approve),
             RefundStep::Reject { order } => (order, RefundAction::Reject),
+            RefundStep::AfterSale {
+                order,
+                amount,
+                reason,
+            } => (order, RefundAction::AfterSale { amount, reason }),
+            RefundStep::ConfirmAfterSale { order } => (order, RefundAction::ConfirmAfterSale),
         };
         let c = Refund {
             request_id,
@@ -235,7 +263,7 @@ pub fn order(o: &OrderView, zone: &Zone) -> (Value, String) {
         None => o.state.to_string(),
     };
     let text = format!(
-        "order {} of seller {}, product {}: {state}; {} of {} units left, {} redeemed, {} void{}\n  {}\n  paid {} yuan, refunded {}, to the seller {}, held {}; {} yuan still refundable",
+        "order {} of seller {}, product {}: {state}; {} of {} units left, {} redeemed, {} void{}\n  {}\n  paid {} yuan, refunded {}, to the seller {} (redemptions inside their reversal window included), held {}; {} yuan still refundable",
         o.order_id,
         o.seller_id,
         o.product_id,

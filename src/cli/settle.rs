@@ -143,7 +143,8 @@ pub fn settlement_json(s: &SettlementView, zone: &Zone) -> Value {
     json!({
         "id": s.id, "seller": s.seller, "cutoff_ms": s.cutoff_ms,
         "cutoff": zone.instant(s.cutoff_ms), "created_at_ms": s.created_at_ms,
-        "created_at": zone.instant(s.created_at_ms), "total": s.total, "lines": s.lines,
+        "created_at": zone.instant(s.created_at_ms), "total": s.total, "netted": s.netted,
+        "payout": s.payout, "lines": s.lines,
         "state": s.state, "decided_at_ms": s.decided_at_ms,
         "decided_at": s.decided_at_ms.map(|ms| zone.instant(ms)),
     })
@@ -166,14 +167,17 @@ pub fn statement_json(st: &StatementView, zone: &Zone) -> Value {
 /// A settlement as one line of text.
 pub fn settlement_line(s: &SettlementView, zone: &Zone) -> String {
     let mut line = format!(
-        "settlement {} of seller {}: {} yuan over {} payable lines booked before {}; payout {}",
+        "settlement {} of seller {}: {} yuan over {} payable lines booked before {}",
         s.id,
         s.seller,
         s.total,
         s.lines,
         zone.instant(s.cutoff_ms),
-        s.state
     );
+    if !s.netted.is_zero() {
+        line.push_str(&format!(", {} yuan owed back netted", s.netted));
+    }
+    line.push_str(&format!("; payout of {} yuan {}", s.payout, s.state));
     if let Some(ms) = s.decided_at_ms {
         line.push_str(&format!(" at {}", zone.instant(ms)));
     }

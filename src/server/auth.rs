@@ -180,8 +180,14 @@ fn bind_refund(actor: Actor, r: &mut vouch_engine::command::Refund) -> bool {
     // REF-3 is staff's until deliveries are recorded (the outbox, issue
     // 10): the front end cannot tell a delivered code from one that never
     // arrived, and REF-3 pays back everything without the code fee.
-    let buyer_step = matches!(r.action, A::Automatic | A::Request { .. });
-    let seller_step = matches!(r.action, A::Agreed { .. } | A::Approve | A::Reject);
+    let buyer_step = matches!(
+        r.action,
+        A::Automatic | A::Request { .. } | A::AfterSale { .. }
+    );
+    let seller_step = matches!(
+        r.action,
+        A::Agreed { .. } | A::Approve | A::Reject | A::ConfirmAfterSale
+    );
     match actor {
         Actor::Staff => true,
         Actor::FrontEnd if buyer_step && r.seller_id.is_none() => true,

@@ -182,13 +182,22 @@ pub enum Account {
     Payable(SellerId),
     /// A seller's payouts sent, not yet confirmed (MON-4, MON-7).
     PayoutInTransit(SellerId),
+    /// After-sale refunds to buyers taken back from sellers, in transit
+    /// (MON-4 `refund_in_transit`, MON-7).
+    RefundsInTransit,
+    /// What a seller owes back (MON-4 `seller_receivable`): its balance is
+    /// minus the amount owed, netted from its next settlements (SET-3).
+    Receivable(SellerId),
 }
 
 impl crate::ledger::Account for Account {
     /// Only money outside the platform, and its mirror of the shards'
     /// money, may be negative.
     fn may_go_negative(&self) -> bool {
-        matches!(self, Account::External | Account::FromShards)
+        matches!(
+            self,
+            Account::External | Account::FromShards | Account::Receivable(_)
+        )
     }
 }
 

@@ -78,8 +78,12 @@ pub struct SettlementView {
     pub cutoff_ms: i64,
     /// When it ran, unix ms.
     pub created_at_ms: i64,
-    /// Sum of its lines, fen (what the payout carries).
+    /// Sum of its lines, fen.
     pub total: Fen,
+    /// What the seller owed back, netted from the total (REF-5, SET-3).
+    pub netted: Fen,
+    /// What the payout carries: total − netted.
+    pub payout: Fen,
     /// How many payable lines it took.
     pub lines: u32,
     /// Its payout's state.
@@ -127,7 +131,12 @@ impl Catalog {
     ///
     /// Errors: `bad_request` for a message out of order (a gap below it)
     /// or an amount the ledger cannot hold; nothing changes.
-    pub fn apply_message(&mut self, now_ms: i64, m: &ShardMessage) -> Result<bool, Rejection> {
+    pub fn apply_message(
+        &mut self,
+        now_ms: i64,
+        m: &ShardMessage,
+        events: &mut Vec<super::CatalogEvent>,
+    ) -> Result<bool, Rejection> {
         let mark = self.shard_mark(m.shard);
         if m.seq <= mark {
             return Ok(false);
@@ -138,12 +147,25 @@ impl Catalog {
                 format!("message {} of shard {} before {}", m.seq, m.shard, mark + 1),
             ));
         }
-        let ShardMessageBody::Payable {
-            seller,
-            reason,
-            amount,
-            entries,
-        } = m.body.clone();
+        let (seller, reason, amount, entries) = match &m.body {
+            ShardMessageBody::Payable {
+                seller,
+                reason,
+                amount,
+                entries,
+            } => (*seller, *reason, *amount, *entries),
+            ShardMessageBody::TakeBack {
+                seller,
+                category,
+                group_buying,
+                amount,
+                ..
+            } => {
+                self.take_back(now_ms, *seller, *category, *group_buying, *amount, events)?;
+                self.shard_marks.insert(m.shard, m.seq);
+                return Ok(true);
+            }
+        };
         self.transfer(
             Account::FromShards,
             Account::Payable(seller),
@@ -166,6 +188,43 @@ impl Catalog {
         });
         self.open_payables.insert((seller, at));
         Ok(true)
+    }
+
+    /// REF-5: pays an after-sale refund of `amount` from the deposit that
+    /// guarantees the seller's order (the group-buying deposit for a
+    /// group-buying order, else the category's voucher deposit) and books
+    /// the rest as the seller's receivable; a deposit left below its
+    /// required amount raises `deposit_short` (ONB-6). The buyer's refund
+    /// never waits for the deposit.
+    fn take_back(
+        &mut self,
+        now_ms: i64,
+        seller: SellerId,
+        category: crate::ids::CategoryId,
+        group_buying: bool,
+        amount: Fen,
+        events: &mut Vec<super::CatalogEvent>,
+    ) -> Result<(), Rejection> {
+        let deposit = if group_buying {
+            Account::GroupBuyingDeposit(seller)
+        } else {
+            Account::Deposit(seller, category)
+        };
+        let covered = self.balance(deposit).min(amount).max(Fen::ZERO);
+        let to = Account::RefundsInTransit;
+        self.transfer(deposit, to, covered, Reason::AfterSaleRefund, now_ms)?;
+        let owed = Account::Receivable(seller);
+        self.transfer(owed, to, amount - covered, Reason::ReceivableBooked, now_ms)?;
+        let known = self.sellers.contains_key(&seller) && self.categories.contains_key(&category);
+        if !group_buying && known {
+            self.review_deposit(seller, category, events)?;
+        }
+        Ok(())
+    }
+
+    /// What `seller` owes back now (the receivable's balance, negated).
+    pub fn receivable(&self, seller: SellerId) -> Fen {
+        Fen::ZERO - self.balance(Account::Receivable(seller)).min(Fen::ZERO)
     }
 
     /// [`super::CatalogCommand::RunSettlement`] (SET-3): the settlement of
@@ -210,19 +269,20 @@ impl Catalog {
             line.settlement = Some(id);
             total += line.amount;
         }
-        let state = if total.is_zero() {
+        // SET-3: what the seller owes back is netted first.
+        let netted = self.receivable(seller).min(total);
+        let payout = total - netted;
+        let state = if payout.is_zero() {
             PayoutState::NothingToPay
         } else {
             PayoutState::InTransit
         };
-        self.transfer(
-            Account::Payable(seller),
-            Account::PayoutInTransit(seller),
-            total,
-            Reason::PayoutSent,
-            now_ms,
-        )
-        .expect("MON-5: the payable account holds its open lines");
+        let (from, owed) = (Account::Payable(seller), Account::Receivable(seller));
+        self.transfer(from, owed, netted, Reason::ReceivableNetted, now_ms)
+            .expect("MON-5: the payable account holds its open lines");
+        let transit = Account::PayoutInTransit(seller);
+        self.transfer(from, transit, payout, Reason::PayoutSent, now_ms)
+            .expect("MON-5: the payable account holds its open lines");
         self.settlement_keys.insert((seller, cutoff_ms), id);
         self.settlements.push(SettlementRecord {
             view: SettlementView {
@@ -231,6 +291,8 @@ impl Catalog {
                 cutoff_ms,
                 created_at_ms: now_ms,
                 total,
+                netted,
+                payout,
                 lines: taken.len() as u32,
                 state,
                 decided_at_ms: None,
@@ -302,14 +364,17 @@ impl Catalog {
                 PayoutState::Failed,
             )
         };
-        self.transfer(
-            Account::PayoutInTransit(view.seller),
-            to,
-            view.total,
-            reason,
-            now_ms,
-        )
-        .expect("MON-5: the payout in transit holds its settlement's total");
+        let transit = Account::PayoutInTransit(view.seller);
+        self.transfer(transit, to, view.payout, reason, now_ms)
+            .expect("MON-5: the payout in transit holds its settlement's payout");
+        if !confirmed {
+            // The lines go back whole: the netting is undone, and the next
+            // run nets again.
+            let payable = Account::Payable(view.seller);
+            let owed = Account::Receivable(view.seller);
+            self.transfer(owed, payable, view.netted, Reason::NettingReversed, now_ms)
+                .expect("a receivable may go negative");
+        }
         let record = self.settlement_mut(id)?;
         record.view.state = state;
         record.view.decided_at_ms = Some(now_ms);
@@ -427,8 +492,14 @@ impl Catalog {
                     r.view.id
                 ));
             }
+            if r.view.payout != r.view.total - r.view.netted {
+                return Err(format!(
+                    "settlement {} payout differs from total − netted",
+                    r.view.id
+                ));
+            }
             if r.view.state == PayoutState::InTransit {
-                *transit.entry(r.view.seller).or_default() += sum;
+                *transit.entry(r.view.seller).or_default() += r.view.payout;
             }
         }
         let in_ledger = |make: fn(SellerId) -> Account| {

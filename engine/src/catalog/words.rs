@@ -84,6 +84,8 @@ impl fmt::Display for Account {
             Account::FromShards => write!(f, "money the voucher shards handed to settlement"),
             Account::Payable(s) => write!(f, "the payable account of seller {s}"),
             Account::PayoutInTransit(s) => write!(f, "the payouts in transit to seller {s}"),
+            Account::RefundsInTransit => write!(f, "after-sale refunds in transit to buyers"),
+            Account::Receivable(s) => write!(f, "what seller {s} owes back"),
         }
     }
 }
@@ -161,8 +163,8 @@ impl fmt::Display for CatalogOutcome {
             }
             CatalogOutcome::Settlement(s) => write!(
                 f,
-                "settlement {} of seller {}: {} yuan over {} payable lines, payout {}",
-                s.id, s.seller, s.total, s.lines, s.state
+                "settlement {} of seller {}: {} yuan over {} payable lines, {} netted, payout of {} {}",
+                s.id, s.seller, s.total, s.lines, s.netted, s.payout, s.state
             ),
             CatalogOutcome::Settled(ids) => write!(f, "done; {} settlements created", ids.len()),
         }

@@ -62,6 +62,18 @@ pub enum RefundAction {
     /// REF-2: the seller rejects the open request: the units are unlocked
     /// and a new code is sent.
     Reject,
+    /// REF-5: after the order's money was paid to the seller, the buyer
+    /// asks for `amount` back with a reason; one open request per order.
+    AfterSale {
+        /// Fen asked, > 0, at most what the seller received for the order
+        /// less what was already taken back.
+        amount: Fen,
+        /// The buyer's reason, 1..=`REFUND_REASON_BYTES_MAX` bytes.
+        reason: String,
+    },
+    /// REF-5: the seller confirms the open after-sale request: the amount
+    /// is taken back from the seller's deposit (or owed) and refunded.
+    ConfirmAfterSale,
 }
 
 /// Which rule a refund followed.
@@ -78,6 +90,8 @@ pub enum RefundKind {
     Agreed,
     /// REF-6 (not a request: applied by the tick at the validity end).
     Expiry,
+    /// REF-5.
+    AfterSale,
 }
 
 /// Where a refund step left the order's refund.
@@ -197,6 +211,10 @@ pub struct OrderView {
     pub units_redeemed: u32,
     /// Units void by a refund or the expiry.
     pub units_void: u32,
+    /// An after-sale request is open (REF-5).
+    pub after_sale_requested: bool,
+    /// Taken back from the seller for after-sale refunds (REF-5).
+    pub taken_back: Fen,
     /// A REF-2 request is open (units locked).
     pub refund_requested: bool,
     /// Validity start and end, unix ms.
@@ -225,6 +243,7 @@ impl std::fmt::Display for RefundKind {
             RefundKind::NotDelivered => "not-delivered refund",
             RefundKind::Agreed => "agreed refund",
             RefundKind::Expiry => "expiry refund",
+            RefundKind::AfterSale => "after-sale refund",
         })
     }
 }
@@ -253,12 +272,13 @@ impl std::fmt::Display for Refunded {
             ),
             RefundState::Rejected => write!(
                 f,
-                "refund request of order {} rejected; units unlocked on a new code",
-                self.order_id
+                "refund request of order {} rejected; its units are unlocked on new code {} (the old code no longer works)",
+                self.order_id,
+                self.new_code.map_or_else(|| "-".to_string(), |c| c.to_string())
             ),
             RefundState::Done => write!(
                 f,
-                "{} of order {}: {} yuan to the buyer, code fee {} yuan, {} yuan to the seller; {} units void; {} yuan still refundable",
+                "{} of order {}: {} yuan to the buyer, the code fee of {} yuan and {} yuan more to the seller; {} units void; {} yuan still refundable",
                 self.kind,
                 self.order_id,
                 self.buyer_amount,

@@ -156,6 +156,8 @@ impl Shard {
             released: Fen::ZERO,
             paid_out: false,
             delivered: false,
+            after_sale: None,
+            taken_back: Fen::ZERO,
         });
         self.expiries.insert((window.until_ms, slot));
         if terms.t_plus_3 {

@@ -24,6 +24,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
+mod after_sale;
 mod audit;
 mod authz;
 mod codes;
@@ -148,6 +149,10 @@ struct Voucher {
     /// A code delivery succeeded (ORD-2; set once the outbox reports it,
     /// issue 10). REF-3 needs it false.
     delivered: bool,
+    /// An open after-sale request's amount (REF-5).
+    after_sale: Option<Fen>,
+    /// Taken back from the seller by after-sale refunds (REF-5).
+    taken_back: Fen,
 }
 
 /// No redemption: the end of a voucher's chain of redemptions.

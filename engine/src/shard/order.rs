@@ -69,6 +69,8 @@ impl Shard {
             units_remaining: v.units_remaining,
             units_redeemed: redeemed,
             units_void: v.units_void,
+            after_sale_requested: v.after_sale.is_some(),
+            taken_back: v.taken_back,
             refund_requested: v.request.is_some(),
             valid_from_ms: v.valid_from_ms,
             valid_until_ms: v.valid_until_ms,

@@ -81,6 +81,10 @@ impl Shard {
             RefundAction::Request { amount } => self.refund_request(now_ms, slot, *amount)?,
             RefundAction::Approve => self.refund_decide(now_ms, slot, None)?,
             RefundAction::Reject => self.refund_decide(now_ms, slot, Some(effects))?,
+            RefundAction::AfterSale { amount, reason } => {
+                self.after_sale_request(slot, *amount, reason)?
+            }
+            RefundAction::ConfirmAfterSale => self.after_sale_confirm(now_ms, slot)?,
         };
         let reply = Outcome::Refunded(refunded);
         self.order_steps.insert(
@@ -272,7 +276,8 @@ impl Shard {
                     self.release_to_seller(now_ms, slot, amount, Reason::TPlus3Due);
                 }
                 self.replace_code(now_ms, slot, code, SendReason::Unlocked, effects);
-                let split = Split::agreed(amount, Fen::ZERO);
+                // Nothing moved: the amount asked stays with the order.
+                let split = Split::agreed(Fen::ZERO, Fen::ZERO);
                 Ok(self.refunded(
                     slot,
                     RefundKind::Manual,
