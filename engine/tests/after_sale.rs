@@ -11,10 +11,9 @@ use vouch_engine::catalog::{
 };
 use vouch_engine::command::*;
 use vouch_engine::log::CatalogBatch;
-use vouch_engine::message::{CatalogFact, ProductTerms};
+use vouch_engine::message::ProductTerms;
 use vouch_engine::{
-    CategoryId, Code, Command, Engine, EngineConfig, ErrorCode, Fen, Outcome, OutletId, PosId,
-    ProductId, ProviderId, SellerId, VerifierId,
+    CategoryId, Code, Command, Engine, EngineConfig, ErrorCode, Fen, Outcome, SellerId,
 };
 
 mod common;
@@ -110,27 +109,9 @@ impl World {
             category: CATEGORY,
             ..ProductTerms::default()
         };
-        w.engine.note_fact(&CatalogFact::Product {
-            id: ProductId(20),
-            seller: SELLER,
-            outlets: vec![OutletId(3)],
-            code_digits: None,
-            provider: Some(ProviderId(70)),
-            validity: vouch_engine::validity::Validity::DaysFromIssue(30),
-            listed: true,
-            terms,
-        });
-        w.engine.note_fact(&CatalogFact::Verifier {
-            id: VerifierId(4),
-            seller: SELLER,
-            outlets: vec![OutletId(3)],
-        });
-        w.engine.note_fact(&CatalogFact::Device {
-            pos_id: PosId(900),
-            seller: SELLER,
-            outlet: OutletId(3),
-            provider: ProviderId(70),
-        });
+        for f in product_facts(terms) {
+            w.engine.note_fact(&f);
+        }
         assert_eq!(w.balance(Account::Deposit(SELLER, CATEGORY)), 1_000);
         w
     }

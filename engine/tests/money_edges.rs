@@ -14,8 +14,8 @@ use vouch_engine::message::{CatalogFact, ProductTerms, ShardMessage};
 use vouch_engine::shard::{Caller, ShardAccount};
 use vouch_engine::validity::Validity;
 use vouch_engine::{
-    Bps, CategoryId, Code, Command, Engine, EngineConfig, ErrorCode, Fen, Outcome, OutletId, PosId,
-    ProductId, ProviderId, SellerId, Shard, VerifierId,
+    Bps, Code, Command, Engine, EngineConfig, ErrorCode, Fen, Outcome, OutletId, PosId, ProductId,
+    ProviderId, SellerId, Shard,
 };
 
 mod common;
@@ -26,29 +26,7 @@ const SELLER: SellerId = SellerId(10);
 const OTHER: SellerId = SellerId(11);
 
 fn facts(terms: ProductTerms) -> Vec<CatalogFact> {
-    vec![
-        CatalogFact::Product {
-            id: ProductId(20),
-            seller: SELLER,
-            outlets: vec![OutletId(3)],
-            code_digits: None,
-            provider: Some(ProviderId(70)),
-            validity: Validity::DaysFromIssue(30),
-            listed: true,
-            terms,
-        },
-        CatalogFact::Verifier {
-            id: VerifierId(4),
-            seller: SELLER,
-            outlets: vec![OutletId(3)],
-        },
-        CatalogFact::Device {
-            pos_id: PosId(900),
-            seller: SELLER,
-            outlet: OutletId(3),
-            provider: ProviderId(70),
-        },
-    ]
+    product_facts(terms)
 }
 
 /// One shard, so order commands and code commands meet in the same shard.
@@ -65,19 +43,11 @@ fn engine_with(terms: ProductTerms) -> Engine {
 }
 
 fn auto(ratio: Option<u16>) -> ProductTerms {
-    ProductTerms {
-        auto_refund: true,
-        expiry_refund_ratio: ratio.map(|r| Bps::new(r).unwrap()),
-        category: CategoryId(11),
-        ..ProductTerms::default()
-    }
+    auto_terms(ratio)
 }
 
 fn manual() -> ProductTerms {
-    ProductTerms {
-        auto_refund: false,
-        ..auto(None)
-    }
+    manual_terms()
 }
 
 fn t3(terms: ProductTerms) -> ProductTerms {

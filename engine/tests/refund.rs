@@ -4,13 +4,9 @@
 //! swallows them, units void at once, deadlines in local calendar days.
 
 use vouch_engine::command::*;
-use vouch_engine::message::{CatalogFact, ProductTerms};
+use vouch_engine::message::ProductTerms;
 use vouch_engine::shard::ShardAccount;
-use vouch_engine::validity::Validity;
-use vouch_engine::{
-    Bps, CategoryId, Code, Command, Engine, EngineConfig, ErrorCode, Fen, Outcome, OutletId,
-    ProductId, ProviderId, SellerId,
-};
+use vouch_engine::{Code, Command, Engine, EngineConfig, ErrorCode, Fen, Outcome, SellerId};
 
 mod common;
 use common::*;
@@ -23,44 +19,18 @@ fn engine_with(terms: ProductTerms) -> Engine {
         ..EngineConfig::default()
     };
     let mut e = Engine::new(config, [3; 32]).unwrap();
-    e.note_fact(&CatalogFact::Product {
-        id: ProductId(20),
-        seller: SellerId(10),
-        outlets: vec![OutletId(3)],
-        code_digits: None,
-        provider: Some(ProviderId(70)),
-        validity: Validity::DaysFromIssue(30),
-        listed: true,
-        terms,
-    });
-    e.note_fact(&CatalogFact::Verifier {
-        id: vouch_engine::VerifierId(4),
-        seller: SellerId(10),
-        outlets: vec![OutletId(3)],
-    });
-    e.note_fact(&CatalogFact::Device {
-        pos_id: vouch_engine::PosId(900),
-        seller: SellerId(10),
-        outlet: OutletId(3),
-        provider: ProviderId(70),
-    });
+    for f in product_facts(terms) {
+        e.note_fact(&f);
+    }
     e
 }
 
 fn auto(ratio: Option<u16>) -> ProductTerms {
-    ProductTerms {
-        auto_refund: true,
-        expiry_refund_ratio: ratio.map(|r| Bps::new(r).unwrap()),
-        category: CategoryId(11),
-        ..ProductTerms::default()
-    }
+    auto_terms(ratio)
 }
 
 fn manual() -> ProductTerms {
-    ProductTerms {
-        auto_refund: false,
-        ..auto(None)
-    }
+    manual_terms()
 }
 
 /// Issues `units` at `price_fen` each; returns the code.

@@ -47,3 +47,53 @@ pub fn redeem_cmd(code: Code, units: u32, serial: u64) -> Command {
         pos_id: Some(PosId(900)),
     })
 }
+
+/// The catalog facts the shards need for seller 10's product 20 with
+/// `terms`: the product (outlet 3, provider 70), verifier 4 and POS 900.
+pub fn product_facts(
+    terms: vouch_engine::message::ProductTerms,
+) -> Vec<vouch_engine::message::CatalogFact> {
+    use vouch_engine::message::CatalogFact;
+    vec![
+        CatalogFact::Product {
+            id: ProductId(20),
+            seller: SellerId(10),
+            outlets: vec![OutletId(3)],
+            code_digits: None,
+            provider: Some(vouch_engine::ProviderId(70)),
+            validity: Validity::DaysFromIssue(30),
+            listed: true,
+            terms,
+        },
+        CatalogFact::Verifier {
+            id: VerifierId(4),
+            seller: SellerId(10),
+            outlets: vec![OutletId(3)],
+        },
+        CatalogFact::Device {
+            pos_id: PosId(900),
+            seller: SellerId(10),
+            outlet: OutletId(3),
+            provider: vouch_engine::ProviderId(70),
+        },
+    ]
+}
+
+/// Product terms in category 11: the automatic refund at `ratio` basis
+/// points (None: 100 %), which is also the expiry refund ratio.
+pub fn auto_terms(ratio: Option<u16>) -> vouch_engine::message::ProductTerms {
+    vouch_engine::message::ProductTerms {
+        auto_refund: true,
+        expiry_refund_ratio: ratio.map(|r| vouch_engine::Bps::new(r).unwrap()),
+        category: vouch_engine::CategoryId(11),
+        ..Default::default()
+    }
+}
+
+/// Product terms in category 11 with manual refunds (REF-2).
+pub fn manual_terms() -> vouch_engine::message::ProductTerms {
+    vouch_engine::message::ProductTerms {
+        auto_refund: false,
+        ..auto_terms(None)
+    }
+}
