@@ -436,8 +436,8 @@ fn ord_12_order_states() {
 
 /// SET-2: a T+3 order's redemptions move no money; its whole escrow goes
 /// to the seller at the earlier of issue + 3 calendar days and the first
-/// redemption's window end — once; afterwards an unexpired refund is no
-/// longer drawn from escrow.
+/// redemption's window end — once; afterwards an automatic refund is
+/// taken back from the seller, not drawn from escrow.
 #[test]
 fn set_2_t_plus_3_pays_the_order_once_at_the_earlier_instant() {
     let t3 = ProductTerms {
@@ -471,9 +471,17 @@ fn set_2_t_plus_3_pays_the_order_once_at_the_earlier_instant() {
         0,
         "the 3-day deadline of a paid order does nothing"
     );
+    // REF-1 after the payout: the buyer's part is taken back from the
+    // seller (REF-5's mechanics), not drawn from the empty escrow.
+    let back = refund(&mut e, NOW + 4 * DAY, "busy", RefundAction::Automatic, 1).unwrap();
     assert_eq!(
-        refund(&mut e, NOW + 4 * DAY, "busy", RefundAction::Automatic, 1),
-        Err(ErrorCode::RefundNotAllowed)
+        (back.buyer_amount, back.units_voided),
+        (Fen::new(2 * 1_999 - 100), 2)
+    );
+    let o = order(&mut e, "busy");
+    assert_eq!(
+        (o.taken_back, o.refunded, o.escrow),
+        (Fen::new(3_898), Fen::ZERO, Fen::ZERO)
     );
     e.check_invariants();
 }

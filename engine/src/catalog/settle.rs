@@ -210,14 +210,34 @@ impl Catalog {
         } else {
             Account::Deposit(seller, category)
         };
+        if amount <= Fen::ZERO {
+            return Err(reject(
+                ErrorCode::BadRequest,
+                "a take-back amount is above 0.00",
+            ));
+        }
+        let (to, owed) = (Account::RefundsInTransit, Account::Receivable(seller));
+        // Both postings or none: the whole amount reaches `to`.
+        self.ledger
+            .check_post(owed, to, amount)
+            .map_err(|e| reject(ErrorCode::BadRequest, e.to_string()))?;
         let covered = self.balance(deposit).min(amount).max(Fen::ZERO);
-        let to = Account::RefundsInTransit;
         self.transfer(deposit, to, covered, Reason::AfterSaleRefund, now_ms)?;
-        let owed = Account::Receivable(seller);
         self.transfer(owed, to, amount - covered, Reason::ReceivableBooked, now_ms)?;
         let known = self.sellers.contains_key(&seller) && self.categories.contains_key(&category);
+        let before = events.len();
         if !group_buying && known {
             self.review_deposit(seller, category, events)?;
+        }
+        // A deposit that could not cover it raises `deposit_short` (REF-5),
+        // the group-buying one too.
+        if covered < amount && events.len() == before {
+            events.push(super::CatalogEvent::DepositShort {
+                seller,
+                category,
+                balance: self.balance(deposit),
+                required: amount,
+            });
         }
         Ok(())
     }

@@ -96,8 +96,19 @@ impl Shard {
                 "no open after-sale request for this order",
             ));
         };
+        self.vouchers[slot as usize].after_sale = None;
+        self.take_back(now_ms, slot, amount);
+        Ok(self.after_sale_reply(slot, RefundState::Done, amount))
+    }
+
+    /// Takes `amount` (> 0) back from the seller of voucher `slot` for its
+    /// buyer through the catalog: a [`ShardMessageBody::TakeBack`]
+    /// message (REF-5; also REF-1 and REF-6 after a T+3 payout).
+    pub(super) fn take_back(&mut self, now_ms: i64, slot: u32, amount: Fen) {
+        if amount.is_zero() {
+            return;
+        }
         let v = &mut self.vouchers[slot as usize];
-        v.after_sale = None;
         v.taken_back += amount;
         let body = ShardMessageBody::TakeBack {
             seller: v.seller_id,
@@ -113,7 +124,6 @@ impl Shard {
             at_ms: now_ms,
             body,
         });
-        Ok(self.after_sale_reply(slot, RefundState::Done, amount))
     }
 
     fn after_sale_reply(&self, slot: u32, state: RefundState, amount: Fen) -> Refunded {

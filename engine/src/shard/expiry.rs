@@ -26,8 +26,20 @@ impl Shard {
         let (ratio, paid_out) = (v.terms.expiry_refund_ratio, v.paid_out);
         let g = self.unredeemed_value(slot);
         match ratio {
-            // Under T+3 the money is already the seller's.
-            _ if paid_out => {
+            // Under T+3 the money is already the seller's: the buyer's
+            // expiry refund is taken back from it (REF-5's mechanics).
+            Some(r) if paid_out => {
+                let split = refund::Split::expiry(g, r);
+                self.apply_taken_back(
+                    now_ms,
+                    slot,
+                    split,
+                    RefundKind::Expiry,
+                    Unavailable::Expired,
+                )
+                .expect("an expiry is never refused");
+            }
+            None if paid_out => {
                 self.void_units(now_ms, slot, Unavailable::Expired);
             }
             Some(r) => {

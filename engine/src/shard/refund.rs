@@ -100,7 +100,7 @@ impl Shard {
     /// What every unexpired refund needs: the order open (not refunded or
     /// expired, validity not over), its money still held (not paid out
     /// under T+3) and units unredeemed.
-    fn check_refundable(&self, now_ms: i64, slot: u32) -> Result<(), Rejection> {
+    fn check_refundable(&self, now_ms: i64, slot: u32, automatic: bool) -> Result<(), Rejection> {
         let v = &self.vouchers[slot as usize];
         if v.closed.is_some() {
             return Err(not_allowed("the order was already refunded or expired"));
@@ -110,9 +110,13 @@ impl Shard {
                 "the validity has ended: the expiry refund applies (REF-6)",
             ));
         }
-        if self.t_plus_3_passed(now_ms, slot) {
+        // Paid out under T+3: only REF-1 applies, taken back from the
+        // seller (REF-5's mechanics); due but not yet paid: nothing until
+        // the tick pays it.
+        let v = &self.vouchers[slot as usize];
+        if self.t_plus_3_passed(now_ms, slot) && !(v.paid_out && automatic) {
             return Err(not_allowed(
-                "the order's money was paid to the seller (T+3): only an after-sale refund is possible",
+                "the order's money was paid to the seller (T+3): an after-sale or automatic refund applies",
             ));
         }
         if v.units_remaining == 0 {
@@ -134,7 +138,7 @@ impl Shard {
 
     /// REF-1: the automatic refund of every unredeemed unit.
     fn refund_automatic(&mut self, now_ms: i64, slot: u32) -> Result<Refunded, Rejection> {
-        self.check_refundable(now_ms, slot)?;
+        self.check_refundable(now_ms, slot, true)?;
         self.check_no_request(slot)?;
         let terms = self.vouchers[slot as usize].terms;
         if !terms.auto_refund {
@@ -144,6 +148,15 @@ impl Shard {
         }
         let ratio = terms.expiry_refund_ratio.unwrap_or(Bps::FULL);
         let split = Split::automatic(self.unredeemed_value(slot), ratio);
+        if self.vouchers[slot as usize].paid_out {
+            return self.apply_taken_back(
+                now_ms,
+                slot,
+                split,
+                RefundKind::Automatic,
+                Unavailable::Refunded,
+            );
+        }
         self.apply_split(
             now_ms,
             slot,
@@ -153,10 +166,45 @@ impl Shard {
         )
     }
 
+    /// REF-1 and REF-6 after a T+3 payout (REF-5's last sentence): the
+    /// seller already has the money, so the buyer's part is taken back
+    /// from it through the catalog; the units are void.
+    /// `refund_amount_zero` (nothing changes) when the buyer would get
+    /// 0.00, unless it is the expiry.
+    pub(super) fn apply_taken_back(
+        &mut self,
+        now_ms: i64,
+        slot: u32,
+        split: Split,
+        kind: RefundKind,
+        why: Unavailable,
+    ) -> Result<Refunded, Rejection> {
+        // Every take-back together stays within what the seller received
+        // (REF-5): earlier after-sale refunds count.
+        let buyer = split.buyer.min(self.after_sale_refundable(slot));
+        let split = Split {
+            buyer,
+            code_fee: split.code_fee,
+            seller: split.seller + (split.buyer - buyer),
+        };
+        if split.buyer.is_zero() && kind != RefundKind::Expiry {
+            return Err(Rejection::new(
+                ErrorCode::RefundAmountZero,
+                format!(
+                    "the refund would pay the buyer 0.00 (code fee {} yuan)",
+                    split.code_fee
+                ),
+            ));
+        }
+        self.take_back(now_ms, slot, split.buyer);
+        let voided = self.void_units(now_ms, slot, why);
+        Ok(self.refunded(slot, kind, RefundState::Done, split, voided, None))
+    }
+
     /// REF-3: no delivery ever succeeded and nothing was redeemed: the
     /// whole order amount, no code fee.
     fn refund_not_delivered(&mut self, now_ms: i64, slot: u32) -> Result<Refunded, Rejection> {
-        self.check_refundable(now_ms, slot)?;
+        self.check_refundable(now_ms, slot, false)?;
         self.check_no_request(slot)?;
         let v = &self.vouchers[slot as usize];
         if v.delivered || v.last_redemption != NO_REDEMPTION {
@@ -200,7 +248,7 @@ impl Shard {
         slot: u32,
         amount: Fen,
     ) -> Result<Refunded, Rejection> {
-        self.check_refundable(now_ms, slot)?;
+        self.check_refundable(now_ms, slot, false)?;
         self.check_no_request(slot)?;
         let g = self.check_amount(slot, amount)?;
         self.apply_split(
@@ -220,7 +268,7 @@ impl Shard {
         slot: u32,
         amount: Option<Fen>,
     ) -> Result<Refunded, Rejection> {
-        self.check_refundable(now_ms, slot)?;
+        self.check_refundable(now_ms, slot, false)?;
         self.check_no_request(slot)?;
         if self.vouchers[slot as usize].terms.auto_refund {
             return Err(not_allowed(
