@@ -1,7 +1,8 @@
 //! Refunds over a real server (REF, issue 9): the role matrix binds each
 //! refund step to the front end or the order's own seller (another
 //! seller's order does not exist for it), and racing a redemption against
-//! a refund of the same voucher, or two refunds of one order, gives
+//! a refund of the same voucher (a refunded code then answers
+//! `voucher_refunded` to staff, ORD-7), or two refunds of one order, gives
 //! exactly one outcome each with the money conserved.
 mod common;
 mod helpers;
@@ -172,7 +173,10 @@ async fn ref_role_matrix_and_races_over_a_real_server() {
                 (ErrorCode::RefundNotAllowed.number(), 3)
             ),
             (Err(e), Ok(_)) => {
-                assert_eq!((e.code, o.units_void), (ErrorCode::CodeInvalid.number(), 3))
+                assert_eq!(
+                    (e.code, o.units_void),
+                    (ErrorCode::VoucherRefunded.number(), 3)
+                )
             }
             other => panic!("{id}: exactly one of the redemption and the refund: {other:?}"),
         }

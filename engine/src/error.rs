@@ -105,6 +105,10 @@ pub enum ErrorCode {
     /// The new validity end is not later than the current one, or the
     /// order's expiry was already handled (ORD-6).
     ValidityNotExtended = 47,
+    /// The voucher was refunded: its codes no longer work (ORD-7; told only
+    /// to its own seller's callers and staff, everyone else gets
+    /// `code_invalid`).
+    VoucherRefunded = 48,
     /// The client speaks a protocol version the server does not.
     UnsupportedVersion = 100,
     /// The handshake token is unknown, or a request came before the handshake.
@@ -169,6 +173,7 @@ impl ErrorCode {
             ErrorCode::RefundOpen => "refund_open",
             ErrorCode::RefundAboveRefundable => "refund_above_refundable",
             ErrorCode::ValidityNotExtended => "validity_not_extended",
+            ErrorCode::VoucherRefunded => "voucher_refunded",
             ErrorCode::UnsupportedVersion => "unsupported_version",
             ErrorCode::Unauthenticated => "unauthenticated",
             ErrorCode::MalformedFrame => "malformed_frame",

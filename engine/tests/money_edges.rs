@@ -758,7 +758,7 @@ fn ref_refund_racing_redemption_and_reversal() {
     assert_eq!(done.buyer_amount, Fen::new(2 * 1_999 - 100));
     assert_eq!(
         redeem(&mut e, NOW + 3, live, 1, 4).map(|r| r.units),
-        Err(ErrorCode::CodeInvalid)
+        Err(ErrorCode::VoucherRefunded)
     );
     assert_eq!(
         reverse(&mut e, NOW + 4, live, 2, 5).map(|r| r.units),

@@ -132,9 +132,21 @@ fn ref_1_unexpired_auto_refund_formula() {
     );
     assert_eq!(
         dead.unwrap_err().code,
-        ErrorCode::CodeInvalid,
-        "refunded units are void"
+        ErrorCode::VoucherRefunded,
+        "refunded units are void; staff are told why (ORD-7)"
     );
+    // ORD-7: to a caller not of the voucher's seller it is any invalid code.
+    let Command::Redeem(mut stranger) = redeem_cmd(r.new_code.unwrap(), 1, 3) else {
+        unreachable!()
+    };
+    (stranger.pos_id, stranger.verifier_id) = (None, vouch_engine::VerifierId(99));
+    let hidden = e.apply_as(
+        NOW + 2,
+        vouch_engine::shard::Caller::Tenant,
+        &Command::Redeem(stranger),
+        &mut Vec::new(),
+    );
+    assert_eq!(hidden.unwrap_err().code, ErrorCode::CodeInvalid);
     assert_eq!(
         refund(&mut e, NOW + 3, "o-1", RefundAction::Automatic, 2),
         Err(ErrorCode::RefundNotAllowed)

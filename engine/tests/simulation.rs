@@ -58,6 +58,8 @@ struct Order {
     closed: bool,
     /// Ever redeemed (REF-3 is then refused).
     redeemed: bool,
+    /// Refunded (its codes then answer `voucher_refunded` to staff).
+    refunded: bool,
 }
 
 struct Red {
@@ -308,6 +310,7 @@ impl Sim {
         *self.released_by_seller.entry(order.seller).or_default() += (fee + rest).fen();
         order.remaining = 0;
         order.closed = true;
+        order.refunded = true;
         if let Some(code) = order.live.take() {
             self.live.remove(&code);
         }
@@ -406,6 +409,7 @@ impl Sim {
             reversals: 0,
             closed: false,
             redeemed: false,
+            refunded: false,
         };
         let Ok(Outcome::Issued(i)) = self.apply(&Self::issue_cmd(&order)) else {
             panic!("a new order is issued")
@@ -537,12 +541,19 @@ impl Sim {
             return;
         }
         let mut command = red.command.clone();
+        // ORD-7: staff (the simulation's caller) are told a refunded
+        // voucher's code is refunded; any other dead code is invalid.
+        let expected = if self.orders[red.order].refunded {
+            ErrorCode::VoucherRefunded
+        } else {
+            ErrorCode::CodeInvalid
+        };
         command.units = 1;
         command.request_id = self.next_rid();
         let reply = self.apply(&Command::Redeem(command));
         assert_eq!(
             reply.map_err(|r| r.code).err(),
-            Some(ErrorCode::CodeInvalid),
+            Some(expected),
             "a replaced code redeems nothing"
         );
         self.saw("dead code");

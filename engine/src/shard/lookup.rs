@@ -49,11 +49,42 @@ impl Shard {
         Err(Rejection::code_invalid(reason))
     }
 
+    /// ORD-7's refunded check: a retired code of a refunded voucher, with
+    /// the right phone digits, is `voucher_refunded` to the voucher's own
+    /// seller's callers and staff; `refused` (the uniform `code_invalid`)
+    /// to everyone else and for every other code.
+    pub(super) fn refunded_or(
+        &self,
+        refused: Rejection,
+        caller: Caller,
+        who: Who,
+        code: Code,
+        last4: &str,
+    ) -> Rejection {
+        if refused.reason != Some(InvalidCodeReason::Replaced) {
+            return refused;
+        }
+        let Some(v) = self.retired.get(&code).map(|s| &self.vouchers[*s as usize]) else {
+            return refused;
+        };
+        let refunded =
+            v.closed == Some(Unavailable::Refunded) && last4_equal(&v.last4, last4.as_bytes());
+        if refunded && self.entitled(caller, who, v.seller_id) {
+            return Rejection::new(
+                ErrorCode::VoucherRefunded,
+                "the voucher was refunded: its code no longer works",
+            );
+        }
+        refused
+    }
+
     pub(super) fn lookup(&self, now_ms: i64, caller: Caller, c: &Lookup) -> Reply {
         check_last4(&c.phone_last4)?;
-        let slot = self.find_live(now_ms, c.code, &c.phone_last4)?;
-        let v = &self.vouchers[slot as usize];
         let who = Who::of_lookup(c);
+        let slot = self
+            .find_live(now_ms, c.code, &c.phone_last4)
+            .map_err(|r| self.refunded_or(r, caller, who, c.code, &c.phone_last4))?;
+        let v = &self.vouchers[slot as usize];
         if !self.entitled(caller, who, v.seller_id) {
             return Err(Rejection::code_invalid(InvalidCodeReason::OtherSeller));
         }

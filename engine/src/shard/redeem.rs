@@ -67,7 +67,9 @@ impl Shard {
     /// else the voucher does not exist (`code_invalid`).
     fn check_redemption(&self, now_ms: i64, caller: Caller, c: &Redeem) -> Result<u32, Rejection> {
         check_last4(&c.phone_last4)?;
-        let slot = self.find_live(now_ms, c.code, &c.phone_last4)?;
+        let slot = self
+            .find_live(now_ms, c.code, &c.phone_last4)
+            .map_err(|r| self.refunded_or(r, caller, Who::of_redeem(c), c.code, &c.phone_last4))?;
         let v = &self.vouchers[slot as usize];
         if !self.entitled(caller, Who::of_redeem(c), v.seller_id) {
             return Err(Rejection::code_invalid(InvalidCodeReason::OtherSeller));
