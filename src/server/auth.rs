@@ -143,32 +143,54 @@ pub(super) fn authorize(principal: Principal, request: &mut Request) -> Result<(
             Actor::Staff => Ok(()),
             _ => refuse("read the audit"),
         },
-        Request::Command(Command::Refund(r)) => {
-            if bind_refund(actor, r) {
-                Ok(())
-            } else {
-                refuse("take this refund step")
-            }
+        Request::Command(c @ (Command::Refund(_) | Command::Extend(_) | Command::Order(_))) => {
+            authorize_order(actor, c)
         }
+    }
+}
+
+/// The order commands' role matrix (REF, ORD-6, ORD-12), binding a
+/// seller's token to its own orders.
+///
+/// Errors: `not_permitted` with the reason.
+fn authorize_order(actor: Actor, command: &mut Command) -> Result<(), WireError> {
+    let (ok, what) = match command {
+        Command::Refund(r) => (bind_refund(actor, r), "take this refund step"),
         // ORD-6: the seller extends its own orders.
-        Request::Command(Command::Extend(x)) => match actor {
-            Actor::Staff => Ok(()),
-            Actor::Seller(s) if x.seller_id.is_none_or(|n| n == s) => {
-                x.seller_id = Some(s);
-                Ok(())
-            }
-            _ => refuse("extend an order's validity"),
-        },
+        Command::Extend(x) => (
+            bind_seller(actor, &mut x.seller_id, false),
+            "extend an order's validity",
+        ),
         // ORD-12: a seller sees its own orders; the front end any, for
         // its buyers.
-        Request::Command(Command::Order(o)) => match actor {
-            Actor::Staff | Actor::FrontEnd => Ok(()),
-            Actor::Seller(s) if o.seller_id.is_none_or(|n| n == s) => {
-                o.seller_id = Some(s);
-                Ok(())
-            }
-            _ => refuse("read orders"),
-        },
+        Command::Order(o) => (bind_seller(actor, &mut o.seller_id, true), "read orders"),
+        _ => (false, "send this command"),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(WireError::new(
+            ErrorCode::NotPermitted,
+            format!("{actor} may not {what}"),
+        ))
+    }
+}
+
+/// Staff (and the front end when `front_end`) act on any order; a seller
+/// on its own only, which is filled in. False for anyone else.
+fn bind_seller(
+    actor: Actor,
+    seller_id: &mut Option<vouch_engine::SellerId>,
+    front_end: bool,
+) -> bool {
+    match actor {
+        Actor::Staff => true,
+        Actor::FrontEnd => front_end,
+        Actor::Seller(s) if seller_id.is_none_or(|n| n == s) => {
+            *seller_id = Some(s);
+            true
+        }
+        _ => false,
     }
 }
 
