@@ -10,7 +10,10 @@ mod helpers;
 use common::Server;
 use helpers::*;
 use vouch_engine::catalog::{Actor, CatalogCommand, SellerKind};
-use vouch_engine::command::{OrderShow, OrderView, Refund, RefundAction};
+use vouch_engine::command::{
+    ListTransfers, OrderShow, OrderView, Refund, RefundAction, TransferAction, TransferState,
+    TransferStep,
+};
 use vouch_engine::{Code, Command, ErrorCode, Fen, Outcome, PosId, RequestId, SellerId};
 use vouch_protocol::{Client, WireReply};
 
@@ -198,4 +201,117 @@ async fn ref_role_matrix_and_races_over_a_real_server() {
     let o = order_view(&admin, "twice").await;
     conserved(&o);
     assert_eq!(o.refunded, Fen::new(2 * 1_250 - 100));
+}
+
+fn transfer_step(order: &str, transfer: u16, action: TransferAction, rid: RequestId) -> Command {
+    Command::TransferStep(TransferStep {
+        request_id: rid,
+        order_id: order.into(),
+        transfer,
+        action,
+    })
+}
+
+/// MON-7 over a real server: only the payment system's token answers a
+/// refund transfer; it and staff retry a failed one; the front end and
+/// sellers cannot list or answer transfers; the order view shows them,
+/// and a restart keeps every answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mon_7_refund_transfers_over_a_real_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path());
+    let admin = server.client(&server.tcp_target()).await;
+    let create = CatalogCommand::CreateSeller {
+        id: SELLER,
+        kind: SellerKind::Mall,
+        self_issuing: false,
+        group_buying_operator: false,
+    };
+    tenants::catalog(&admin, 1, None, create).await;
+    let (pay, ps) = tenant(&server, &admin, 10, Actor::PaymentSystem).await;
+    let (front, fs) = tenant(&server, &admin, 11, Actor::FrontEnd).await;
+    let (seller, ss) = tenant(&server, &admin, 12, Actor::Seller(SELLER)).await;
+    let (staff, sts) = tenant(&server, &admin, 13, Actor::Staff).await;
+    let rid = |source: u64, serial: u64| RequestId { source, serial };
+    issue(&admin, issue_cmd("t-1", 2, "13800001234")).await;
+    let refunded = send(&front, refund("t-1", RefundAction::Automatic, rid(fs, 1))).await;
+    let Ok(Outcome::Refunded(r)) = refunded else {
+        panic!("{refunded:?}")
+    };
+    assert_eq!(r.transfer, Some(1));
+
+    let not_permitted = Some(ErrorCode::NotPermitted.number());
+    let confirm = |source| transfer_step("t-1", 1, TransferAction::Confirm, rid(source, 5));
+    assert_eq!(code_of(&send(&front, confirm(fs)).await), not_permitted);
+    assert_eq!(code_of(&send(&seller, confirm(ss)).await), not_permitted);
+    assert_eq!(
+        code_of(&send(&staff, confirm(sts)).await),
+        not_permitted,
+        "staff cannot confirm"
+    );
+    let list = |shard, failed| {
+        Command::Transfers(ListTransfers {
+            shard,
+            failed,
+            after: 0,
+            limit: 100,
+        })
+    };
+    assert_eq!(code_of(&send(&seller, list(0, false)).await), not_permitted);
+    let mut listed = Vec::new();
+    for shard in 0..pay.shards() {
+        let Ok(Outcome::Transfers(p)) = send(&pay, list(shard, false)).await else {
+            panic!("the payment system lists transfers")
+        };
+        listed.extend(
+            p.items
+                .into_iter()
+                .map(|t| (t.order_id, t.transfer, t.amount)),
+        );
+    }
+    assert_eq!(listed, [("t-1".to_string(), 1, r.buyer_amount)]);
+    let beyond = send(&pay, list(pay.shards(), false)).await;
+    assert_eq!(code_of(&beyond), Some(ErrorCode::BadRequest.number()));
+
+    let fail = send(
+        &pay,
+        transfer_step("t-1", 1, TransferAction::Fail, rid(ps, 1)),
+    )
+    .await;
+    assert!(matches!(fail, Ok(Outcome::Transfer(ref t)) if t.state == TransferState::Failed));
+    let retry = send(
+        &staff,
+        transfer_step("t-1", 1, TransferAction::Retry, rid(sts, 7)),
+    )
+    .await;
+    assert!(
+        matches!(retry, Ok(Outcome::Transfer(ref t)) if t.transfer == 2 && t.retry_of == Some(1)),
+        "{retry:?}"
+    );
+    let done = send(
+        &pay,
+        transfer_step("t-1", 2, TransferAction::Confirm, rid(ps, 2)),
+    )
+    .await;
+    assert!(matches!(done, Ok(Outcome::Transfer(ref t)) if t.state == TransferState::Confirmed));
+    let again = send(
+        &pay,
+        transfer_step("t-1", 2, TransferAction::Confirm, rid(ps, 2)),
+    )
+    .await;
+    assert!(matches!(again, Ok(Outcome::Transfer(ref t)) if t.replayed));
+
+    let states = |o: &OrderView| o.transfers.iter().map(|t| t.state).collect::<Vec<_>>();
+    let before = order_view(&admin, "t-1").await;
+    assert_eq!(
+        states(&before),
+        [TransferState::Retried, TransferState::Confirmed]
+    );
+    conserved(&before);
+    drop((admin, pay, front, seller, staff));
+    server.kill();
+    let server = Server::start(dir.path());
+    let admin = server.client(&server.tcp_target()).await;
+    let after = order_view(&admin, "t-1").await;
+    assert_eq!(after, before, "a restart keeps every answer");
 }

@@ -27,6 +27,8 @@ pub fn route(command: &Command, shards: u32) -> u32 {
         Command::Refund(c) => by_order(&c.order_id) % n,
         Command::Extend(c) => by_order(&c.order_id) % n,
         Command::Order(c) => by_order(&c.order_id) % n,
+        Command::TransferStep(c) => by_order(&c.order_id) % n,
+        Command::Transfers(c) => u64::from(c.shard) % n,
     };
     r as u32
 }

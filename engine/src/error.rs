@@ -109,6 +109,12 @@ pub enum ErrorCode {
     /// to its own seller's callers and staff, everyone else gets
     /// `code_invalid`).
     VoucherRefunded = 48,
+    /// The payment system answered a refund transfer that is not in
+    /// transit: it was confirmed, failed or retried already (MON-7).
+    RefundNotInTransit = 49,
+    /// A retry names a refund transfer that did not fail, or was retried
+    /// already (MON-7).
+    RefundNotFailed = 50,
     /// The client speaks a protocol version the server does not.
     UnsupportedVersion = 100,
     /// The handshake token is unknown, or a request came before the handshake.
@@ -174,6 +180,8 @@ impl ErrorCode {
             ErrorCode::RefundAboveRefundable => "refund_above_refundable",
             ErrorCode::ValidityNotExtended => "validity_not_extended",
             ErrorCode::VoucherRefunded => "voucher_refunded",
+            ErrorCode::RefundNotInTransit => "refund_not_in_transit",
+            ErrorCode::RefundNotFailed => "refund_not_failed",
             ErrorCode::UnsupportedVersion => "unsupported_version",
             ErrorCode::Unauthenticated => "unauthenticated",
             ErrorCode::MalformedFrame => "malformed_frame",

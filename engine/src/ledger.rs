@@ -70,6 +70,14 @@ pub enum Reason {
     ReceivableNetted,
     /// A failed payout's netting undone: owed again (MON-7).
     NettingReversed,
+    /// The payment system confirmed a refund transfer: the money reached
+    /// the buyer (MON-7).
+    RefundConfirmed,
+    /// A refund transfer failed: the money is owed to the buyer until it
+    /// is retried (MON-7).
+    RefundFailed,
+    /// A failed refund's money sent again, as a new transfer (MON-7).
+    RefundRetried,
 }
 
 impl Reason {
@@ -88,6 +96,9 @@ impl Reason {
             Reason::PayoutConfirmed => "payout_confirmed",
             Reason::PayoutFailed => "payout_failed",
             Reason::Refunded => "refunded",
+            Reason::RefundConfirmed => "refund_confirmed",
+            Reason::RefundFailed => "refund_failed",
+            Reason::RefundRetried => "refund_retried",
             Reason::CodeFee => "code_fee",
             Reason::RefundRemainder => "refund_remainder",
             Reason::TPlus3Due => "t_plus_3_due",

@@ -115,6 +115,22 @@ pub enum ShardMessageBody {
         /// The order.
         order_id: String,
     },
+    /// MON-7: the payment system answered, or a retry re-sent, a refund
+    /// transfer whose money the catalog holds (taken back from `seller`
+    /// for order `order_id`): `reason` `refund_confirmed` moves `amount`
+    /// from refunds in transit to outside the platform, `refund_failed`
+    /// to refunds failed, `refund_retried` from refunds failed back into
+    /// transit.
+    Transfer {
+        /// The order's seller.
+        seller: SellerId,
+        /// The order.
+        order_id: String,
+        /// `refund_confirmed`, `refund_failed` or `refund_retried`.
+        reason: crate::ledger::Reason,
+        /// Fen, > 0.
+        amount: crate::money::Fen,
+    },
 }
 
 /// The money terms of a product that its vouchers keep from the moment

@@ -62,6 +62,15 @@ struct Order {
     refunded: bool,
 }
 
+/// A refund transfer to a buyer in the model (MON-7).
+struct Transfer {
+    order: usize,
+    shard: usize,
+    n: u16,
+    amount: i64,
+    state: TransferState,
+}
+
 struct Red {
     command: Redeem,
     order: usize,
@@ -95,6 +104,10 @@ struct Sim {
     refunded_value: Vec<i64>,
     /// Refund steps done: (command, reply), for retries.
     refunds: Vec<(Refund, Refunded)>,
+    /// Every refund transfer, in the order made.
+    transfers: Vec<Transfer>,
+    /// Per shard, refunds the payment system confirmed (left the platform).
+    confirmed_value: Vec<i64>,
     orders: Vec<Order>,
     /// Live code → order, to check uniqueness at once.
     live: BTreeMap<Code, usize>,
@@ -179,6 +192,8 @@ impl Sim {
             released_by_seller: BTreeMap::new(),
             refunded_value: vec![0; SHARDS as usize],
             refunds: Vec::new(),
+            transfers: Vec::new(),
+            confirmed_value: vec![0; SHARDS as usize],
             orders: Vec::new(),
             live: BTreeMap::new(),
             reds: Vec::new(),
@@ -298,6 +313,20 @@ impl Sim {
                     want,
                     "REF: {command:?}"
                 );
+                if let Some(n) = r.transfer {
+                    assert!(
+                        r.buyer_amount > Fen::ZERO,
+                        "MON-7: a transfer carries money"
+                    );
+                    let shard = route(&Command::Refund(command.clone()), SHARDS) as usize;
+                    self.transfers.push(Transfer {
+                        order: o,
+                        shard,
+                        n,
+                        amount: r.buyer_amount.fen(),
+                        state: TransferState::InTransit,
+                    });
+                }
                 self.refunds.push((command, r));
                 want
             }
@@ -315,6 +344,78 @@ impl Sim {
             self.live.remove(&code);
         }
         self.saw("refunded");
+    }
+
+    /// MON-7 against the model: the payment system confirms or fails a
+    /// transfer, or a failed one is retried as a new transfer; a step that
+    /// does not fit the transfer's state is refused and changes nothing.
+    fn transfer_step(&mut self) {
+        let k = self.rng.random_range(0..self.transfers.len());
+        let action = match self.rng.random_range(0..4) {
+            0 | 1 => TransferAction::Confirm,
+            2 => TransferAction::Fail,
+            _ => TransferAction::Retry,
+        };
+        let t = &self.transfers[k];
+        let expected = match (action, t.state) {
+            (TransferAction::Retry, TransferState::Failed) => Ok(TransferState::InTransit),
+            (TransferAction::Retry, _) => Err(ErrorCode::RefundNotFailed),
+            (_, TransferState::InTransit) if action == TransferAction::Confirm => {
+                Ok(TransferState::Confirmed)
+            }
+            (_, TransferState::InTransit) => Ok(TransferState::Failed),
+            _ => Err(ErrorCode::RefundNotInTransit),
+        };
+        let (order, shard, amount, n) = (t.order, t.shard, t.amount, t.n);
+        let command = Command::TransferStep(TransferStep {
+            request_id: self.next_rid(),
+            order_id: self.orders[order].id.clone(),
+            transfer: n,
+            action,
+        });
+        let view = match (expected, self.apply(&command)) {
+            (Err(code), reply) => {
+                assert_eq!(
+                    reply.map_err(|r| r.code).err(),
+                    Some(code),
+                    "MON-7: {command:?}"
+                );
+                self.saw(code.name());
+                return;
+            }
+            (Ok(state), Ok(Outcome::Transfer(v))) => {
+                assert_eq!(
+                    (v.state, v.amount.fen()),
+                    (state, amount),
+                    "MON-7: {command:?}"
+                );
+                v
+            }
+            (Ok(_), other) => panic!("MON-7: {command:?} answers {other:?}"),
+        };
+        match action {
+            TransferAction::Confirm => self.confirmed_value[shard] += amount,
+            TransferAction::Fail => {}
+            TransferAction::Retry => {
+                assert_eq!(view.retry_of, Some(n));
+                self.transfers.push(Transfer {
+                    order,
+                    shard,
+                    n: view.transfer,
+                    amount,
+                    state: TransferState::InTransit,
+                });
+            }
+        }
+        self.transfers[k].state = match action {
+            TransferAction::Retry => TransferState::Retried,
+            _ => view.state,
+        };
+        self.saw(match action {
+            TransferAction::Confirm => "refund transfer confirmed",
+            TransferAction::Fail => "refund transfer failed",
+            TransferAction::Retry => "refund transfer retried",
+        });
     }
 
     /// Invariant 4 for refunds: a retry answers the original reply and
@@ -870,7 +971,7 @@ impl Sim {
         self.now += self.rng.random_range(0..=self.dt_max);
         let n = self.orders.len();
         let k = self.reds.len();
-        let pick = self.rng.random_range(0..107);
+        let pick = self.rng.random_range(0..109);
         let o = self.rng.random_range(0..n.max(1));
         let r = self.rng.random_range(0..k.max(1));
         // Recent redemptions mostly, so that many reversals fall inside the
@@ -896,6 +997,7 @@ impl Sim {
             97 => self.settle(),
             98 => self.decide_payout(),
             99 if n > 0 => self.extend(o),
+            100..=101 if !self.transfers.is_empty() => self.transfer_step(),
             _ => {
                 let jump = self.rng.random_range(0..=self.jump_max);
                 self.now += jump;
@@ -948,17 +1050,40 @@ impl Sim {
         for (s, value) in self.released_value.iter().enumerate() {
             payable[s] += value;
         }
+        let (mut in_transit, mut failed) = (zero(), zero());
+        for t in &self.transfers {
+            match t.state {
+                TransferState::InTransit => in_transit[t.shard] += t.amount,
+                TransferState::Failed => failed[t.shard] += t.amount,
+                _ => {}
+            }
+        }
         for (i, shard) in self.shards.iter().enumerate() {
+            let balance = |a| shard.ledger().balance(a).fen();
             assert_eq!(
-                shard.ledger().balance(ShardAccount::Refunds).fen(),
-                self.refunded_value[i],
+                balance(ShardAccount::Refunds),
+                in_transit[i],
                 "shard {i} refunds in transit"
+            );
+            assert_eq!(
+                balance(ShardAccount::RefundsFailed),
+                failed[i],
+                "shard {i} refunds failed"
+            );
+            assert_eq!(
+                in_transit[i] + failed[i] + self.confirmed_value[i],
+                self.refunded_value[i],
+                "shard {i}: every refund is in transit, failed or confirmed"
             );
         }
         for (i, shard) in self.shards.iter().enumerate() {
             let l = shard.ledger();
             let balance = |a| l.balance(a).fen();
-            assert_eq!(balance(ShardAccount::Buyers), -paid[i], "shard {i} buyers");
+            assert_eq!(
+                balance(ShardAccount::Buyers),
+                self.confirmed_value[i] - paid[i],
+                "shard {i} buyers"
+            );
             assert_eq!(
                 balance(ShardAccount::Pending),
                 pending[i],
@@ -1062,6 +1187,31 @@ fn replayed(records: &[Vec<u8>]) -> Vec<Shard> {
     shards
 }
 
+/// Every transfer of `shard` in transit, then every failed one.
+fn open_transfers(shard: &mut Shard) -> Vec<TransferView> {
+    let mut all = Vec::new();
+    for failed in [false, true] {
+        let mut after = 0;
+        loop {
+            let c = Command::Transfers(ListTransfers {
+                shard: shard.index(),
+                failed,
+                after,
+                limit: TRANSFERS_PAGE_ITEMS_MAX,
+            });
+            let Ok(Outcome::Transfers(page)) = shard.apply(START, &c, &mut Vec::new()) else {
+                panic!("a transfer page")
+            };
+            all.extend(page.items);
+            match page.next {
+                Some(n) => after = n,
+                None => break,
+            }
+        }
+    }
+    all
+}
+
 fn run(seed: u64, steps: u64) {
     let mut sim = Sim::new(seed, steps);
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -1077,6 +1227,16 @@ fn run(seed: u64, steps: u64) {
             audit(&mut again, sim.now) == audit(&mut sim.shards, sim.now),
             "invariant 1: replaying the log rebuilds the same state"
         );
+        for (a, b) in again.iter_mut().zip(sim.shards.iter_mut()) {
+            assert!(
+                a.ledger().entries() == b.ledger().entries(),
+                "invariant 1: shard ledgers"
+            );
+            assert!(
+                open_transfers(a) == open_transfers(b),
+                "invariant 1: refund transfers"
+            );
+        }
         let catalog = replayed_catalog(&sim.money.records);
         assert!(
             catalog.ledger() == sim.money.catalog.ledger(),
@@ -1134,6 +1294,11 @@ fn run(seed: u64, steps: u64) {
                     "refund_above_refundable",
                     "extended",
                     "validity_not_extended",
+                    "refund transfer confirmed",
+                    "refund transfer failed",
+                    "refund transfer retried",
+                    "refund_not_in_transit",
+                    "refund_not_failed",
                 ] {
                     assert!(
                         sim.seen.contains_key(what),

@@ -31,5 +31,7 @@ pub use target::Target;
 /// The protocol version this build speaks. 3: catalog facts are no longer
 /// a client command (opcode 12 is unused) and `Outcome` lost `FactNoted`.
 /// 4: refunds, extension and the order view (opcodes 15–17), settlement
-/// and the payment system's principal.
-pub const PROTOCOL_VERSION: u8 = 4;
+/// and the payment system's principal. 5: refund transfers to buyers
+/// (MON-7: opcode 18 answers or retries one, 19 lists them), and the
+/// refund reply and order view carry them.
+pub const PROTOCOL_VERSION: u8 = 5;

@@ -66,6 +66,8 @@ impl Request {
             Request::Command(Command::Refund(_)) => 15,
             Request::Command(Command::Extend(_)) => 16,
             Request::Command(Command::Order(_)) => 17,
+            Request::Command(Command::TransferStep(_)) => 18,
+            Request::Command(Command::Transfers(_)) => 19,
         }
     }
 

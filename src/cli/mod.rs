@@ -10,6 +10,7 @@ pub mod order;
 pub mod outcome;
 pub mod settle;
 pub mod time;
+pub mod transfer;
 
 use crate::guard::{GuardConfig, LockoutLimit};
 use crate::server::{serve, ServeOptions, TcpSecurity};
@@ -100,6 +101,9 @@ enum Cmd {
     Payout(Family<settle::PayoutCmd>),
     /// Settlement statements (RPT-4).
     Statement(Family<settle::StatementCmd>),
+    /// Refunds on their way to buyers (MON-7): confirm or fail (the
+    /// payment system), retry a failed one, list.
+    RefundTransfer(transfer::TransferArgs),
 }
 
 /// One catalog family's subcommand with the flags every catalog command
@@ -633,6 +637,7 @@ fn wants_json(cmd: &Cmd) -> bool {
         Cmd::Refund(a) => a.json(),
         Cmd::Extend(a) => a.json(),
         Cmd::Order(a) => a.json(),
+        Cmd::RefundTransfer(a) => a.json(),
         Cmd::Payout(a) => a.client.json,
         Cmd::Statement(a) => a.client.json,
         Cmd::Token(a) => match &a.action {
@@ -761,6 +766,9 @@ async fn send(
         ClientRequest::Engine(Command::History(h)) => history_all_pages(client, h)
             .await
             .map(|r| r.map(Shown::Engine)),
+        ClientRequest::Engine(Command::Transfers(l)) => transfers_all_shards(client, l)
+            .await
+            .map(|r| r.map(Shown::Engine)),
         ClientRequest::Engine(command) => {
             client.command(command).await.map(|r| r.map(Shown::Engine))
         }
@@ -864,6 +872,31 @@ async fn history_all_pages(
         }
     }
     Ok(Ok(Outcome::History(all.expect("one page was read"))))
+}
+
+/// Reads every shard's transfers page by page and gathers them in one
+/// list (shard by shard).
+async fn transfers_all_shards(
+    client: &Client,
+    mut l: vouch_engine::command::ListTransfers,
+) -> Result<Result<Outcome, WireError>, ClientError> {
+    let mut items = Vec::new();
+    for shard in 0..client.shards() {
+        (l.shard, l.after) = (shard, 0);
+        loop {
+            let page = match client.command(Command::Transfers(l.clone())).await? {
+                Ok(Outcome::Transfers(page)) => page,
+                other => return Ok(other),
+            };
+            items.extend(page.items);
+            match page.next {
+                Some(after) if after > l.after => l.after = after,
+                _ => break,
+            }
+        }
+    }
+    let page = vouch_engine::command::TransferPage { items, next: None };
+    Ok(Ok(Outcome::Transfers(page)))
 }
 
 /// Runs a list read page by page until a page comes back short, and
@@ -1023,6 +1056,7 @@ fn build_command(cmd: Cmd) -> Result<(ClientArgs, Command), String> {
         Cmd::Refund(a) => return a.build(),
         Cmd::Extend(a) => return a.build(),
         Cmd::Order(a) => return Ok(a.build()),
+        Cmd::RefundTransfer(a) => return a.build(),
         Cmd::Redeem(a) => {
             let c = Redeem {
                 request_id: request_id_for(&a.request_id, &a.client)?,

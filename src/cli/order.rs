@@ -226,7 +226,8 @@ pub fn refunded_json(r: &Refunded) -> Value {
            "kind": r.kind, "state": r.state, "buyer_amount": r.buyer_amount,
            "code_fee": r.code_fee, "seller_amount": r.seller_amount,
            "units_voided": r.units_voided, "refundable": r.refundable,
-           "new_code": r.new_code.map(|c| c.to_string()), "message": r.to_string()})
+           "new_code": r.new_code.map(|c| c.to_string()), "transfer": r.transfer,
+           "message": r.to_string()})
 }
 
 /// An extension's reply as JSON and text.
@@ -262,7 +263,7 @@ pub fn order(o: &OrderView, zone: &Zone) -> (Value, String) {
         ),
         None => o.state.to_string(),
     };
-    let text = format!(
+    let mut text = format!(
         "order {} of seller {}, product {}: {state}; {} of {} units left, {} redeemed, {} void{}\n  {}\n  paid {} yuan, refunded {}, to the seller {} (redemptions inside their reversal window included), held {}; {} yuan still refundable",
         o.order_id,
         o.seller_id,
@@ -279,9 +280,17 @@ pub fn order(o: &OrderView, zone: &Zone) -> (Value, String) {
         o.escrow,
         o.refundable
     );
+    for t in &o.transfers {
+        text.push_str(&format!("\n  {t}; sent {}", zone.instant(t.sent_at_ms)));
+    }
     let mut value = serde_json::to_value(o).unwrap_or_default();
     value["ok"] = json!(true);
     value["outcome"] = json!("order");
+    value["transfers"] = o
+        .transfers
+        .iter()
+        .map(|t| super::transfer::transfer_json(t, zone))
+        .collect();
     value["valid_from"] = json!(zone.instant(o.valid_from_ms));
     value["valid_until"] = json!(zone.instant(o.valid_until_ms));
     value["valid_through"] = json!(zone.through(o.valid_until_ms));

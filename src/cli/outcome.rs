@@ -148,6 +148,8 @@ pub(crate) fn print_outcome(o: &Outcome, json: bool, zone: &Zone, request_id: Op
         Outcome::Refunded(r) => (crate::cli::order::refunded_json(r), r.to_string()),
         Outcome::Extended(x) => crate::cli::order::extended(x, zone),
         Outcome::Order(o) => crate::cli::order::order(o, zone),
+        Outcome::Transfer(t) => crate::cli::transfer::transfer(t, zone),
+        Outcome::Transfers(p) => crate::cli::transfer::transfers(p, zone),
     };
     if json {
         print_json(value);

@@ -146,6 +146,30 @@ pub(super) fn authorize(principal: Principal, request: &mut Request) -> Result<(
         Request::Command(c @ (Command::Refund(_) | Command::Extend(_) | Command::Order(_))) => {
             authorize_order(actor, c)
         }
+        Request::Command(Command::TransferStep(t)) => authorize_transfer(actor, t.action),
+        // The payment system's work list, and staff's.
+        Request::Command(Command::Transfers(_)) => match actor {
+            Actor::Staff | Actor::PaymentSystem => Ok(()),
+            _ => refuse("list refund transfers"),
+        },
+    }
+}
+
+/// MON-7's role matrix for refund transfers: only the payment system says
+/// whether money reached a buyer; it and staff may retry a failed one.
+///
+/// Errors: `not_permitted` with the reason.
+fn authorize_transfer(
+    actor: Actor,
+    action: vouch_engine::command::TransferAction,
+) -> Result<(), WireError> {
+    use vouch_engine::command::TransferAction as A;
+    match (actor, action) {
+        (Actor::PaymentSystem, _) | (Actor::Staff, A::Retry) => Ok(()),
+        _ => Err(WireError::new(
+            ErrorCode::NotPermitted,
+            format!("{actor} may not {} a refund transfer", action.verb()),
+        )),
     }
 }
 

@@ -188,6 +188,9 @@ pub enum Account {
     /// What a seller owes back (MON-4 `seller_receivable`): its balance is
     /// minus the amount owed, netted from its next settlements (SET-3).
     Receivable(SellerId),
+    /// Taken-back refunds the payment system failed: owed to the buyers
+    /// until retried (MON-7).
+    RefundsFailed,
 }
 
 impl crate::ledger::Account for Account {

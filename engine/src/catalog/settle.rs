@@ -147,25 +147,71 @@ impl Catalog {
                 format!("message {} of shard {} before {}", m.seq, m.shard, mark + 1),
             ));
         }
-        let (seller, reason, amount, entries) = match &m.body {
+        match &m.body {
             ShardMessageBody::Payable {
                 seller,
                 reason,
                 amount,
                 entries,
-            } => (*seller, *reason, *amount, *entries),
+            } => self.book_payable(now_ms, m, *seller, *reason, *amount, *entries)?,
             ShardMessageBody::TakeBack {
                 seller,
                 category,
                 group_buying,
                 amount,
                 ..
-            } => {
-                self.take_back(now_ms, *seller, *category, *group_buying, *amount, events)?;
-                self.shard_marks.insert(m.shard, m.seq);
-                return Ok(true);
+            } => self.take_back(now_ms, *seller, *category, *group_buying, *amount, events)?,
+            ShardMessageBody::Transfer { reason, amount, .. } => {
+                self.refund_transfer(now_ms, *reason, *amount)?
+            }
+        }
+        self.shard_marks.insert(m.shard, m.seq);
+        Ok(true)
+    }
+
+    /// MON-7 for money taken back from sellers: a refund transfer's answer
+    /// or retry moves it between in transit, failed and outside.
+    ///
+    /// Errors: `bad_request` for another reason or an amount not above
+    /// zero, `insufficient_balance` for money the accounts do not hold (a
+    /// broken shard); nothing changes.
+    fn refund_transfer(
+        &mut self,
+        now_ms: i64,
+        reason: Reason,
+        amount: Fen,
+    ) -> Result<(), Rejection> {
+        let (from, to) = match reason {
+            Reason::RefundConfirmed => (Account::RefundsInTransit, Account::External),
+            Reason::RefundFailed => (Account::RefundsInTransit, Account::RefundsFailed),
+            Reason::RefundRetried => (Account::RefundsFailed, Account::RefundsInTransit),
+            other => {
+                return Err(reject(
+                    ErrorCode::BadRequest,
+                    format!("a refund transfer message does not carry {other}"),
+                ))
             }
         };
+        if amount <= Fen::ZERO {
+            return Err(reject(
+                ErrorCode::BadRequest,
+                "a transfer amount is above 0.00",
+            ));
+        }
+        self.transfer(from, to, amount, reason, now_ms)
+    }
+
+    /// SET-3: books a shard's payable money to the seller's payable
+    /// account, as one line.
+    fn book_payable(
+        &mut self,
+        now_ms: i64,
+        m: &ShardMessage,
+        seller: SellerId,
+        reason: Reason,
+        amount: Fen,
+        entries: u32,
+    ) -> Result<(), Rejection> {
         self.transfer(
             Account::FromShards,
             Account::Payable(seller),
@@ -173,7 +219,6 @@ impl Catalog {
             reason,
             now_ms,
         )?;
-        self.shard_marks.insert(m.shard, m.seq);
         let at = self.payables.len() as u32;
         self.payables.push(PayableLine {
             seller,
@@ -187,7 +232,7 @@ impl Catalog {
             settlement: None,
         });
         self.open_payables.insert((seller, at));
-        Ok(true)
+        Ok(())
     }
 
     /// REF-5: pays an after-sale refund of `amount` from the deposit that

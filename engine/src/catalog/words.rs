@@ -86,6 +86,7 @@ impl fmt::Display for Account {
             Account::PayoutInTransit(s) => write!(f, "the payouts in transit to seller {s}"),
             Account::RefundsInTransit => write!(f, "after-sale refunds in transit to buyers"),
             Account::Receivable(s) => write!(f, "what seller {s} owes back"),
+            Account::RefundsFailed => write!(f, "taken-back refunds failed, owed to buyers"),
         }
     }
 }

@@ -4,7 +4,9 @@
 //! carries and the storage log records.
 
 mod order;
+mod transfer;
 pub use order::*;
+pub use transfer::*;
 
 use crate::code::Code;
 use crate::error::Rejection;
@@ -180,6 +182,10 @@ pub enum Command {
     Extend(Extend),
     /// See [`OrderShow`].
     Order(OrderShow),
+    /// See [`TransferStep`].
+    TransferStep(TransferStep),
+    /// See [`ListTransfers`].
+    Transfers(ListTransfers),
 }
 
 impl Command {
@@ -190,6 +196,7 @@ impl Command {
             Command::Reverse(c) => Some(c.request_id),
             Command::Refund(c) => Some(c.request_id),
             Command::Extend(c) => Some(c.request_id),
+            Command::TransferStep(c) => Some(c.request_id),
             _ => None,
         }
     }
@@ -203,6 +210,7 @@ impl Command {
                 | Command::Reverse(_)
                 | Command::Refund(_)
                 | Command::Extend(_)
+                | Command::TransferStep(_)
         )
     }
 }
@@ -437,6 +445,10 @@ pub enum Outcome {
     Extended(Extended),
     /// See [`OrderView`].
     Order(OrderView),
+    /// See [`TransferView`].
+    Transfer(TransferView),
+    /// See [`TransferPage`].
+    Transfers(TransferPage),
 }
 
 /// What a command returns: an outcome or a rejection.
@@ -589,6 +601,8 @@ impl std::fmt::Display for Outcome {
                 write!(f, "order {} validity extended", x.order_id)
             }
             Outcome::Order(o) => write!(f, "order {} is {}", o.order_id, o.state),
+            Outcome::Transfer(t) => write!(f, "{t}"),
+            Outcome::Transfers(p) => write!(f, "{} refund transfers", p.items.len()),
         }
     }
 }

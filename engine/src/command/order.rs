@@ -128,6 +128,9 @@ pub struct Refunded {
     pub refundable: Fen,
     /// The new code after a rejected request (the old one is void).
     pub new_code: Option<Code>,
+    /// The transfer that carries `buyer_amount` to the buyer (MON-7), when
+    /// the step paid the buyer something.
+    pub transfer: Option<u16>,
     /// True when this answers a retry of a step already applied.
     pub replayed: bool,
 }
@@ -233,6 +236,8 @@ pub struct OrderView {
     pub escrow: Fen,
     /// The one still-refundable figure (REF).
     pub refundable: Fen,
+    /// Its refund transfers to the buyer (MON-7), in order.
+    pub transfers: Vec<super::TransferView>,
 }
 
 impl std::fmt::Display for RefundKind {
@@ -286,7 +291,11 @@ impl std::fmt::Display for Refunded {
                 self.seller_amount,
                 self.units_voided,
                 self.refundable
-            ),
+            )
+            .and_then(|()| match self.transfer {
+                Some(n) => write!(f, "; refund transfer {n} in transit to the buyer"),
+                None => Ok(()),
+            }),
         }
     }
 }

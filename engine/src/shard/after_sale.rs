@@ -7,7 +7,9 @@
 //! exceeds what the seller received for the order.
 
 use super::*;
-use crate::command::{RefundKind, RefundState, Refunded, REFUND_REASON_BYTES_MAX};
+use crate::command::{
+    RefundKind, RefundState, Refunded, TransferSource, ORDER_TRANSFERS_MAX, REFUND_REASON_BYTES_MAX,
+};
 use crate::message::{ShardMessage, ShardMessageBody};
 
 impl Shard {
@@ -71,6 +73,12 @@ impl Shard {
                 "an after-sale request of this order is open",
             ));
         }
+        if self.transfer_count(slot) >= ORDER_TRANSFERS_MAX / 2 {
+            return Err(Rejection::new(
+                ErrorCode::RefundNotAllowed,
+                "the order has had too many refunds: staff handle further ones outside vouch",
+            ));
+        }
         if amount > cap {
             return Err(Rejection::new(
                 ErrorCode::RefundAboveRefundable,
@@ -108,6 +116,7 @@ impl Shard {
         if amount.is_zero() {
             return;
         }
+        self.send_transfer(now_ms, slot, amount, TransferSource::TakenBack, None);
         let v = &mut self.vouchers[slot as usize];
         v.taken_back += amount;
         let body = ShardMessageBody::TakeBack {
@@ -137,6 +146,7 @@ impl Shard {
             units_voided: 0,
             refundable: self.after_sale_refundable(slot),
             new_code: None,
+            transfer: (state == RefundState::Done).then(|| self.transfer_count(slot)),
             replayed: false,
         }
     }

@@ -20,7 +20,7 @@ use jiff::tz::TimeZone;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
@@ -38,6 +38,7 @@ mod redeem;
 mod refund;
 mod reverse;
 mod settle;
+mod transfer;
 
 pub use authz::Caller;
 use authz::Who;
@@ -254,6 +255,10 @@ pub struct Shard {
     t3_due: BTreeSet<(i64, u32)>,
     /// Messages made so far: the `seq` of the latest.
     messages_sent: u64,
+    /// Refund transfers (MON-7) by (voucher slot, number).
+    transfers: BTreeMap<transfer::TransferKey, transfer::Transfer>,
+    /// Transfers awaiting an answer (false) or a retry (true), for paging.
+    transfers_open: BTreeSet<(bool, u32, u16)>,
 }
 
 /// What a shard knows of a catalog product (see [`CatalogFact::Product`]).
@@ -372,6 +377,8 @@ impl Shard {
             clock_floor_ms: i64::MIN,
             outbox: Vec::new(),
             messages_sent: 0,
+            transfers: BTreeMap::new(),
+            transfers_open: BTreeSet::new(),
             payable: Default::default(),
             order_steps: map(h),
             expiries: BTreeSet::new(),
@@ -434,6 +441,7 @@ impl Shard {
             Command::Reverse(c) => self.knows_request(&c.request_id),
             Command::Refund(c) => self.knows_request(&c.request_id),
             Command::Extend(c) => self.knows_request(&c.request_id),
+            Command::TransferStep(c) => self.knows_request(&c.request_id),
             _ => false,
         }
     }
@@ -490,6 +498,8 @@ impl Shard {
             Command::Refund(c) => self.refund(now_ms, c, effects),
             Command::Extend(c) => self.extend(now_ms, c),
             Command::Order(c) => self.order(c),
+            Command::TransferStep(c) => self.transfer_step(now_ms, c),
+            Command::Transfers(c) => Ok(self.list_transfers(c)),
         };
         self.send_payables(now_ms);
         reply

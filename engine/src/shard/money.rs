@@ -12,6 +12,8 @@
 //! T+3 due      escrow  → settlement  what is left           (Reason::TPlus3Due)
 //! expiry       escrow  → refunds / settlement               (REF-6, SET-1 end)
 //! ```
+//! Money in `refunds` travels on to the buyer as a transfer the payment
+//! system confirms or fails (MON-7, `transfer.rs`).
 //! Money in `settlement` has been handed to the catalog: each tick sums
 //! what it made payable per seller and reason into one
 //! [`ShardMessage`], numbered per shard, which the catalog books to the
@@ -25,6 +27,7 @@
 //! its voucher slot, so MON-5 is checked per voucher from the entries.
 
 use super::*;
+use crate::command::TransferSource;
 use crate::ledger::{Account, Ledger, Reason};
 use crate::message::{ShardMessage, ShardMessageBody};
 use std::collections::BTreeMap;
@@ -50,6 +53,9 @@ pub enum ShardAccount {
     /// Refunds to buyers, in transit to the payment system (MON-4
     /// `refund_in_transit`, MON-7).
     Refunds,
+    /// Refunds the payment system failed: owed to the buyers until they
+    /// are retried (MON-7).
+    RefundsFailed,
 }
 
 impl fmt::Display for ShardAccount {
@@ -60,6 +66,7 @@ impl fmt::Display for ShardAccount {
             ShardAccount::Pending => f.write_str("pending redemptions"),
             ShardAccount::Settlement => f.write_str("handed to settlement"),
             ShardAccount::Refunds => f.write_str("refunds in transit"),
+            ShardAccount::RefundsFailed => f.write_str("refunds failed, owed to buyers"),
         }
     }
 }
@@ -79,7 +86,7 @@ pub type ShardLedger = Ledger<ShardAccount, u32>;
 
 /// A movement the shard's own state guarantees is possible (the balances
 /// it draws on are the voucher's); a failure is a broken invariant.
-fn post(
+pub(super) fn post(
     ledger: &mut ShardLedger,
     from: ShardAccount,
     to: ShardAccount,
@@ -221,9 +228,12 @@ impl Shard {
         self.make_payable(now_ms, ShardAccount::Escrow, slot, amount, reason);
     }
 
-    /// Refunds `amount` of voucher `slot`'s escrow to the buyer (in
-    /// transit, MON-7).
+    /// Refunds `amount` of voucher `slot`'s escrow to the buyer: one
+    /// transfer in transit (MON-7) when above zero.
     pub(super) fn refund_to_buyer(&mut self, now_ms: i64, slot: u32, amount: Fen) {
+        if amount.is_zero() {
+            return;
+        }
         let v = &mut self.vouchers[slot as usize];
         v.escrow -= amount;
         v.refunded += amount;
@@ -237,6 +247,7 @@ impl Shard {
             now_ms,
             slot,
         );
+        self.send_transfer(now_ms, slot, amount, TransferSource::Escrow, None);
     }
 
     /// One message per seller and reason of what the command or tick
@@ -284,7 +295,7 @@ impl Shard {
             panic!("MON-5: {e}");
         }
         let mut left = vec![Fen::ZERO; self.vouchers.len()];
-        let (mut pending, mut settled, mut refunded) = (Fen::ZERO, Fen::ZERO, Fen::ZERO);
+        let (mut pending, mut settled) = (Fen::ZERO, Fen::ZERO);
         for r in self.log.iter().filter(|r| !r.reversed()) {
             left[r.voucher as usize] += r.amount;
             if r.settled {
@@ -304,7 +315,6 @@ impl Shard {
             );
             escrow += v.escrow;
             settled += v.released;
-            refunded += v.refunded;
         }
         assert_eq!(
             self.ledger.balance(ShardAccount::Escrow),
@@ -321,11 +331,7 @@ impl Shard {
             settled,
             "MON-5: handed to settlement"
         );
-        assert_eq!(
-            self.ledger.balance(ShardAccount::Refunds),
-            refunded,
-            "MON-5: refunds in transit"
-        );
+        self.check_transfers();
         assert!(self.payable.is_empty(), "payables left unsent");
     }
 }

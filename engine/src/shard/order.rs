@@ -79,6 +79,7 @@ impl Shard {
             to_seller: paid - v.escrow - v.refunded,
             escrow: v.escrow,
             refundable: self.refundable(slot),
+            transfers: self.transfers_of(slot),
         }))
     }
 
@@ -107,6 +108,10 @@ impl Shard {
             Outcome::Extended(x) => Outcome::Extended(crate::command::Extended {
                 replayed: true,
                 ..x
+            }),
+            Outcome::Transfer(t) => Outcome::Transfer(crate::command::TransferView {
+                replayed: true,
+                ..t
             }),
             other => other,
         }))

@@ -437,6 +437,8 @@ impl Shard {
             units_voided,
             refundable: self.refundable(slot),
             new_code,
+            transfer: (state == RefundState::Done && split.buyer > Fen::ZERO)
+                .then(|| self.transfer_count(slot)),
             replayed: false,
         }
     }

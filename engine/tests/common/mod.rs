@@ -3,6 +3,10 @@
 //! outlet 3 by verifier 4 on POS 900).
 #![allow(dead_code)]
 
+mod money;
+#[allow(unused_imports)]
+pub use money::*;
+
 use vouch_engine::command::*;
 use vouch_engine::validity::Validity;
 use vouch_engine::{Code, Command, Fen, OutletId, PosId, ProductId, SellerId, VerifierId};
