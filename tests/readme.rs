@@ -172,6 +172,11 @@ fn readme_every_command_block_runs_as_written() {
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         let want = if line.contains("(exit 1)") { 1 } else { 0 };
+        // `VOUCH_README_SHOW=1 cargo test --test readme -- --nocapture`
+        // prints what each command printed, for reviewing the wording.
+        if std::env::var_os("VOUCH_README_SHOW").is_some() {
+            println!("$ {command}\n{stdout}{stderr}");
+        }
         assert_eq!(
             out.status.code(),
             Some(want),
