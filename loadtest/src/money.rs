@@ -18,7 +18,10 @@ use vouch_engine::catalog::{
     Actor, CatalogCommand as C, CatalogOutcome, CatalogQuery as Q, CatalogView, PayoutState,
     SettlementView, STATEMENT_PAGE_LINES_MAX,
 };
-use vouch_engine::command::{OrderShow, Refund, RefundAction, RequestId};
+use vouch_engine::command::{
+    ListTransfers, OrderShow, Refund, RefundAction, RequestId, TransferAction, TransferState,
+    TransferStep, TRANSFERS_PAGE_ITEMS_MAX,
+};
 use vouch_engine::{Command, ErrorCode, Fen, Outcome, SellerId};
 use vouch_protocol::Client;
 
@@ -306,6 +309,67 @@ pub async fn settle_all(
     Ok(out)
 }
 
+/// MON-7: the payment system confirms every refund transfer in transit,
+/// shard by shard; each must be one the books refunded, for the amount
+/// booked, and none may be left in transit. Returns the fen confirmed.
+pub async fn confirm_refunds(
+    payment: &(Arc<Client>, u64),
+    books: &Books,
+    findings: &mut Findings,
+) -> anyhow::Result<Fen> {
+    let (client, source) = payment;
+    let (mut serial, mut confirmed) = (0, Fen::ZERO);
+    for shard in 0..client.shards() {
+        loop {
+            let list = ListTransfers {
+                shard,
+                failed: false,
+                after: 0,
+                limit: TRANSFERS_PAGE_ITEMS_MAX,
+            };
+            let page = match client.command(Command::Transfers(list)).await? {
+                Ok(Outcome::Transfers(p)) => p,
+                other => {
+                    findings.check(false, || {
+                        format!("refund transfers of shard {shard}: {other:?}")
+                    });
+                    break;
+                }
+            };
+            let before = confirmed;
+            if page.items.is_empty() {
+                break;
+            }
+            for t in page.items {
+                let booked = books.get(&t.order_id).map(|b| b.refunded);
+                findings.check(booked == Some(t.amount), || {
+                    format!("refund transfer {t}: the books say {booked:?}")
+                });
+                serial += 1;
+                let step = TransferStep {
+                    request_id: RequestId {
+                        source: *source,
+                        serial,
+                    },
+                    order_id: t.order_id.clone(),
+                    transfer: t.transfer,
+                    action: TransferAction::Confirm,
+                };
+                let reply = client.command(Command::TransferStep(step)).await?;
+                let ok = matches!(&reply, Ok(Outcome::Transfer(d)) if d.state == TransferState::Confirmed);
+                findings.check(ok, || format!("confirming {t}: {reply:?}"));
+                if ok {
+                    confirmed += t.amount;
+                }
+            }
+            if confirmed == before {
+                break; // nothing confirmed: the findings say why
+            }
+        }
+    }
+    Ok(confirmed)
+}
+
 /// RPT-4: each statement's lines add up to its settlement's total.
 pub async fn check_statements(
     client: &Client,
@@ -417,6 +481,9 @@ pub struct Inputs {
     pub redeemed: HashMap<String, u32>,
     /// Request-id source of the run's refunds and catalog commands.
     pub source: u64,
+    /// A connection with the payment system's token, and its request-id
+    /// source: it confirms the refunds in transit (MON-7).
+    pub payment: (Arc<Client>, u64),
 }
 
 /// The outcome of the money steps.
@@ -498,6 +565,11 @@ pub async fn run(pool: &Pool, mut inputs: Inputs) -> anyhow::Result<Outputs> {
         format!("{after} fen still payable or in transit after every payout")
     });
     check_statements(&client, &settled, &mut findings).await?;
+    let confirmed = confirm_refunds(&inputs.payment, &inputs.books, &mut findings).await?;
+    let booked: Fen = inputs.books.values().map(|b| b.refunded).sum();
+    findings.check(confirmed == booked, || {
+        format!("refunds confirmed {confirmed} yuan, the books refunded {booked}")
+    });
     let (order_stats, f) = check_orders(pool, &inputs.books, left).await?;
     stats.merge_with_active(order_stats);
     findings.checked += f.checked;

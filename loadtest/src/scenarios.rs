@@ -674,7 +674,8 @@ pub async fn replay(
             .map(|c| (format!("{prefix}{}", c.order_key), c.units))
             .collect();
         let source = (u64::from(common.run_id) << 32) | 0xffff_fffd;
-        let inputs = money_inputs(&shared, books, cancellations, source);
+        let payment = payment_system(common, &pool).await?;
+        let inputs = money_inputs(&shared, books, cancellations, source, payment);
         let out = money::run(&pool, inputs).await?;
         stats.merge_with_active(out.stats);
         let mut s = lock(&shared);
@@ -723,6 +724,7 @@ fn money_inputs(
     mut books: money::Books,
     cancellations: Vec<(String, u32)>,
     source: u64,
+    payment: (Arc<vouch_protocol::Client>, u64),
 ) -> money::Inputs {
     let s = lock(shared);
     books.retain(|id, _| s.model.vouchers.contains_key(id));
@@ -742,7 +744,44 @@ fn money_inputs(
         left,
         redeemed,
         source,
+        payment,
     }
+}
+
+/// A new token of the payment system (issued by staff through the run's
+/// own connection) and a connection with it, with its request-id source:
+/// only it may confirm refunds to buyers (MON-7).
+///
+/// Errors: the token was refused or the connection failed.
+async fn payment_system(
+    common: &Common,
+    pool: &Pool,
+) -> anyhow::Result<(Arc<vouch_protocol::Client>, u64)> {
+    use rand::RngCore;
+    use sha2::Digest;
+    let mut raw = [0u8; 24];
+    rand::rng().fill_bytes(&mut raw);
+    let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    let token_hash: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+    let rid = RequestId {
+        source: (u64::from(common.run_id) << 32) | 0xffff_fffc,
+        serial: 1,
+    };
+    let issue = vouch_engine::catalog::CatalogCommand::IssueToken {
+        token_hash,
+        actor: vouch_engine::catalog::Actor::PaymentSystem,
+    };
+    if let Err(e) = pool
+        .first()
+        .catalog(rid, Some(vouch_engine::catalog::Actor::Staff), issue)
+        .await?
+    {
+        anyhow::bail!("issuing the payment system's token: {}", e.message);
+    }
+    let client =
+        vouch_protocol::Client::connect(&common.target, &token, common.ca.as_deref()).await?;
+    let source = vouch_engine::catalog::token_source(&token_hash);
+    Ok((Arc::new(client), source))
 }
 
 /// Sellers the synthetic scenarios onboard, and products per seller.
