@@ -11,8 +11,11 @@ use crate::ids::SellerId;
 use crate::money::Fen;
 use serde::{Deserialize, Serialize};
 
-/// Most transfers one order may have (its refunds and their retries): a
-/// refused retry beyond it leaves the money failed and owed, for staff.
+/// Most transfers one order may have (its refunds and their retries):
+/// after-sale requests stop at half of it, retries two below it (room for
+/// an open after-sale request's confirmation and the one refund that
+/// closes the order). A refused retry leaves the money failed and owed,
+/// for staff.
 pub const ORDER_TRANSFERS_MAX: u16 = 256;
 
 /// Most transfers one [`ListTransfers`] page returns.

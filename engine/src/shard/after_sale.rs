@@ -30,9 +30,13 @@ impl Shard {
         got
     }
 
-    /// REF-5's cap: received less already taken back.
+    /// REF-5's cap: received less already taken back, and less an open
+    /// after-sale request's amount (reserved for its confirmation: a REF-1
+    /// or the expiry meanwhile takes back only the rest, so every
+    /// take-back together stays within what the seller received).
     pub(super) fn after_sale_refundable(&self, slot: u32) -> Fen {
-        self.seller_received(slot) - self.vouchers[slot as usize].taken_back
+        let v = &self.vouchers[slot as usize];
+        self.seller_received(slot) - v.taken_back - v.after_sale.unwrap_or(Fen::ZERO)
     }
 
     /// [`RefundAction::AfterSale`](crate::command::RefundAction): opens the

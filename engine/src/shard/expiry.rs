@@ -99,13 +99,6 @@ impl Shard {
             valid_until_ms: v.valid_until_ms,
             replayed: false,
         });
-        self.order_steps.insert(
-            c.request_id,
-            OrderStep {
-                fingerprint: fp,
-                reply: reply.clone(),
-            },
-        );
-        Ok(reply)
+        Ok(self.remember_step(c.request_id, fp, reply))
     }
 }

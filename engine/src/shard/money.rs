@@ -305,6 +305,15 @@ impl Shard {
             }
         }
         let mut escrow = Fen::ZERO;
+        for slot in 0..self.vouchers.len() as u32 {
+            let v = &self.vouchers[slot as usize];
+            let reserved = v.taken_back + v.after_sale.unwrap_or(Fen::ZERO);
+            assert!(
+                reserved <= self.seller_received(slot),
+                "REF-5: order {} takes back more than the seller received",
+                v.order_id
+            );
+        }
         for (v, redeemed) in self.vouchers.iter().zip(left) {
             let paid = v.unit_price.times(v.units_total).expect("bounded");
             assert_eq!(

@@ -83,6 +83,22 @@ impl Shard {
         }))
     }
 
+    /// Keeps order step `rid`'s reply for its retries (invariant 4) and
+    /// returns it.
+    pub(super) fn remember_step(
+        &mut self,
+        rid: RequestId,
+        fingerprint: u64,
+        reply: Outcome,
+    ) -> Outcome {
+        let step = OrderStep {
+            fingerprint,
+            reply: reply.clone(),
+        };
+        self.order_steps.insert(rid, step);
+        reply
+    }
+
     /// The reply to a retry of order step `rid` (its original reply,
     /// marked as a repeat), `request_conflict` for other content; None
     /// when `rid` is new.

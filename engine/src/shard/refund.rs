@@ -87,14 +87,7 @@ impl Shard {
             RefundAction::ConfirmAfterSale => self.after_sale_confirm(now_ms, slot)?,
         };
         let reply = Outcome::Refunded(refunded);
-        self.order_steps.insert(
-            c.request_id,
-            OrderStep {
-                fingerprint: fp,
-                reply: reply.clone(),
-            },
-        );
-        Ok(reply)
+        Ok(self.remember_step(c.request_id, fp, reply))
     }
 
     /// What every unexpired refund needs: the order open (not refunded or

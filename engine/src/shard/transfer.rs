@@ -115,14 +115,7 @@ impl Shard {
             TransferAction::Retry => self.retry_transfer(now_ms, key)?,
         };
         let reply = Outcome::Transfer(self.transfer_view(shown));
-        self.order_steps.insert(
-            c.request_id,
-            OrderStep {
-                fingerprint: fp,
-                reply: reply.clone(),
-            },
-        );
-        Ok(reply)
+        Ok(self.remember_step(c.request_id, fp, reply))
     }
 
     /// Confirms or fails transfer `key` (in transit); returns it.
@@ -168,7 +161,7 @@ impl Shard {
                 ),
             ));
         }
-        if self.transfer_count(key.0) >= ORDER_TRANSFERS_MAX {
+        if self.transfer_count(key.0) >= ORDER_TRANSFERS_MAX - 2 {
             return Err(Rejection::new(
                 ErrorCode::RefundNotAllowed,
                 format!("the order has had {ORDER_TRANSFERS_MAX} refund transfers: staff pay it outside vouch"),
