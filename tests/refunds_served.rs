@@ -11,8 +11,8 @@ use common::Server;
 use helpers::*;
 use vouch_engine::catalog::{Actor, CatalogCommand, SellerKind};
 use vouch_engine::command::{
-    ListTransfers, OrderShow, OrderView, Refund, RefundAction, TransferAction, TransferState,
-    TransferStep,
+    ListOrders, ListTransfers, OrderShow, OrderState, OrderView, Refund, RefundAction,
+    TransferAction, TransferState, TransferStep,
 };
 use vouch_engine::{Code, Command, ErrorCode, Fen, Outcome, PosId, RequestId, SellerId};
 use vouch_protocol::{Client, WireReply};
@@ -301,6 +301,25 @@ async fn mon_7_refund_transfers_over_a_real_server() {
     .await;
     assert!(matches!(again, Ok(Outcome::Transfer(ref t)) if t.replayed));
 
+    // ORD-12 lists: a seller sees its own orders, the front end none.
+    let orders = |shard| {
+        Command::Orders(ListOrders {
+            shard,
+            seller_id: None,
+            state: Some(OrderState::Unavailable),
+            from: 0,
+            limit: 100,
+        })
+    };
+    assert_eq!(code_of(&send(&front, orders(0)).await), not_permitted);
+    let mut mine = Vec::new();
+    for shard in 0..seller.shards() {
+        let Ok(Outcome::Orders(p)) = send(&seller, orders(shard)).await else {
+            panic!("a seller lists its orders")
+        };
+        mine.extend(p.items.into_iter().map(|o| o.order_id));
+    }
+    assert_eq!(mine, ["t-1"]);
     let states = |o: &OrderView| o.transfers.iter().map(|t| t.state).collect::<Vec<_>>();
     let before = order_view(&admin, "t-1").await;
     assert_eq!(

@@ -29,6 +29,7 @@ pub fn route(command: &Command, shards: u32) -> u32 {
         Command::Order(c) => by_order(&c.order_id) % n,
         Command::TransferStep(c) => by_order(&c.order_id) % n,
         Command::Transfers(c) => u64::from(c.shard) % n,
+        Command::Orders(c) => u64::from(c.shard) % n,
     };
     r as u32
 }

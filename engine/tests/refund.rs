@@ -446,6 +446,79 @@ fn ord_12_order_states() {
     );
 }
 
+/// Every order of `state` (None: all) of `seller` across the shards, paged
+/// `limit` at a time.
+fn list(
+    e: &mut Engine,
+    seller: Option<SellerId>,
+    state: Option<OrderState>,
+    limit: u32,
+) -> Vec<String> {
+    let mut all = Vec::new();
+    for shard in 0..2 {
+        let mut from = 0;
+        loop {
+            let c = Command::Orders(ListOrders {
+                shard,
+                seller_id: seller,
+                state,
+                from,
+                limit,
+            });
+            let Ok(Outcome::Orders(page)) = e.apply(NOW, &c, &mut Vec::new()) else {
+                panic!("an order page")
+            };
+            assert!(page.items.len() <= limit as usize);
+            assert!(page
+                .items
+                .iter()
+                .all(|o| state.is_none_or(|s| o.state == s)));
+            all.extend(page.items.into_iter().map(|o| o.order_id));
+            match page.next {
+                Some(n) => from = n,
+                None => break,
+            }
+        }
+    }
+    all.sort();
+    all
+}
+
+/// ORD-12 / RPT-2: the order list by state, for one seller or all, gives
+/// each order once whatever the page size; another seller sees none.
+#[test]
+fn ord_12_orders_list_by_state() {
+    let mut e = engine_with(auto(None));
+    let codes: Vec<Code> = (0..6)
+        .map(|i| issue_at(&mut e, &format!("o-{i}"), 1, 1_999))
+        .collect();
+    redeem(&mut e, NOW, codes[2], 1, 1);
+    refund(&mut e, NOW + 1, "o-1", RefundAction::Automatic, 1).unwrap();
+    refund(&mut e, NOW + 1, "o-4", RefundAction::Automatic, 2).unwrap();
+    let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    for limit in [1, 2, 1_000] {
+        assert_eq!(
+            list(&mut e, None, Some(OrderState::Unavailable), limit),
+            ids(&["o-1", "o-4"])
+        );
+        assert_eq!(
+            list(
+                &mut e,
+                Some(SellerId(10)),
+                Some(OrderState::Available),
+                limit
+            ),
+            ids(&["o-0", "o-3", "o-5"])
+        );
+        assert_eq!(
+            list(&mut e, None, Some(OrderState::Used), limit),
+            ids(&["o-2"])
+        );
+    }
+    assert_eq!(list(&mut e, None, None, 3).len(), 6);
+    assert!(list(&mut e, Some(SellerId(11)), None, 10).is_empty());
+}
+
 /// SET-2: a T+3 order's redemptions move no money; its whole escrow goes
 /// to the seller at the earlier of issue + 3 calendar days and the first
 /// redemption's window end — once; afterwards an automatic refund is

@@ -33,5 +33,6 @@ pub use target::Target;
 /// 4: refunds, extension and the order view (opcodes 15–17), settlement
 /// and the payment system's principal. 5: refund transfers to buyers
 /// (MON-7: opcode 18 answers or retries one, 19 lists them), and the
-/// refund reply and order view carry them.
+/// refund reply and order view carry them; 20 lists orders by state
+/// (ORD-12).
 pub const PROTOCOL_VERSION: u8 = 5;

@@ -68,6 +68,7 @@ impl Request {
             Request::Command(Command::Order(_)) => 17,
             Request::Command(Command::TransferStep(_)) => 18,
             Request::Command(Command::Transfers(_)) => 19,
+            Request::Command(Command::Orders(_)) => 20,
         }
     }
 

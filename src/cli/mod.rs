@@ -769,6 +769,9 @@ async fn send(
         ClientRequest::Engine(Command::Transfers(l)) => transfers_all_shards(client, l)
             .await
             .map(|r| r.map(Shown::Engine)),
+        ClientRequest::Engine(Command::Orders(l)) => orders_all_shards(client, l)
+            .await
+            .map(|r| r.map(Shown::Engine)),
         ClientRequest::Engine(command) => {
             client.command(command).await.map(|r| r.map(Shown::Engine))
         }
@@ -897,6 +900,31 @@ async fn transfers_all_shards(
     }
     let page = vouch_engine::command::TransferPage { items, next: None };
     Ok(Ok(Outcome::Transfers(page)))
+}
+
+/// Reads every shard's orders page by page (each page looks at a bounded
+/// number of vouchers) and gathers them in one list.
+async fn orders_all_shards(
+    client: &Client,
+    mut l: vouch_engine::command::ListOrders,
+) -> Result<Result<Outcome, WireError>, ClientError> {
+    let mut items = Vec::new();
+    for shard in 0..client.shards() {
+        (l.shard, l.from) = (shard, 0);
+        loop {
+            let page = match client.command(Command::Orders(l.clone())).await? {
+                Ok(Outcome::Orders(page)) => page,
+                other => return Ok(other),
+            };
+            items.extend(page.items);
+            match page.next {
+                Some(from) if from > l.from => l.from = from,
+                _ => break,
+            }
+        }
+    }
+    let page = vouch_engine::command::OrderPage { items, next: None };
+    Ok(Ok(Outcome::Orders(page)))
 }
 
 /// Runs a list read page by page until a page comes back short, and

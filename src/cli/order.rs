@@ -8,7 +8,8 @@ use super::{request_id_for, ClientArgs};
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 use vouch_engine::command::{
-    Extend, Extended, OrderShow, OrderView, Refund, RefundAction, Refunded,
+    Extend, Extended, ListOrders, OrderPage, OrderShow, OrderState, OrderView, Refund,
+    RefundAction, Refunded, ORDERS_PAGE_ITEMS_MAX,
 };
 use vouch_engine::{Command, Fen};
 
@@ -124,6 +125,25 @@ enum OrderAction {
         /// Order id.
         order: String,
     },
+    /// Orders by state across all shards (a seller its own, staff all or
+    /// one seller's).
+    List {
+        /// Only this state: available, used or unavailable.
+        #[arg(long, value_parser = parse_state)]
+        state: Option<OrderState>,
+        /// Only this seller's (staff).
+        #[arg(long)]
+        seller: Option<vouch_engine::SellerId>,
+    },
+}
+
+fn parse_state(s: &str) -> Result<OrderState, String> {
+    match s {
+        "available" => Ok(OrderState::Available),
+        "used" => Ok(OrderState::Used),
+        "unavailable" => Ok(OrderState::Unavailable),
+        _ => Err(format!("state {s:?}: use available, used or unavailable")),
+    }
 }
 
 impl RefundArgs {
@@ -195,12 +215,20 @@ impl OrderArgs {
 
     /// The order read.
     pub(super) fn build(self) -> (ClientArgs, Command) {
-        let OrderAction::Show { order } = self.action;
-        let c = OrderShow {
-            order_id: order,
-            seller_id: None,
+        let c = match self.action {
+            OrderAction::Show { order } => Command::Order(OrderShow {
+                order_id: order,
+                seller_id: None,
+            }),
+            OrderAction::List { state, seller } => Command::Orders(ListOrders {
+                shard: 0,
+                seller_id: seller,
+                state,
+                from: 0,
+                limit: ORDERS_PAGE_ITEMS_MAX,
+            }),
         };
-        (self.client, Command::Order(c))
+        (self.client, c)
     }
 }
 
@@ -247,6 +275,41 @@ pub fn extended(x: &Extended, zone: &Zone) -> (Value, String) {
             },
             x.order_id
         ),
+    )
+}
+
+/// A list of orders as JSON and text, one line each.
+pub fn orders(p: &OrderPage, zone: &Zone) -> (Value, String) {
+    let mut text = match p.items.len() {
+        0 => "no orders".to_string(),
+        1 => "1 order:".to_string(),
+        n => format!("{n} orders:"),
+    };
+    let mut items = Vec::new();
+    for o in &p.items {
+        let state = match o.unavailable {
+            Some(why) => format!(
+                "{} ({})",
+                o.state,
+                serde_json::to_value(why)
+                    .unwrap_or_default()
+                    .as_str()
+                    .unwrap_or("")
+            ),
+            None => o.state.to_string(),
+        };
+        text.push_str(&format!(
+            "\n  {} seller {} product {}: {state}; {} of {} units left; paid {} yuan, {} still refundable; valid through {}",
+            o.order_id, o.seller_id, o.product_id, o.units_remaining, o.units_total, o.paid, o.refundable,
+            zone.through(o.valid_until_ms)
+        ));
+        let mut v = serde_json::to_value(o).unwrap_or_default();
+        v["valid_until"] = json!(zone.instant(o.valid_until_ms));
+        items.push(v);
+    }
+    (
+        json!({"ok": true, "outcome": "orders", "count": items.len(), "items": items}),
+        text,
     )
 }
 

@@ -150,6 +150,7 @@ pub(crate) fn print_outcome(o: &Outcome, json: bool, zone: &Zone, request_id: Op
         Outcome::Order(o) => crate::cli::order::order(o, zone),
         Outcome::Transfer(t) => crate::cli::transfer::transfer(t, zone),
         Outcome::Transfers(p) => crate::cli::transfer::transfers(p, zone),
+        Outcome::Orders(p) => crate::cli::order::orders(p, zone),
     };
     if json {
         print_json(value);

@@ -143,9 +143,9 @@ pub(super) fn authorize(principal: Principal, request: &mut Request) -> Result<(
             Actor::Staff => Ok(()),
             _ => refuse("read the audit"),
         },
-        Request::Command(c @ (Command::Refund(_) | Command::Extend(_) | Command::Order(_))) => {
-            authorize_order(actor, c)
-        }
+        Request::Command(
+            c @ (Command::Refund(_) | Command::Extend(_) | Command::Order(_) | Command::Orders(_)),
+        ) => authorize_order(actor, c),
         Request::Command(Command::TransferStep(t)) => authorize_transfer(actor, t.action),
         // The payment system's work list, and staff's.
         Request::Command(Command::Transfers(_)) => match actor {
@@ -188,6 +188,8 @@ fn authorize_order(actor: Actor, command: &mut Command) -> Result<(), WireError>
         // ORD-12: a seller sees its own orders; the front end any, for
         // its buyers.
         Command::Order(o) => (bind_seller(actor, &mut o.seller_id, true), "read orders"),
+        // RPT-2: a seller lists its own orders, staff everyone's.
+        Command::Orders(l) => (bind_seller(actor, &mut l.seller_id, false), "list orders"),
         _ => (false, "send this command"),
     };
     if ok {

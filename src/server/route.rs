@@ -100,6 +100,7 @@ pub(super) fn dispatch(
                 Command::AuditVouchers(a) => Some(a.shard),
                 Command::AuditRedemptions(a) => Some(a.shard),
                 Command::Transfers(a) => Some(a.shard),
+                Command::Orders(a) => Some(a.shard),
                 _ => None,
             };
             if let Some(shard) = audit_shard.filter(|s| *s >= ctx.shards) {

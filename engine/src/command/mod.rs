@@ -186,6 +186,8 @@ pub enum Command {
     TransferStep(TransferStep),
     /// See [`ListTransfers`].
     Transfers(ListTransfers),
+    /// See [`ListOrders`].
+    Orders(ListOrders),
 }
 
 impl Command {
@@ -449,6 +451,8 @@ pub enum Outcome {
     Transfer(TransferView),
     /// See [`TransferPage`].
     Transfers(TransferPage),
+    /// See [`OrderPage`].
+    Orders(OrderPage),
 }
 
 /// What a command returns: an outcome or a rejection.
@@ -603,6 +607,7 @@ impl std::fmt::Display for Outcome {
             Outcome::Order(o) => write!(f, "order {} is {}", o.order_id, o.state),
             Outcome::Transfer(t) => write!(f, "{t}"),
             Outcome::Transfers(p) => write!(f, "{} refund transfers", p.items.len()),
+            Outcome::Orders(p) => write!(f, "{} orders", p.items.len()),
         }
     }
 }

@@ -171,6 +171,65 @@ pub struct OrderShow {
     pub seller_id: Option<SellerId>,
 }
 
+/// Most orders one [`ListOrders`] page returns.
+pub const ORDERS_PAGE_ITEMS_MAX: u32 = 1_000;
+
+/// Most vouchers one [`ListOrders`] request looks at: a filter that
+/// matches little returns a short (even empty) page with a cursor, so
+/// every request does bounded work.
+pub const ORDERS_SCAN_MAX: u32 = 20_000;
+
+/// One page of a shard's orders for their seller (ORD-12, RPT-2), in issue
+/// order, optionally of one state.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ListOrders {
+    /// Shard to read.
+    pub shard: u32,
+    /// Only this seller's (filled in by the server for a seller's token).
+    pub seller_id: Option<SellerId>,
+    /// Only orders in this state.
+    pub state: Option<OrderState>,
+    /// First voucher position to look at: 0, then the previous page's
+    /// `next`.
+    pub from: u32,
+    /// Most items (≤ [`ORDERS_PAGE_ITEMS_MAX`]).
+    pub limit: u32,
+}
+
+/// One order in a list (ORD-12).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderSummary {
+    /// The order.
+    pub order_id: String,
+    /// Its seller.
+    pub seller_id: SellerId,
+    /// Its product.
+    pub product_id: ProductId,
+    /// ORD-12.
+    pub state: OrderState,
+    /// Why `unavailable`.
+    pub unavailable: Option<Unavailable>,
+    /// Units bought.
+    pub units_total: u32,
+    /// Units left to redeem.
+    pub units_remaining: u32,
+    /// What the buyer paid.
+    pub paid: Fen,
+    /// The one still-refundable figure.
+    pub refundable: Fen,
+    /// Validity end, unix ms (exclusive).
+    pub valid_until_ms: i64,
+}
+
+/// Reply to a [`ListOrders`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderPage {
+    /// The page.
+    pub items: Vec<OrderSummary>,
+    /// Where to go on (`from` of the next request), None at the end.
+    pub next: Option<u32>,
+}
+
 /// ORD-12's order states.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -500,6 +500,7 @@ impl Shard {
             Command::Order(c) => self.order(c),
             Command::TransferStep(c) => self.transfer_step(now_ms, c),
             Command::Transfers(c) => Ok(self.list_transfers(c)),
+            Command::Orders(c) => Ok(self.list_orders(c)),
         };
         self.send_payables(now_ms);
         reply

@@ -3,7 +3,10 @@
 //! replies to retried order steps (invariant 4).
 
 use super::*;
-use crate::command::{OrderShow, OrderState, OrderView};
+use crate::command::{
+    ListOrders, OrderPage, OrderShow, OrderState, OrderSummary, OrderView, ORDERS_PAGE_ITEMS_MAX,
+    ORDERS_SCAN_MAX,
+};
 
 impl Shard {
     /// The voucher of `order_id` as `seller` may see it: None sees every
@@ -49,6 +52,36 @@ impl Shard {
             (None, 0) => OrderState::Used,
             (None, _) => OrderState::Available,
         }
+    }
+
+    /// [`Command::Orders`]: one page of orders from position `from`, of
+    /// one seller and state when given; looks at most at
+    /// `ORDERS_SCAN_MAX` vouchers.
+    pub(super) fn list_orders(&self, c: &ListOrders) -> Outcome {
+        let limit = c.limit.clamp(1, ORDERS_PAGE_ITEMS_MAX) as usize;
+        let end = (self.vouchers.len() as u64).min(u64::from(c.from) + u64::from(ORDERS_SCAN_MAX));
+        let (mut items, mut slot) = (Vec::new(), c.from);
+        while u64::from(slot) < end && items.len() < limit {
+            let v = &self.vouchers[slot as usize];
+            let state = self.order_state(slot);
+            if c.seller_id.is_none_or(|s| s == v.seller_id) && c.state.is_none_or(|s| s == state) {
+                items.push(OrderSummary {
+                    order_id: v.order_id.to_string(),
+                    seller_id: v.seller_id,
+                    product_id: v.product_id,
+                    state,
+                    unavailable: v.closed,
+                    units_total: v.units_total,
+                    units_remaining: v.units_remaining,
+                    paid: v.unit_price.times(v.units_total).expect("bounded"),
+                    refundable: self.refundable(slot),
+                    valid_until_ms: v.valid_until_ms,
+                });
+            }
+            slot += 1;
+        }
+        let next = ((slot as usize) < self.vouchers.len()).then_some(slot);
+        Outcome::Orders(OrderPage { items, next })
     }
 
     /// [`Command::Order`]: one order's state and money.
