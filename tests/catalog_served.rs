@@ -350,6 +350,7 @@ async fn pub_9_publishing_api_over_tcp_validates_and_survives_restart() {
             CatalogView::Tokens(x) => x.len(),
             CatalogView::Settlements(x) => x.len(),
             CatalogView::Statement(x) => x.lines.len(),
+            CatalogView::Entries(x) => x.items.len(),
         })
         .collect();
     // Providers: the platform's own and 70.

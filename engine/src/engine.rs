@@ -30,6 +30,7 @@ pub fn route(command: &Command, shards: u32) -> u32 {
         Command::TransferStep(c) => by_order(&c.order_id) % n,
         Command::Transfers(c) => u64::from(c.shard) % n,
         Command::Orders(c) => u64::from(c.shard) % n,
+        Command::Entries(c) => u64::from(c.shard) % n,
     };
     r as u32
 }

@@ -1187,6 +1187,95 @@ fn replayed(records: &[Vec<u8>]) -> Vec<Shard> {
     shards
 }
 
+/// Every row of an export read, page by page from position 0.
+fn export_rows(mut read: impl FnMut(u64) -> EntryPage) -> Vec<EntryRow> {
+    let (mut rows, mut after) = (Vec::new(), 0);
+    loop {
+        let page = read(after);
+        rows.extend(page.items);
+        match page.next {
+            Some(n) => after = n,
+            None => return rows,
+        }
+    }
+}
+
+/// Σ fen of the pending rows of `reasons`.
+fn pending_fen(rows: &[EntryRow], reasons: &[vouch_engine::ledger::Reason]) -> i64 {
+    rows.iter()
+        .filter(|r| r.state == EntryState::Pending && reasons.contains(&r.reason))
+        .map(|r| r.amount.fen())
+        .sum()
+}
+
+/// RPT-5 against the ledgers: the export has one row per entry, and
+/// what it calls pending is exactly what the accounts hold waiting — the
+/// shards' `pending` (redemptions in their window) and `refunds` (in
+/// transit), the catalog's payouts in transit.
+fn check_export(shards: &mut [Shard], catalog: &Catalog) {
+    use vouch_engine::ledger::Reason;
+    for s in shards.iter_mut() {
+        let shard = s.index();
+        let rows = export_rows(|after| {
+            let c = Command::Entries(ListEntries {
+                shard,
+                seller_id: None,
+                from_ms: i64::MIN,
+                until_ms: i64::MAX,
+                after,
+                limit: ENTRIES_PAGE_ITEMS_MAX,
+            });
+            let Ok(Outcome::Entries(page)) = s.apply(START, &c, &mut Vec::new()) else {
+                panic!("an entry page")
+            };
+            page
+        });
+        assert_eq!(
+            rows.len(),
+            s.ledger().entries().len(),
+            "RPT-5: shard {shard} rows"
+        );
+        let balance = |a| s.ledger().balance(a).fen();
+        assert_eq!(
+            pending_fen(&rows, &[Reason::Redeemed]),
+            balance(ShardAccount::Pending),
+            "RPT-5: shard {shard} pending redemptions"
+        );
+        assert_eq!(
+            pending_fen(&rows, &[Reason::Refunded, Reason::RefundRetried]),
+            balance(ShardAccount::Refunds),
+            "RPT-5: shard {shard} refunds in transit"
+        );
+    }
+    let rows = export_rows(|after| {
+        let q = vouch_engine::catalog::CatalogQuery::Entries {
+            seller: None,
+            from_ms: i64::MIN,
+            until_ms: i64::MAX,
+            after,
+            limit: ENTRIES_PAGE_ITEMS_MAX,
+        };
+        match catalog.read(vouch_engine::catalog::Actor::Staff, &q) {
+            Ok(vouch_engine::catalog::CatalogView::Entries(page)) => page,
+            other => panic!("{other:?}"),
+        }
+    });
+    assert_eq!(rows.len(), catalog.ledger().len(), "RPT-5: catalog rows");
+    let in_transit: i64 = rows
+        .iter()
+        .map(|r| {
+            let fen = r.amount.fen();
+            i64::from(r.credit == "payout_in_transit") * fen
+                - i64::from(r.debit == "payout_in_transit") * fen
+        })
+        .sum();
+    assert_eq!(
+        pending_fen(&rows, &[Reason::PayoutSent]),
+        in_transit,
+        "RPT-5: payouts in transit"
+    );
+}
+
 /// Every transfer of `shard` in transit, then every failed one.
 fn open_transfers(shard: &mut Shard) -> Vec<TransferView> {
     let mut all = Vec::new();
@@ -1219,6 +1308,7 @@ fn run(seed: u64, steps: u64) {
             sim.one_step();
         }
         sim.check();
+        check_export(&mut sim.shards, &sim.money.catalog);
         let mut again = replayed(&sim.records);
         for s in &again {
             s.check_invariants();

@@ -16,29 +16,6 @@ use common::*;
 
 const DAY: i64 = 86_400_000;
 
-fn step(
-    e: &mut Engine,
-    now: i64,
-    order: &str,
-    transfer: u16,
-    action: TransferAction,
-    serial: u64,
-) -> Result<TransferView, ErrorCode> {
-    let c = Command::TransferStep(TransferStep {
-        request_id: rid(50_000 + serial),
-        order_id: order.into(),
-        transfer,
-        action,
-    });
-    let r = e.apply(now, &c, &mut Vec::new());
-    e.check_invariants();
-    match r {
-        Ok(Outcome::Transfer(t)) => Ok(t),
-        Ok(other) => panic!("{other:?}"),
-        Err(r) => Err(r.code),
-    }
-}
-
 fn list(e: &mut Engine, failed: bool, limit: u32) -> Vec<(String, u16)> {
     let mut all = Vec::new();
     let mut after = 0;
@@ -81,7 +58,7 @@ fn mon_7_a_refund_is_in_transit_until_the_payment_system_confirms_it() {
     assert_eq!(list(&mut e, false, 10), [("o-1".to_string(), 1)]);
 
     let buyers = balance(&e, ShardAccount::Buyers);
-    let done = step(&mut e, NOW + 2, "o-1", 1, TransferAction::Confirm, 1).unwrap();
+    let done = transfer_step(&mut e, NOW + 2, "o-1", 1, TransferAction::Confirm, 50_001).unwrap();
     assert_eq!(
         (done.state, done.replayed),
         (TransferState::Confirmed, false)
@@ -95,11 +72,11 @@ fn mon_7_a_refund_is_in_transit_until_the_payment_system_confirms_it() {
         (before.refunded, Fen::ZERO)
     );
 
-    let again = step(&mut e, NOW + 3, "o-1", 1, TransferAction::Confirm, 1).unwrap();
+    let again = transfer_step(&mut e, NOW + 3, "o-1", 1, TransferAction::Confirm, 50_001).unwrap();
     assert!(again.replayed, "the same request id is a repeat");
-    let twice = step(&mut e, NOW + 3, "o-1", 1, TransferAction::Fail, 2);
+    let twice = transfer_step(&mut e, NOW + 3, "o-1", 1, TransferAction::Fail, 50_002);
     assert_eq!(twice, Err(ErrorCode::RefundNotInTransit));
-    let retry = step(&mut e, NOW + 3, "o-1", 1, TransferAction::Retry, 3);
+    let retry = transfer_step(&mut e, NOW + 3, "o-1", 1, TransferAction::Retry, 50_003);
     assert_eq!(retry, Err(ErrorCode::RefundNotFailed));
     assert_eq!(balance(&e, ShardAccount::Buyers), buyers + 3_898);
 }
@@ -113,7 +90,7 @@ fn mon_7_a_failed_refund_is_owed_until_retried_as_a_new_transfer() {
     let mut e = engine_with(auto(None));
     issue_at(&mut e, NOW, "o-1", 1, 5_000);
     refund(&mut e, NOW + 1, "o-1", RefundAction::Automatic, 1).unwrap();
-    let failed = step(&mut e, NOW + 2, "o-1", 1, TransferAction::Fail, 1).unwrap();
+    let failed = transfer_step(&mut e, NOW + 2, "o-1", 1, TransferAction::Fail, 50_001).unwrap();
     assert_eq!(failed.state, TransferState::Failed);
     assert_eq!(balance(&e, ShardAccount::Refunds), 0);
     assert_eq!(balance(&e, ShardAccount::RefundsFailed), 4_900);
@@ -126,7 +103,7 @@ fn mon_7_a_failed_refund_is_owed_until_retried_as_a_new_transfer() {
     );
     assert_eq!(list(&mut e, true, 10), [("o-1".to_string(), 1)]);
 
-    let retried = step(&mut e, NOW + 4, "o-1", 1, TransferAction::Retry, 2).unwrap();
+    let retried = transfer_step(&mut e, NOW + 4, "o-1", 1, TransferAction::Retry, 50_002).unwrap();
     assert_eq!(
         (retried.transfer, retried.retry_of, retried.state),
         (2, Some(1), TransferState::InTransit)
@@ -139,18 +116,18 @@ fn mon_7_a_failed_refund_is_owed_until_retried_as_a_new_transfer() {
         (TransferState::Retried, Some(2))
     );
     assert_eq!(
-        step(&mut e, NOW + 5, "o-1", 1, TransferAction::Retry, 3),
+        transfer_step(&mut e, NOW + 5, "o-1", 1, TransferAction::Retry, 50_003),
         Err(ErrorCode::RefundNotFailed)
     );
     assert!(list(&mut e, true, 10).is_empty());
-    step(&mut e, NOW + 6, "o-1", 2, TransferAction::Confirm, 4).unwrap();
+    transfer_step(&mut e, NOW + 6, "o-1", 2, TransferAction::Confirm, 50_004).unwrap();
     assert_eq!(balance(&e, ShardAccount::Refunds), 0);
     assert_eq!(
-        step(&mut e, NOW + 7, "o-1", 3, TransferAction::Confirm, 5),
+        transfer_step(&mut e, NOW + 7, "o-1", 3, TransferAction::Confirm, 50_005),
         Err(ErrorCode::NotFound)
     );
     assert_eq!(
-        step(&mut e, NOW + 7, "o-2", 1, TransferAction::Confirm, 6),
+        transfer_step(&mut e, NOW + 7, "o-2", 1, TransferAction::Confirm, 50_006),
         Err(ErrorCode::NotFound)
     );
 }
@@ -171,8 +148,8 @@ fn mon_7_transfer_steps_are_idempotent_by_request_id() {
     });
     let reused = e.apply(NOW + 2, &c, &mut Vec::new()).unwrap_err();
     assert_eq!(reused.code, ErrorCode::RequestConflict);
-    step(&mut e, NOW + 2, "o-1", 1, TransferAction::Fail, 1).unwrap();
-    let other = step(&mut e, NOW + 3, "o-1", 1, TransferAction::Confirm, 1);
+    transfer_step(&mut e, NOW + 2, "o-1", 1, TransferAction::Fail, 50_001).unwrap();
+    let other = transfer_step(&mut e, NOW + 3, "o-1", 1, TransferAction::Confirm, 50_001);
     assert_eq!(other, Err(ErrorCode::RequestConflict));
     assert_eq!(balance(&e, ShardAccount::RefundsFailed), 4_900);
 }
@@ -187,7 +164,7 @@ fn mon_7_the_transfers_in_transit_page_through_once() {
         issue_at(&mut e, NOW, &id, 1, 1_000 + i);
         refund(&mut e, NOW + 1, &id, RefundAction::Automatic, i as u64).unwrap();
     }
-    step(&mut e, NOW + 2, "o-3", 1, TransferAction::Fail, 1).unwrap();
+    transfer_step(&mut e, NOW + 2, "o-3", 1, TransferAction::Fail, 50_001).unwrap();
     let whole = list(&mut e, false, 1_000);
     assert_eq!(whole.len(), 6);
     for limit in [1, 2, 5] {
@@ -242,7 +219,15 @@ fn mon_7_taken_back_refunds_move_in_the_catalog() {
     deliver(&mut e, &mut catalog);
     assert_eq!(catalog.balance(Account::RefundsInTransit).fen(), 2_500);
 
-    step(&mut e, NOW + 5 * DAY, "o-1", 1, TransferAction::Fail, 1).unwrap();
+    transfer_step(
+        &mut e,
+        NOW + 5 * DAY,
+        "o-1",
+        1,
+        TransferAction::Fail,
+        50_001,
+    )
+    .unwrap();
     let sent = deliver(&mut e, &mut catalog);
     assert!(matches!(
         sent[..],
@@ -253,8 +238,24 @@ fn mon_7_taken_back_refunds_move_in_the_catalog() {
     ));
     assert_eq!(catalog.balance(Account::RefundsInTransit).fen(), 0);
     assert_eq!(catalog.balance(Account::RefundsFailed).fen(), 2_500);
-    step(&mut e, NOW + 5 * DAY, "o-1", 1, TransferAction::Retry, 2).unwrap();
-    step(&mut e, NOW + 5 * DAY, "o-1", 2, TransferAction::Confirm, 3).unwrap();
+    transfer_step(
+        &mut e,
+        NOW + 5 * DAY,
+        "o-1",
+        1,
+        TransferAction::Retry,
+        50_002,
+    )
+    .unwrap();
+    transfer_step(
+        &mut e,
+        NOW + 5 * DAY,
+        "o-1",
+        2,
+        TransferAction::Confirm,
+        50_003,
+    )
+    .unwrap();
     let outside = catalog.balance(Account::External).fen();
     deliver(&mut e, &mut catalog);
     assert_eq!(catalog.balance(Account::RefundsFailed).fen(), 0);

@@ -26,38 +26,6 @@ const ACCOUNTS: [ShardAccount; 6] = [
     ShardAccount::RefundsFailed,
 ];
 
-fn step_cmd(order: &str, transfer: u16, action: TransferAction, serial: u64) -> Command {
-    Command::TransferStep(TransferStep {
-        request_id: rid(serial),
-        order_id: order.into(),
-        transfer,
-        action,
-    })
-}
-
-/// One transfer step with request id `rid(serial)`, invariants checked
-/// after it (a panic in the engine fails the test with its message).
-fn step(
-    e: &mut Engine,
-    now: i64,
-    order: &str,
-    transfer: u16,
-    action: TransferAction,
-    serial: u64,
-) -> Result<TransferView, ErrorCode> {
-    let r = e.apply(
-        now,
-        &step_cmd(order, transfer, action, serial),
-        &mut Vec::new(),
-    );
-    e.check_invariants();
-    match r {
-        Ok(Outcome::Transfer(t)) => Ok(t),
-        Ok(other) => panic!("{other:?}"),
-        Err(r) => Err(r.code),
-    }
-}
-
 fn page(e: &mut Engine, shard: u32, failed: bool, after: u64, limit: u32) -> TransferPage {
     let c = Command::Transfers(ListTransfers {
         shard,
@@ -106,7 +74,7 @@ fn mon_7_steps_on_unknown_transfers_are_not_found_and_change_nothing() {
         ] {
             serial += 1;
             let r = catch_unwind(AssertUnwindSafe(|| {
-                step(&mut e, NOW + 1, order, n, action, serial)
+                transfer_step(&mut e, NOW + 1, order, n, action, serial)
             }));
             assert_eq!(
                 r.ok(),
@@ -125,7 +93,7 @@ fn mon_7_steps_on_unknown_transfers_are_not_found_and_change_nothing() {
         for n in [0, 2, 3, 256, 257, u16::MAX - 1, u16::MAX] {
             serial += 1;
             assert_eq!(
-                step(&mut e, NOW + 3, "o-1", n, action, serial),
+                transfer_step(&mut e, NOW + 3, "o-1", n, action, serial),
                 Err(ErrorCode::NotFound),
                 "#{n} {action:?}"
             );
@@ -134,7 +102,7 @@ fn mon_7_steps_on_unknown_transfers_are_not_found_and_change_nothing() {
     assert_eq!(balances(&e), refunded);
     assert_ne!(before, refunded);
     // A refused step binds nothing: its request id works for a real step.
-    let t = step(&mut e, NOW + 4, "o-1", 1, TransferAction::Confirm, serial).unwrap();
+    let t = transfer_step(&mut e, NOW + 4, "o-1", 1, TransferAction::Confirm, serial).unwrap();
     assert!(!t.replayed);
     assert_eq!(t.state, TransferState::Confirmed);
 }
@@ -155,19 +123,19 @@ fn mon_7_out_of_order_steps_are_refused_and_pay_once() {
     };
     use TransferAction::*;
     assert_eq!(
-        step(&mut e, NOW + 2, "o-1", 1, Retry, next()),
+        transfer_step(&mut e, NOW + 2, "o-1", 1, Retry, next()),
         Err(ErrorCode::RefundNotFailed)
     );
-    step(&mut e, NOW + 2, "o-1", 1, Fail, next()).unwrap();
+    transfer_step(&mut e, NOW + 2, "o-1", 1, Fail, next()).unwrap();
     let b = balances(&e);
     for a in [Confirm, Fail] {
         assert_eq!(
-            step(&mut e, NOW + 3, "o-1", 1, a, next()),
+            transfer_step(&mut e, NOW + 3, "o-1", 1, a, next()),
             Err(ErrorCode::RefundNotInTransit)
         );
     }
     assert_eq!(balances(&e), b);
-    step(&mut e, NOW + 4, "o-1", 1, Retry, next()).unwrap();
+    transfer_step(&mut e, NOW + 4, "o-1", 1, Retry, next()).unwrap();
     let b = balances(&e);
     // The retried one is neither in transit nor failed any more.
     for (a, code) in [
@@ -175,17 +143,26 @@ fn mon_7_out_of_order_steps_are_refused_and_pay_once() {
         (Fail, ErrorCode::RefundNotInTransit),
         (Retry, ErrorCode::RefundNotFailed),
     ] {
-        assert_eq!(step(&mut e, NOW + 5, "o-1", 1, a, next()), Err(code));
+        assert_eq!(
+            transfer_step(&mut e, NOW + 5, "o-1", 1, a, next()),
+            Err(code)
+        );
     }
     assert_eq!(balances(&e), b);
-    step(&mut e, NOW + 6, "o-1", 2, Confirm, next()).unwrap();
+    transfer_step(&mut e, NOW + 6, "o-1", 2, Confirm, next()).unwrap();
     for (a, code) in [
         (Confirm, ErrorCode::RefundNotInTransit),
         (Fail, ErrorCode::RefundNotInTransit),
         (Retry, ErrorCode::RefundNotFailed),
     ] {
-        assert_eq!(step(&mut e, NOW + 7, "o-1", 2, a, next()), Err(code));
-        assert_eq!(step(&mut e, NOW + 7, "o-1", 1, a, next()), Err(code));
+        assert_eq!(
+            transfer_step(&mut e, NOW + 7, "o-1", 2, a, next()),
+            Err(code)
+        );
+        assert_eq!(
+            transfer_step(&mut e, NOW + 7, "o-1", 1, a, next()),
+            Err(code)
+        );
     }
     assert_eq!(balance(&e, ShardAccount::Buyers), buyers0 + 4_900);
     assert_eq!(balance(&e, ShardAccount::Refunds), 0);
@@ -212,13 +189,13 @@ fn mon_7_request_ids_are_shared_across_redemptions_refunds_and_transfers() {
     // A redemption's and a refund's ids are taken.
     for serial in [7, 8] {
         assert_eq!(
-            step(&mut e, NOW + 3, "o-1", 1, TransferAction::Confirm, serial),
+            transfer_step(&mut e, NOW + 3, "o-1", 1, TransferAction::Confirm, serial),
             Err(ErrorCode::RequestConflict),
             "id {serial}"
         );
     }
     assert_eq!(balances(&e), b);
-    step(&mut e, NOW + 3, "o-1", 1, TransferAction::Fail, 20).unwrap();
+    transfer_step(&mut e, NOW + 3, "o-1", 1, TransferAction::Fail, 20).unwrap();
     let b = balances(&e);
     // The same id with other content.
     for (o, n, a) in [
@@ -228,7 +205,7 @@ fn mon_7_request_ids_are_shared_across_redemptions_refunds_and_transfers() {
         ("o-2", 1, TransferAction::Fail),
     ] {
         assert_eq!(
-            step(&mut e, NOW + 4, o, n, a, 20),
+            transfer_step(&mut e, NOW + 4, o, n, a, 20),
             Err(ErrorCode::RequestConflict),
             "{o} #{n} {a:?}"
         );
@@ -251,13 +228,13 @@ fn mon_7_request_ids_are_shared_across_redemptions_refunds_and_transfers() {
     assert_eq!(balances(&e), b3);
     assert_ne!(b, b3, "o-3 was issued");
     // The exact repeat: replayed, nothing again.
-    let again = step(&mut e, NOW + 5, "o-1", 1, TransferAction::Fail, 20).unwrap();
+    let again = transfer_step(&mut e, NOW + 5, "o-1", 1, TransferAction::Fail, 20).unwrap();
     assert!(again.replayed);
     assert_eq!(again.state, TransferState::Failed);
     assert_eq!(balances(&e), b3);
     // A retry's repeat does not make a third transfer.
-    let r1 = step(&mut e, NOW + 6, "o-1", 1, TransferAction::Retry, 21).unwrap();
-    let r2 = step(&mut e, NOW + 7, "o-1", 1, TransferAction::Retry, 21).unwrap();
+    let r1 = transfer_step(&mut e, NOW + 6, "o-1", 1, TransferAction::Retry, 21).unwrap();
+    let r2 = transfer_step(&mut e, NOW + 7, "o-1", 1, TransferAction::Retry, 21).unwrap();
     assert_eq!((r1.transfer, r2.transfer, r2.replayed), (2, 2, true));
     assert_eq!(order(&mut e, "o-1").transfers.len(), 2);
 }
@@ -276,8 +253,9 @@ fn mon_7_request_ids_conflict_across_shards() {
         e.note_fact(&f);
     }
     // Two orders in different shards.
-    let shard_of =
-        |o: &str| vouch_engine::engine::route(&step_cmd(o, 1, TransferAction::Confirm, 0), 2);
+    let shard_of = |o: &str| {
+        vouch_engine::engine::route(&transfer_step_cmd(o, 1, TransferAction::Confirm, 0), 2)
+    };
     let a = "o-a".to_string();
     let b = (0..100)
         .map(|i| format!("o-b{i}"))
@@ -289,11 +267,11 @@ fn mon_7_request_ids_conflict_across_shards() {
     refund(&mut e, NOW + 1, &b, RefundAction::Automatic, 2).unwrap();
     let before = balances(&e);
     assert_eq!(
-        step(&mut e, NOW + 2, &b, 1, TransferAction::Confirm, 1),
+        transfer_step(&mut e, NOW + 2, &b, 1, TransferAction::Confirm, 1),
         Err(ErrorCode::RequestConflict)
     );
     assert_eq!(balances(&e), before);
-    step(&mut e, NOW + 2, &b, 1, TransferAction::Confirm, 3).unwrap();
+    transfer_step(&mut e, NOW + 2, &b, 1, TransferAction::Confirm, 3).unwrap();
     // Each shard's work list holds its own transfer only.
     let pa = page(&mut e, shard_of(&a), false, 0, 10);
     let pb = page(&mut e, shard_of(&b), false, 0, 10);
@@ -319,8 +297,8 @@ fn mon_7_retries_stop_at_the_cap_and_the_money_stays_owed() {
     let mut n = 1u16;
     loop {
         serial += 2;
-        step(&mut e, NOW + 2, "o-1", n, TransferAction::Fail, serial).unwrap();
-        match step(&mut e, NOW + 2, "o-1", n, TransferAction::Retry, serial + 1) {
+        transfer_step(&mut e, NOW + 2, "o-1", n, TransferAction::Fail, serial).unwrap();
+        match transfer_step(&mut e, NOW + 2, "o-1", n, TransferAction::Retry, serial + 1) {
             Ok(t) => {
                 assert_eq!(t.transfer, n + 1);
                 n = t.transfer;
@@ -344,7 +322,7 @@ fn mon_7_retries_stop_at_the_cap_and_the_money_stays_owed() {
     // Still refused, however often.
     for i in 0..3 {
         assert_eq!(
-            step(&mut e, NOW + 3, "o-1", n, TransferAction::Retry, 10_000 + i),
+            transfer_step(&mut e, NOW + 3, "o-1", n, TransferAction::Retry, 10_000 + i),
             Err(ErrorCode::RefundNotAllowed)
         );
     }
@@ -366,8 +344,8 @@ fn mon_7_ref_1_after_the_retry_cap_keeps_the_order_within_the_cap() {
     let mut n = 1u16;
     loop {
         serial += 2;
-        step(&mut e, at, "o-1", n, TransferAction::Fail, serial).unwrap();
-        match step(&mut e, at, "o-1", n, TransferAction::Retry, serial + 1) {
+        transfer_step(&mut e, at, "o-1", n, TransferAction::Fail, serial).unwrap();
+        match transfer_step(&mut e, at, "o-1", n, TransferAction::Retry, serial + 1) {
             Ok(t) => n = t.transfer,
             Err(_) => break,
         }
@@ -397,8 +375,8 @@ fn mon_7_after_sale_confirmed_after_the_retry_cap_keeps_the_order_within_the_cap
     let mut n = 1u16;
     loop {
         serial += 2;
-        step(&mut e, at, "o-1", n, TransferAction::Fail, serial).unwrap();
-        match step(&mut e, at, "o-1", n, TransferAction::Retry, serial + 1) {
+        transfer_step(&mut e, at, "o-1", n, TransferAction::Fail, serial).unwrap();
+        match transfer_step(&mut e, at, "o-1", n, TransferAction::Retry, serial + 1) {
             Ok(t) => n = t.transfer,
             Err(_) => break,
         }
@@ -516,7 +494,7 @@ fn mon_7_a_failed_transfer_counts_as_refunded_for_every_cap() {
     let at = NOW + 4 * DAY;
     refund(&mut e, at, "o-1", after_sale(6_000), 1).unwrap();
     refund(&mut e, at, "o-1", RefundAction::ConfirmAfterSale, 2).unwrap();
-    step(&mut e, at, "o-1", 1, TransferAction::Fail, 3).unwrap();
+    transfer_step(&mut e, at, "o-1", 1, TransferAction::Fail, 3).unwrap();
     assert_eq!(
         refund(&mut e, at, "o-1", after_sale(1), 4),
         Err(ErrorCode::RefundAboveRefundable)
@@ -525,8 +503,8 @@ fn mon_7_a_failed_transfer_counts_as_refunded_for_every_cap() {
         refund(&mut e, at, "o-1", RefundAction::Automatic, 5),
         Err(ErrorCode::RefundAmountZero)
     );
-    step(&mut e, at, "o-1", 1, TransferAction::Retry, 6).unwrap();
-    step(&mut e, at, "o-1", 2, TransferAction::Confirm, 7).unwrap();
+    transfer_step(&mut e, at, "o-1", 1, TransferAction::Retry, 6).unwrap();
+    transfer_step(&mut e, at, "o-1", 2, TransferAction::Confirm, 7).unwrap();
     assert_eq!(
         refund(&mut e, at, "o-1", after_sale(1), 8),
         Err(ErrorCode::RefundAboveRefundable)
@@ -601,9 +579,9 @@ fn mon_7_catalog_transfer_messages_twice_and_out_of_order() {
     let at = NOW + 4 * DAY;
     refund(&mut e, at, "o-1", after_sale(2_500), 1).unwrap();
     refund(&mut e, at, "o-1", RefundAction::ConfirmAfterSale, 2).unwrap();
-    step(&mut e, at, "o-1", 1, TransferAction::Fail, 3).unwrap();
-    step(&mut e, at, "o-1", 1, TransferAction::Retry, 4).unwrap();
-    step(&mut e, at, "o-1", 2, TransferAction::Confirm, 5).unwrap();
+    transfer_step(&mut e, at, "o-1", 1, TransferAction::Fail, 3).unwrap();
+    transfer_step(&mut e, at, "o-1", 1, TransferAction::Retry, 4).unwrap();
+    transfer_step(&mut e, at, "o-1", 2, TransferAction::Confirm, 5).unwrap();
     let messages = e.shard_mut(0).take_messages();
     let transfers = messages
         .iter()
@@ -737,7 +715,7 @@ fn state(s: &mut Shard, orders: &[&str]) -> String {
 #[test]
 fn mon_7_replaying_the_log_rebuilds_identical_transfers() {
     use TransferAction::*;
-    let tr = |o: &str, n: u16, a: TransferAction, s: u64| In::Cmd(step_cmd(o, n, a, s));
+    let tr = |o: &str, n: u16, a: TransferAction, s: u64| In::Cmd(transfer_step_cmd(o, n, a, s));
     let rf = |o: &str, a: RefundAction, s: u64| In::Cmd(refund_cmd(o, a, s, None));
     let batches = vec![
         (

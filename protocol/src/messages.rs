@@ -69,6 +69,7 @@ impl Request {
             Request::Command(Command::TransferStep(_)) => 18,
             Request::Command(Command::Transfers(_)) => 19,
             Request::Command(Command::Orders(_)) => 20,
+            Request::Command(Command::Entries(_)) => 21,
         }
     }
 

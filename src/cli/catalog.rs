@@ -592,6 +592,7 @@ pub fn print_view(view: &CatalogView, json: bool, zone: &crate::cli::time::Zone)
             CatalogView::Statement(st) => {
                 json!({"ok": true, "statement": settle::statement_json(st, zone)})
             }
+            CatalogView::Entries(p) => crate::cli::ledger::page(p, zone).0,
         };
         crate::cli::print_json(value);
         return;
@@ -619,6 +620,7 @@ fn view_lines(view: &CatalogView, zone: &crate::cli::time::Zone) -> Vec<String> 
         CatalogView::Products(v) => v.iter().map(product_line).collect(),
         CatalogView::Settlements(v) => v.iter().map(|s| settle::settlement_line(s, zone)).collect(),
         CatalogView::Statement(st) => settle::statement_lines(st, zone),
+        CatalogView::Entries(p) => crate::cli::ledger::page(p, zone).1,
     }
 }
 

@@ -5,6 +5,7 @@
 //! error is printed); 2 usage, connection or local errors.
 
 pub mod catalog;
+pub mod ledger;
 pub mod money;
 pub mod order;
 pub mod outcome;
@@ -104,6 +105,9 @@ enum Cmd {
     /// Refunds on their way to buyers (MON-7): confirm or fail (the
     /// payment system), retry a failed one, list.
     RefundTransfer(transfer::TransferArgs),
+    /// The reconciliation export (RPT-5): every ledger entry of a seller,
+    /// or for staff of the platform, in a time range, as CSV.
+    Ledger(ledger::LedgerArgs),
 }
 
 /// One catalog family's subcommand with the flags every catalog command
@@ -638,6 +642,7 @@ fn wants_json(cmd: &Cmd) -> bool {
         Cmd::Extend(a) => a.json(),
         Cmd::Order(a) => a.json(),
         Cmd::RefundTransfer(a) => a.json(),
+        Cmd::Ledger(a) => a.json(),
         Cmd::Payout(a) => a.client.json,
         Cmd::Statement(a) => a.client.json,
         Cmd::Token(a) => match &a.action {
@@ -732,6 +737,20 @@ async fn run_client(cmd: Cmd) -> ExitCode {
         }
         Err(e) => return fail("connect", connect_error_text(&target, &e)),
     };
+    let request = match request {
+        ClientRequest::Export(spec) => {
+            return match ledger::export(&client, spec, json, &zone).await {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(ledger::ExportError::Usage(e)) => fail("usage", e),
+                Err(ledger::ExportError::Refused(e)) => {
+                    print_refusal(&e, json);
+                    ExitCode::from(1)
+                }
+                Err(ledger::ExportError::Client(e)) => fail("connection", e.to_string()),
+            }
+        }
+        other => other,
+    };
     // A redemption's request id is what a later reversal names.
     let request_id = match &request {
         ClientRequest::Engine(c) => c.request_id(),
@@ -786,6 +805,7 @@ async fn send(
             .catalog(rid, Some(Actor::Staff), command)
             .await
             .map(|r| r.map(|_| Shown::Token(token))),
+        ClientRequest::Export(_) => unreachable!("an export is written while it is read"),
     }
 }
 
@@ -841,6 +861,8 @@ enum ClientRequest {
     Catalog(RequestId, Option<Actor>, CatalogCommand),
     /// A token command; the token is shown once it is registered.
     NewToken(RequestId, String, CatalogCommand),
+    /// The RPT-5 export, written as it is read.
+    Export(ledger::ExportSpec),
 }
 
 /// What a client command got back.
@@ -950,6 +972,10 @@ async fn read_all_pages(
 }
 
 fn build_request(cmd: Cmd) -> Result<(ClientArgs, ClientRequest), String> {
+    if let Cmd::Ledger(a) = cmd {
+        let (client, spec) = a.build();
+        return Ok((client, ClientRequest::Export(spec)));
+    }
     if let Cmd::Catalog(a) = cmd {
         let command: CatalogCommand = serde_json::from_str(&a.command)
             .map_err(|e| format!("catalog command is not valid JSON for a catalog command: {e}"))?;
@@ -1057,7 +1083,8 @@ fn build_command(cmd: Cmd) -> Result<(ClientArgs, Command), String> {
         | Cmd::Lockout(_)
         | Cmd::Settlement(_)
         | Cmd::Payout(_)
-        | Cmd::Statement(_) => return Err("internal: this command is not an engine command".into()),
+        | Cmd::Statement(_)
+        | Cmd::Ledger(_) => return Err("internal: this command is not an engine command".into()),
         Cmd::Issue(a) => {
             let validity = a.validity.validity();
             let c = Issue {

@@ -151,6 +151,10 @@ pub(crate) fn print_outcome(o: &Outcome, json: bool, zone: &Zone, request_id: Op
         Outcome::Transfer(t) => crate::cli::transfer::transfer(t, zone),
         Outcome::Transfers(p) => crate::cli::transfer::transfers(p, zone),
         Outcome::Orders(p) => crate::cli::order::orders(p, zone),
+        Outcome::Entries(p) => {
+            let (value, lines) = crate::cli::ledger::page(p, zone);
+            (value, lines.join("\n"))
+        }
     };
     if json {
         print_json(value);

@@ -37,6 +37,19 @@ impl Zone {
         }
     }
 
+    /// `ms` (unix ms) as RFC 3339 in this zone to the millisecond, e.g.
+    /// `2026-12-02T09:30:00.125+08:00` (the export's instants, RPT-5); the
+    /// bare number if out of range.
+    pub fn instant_ms(&self, ms: i64) -> String {
+        match Timestamp::from_millisecond(ms) {
+            Ok(t) => t
+                .to_zoned(self.tz.clone())
+                .strftime("%Y-%m-%dT%H:%M:%S%.3f%:z")
+                .to_string(),
+            Err(_) => ms.to_string(),
+        }
+    }
+
     /// The first instant of local date `date` in this zone, unix ms.
     ///
     /// Errors: a date outside the calendar's range, as a sentence.

@@ -144,7 +144,11 @@ pub(super) fn authorize(principal: Principal, request: &mut Request) -> Result<(
             _ => refuse("read the audit"),
         },
         Request::Command(
-            c @ (Command::Refund(_) | Command::Extend(_) | Command::Order(_) | Command::Orders(_)),
+            c @ (Command::Refund(_)
+            | Command::Extend(_)
+            | Command::Order(_)
+            | Command::Orders(_)
+            | Command::Entries(_)),
         ) => authorize_order(actor, c),
         Request::Command(Command::TransferStep(t)) => authorize_transfer(actor, t.action),
         // The payment system's work list, and staff's.
@@ -190,6 +194,11 @@ fn authorize_order(actor: Actor, command: &mut Command) -> Result<(), WireError>
         Command::Order(o) => (bind_seller(actor, &mut o.seller_id, true), "read orders"),
         // RPT-2: a seller lists its own orders, staff everyone's.
         Command::Orders(l) => (bind_seller(actor, &mut l.seller_id, false), "list orders"),
+        // RPT-5: a seller exports its own entries, staff the platform's.
+        Command::Entries(l) => (
+            bind_seller(actor, &mut l.seller_id, false),
+            "export the ledger",
+        ),
         _ => (false, "send this command"),
     };
     if ok {

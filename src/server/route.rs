@@ -101,6 +101,7 @@ pub(super) fn dispatch(
                 Command::AuditRedemptions(a) => Some(a.shard),
                 Command::Transfers(a) => Some(a.shard),
                 Command::Orders(a) => Some(a.shard),
+                Command::Entries(a) => Some(a.shard),
                 _ => None,
             };
             if let Some(shard) = audit_shard.filter(|s| *s >= ctx.shards) {

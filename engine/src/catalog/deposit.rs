@@ -8,7 +8,9 @@
 //! once and flags the category until it is covered again (ONB-6).
 
 use super::check::{check_amount, reject};
-use super::{Account, Catalog, CatalogEvent, CatalogOutcome, CatalogReply, Onboarding, TPlusN};
+use super::{
+    Account, Catalog, CatalogEvent, CatalogLink, CatalogOutcome, CatalogReply, Onboarding, TPlusN,
+};
 use crate::error::{ErrorCode, Rejection};
 use crate::ids::{CategoryId, SellerId};
 use crate::ledger::{LedgerError, Reason};
@@ -214,8 +216,23 @@ impl Catalog {
         reason: Reason,
         now_ms: i64,
     ) -> Result<(), Rejection> {
+        self.transfer_for(from, to, amount, reason, now_ms, CatalogLink::None)
+    }
+
+    /// [`Catalog::transfer`] for what `link` names (RPT-5).
+    ///
+    /// Errors: as [`Catalog::transfer`].
+    pub(super) fn transfer_for(
+        &mut self,
+        from: Account,
+        to: Account,
+        amount: Fen,
+        reason: Reason,
+        now_ms: i64,
+        link: CatalogLink,
+    ) -> Result<(), Rejection> {
         self.ledger
-            .post(from, to, amount, reason, now_ms, ())
+            .post(from, to, amount, reason, now_ms, link)
             .map_err(|e| match e {
                 LedgerError::Insufficient { .. } => {
                     reject(ErrorCode::InsufficientBalance, e.to_string())

@@ -20,6 +20,7 @@
 mod category;
 mod check;
 mod deposit;
+mod export;
 mod lockout;
 mod outlet;
 mod product;
@@ -29,6 +30,7 @@ mod seller;
 mod settle;
 mod tokens;
 mod words;
+pub use export::CatalogLink;
 pub use lockout::*;
 pub use read::*;
 pub use settle::*;
@@ -204,8 +206,7 @@ impl crate::ledger::Account for Account {
     }
 }
 
-/// One balanced entry of the catalog's ledger (MON-3).
-pub type Entry = crate::ledger::Entry<Account>;
+pub use export::Entry;
 
 /// A product to publish (PUB-1..PUB-8).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -650,7 +651,7 @@ pub struct Catalog {
     verifiers: BTreeMap<VerifierId, Verifier>,
     devices: BTreeMap<PosId, Device>,
     products: BTreeMap<ProductId, Product>,
-    ledger: Ledger<Account>,
+    ledger: Ledger<Account, CatalogLink>,
     done: BTreeMap<RequestId, (u64, CatalogReply)>,
     /// Active tokens: SHA-256 → principal.
     tokens: BTreeMap<[u8; 32], Actor>,

@@ -133,6 +133,21 @@ pub enum CatalogQuery {
         /// Most lines, 1..=`STATEMENT_PAGE_LINES_MAX`.
         limit: u32,
     },
+    /// The catalog's ledger entries (RPT-5) in posting order, a page.
+    /// Staff all (or one seller's); a seller its own.
+    Entries {
+        /// Only this seller's.
+        seller: Option<SellerId>,
+        /// Only entries posted at or after this instant, unix ms.
+        from_ms: i64,
+        /// Only entries posted before this instant, unix ms.
+        until_ms: i64,
+        /// First entry position to look at: 0, then the previous page's
+        /// `next`.
+        after: u64,
+        /// Most rows, 1..=`ENTRIES_PAGE_ITEMS_MAX`.
+        limit: u32,
+    },
 }
 
 impl CatalogQuery {
@@ -149,7 +164,7 @@ impl CatalogQuery {
             Settlements { .. } | Statement { .. } => staff || seller || payments,
             Categories(_) => true,
             Tokens { .. } => staff,
-            Seller { .. } | Verifiers { .. } | Lockouts { .. } => staff || seller,
+            Seller { .. } | Verifiers { .. } | Lockouts { .. } | Entries { .. } => staff || seller,
             Providers(_) | Devices(_) => staff || seller || provider,
             Outlets { .. } | Products { .. } | Product { .. } => {
                 staff || seller || provider || front
@@ -314,6 +329,8 @@ pub enum CatalogView {
     Settlements(Vec<super::SettlementView>),
     /// One statement page (RPT-4).
     Statement(super::StatementView),
+    /// One page of ledger entries (RPT-5).
+    Entries(crate::command::EntryPage),
 }
 
 /// A read's reply.
@@ -398,6 +415,17 @@ impl Catalog {
                 let scope = self.scope(actor, None)?;
                 let statement = self.statement(scope, *settlement, *offset, *limit)?;
                 Ok(CatalogView::Statement(statement))
+            }
+            Q::Entries {
+                seller,
+                from_ms,
+                until_ms,
+                after,
+                limit,
+            } => {
+                let scope = self.scope(actor, *seller)?;
+                let page = self.entry_page(scope, (*from_ms, *until_ms), *after, *limit)?;
+                Ok(CatalogView::Entries(page))
             }
         }
     }

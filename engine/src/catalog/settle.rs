@@ -16,7 +16,7 @@
 //! message is applied, Σ shards' `settlement` = −`from_shards`.
 
 use super::check::reject;
-use super::{Account, Catalog, CatalogOutcome, CatalogReply};
+use super::{Account, Catalog, CatalogLink, CatalogOutcome, CatalogReply};
 use crate::error::{ErrorCode, Rejection};
 use crate::ids::SellerId;
 use crate::ledger::Reason;
@@ -159,10 +159,20 @@ impl Catalog {
                 category,
                 group_buying,
                 amount,
-                ..
-            } => self.take_back(now_ms, *seller, *category, *group_buying, *amount, events)?,
-            ShardMessageBody::Transfer { reason, amount, .. } => {
-                self.refund_transfer(now_ms, *reason, *amount)?
+                order_id,
+            } => {
+                let link = CatalogLink::Order(*seller, order_id.as_str().into());
+                let deposit = (*category, *group_buying);
+                self.take_back(now_ms, *seller, deposit, *amount, link, events)?
+            }
+            ShardMessageBody::Transfer {
+                reason,
+                amount,
+                seller,
+                order_id,
+            } => {
+                let link = CatalogLink::Order(*seller, order_id.as_str().into());
+                self.refund_transfer(now_ms, *reason, *amount, link)?
             }
         }
         self.shard_marks.insert(m.shard, m.seq);
@@ -180,6 +190,7 @@ impl Catalog {
         now_ms: i64,
         reason: Reason,
         amount: Fen,
+        link: CatalogLink,
     ) -> Result<(), Rejection> {
         let (from, to) = match reason {
             Reason::RefundConfirmed => (Account::RefundsInTransit, Account::External),
@@ -198,7 +209,7 @@ impl Catalog {
                 "a transfer amount is above 0.00",
             ));
         }
-        self.transfer(from, to, amount, reason, now_ms)
+        self.transfer_for(from, to, amount, reason, now_ms, link)
     }
 
     /// SET-3: books a shard's payable money to the seller's payable
@@ -212,14 +223,15 @@ impl Catalog {
         amount: Fen,
         entries: u32,
     ) -> Result<(), Rejection> {
-        self.transfer(
+        let at = self.payables.len() as u32;
+        self.transfer_for(
             Account::FromShards,
             Account::Payable(seller),
             amount,
             reason,
             now_ms,
+            CatalogLink::Line(at),
         )?;
-        let at = self.payables.len() as u32;
         self.payables.push(PayableLine {
             seller,
             reason,
@@ -245,9 +257,9 @@ impl Catalog {
         &mut self,
         now_ms: i64,
         seller: SellerId,
-        category: crate::ids::CategoryId,
-        group_buying: bool,
+        (category, group_buying): (crate::ids::CategoryId, bool),
         amount: Fen,
+        link: CatalogLink,
         events: &mut Vec<super::CatalogEvent>,
     ) -> Result<(), Rejection> {
         let deposit = if group_buying {
@@ -267,8 +279,16 @@ impl Catalog {
             .check_post(owed, to, amount)
             .map_err(|e| reject(ErrorCode::BadRequest, e.to_string()))?;
         let covered = self.balance(deposit).min(amount).max(Fen::ZERO);
-        self.transfer(deposit, to, covered, Reason::AfterSaleRefund, now_ms)?;
-        self.transfer(owed, to, amount - covered, Reason::ReceivableBooked, now_ms)?;
+        let rest = amount - covered;
+        self.transfer_for(
+            deposit,
+            to,
+            covered,
+            Reason::AfterSaleRefund,
+            now_ms,
+            link.clone(),
+        )?;
+        self.transfer_for(owed, to, rest, Reason::ReceivableBooked, now_ms, link)?;
         let known = self.sellers.contains_key(&seller) && self.categories.contains_key(&category);
         let before = events.len();
         if !group_buying && known {
@@ -343,10 +363,18 @@ impl Catalog {
             PayoutState::InTransit
         };
         let (from, owed) = (Account::Payable(seller), Account::Receivable(seller));
-        self.transfer(from, owed, netted, Reason::ReceivableNetted, now_ms)
-            .expect("MON-5: the payable account holds its open lines");
+        let link = CatalogLink::Settlement(id);
+        self.transfer_for(
+            from,
+            owed,
+            netted,
+            Reason::ReceivableNetted,
+            now_ms,
+            link.clone(),
+        )
+        .expect("MON-5: the payable account holds its open lines");
         let transit = Account::PayoutInTransit(seller);
-        self.transfer(from, transit, payout, Reason::PayoutSent, now_ms)
+        self.transfer_for(from, transit, payout, Reason::PayoutSent, now_ms, link)
             .expect("MON-5: the payable account holds its open lines");
         self.settlement_keys.insert((seller, cutoff_ms), id);
         self.settlements.push(SettlementRecord {
@@ -430,14 +458,16 @@ impl Catalog {
             )
         };
         let transit = Account::PayoutInTransit(view.seller);
-        self.transfer(transit, to, view.payout, reason, now_ms)
+        let link = CatalogLink::Settlement(id);
+        self.transfer_for(transit, to, view.payout, reason, now_ms, link.clone())
             .expect("MON-5: the payout in transit holds its settlement's payout");
         if !confirmed {
             // The lines go back whole: the netting is undone, and the next
             // run nets again.
             let payable = Account::Payable(view.seller);
             let owed = Account::Receivable(view.seller);
-            self.transfer(owed, payable, view.netted, Reason::NettingReversed, now_ms)
+            let reason = Reason::NettingReversed;
+            self.transfer_for(owed, payable, view.netted, reason, now_ms, link)
                 .expect("a receivable may go negative");
         }
         let record = self.settlement_mut(id)?;
@@ -455,6 +485,11 @@ impl Catalog {
 
     fn settlement(&self, id: u64) -> &SettlementRecord {
         &self.settlements[(id - 1) as usize]
+    }
+
+    /// Settlement `id` (which exists).
+    pub(super) fn settlement_view(&self, id: u64) -> &SettlementView {
+        &self.settlement(id).view
     }
 
     fn settlement_mut(&mut self, id: u64) -> Result<&mut SettlementRecord, Rejection> {

@@ -3,8 +3,10 @@
 //! (send an SMS, write history). These are the same types the protocol
 //! carries and the storage log records.
 
+mod ledger;
 mod order;
 mod transfer;
+pub use ledger::*;
 pub use order::*;
 pub use transfer::*;
 
@@ -188,6 +190,8 @@ pub enum Command {
     Transfers(ListTransfers),
     /// See [`ListOrders`].
     Orders(ListOrders),
+    /// See [`ListEntries`].
+    Entries(ListEntries),
 }
 
 impl Command {
@@ -453,6 +457,8 @@ pub enum Outcome {
     Transfers(TransferPage),
     /// See [`OrderPage`].
     Orders(OrderPage),
+    /// See [`EntryPage`].
+    Entries(EntryPage),
 }
 
 /// What a command returns: an outcome or a rejection.
@@ -608,6 +614,7 @@ impl std::fmt::Display for Outcome {
             Outcome::Transfer(t) => write!(f, "{t}"),
             Outcome::Transfers(p) => write!(f, "{} refund transfers", p.items.len()),
             Outcome::Orders(p) => write!(f, "{} orders", p.items.len()),
+            Outcome::Entries(p) => write!(f, "{} ledger entries", p.items.len()),
         }
     }
 }

@@ -29,6 +29,7 @@ mod audit;
 mod authz;
 mod codes;
 mod expiry;
+mod export;
 mod history;
 mod issue;
 mod lookup;
@@ -42,7 +43,7 @@ mod transfer;
 
 pub use authz::Caller;
 use authz::Who;
-pub use money::{ShardAccount, ShardLedger, TICK_DEADLINES_MAX};
+pub use money::{EntryLink, ShardAccount, ShardLedger, TICK_DEADLINES_MAX};
 
 /// Settings fixed when a data directory is created; every shard of one
 /// engine shares them, and replay needs the same values.
@@ -501,6 +502,7 @@ impl Shard {
             Command::TransferStep(c) => self.transfer_step(now_ms, c),
             Command::Transfers(c) => Ok(self.list_transfers(c)),
             Command::Orders(c) => Ok(self.list_orders(c)),
+            Command::Entries(c) => self.list_entries(c),
         };
         self.send_payables(now_ms);
         reply

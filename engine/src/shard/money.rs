@@ -81,8 +81,52 @@ impl Account for ShardAccount {
 /// entries).
 pub(super) type Payables = BTreeMap<(SellerId, Reason), (Fen, u32)>;
 
-/// A shard's ledger: entries link to their voucher slot.
-pub type ShardLedger = Ledger<ShardAccount, u32>;
+impl ShardAccount {
+    /// The stable name, as in the RPT-5 export: `buyers`, `escrow`,
+    /// `pending`, `settlement`, `refunds`, `refunds_failed`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ShardAccount::Buyers => "buyers",
+            ShardAccount::Escrow => "escrow",
+            ShardAccount::Pending => "pending",
+            ShardAccount::Settlement => "settlement",
+            ShardAccount::Refunds => "refunds",
+            ShardAccount::RefundsFailed => "refunds_failed",
+        }
+    }
+}
+
+/// What a shard entry belongs to: its voucher slot and, for a
+/// redemption's entries, the redemption's log position, for money sent to
+/// the buyer, the refund transfer's number ([`EntryLink::NONE`]
+/// otherwise). The export (RPT-5) reads the movement's state through it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryLink {
+    /// The voucher's slot.
+    pub slot: u32,
+    /// Redemption position or transfer number, or [`EntryLink::NONE`].
+    pub of: u32,
+}
+
+impl EntryLink {
+    /// No redemption or transfer.
+    pub const NONE: u32 = u32::MAX;
+
+    /// An entry of voucher `slot` about redemption or transfer `of`.
+    pub fn of(slot: u32, of: u32) -> EntryLink {
+        EntryLink { slot, of }
+    }
+}
+
+impl From<u32> for EntryLink {
+    fn from(slot: u32) -> EntryLink {
+        EntryLink::of(slot, EntryLink::NONE)
+    }
+}
+
+/// A shard's ledger: entries link to their voucher (and redemption or
+/// transfer).
+pub type ShardLedger = Ledger<ShardAccount, EntryLink>;
 
 /// A movement the shard's own state guarantees is possible (the balances
 /// it draws on are the voucher's); a failure is a broken invariant.
@@ -93,11 +137,12 @@ pub(super) fn post(
     amount: Fen,
     reason: Reason,
     at_ms: i64,
-    slot: u32,
+    link: impl Into<EntryLink>,
 ) {
+    let link = link.into();
     ledger
-        .post(from, to, amount, reason, at_ms, slot)
-        .unwrap_or_else(|e| panic!("MON-5: {e} ({reason}, voucher slot {slot})"));
+        .post(from, to, amount, reason, at_ms, link)
+        .unwrap_or_else(|e| panic!("MON-5: {e} ({reason}, voucher slot {})", link.slot));
 }
 
 impl Shard {
@@ -160,7 +205,7 @@ impl Shard {
             amount,
             Reason::Redeemed,
             now_ms,
-            slot,
+            EntryLink::of(slot, pos),
         );
         self.window_ends.push_back((end, pos));
     }
@@ -179,7 +224,7 @@ impl Shard {
             amount,
             Reason::Reversed,
             now_ms,
-            slot,
+            EntryLink::of(slot, pos),
         );
     }
 
@@ -238,6 +283,7 @@ impl Shard {
         v.escrow -= amount;
         v.refunded += amount;
         assert!(v.escrow >= Fen::ZERO, "MON-5: escrow below zero");
+        let n = self.send_transfer(now_ms, slot, amount, TransferSource::Escrow, None);
         post(
             &mut self.ledger,
             ShardAccount::Escrow,
@@ -245,9 +291,8 @@ impl Shard {
             amount,
             Reason::Refunded,
             now_ms,
-            slot,
+            EntryLink::of(slot, u32::from(n)),
         );
-        self.send_transfer(now_ms, slot, amount, TransferSource::Escrow, None);
     }
 
     /// One message per seller and reason of what the command or tick

@@ -138,7 +138,7 @@ impl Shard {
         };
         self.move_transfer(
             now_ms,
-            key.0,
+            key,
             source,
             ShardAccount::Refunds,
             to,
@@ -176,7 +176,7 @@ impl Shard {
         let (from, to) = (ShardAccount::RefundsFailed, ShardAccount::Refunds);
         self.move_transfer(
             now_ms,
-            key.0,
+            (key.0, n),
             source,
             from,
             to,
@@ -192,7 +192,7 @@ impl Shard {
     fn move_transfer(
         &mut self,
         now_ms: i64,
-        slot: u32,
+        key: TransferKey,
         source: TransferSource,
         from: ShardAccount,
         to: ShardAccount,
@@ -201,10 +201,11 @@ impl Shard {
     ) {
         match source {
             TransferSource::Escrow => {
-                money::post(&mut self.ledger, from, to, amount, reason, now_ms, slot)
+                let link = money::EntryLink::of(key.0, u32::from(key.1));
+                money::post(&mut self.ledger, from, to, amount, reason, now_ms, link)
             }
             TransferSource::TakenBack => {
-                let v = &self.vouchers[slot as usize];
+                let v = &self.vouchers[key.0 as usize];
                 let body = ShardMessageBody::Transfer {
                     seller: v.seller_id,
                     order_id: v.order_id.to_string(),

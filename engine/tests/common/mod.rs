@@ -4,8 +4,11 @@
 #![allow(dead_code)]
 
 mod money;
+mod world;
 #[allow(unused_imports)]
 pub use money::*;
+#[allow(unused_imports)]
+pub use world::*;
 
 use vouch_engine::command::*;
 use vouch_engine::validity::Validity;

@@ -161,3 +161,41 @@ pub fn balance(e: &Engine, account: ShardAccount) -> i64 {
         .map(|s| s.ledger().balance(account).fen())
         .sum()
 }
+
+/// A transfer step (MON-7) with request id `rid(serial)`.
+pub fn transfer_step_cmd(
+    order: &str,
+    transfer: u16,
+    action: TransferAction,
+    serial: u64,
+) -> Command {
+    Command::TransferStep(TransferStep {
+        request_id: rid(serial),
+        order_id: order.into(),
+        transfer,
+        action,
+    })
+}
+
+/// One transfer step, invariants checked after it (a panic in the engine
+/// fails the test with its message).
+pub fn transfer_step(
+    e: &mut Engine,
+    now: i64,
+    order: &str,
+    transfer: u16,
+    action: TransferAction,
+    serial: u64,
+) -> Result<TransferView, ErrorCode> {
+    let r = e.apply(
+        now,
+        &transfer_step_cmd(order, transfer, action, serial),
+        &mut Vec::new(),
+    );
+    e.check_invariants();
+    match r {
+        Ok(Outcome::Transfer(t)) => Ok(t),
+        Ok(other) => panic!("{other:?}"),
+        Err(r) => Err(r.code),
+    }
+}
