@@ -123,7 +123,8 @@ async fn rpt_5_ledger_export_over_a_real_server() {
         (Some(0), 0),
         "seller 8 sees none of them"
     );
-    let (code, _, _) = export(&server, &files[1], &["--csv", "--seller", "7"]);
+    let (code, out, _) = export(&server, &files[1], &["--csv", "--seller", "7"]);
+    assert_eq!(out, "", "a refusal writes no CSV, not even the header");
     assert_eq!(
         code,
         Some(1),

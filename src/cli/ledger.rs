@@ -10,8 +10,8 @@ use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 use std::io::Write;
 use vouch_engine::catalog::{CatalogQuery, CatalogView};
-use vouch_engine::command::{EntryPage, EntryRow, ListEntries, ENTRIES_PAGE_ITEMS_MAX};
-use vouch_engine::{Command, Outcome, SellerId};
+use vouch_engine::command::{EntryPage, EntryRow, LedgerName, ListEntries, ENTRIES_PAGE_ITEMS_MAX};
+use vouch_engine::{Command, ErrorCode, Outcome, SellerId};
 use vouch_protocol::client::ClientError;
 use vouch_protocol::{Client, WireError};
 
@@ -101,14 +101,27 @@ impl LedgerArgs {
 ///
 /// Errors: any other text, with the accepted forms.
 fn parse_bound(s: &str, zone: &Zone, end: bool) -> Result<i64, String> {
-    if let Ok(t) = s.parse::<jiff::Timestamp>() {
-        return Ok(t.as_millisecond());
-    }
-    let date: jiff::civil::Date = s.parse().map_err(|_| {
+    let bad = || {
         format!(
             "{s:?}: use RFC 3339 with an offset (2026-12-01T02:00:00+08:00) or a date (2026-12-01)"
         )
-    })?;
+    };
+    if let Ok(t) = s.parse::<jiff::Timestamp>() {
+        return Ok(t.as_millisecond());
+    }
+    // Only a bare date: a time without an offset must not lose its time.
+    let is_date = s.len() == 10
+        && s.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
+    if !is_date {
+        return Err(bad());
+    }
+    let date: jiff::civil::Date = s.parse().map_err(|_| bad())?;
     let date = if end {
         date.tomorrow().map_err(|e| format!("date {date}: {e}"))?
     } else {
@@ -119,7 +132,9 @@ fn parse_bound(s: &str, zone: &Zone, end: bool) -> Result<i64, String> {
 
 /// How one export writes its rows.
 enum Sink {
-    Csv(Box<csv::Writer<std::io::Stdout>>),
+    /// The writer, and whether the header is written (at the first row
+    /// or the end, so a refusal writes nothing).
+    Csv(Box<csv::Writer<std::io::Stdout>>, bool),
     Text(usize),
     Json(Vec<Value>),
 }
@@ -127,13 +142,19 @@ enum Sink {
 impl Sink {
     fn write(&mut self, row: &EntryRow, zone: &Zone) -> Result<(), String> {
         match self {
-            Sink::Csv(w) => w
-                .write_record(csv_record(row, zone))
-                .map_err(|e| format!("writing CSV: {e}")),
+            Sink::Csv(w, header) => {
+                if !*header {
+                    w.write_record(CSV_COLUMNS)
+                        .map_err(|e| format!("writing CSV: {e}"))?;
+                    *header = true;
+                }
+                w.write_record(csv_record(row, zone))
+                    .map_err(|e| format!("writing CSV: {e}"))
+            }
             Sink::Text(n) => {
                 *n += 1;
-                println!("{}", text_line(row, zone));
-                Ok(())
+                writeln!(std::io::stdout(), "{}", text_line(row, zone))
+                    .map_err(|e| format!("writing: {e}"))
             }
             Sink::Json(items) => {
                 items.push(row_json(row, zone));
@@ -149,7 +170,7 @@ pub fn csv_record(row: &EntryRow, zone: &Zone) -> [String; 11] {
     [
         row.id(),
         zone.instant_ms(row.at_ms),
-        opt(row.order_id.clone()),
+        opt(row.order_id.as_deref().map(defused)),
         opt(row.voucher.map(|v| voucher_ref(row, v))),
         opt(row.seller_id.map(|s| s.to_string())),
         row.reason.name().into(),
@@ -161,11 +182,22 @@ pub fn csv_record(row: &EntryRow, zone: &Zone) -> [String; 11] {
     ]
 }
 
+/// An order id as a spreadsheet may show it: one starting with `=`, `+`,
+/// `-` or `@` gets a leading `'`, so it is never read as a formula (order
+/// ids are chosen by clients).
+pub fn defused(s: &str) -> String {
+    if s.starts_with(['=', '+', '-', '@']) {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    }
+}
+
 /// A voucher as the export names it: `v3-41` (shard 3, position 41).
 fn voucher_ref(row: &EntryRow, slot: u32) -> String {
     match row.ledger {
-        vouch_engine::command::LedgerName::Shard(s) => format!("v{s}-{slot}"),
-        vouch_engine::command::LedgerName::Catalog => format!("v-{slot}"),
+        LedgerName::Shard(s) => format!("v{s}-{slot}"),
+        LedgerName::Catalog => format!("v-{slot}"),
     }
 }
 
@@ -242,29 +274,36 @@ pub async fn export(
         return Err(ExportError::Usage("--until is before --from".into()));
     }
     let mut sink = match (spec.csv, json_out) {
-        (true, _) => Sink::Csv(Box::new(csv::Writer::from_writer(std::io::stdout()))),
+        (true, _) => Sink::Csv(Box::new(csv::Writer::from_writer(std::io::stdout())), false),
         (false, true) => Sink::Json(Vec::new()),
         (false, false) => Sink::Text(0),
     };
-    if let Sink::Csv(w) = &mut sink {
-        w.write_record(CSV_COLUMNS)
-            .map_err(|e| ExportError::Usage(e.to_string()))?;
-    }
-    let mut rows = catalog_rows(client, spec.seller, range, &mut sink, zone).await?;
-    for shard in 0..client.shards() {
-        rows += shard_rows(client, shard, spec.seller, range, &mut sink, zone).await?;
+    let mut rows = 0;
+    let ledgers =
+        std::iter::once(LedgerName::Catalog).chain((0..client.shards()).map(LedgerName::Shard));
+    for ledger in ledgers {
+        rows += ledger_rows(client, ledger, spec.seller, range, &mut sink, zone).await?;
     }
     finish(sink, rows)
 }
 
 fn finish(sink: Sink, rows: usize) -> Result<usize, ExportError> {
-    match sink {
-        Sink::Csv(mut w) => w.flush().map_err(|e| ExportError::Usage(e.to_string()))?,
-        Sink::Text(0) => println!("no ledger entries"),
-        Sink::Text(_) => {}
-        Sink::Json(items) => println!("{}", page_json(items)),
-    }
-    let _ = std::io::stdout().flush();
+    let written = match sink {
+        Sink::Csv(mut w, header) => {
+            let head = if header {
+                Ok(())
+            } else {
+                w.write_record(CSV_COLUMNS).map_err(std::io::Error::from)
+            };
+            head.and_then(|()| w.flush())
+        }
+        Sink::Text(0) => writeln!(std::io::stdout(), "no ledger entries"),
+        Sink::Text(_) => Ok(()),
+        Sink::Json(items) => writeln!(std::io::stdout(), "{}", page_json(items)),
+    };
+    written
+        .and_then(|()| std::io::stdout().flush())
+        .map_err(|e| ExportError::Usage(format!("writing: {e}")))?;
     Ok(rows)
 }
 
@@ -282,32 +321,75 @@ fn write_page(
     Ok(page.next)
 }
 
-async fn catalog_rows(
+/// Reads one page of `ledger`'s entries from position `after`.
+///
+/// Errors: the server's refusal or a connection error.
+async fn read_page(
     client: &Client,
+    ledger: LedgerName,
     seller: Option<SellerId>,
     (from_ms, until_ms): (i64, i64),
+    after: u64,
+) -> Result<EntryPage, ExportError> {
+    let limit = ENTRIES_PAGE_ITEMS_MAX;
+    let reply = match ledger {
+        LedgerName::Catalog => {
+            let query = CatalogQuery::Entries {
+                seller,
+                from_ms,
+                until_ms,
+                after,
+                limit,
+            };
+            client.catalog_read(None, query).await.map(|r| {
+                r.and_then(|v| match v {
+                    CatalogView::Entries(page) => Ok(page),
+                    _ => Err(WireError::new(
+                        ErrorCode::BadRequest,
+                        "another read answered",
+                    )),
+                })
+            })
+        }
+        LedgerName::Shard(shard) => {
+            let c = ListEntries {
+                shard,
+                seller_id: seller,
+                from_ms,
+                until_ms,
+                after,
+                limit,
+            };
+            client.command(Command::Entries(c)).await.map(|r| {
+                r.and_then(|o| match o {
+                    Outcome::Entries(page) => Ok(page),
+                    _ => Err(WireError::new(
+                        ErrorCode::BadRequest,
+                        "another command answered",
+                    )),
+                })
+            })
+        }
+    };
+    match reply {
+        Ok(Ok(page)) => Ok(page),
+        Ok(Err(e)) | Err(ClientError::Refused(e)) => Err(ExportError::Refused(e)),
+        Err(e) => Err(ExportError::Client(e)),
+    }
+}
+
+/// Writes every row of `ledger`, page by page; returns how many.
+async fn ledger_rows(
+    client: &Client,
+    ledger: LedgerName,
+    seller: Option<SellerId>,
+    range: (i64, i64),
     sink: &mut Sink,
     zone: &Zone,
 ) -> Result<usize, ExportError> {
     let (mut after, mut rows) = (0, 0);
     loop {
-        let query = CatalogQuery::Entries {
-            seller,
-            from_ms,
-            until_ms,
-            after,
-            limit: ENTRIES_PAGE_ITEMS_MAX,
-        };
-        let page = match client.catalog_read(None, query).await {
-            Ok(Ok(CatalogView::Entries(page))) => page,
-            Ok(Ok(_)) => {
-                return Err(ExportError::Usage(
-                    "the server answered another read".into(),
-                ))
-            }
-            Ok(Err(e)) | Err(ClientError::Refused(e)) => return Err(ExportError::Refused(e)),
-            Err(e) => return Err(ExportError::Client(e)),
-        };
+        let page = read_page(client, ledger, seller, range, after).await?;
         match write_page(page, sink, zone, &mut rows)? {
             Some(next) if next > after => after = next,
             _ => return Ok(rows),
@@ -315,37 +397,41 @@ async fn catalog_rows(
     }
 }
 
-async fn shard_rows(
-    client: &Client,
-    shard: u32,
-    seller_id: Option<SellerId>,
-    (from_ms, until_ms): (i64, i64),
-    sink: &mut Sink,
-    zone: &Zone,
-) -> Result<usize, ExportError> {
-    let (mut after, mut rows) = (0, 0);
-    loop {
-        let c = ListEntries {
-            shard,
-            seller_id,
-            from_ms,
-            until_ms,
-            after,
-            limit: ENTRIES_PAGE_ITEMS_MAX,
-        };
-        let page = match client.command(Command::Entries(c)).await {
-            Ok(Ok(Outcome::Entries(page))) => page,
-            Ok(Ok(_)) => {
-                return Err(ExportError::Usage(
-                    "the server answered another command".into(),
-                ))
-            }
-            Ok(Err(e)) | Err(ClientError::Refused(e)) => return Err(ExportError::Refused(e)),
-            Err(e) => return Err(ExportError::Client(e)),
-        };
-        match write_page(page, sink, zone, &mut rows)? {
-            Some(next) if next > after => after = next,
-            _ => return Ok(rows),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RPT-5 bounds: an instant needs its offset; a bare date is a local
+    /// day (`--until` includes it); a time without an offset is refused,
+    /// never read as its date.
+    #[test]
+    fn rpt_5_export_bounds_are_an_instant_with_offset_or_a_date() {
+        let zone = Zone::new("Asia/Shanghai").unwrap();
+        let day = parse_bound("2026-12-03", &zone, false).unwrap();
+        assert_eq!(
+            parse_bound("2026-12-03T00:00:00+08:00", &zone, false),
+            Ok(day)
+        );
+        assert_eq!(parse_bound("2026-12-03", &zone, true), Ok(day + 86_400_000));
+        for bad in [
+            "2026-12-03T00:00",
+            "2026-12-03 23:59",
+            "20261203",
+            "2026-02-30",
+            "",
+        ] {
+            assert!(parse_bound(bad, &zone, false).is_err(), "{bad:?}");
         }
+    }
+
+    /// RPT-5 CSV: an order id a spreadsheet would run as a formula is
+    /// written with a leading `'`; others as they are.
+    #[test]
+    fn rpt_5_formula_like_order_ids_are_defused() {
+        assert_eq!(defused("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
+        assert_eq!(defused("-2+3"), "'-2+3");
+        assert_eq!(defused("+1"), "'+1");
+        assert_eq!(defused("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(defused("B-1"), "B-1");
     }
 }
