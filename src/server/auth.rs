@@ -32,16 +32,12 @@ pub fn token_hash(token: &str) -> [u8; 32] {
     sha2::Sha256::digest(token.as_bytes()).into()
 }
 
-/// The role matrix for requests (issue 3): which principal may send what,
-/// binding the POS, verifier and seller named in a command to the
-/// authenticated identity. Catalog commands are checked again by the
-/// catalog's own matrix.
+/// Verifier 0 means "the token's own verifier account": only a
+/// verifier's token may leave the verifier out.
 ///
-/// Errors: `not_permitted` with the reason.
-pub(super) fn authorize(principal: Principal, request: &mut Request) -> Result<(), WireError> {
-    // Verifier 0 means "the token's own verifier account": only a
-    // verifier's token may leave the verifier out.
-    let unnamed = match &*request {
+/// Errors: `bad_request` for any other principal.
+fn check_unnamed_verifier(principal: &Principal, request: &Request) -> Result<(), WireError> {
+    let unnamed = match request {
         Request::Command(Command::Redeem(r)) => r.verifier_id == VerifierId(0),
         Request::RedeemBatch(items) => items.iter().any(|r| r.verifier_id == VerifierId(0)),
         _ => false,
@@ -52,26 +48,46 @@ pub(super) fn authorize(principal: Principal, request: &mut Request) -> Result<(
             "name the verifier account signed in (--verifier ID); only a verifier account's own token may leave it out",
         ));
     }
-    let Principal::Token(actor, hash) = principal else {
-        return Ok(());
-    };
-    let source = token_source(&hash);
+    Ok(())
+}
+
+/// A principal's request ids use its token's source (invariant 4).
+///
+/// Errors: `not_permitted` for another source.
+fn check_request_id_source(source: u64, request: &Request) -> Result<(), WireError> {
     let own = |rid: &RequestId| rid.source == source;
-    let rids_own = match &*request {
+    let rids_own = match request {
         Request::Catalog { request_id, .. } => own(request_id),
         Request::Command(Command::Redeem(r)) => own(&r.request_id),
         Request::Command(Command::Reverse(r)) => own(&r.request_id),
         Request::Command(Command::Refund(r)) => own(&r.request_id),
         Request::Command(Command::Extend(x)) => own(&x.request_id),
+        Request::Command(Command::TransferStep(t)) => own(&t.request_id),
         Request::RedeemBatch(items) => items.iter().all(|r| own(&r.request_id)),
         _ => true,
     };
-    if !rids_own {
-        return Err(WireError::new(
+    if rids_own {
+        Ok(())
+    } else {
+        Err(WireError::new(
             ErrorCode::NotPermitted,
             format!("request ids of this token must use source {source} (its token_source)"),
-        ));
+        ))
     }
+}
+
+/// The role matrix for requests (issue 3): which principal may send what,
+/// binding the POS, verifier and seller named in a command to the
+/// authenticated identity. Catalog commands are checked again by the
+/// catalog's own matrix.
+///
+/// Errors: `not_permitted` with the reason.
+pub(super) fn authorize(principal: Principal, request: &mut Request) -> Result<(), WireError> {
+    check_unnamed_verifier(&principal, request)?;
+    let Principal::Token(actor, hash) = principal else {
+        return Ok(());
+    };
+    check_request_id_source(token_source(&hash), request)?;
     let refuse = |what: &str| {
         Err(WireError::new(
             ErrorCode::NotPermitted,
@@ -439,6 +455,24 @@ mod tests {
         h[7] = 1;
         h
     };
+
+    /// Invariant 4 for MON-7: the payment system's transfer steps use its
+    /// own request-id source; another source is refused.
+    #[test]
+    fn inv_4_transfer_steps_use_the_tokens_source() {
+        let step = |source| {
+            Request::Command(Command::TransferStep(vouch_engine::command::TransferStep {
+                request_id: RequestId { source, serial: 1 },
+                order_id: "o-1".into(),
+                transfer: 1,
+                action: vouch_engine::command::TransferAction::Confirm,
+            }))
+        };
+        let payments = Principal::Token(Actor::PaymentSystem, OWN_HASH);
+        assert_eq!(authorize(payments, &mut step(1)), Ok(()));
+        let refused = authorize(payments, &mut step(2)).unwrap_err();
+        assert_eq!(refused.code, ErrorCode::NotPermitted.number());
+    }
 
     /// The request-level role matrix: every principal kind × every request
     /// kind, allowed or refused (the catalog's own matrix is proven in the
