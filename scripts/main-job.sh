@@ -2,8 +2,11 @@
 # The main job end to end: installs what is missing, builds, starts a vouch
 # server on a fresh embedded data directory (RocksDB on disk), replays real
 # public data through it over TCP (every order gets a code, part is
-# redeemed, retried and reversed), audits the server against the client's
-# model, prints the summary and stops the server.
+# redeemed, retried and reversed; cancellations become refunds; every
+# seller is settled and paid), restarts the server with a rehearsal clock
+# 4 days ahead so that the short-validity products expire (REF-6, SET-1),
+# settles again, audits units and money against the client's model,
+# prints the summary and stops the server.
 #
 # The data folder: VOUCH_DATA when set; else ../shared/data when it exists
 # beside the project (it adds the research-use Tianchi O2O file); else the
@@ -28,24 +31,25 @@ report="${VOUCH_REPORT:-target/replay-report.json}"
 echo "input data: $data"
 cargo build --release --locked -p vouch -p vouch-loadtest
 work=$(mktemp -d)
-log="$work/serve.log"
+stop() {
+  local pid
+  pid=$(cat "$work/serve.pid" 2>/dev/null) || return 0
+  kill -TERM "$pid" 2>/dev/null || return 0
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+}
+trap 'stop; rm -rf "$work"' EXIT
 # A 10 s reversal window: the replay's redemptions become payable, and are
 # settled and paid out, within the run (the default is an hour).
-./target/release/vouch serve --data-dir "$work/data" --listen-tcp 127.0.0.1:0 --listen-quic 127.0.0.1:0 \
-  --reversal-window-s 10 >"$log" 2>&1 &
-pid=$!
-trap 'kill -TERM $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$work"' EXIT
-for _ in $(seq 1 600); do
-  grep -q '^ready$' "$log" && break
-  kill -0 $pid 2>/dev/null || { cat "$log"; echo "error: server did not start" >&2; exit 2; }
-  sleep 0.1
-done
-addr=$(sed -n "s/^listening $scheme //p" "$log")
+bash scripts/serve-bg.sh "$work" --reversal-window-s 10
+addr=$(cat "$work/addr.$scheme")
 echo "server on $scheme://$addr (data directory $work/data)"
+# The restart: the same data directory and addresses, the clock 4 days
+# ahead (for this rehearsal only: deadlines pass early).
+restart="bash scripts/serve-bg.sh --restart '$work' --rehearsal-clock-ahead-s 345600"
 status=0
 ./target/release/vouch-loadtest replay --target "$scheme://$addr" --data "$data" \
-  --token-file "$work/data/admin.token" --ca "$work/data/cert.pem" --json "$report" || status=$?
-kill -TERM $pid
-wait $pid || true
-tail -n 1 "$log"
+  --token-file "$work/data/admin.token" --ca "$work/data/cert.pem" --json "$report" \
+  --restart "$restart" || status=$?
+stop
+tail -n 1 "$work/serve.log"
 exit $status

@@ -287,7 +287,7 @@ fn log_unsent_messages(
     catalog: &mut Catalog,
     unsent: Vec<VecDeque<ShardMessage>>,
 ) -> anyhow::Result<()> {
-    let mut batch = CatalogBatch::new(wall_ms());
+    let mut batch = CatalogBatch::new(crate::clock::now_ms());
     for m in unsent.into_iter().flatten() {
         batch
             .message(catalog, &m, &mut Vec::new())
@@ -301,13 +301,6 @@ fn log_unsent_messages(
     Ok(())
 }
 
-fn wall_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// Catalog facts a stop or crash kept from reaching a shard's log (a shard
 /// logs a fact with its next batch) are derived again from the catalog. A
 /// shard lacking one gets it logged now, before it serves: it changes what
@@ -318,7 +311,7 @@ fn log_missing_facts(
     shards: &mut [Shard],
     catalog: &Catalog,
 ) -> anyhow::Result<()> {
-    let now_ms = wall_ms();
+    let now_ms = crate::clock::now_ms();
     let facts = catalog.facts();
     let mut records = Vec::new();
     for (index, s) in shards.iter_mut().enumerate() {

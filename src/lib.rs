@@ -1,6 +1,7 @@
 //! vouch: the server and command-line client of the vouch e-voucher engine.
 //!
 //! Layout:
+//! - [`clock`]: the server's clock (wall clock plus a rehearsal offset).
 //! - [`data_dir`]: the data directory — storage, engine seed and settings,
 //!   the admin token, the development certificate — and recovery by replay.
 //! - [`pipeline`]: shard worker threads and durable reply delivery.
@@ -13,6 +14,7 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod clock;
 pub mod data_dir;
 pub mod guard;
 pub mod pipeline;

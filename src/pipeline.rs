@@ -223,7 +223,8 @@ pub struct Stats {
     pub effects: AtomicUsize,
 }
 
-/// The wall clock as a worker sees it: unix ms that never run backwards,
+/// The server's clock ([`crate::clock`]) as a worker sees it: unix ms that
+/// never run backwards,
 /// so every batch's `now` is at least the previous one's.
 #[derive(Default)]
 struct Clock {
@@ -232,10 +233,7 @@ struct Clock {
 
 impl Clock {
     fn now_ms(&mut self) -> i64 {
-        let wall = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
+        let wall = crate::clock::now_ms();
         self.last_ms = self.last_ms.max(wall);
         self.last_ms
     }

@@ -9,13 +9,15 @@
 //! - [`runner`]: closed-loop execution over connections × pipeline depth,
 //!   with HdrHistogram latencies per operation.
 //! - [`money`]: the replay's refunds, settlement and payouts, and the
-//!   money audit.
+//!   money audit; [`expiry`]: the replay's expiry after a restart with
+//!   the server's clock ahead.
 //! - [`report`]: the JSON report and the printed summary.
 //! - [`scenarios`]: `replay`, `flash-sale`, `pos`.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod data;
+pub mod expiry;
 pub mod model;
 pub mod money;
 pub mod report;

@@ -33,6 +33,14 @@ enum Scenario {
         /// are not checked against outlets, verifiers and POS devices).
         #[arg(long)]
         no_onboard: bool,
+        /// After the money steps, run this shell command, which must
+        /// restart the server on the same addresses with its clock at least
+        /// 3 days ahead (`vouch serve --rehearsal-clock-ahead-s`) and return
+        /// once it is ready; the replay then checks that the short-validity
+        /// products' vouchers expired with the right money (REF-6, SET-1),
+        /// settles and audits again. scripts/main-job.sh passes one.
+        #[arg(long)]
+        restart: Option<String>,
         #[command(flatten)]
         common: CommonArgs,
     },
@@ -189,8 +197,11 @@ async fn run_scenario(scenario: &Scenario, progress: &Progress) -> anyhow::Resul
     let common = scenario.common().common()?;
     match scenario {
         Scenario::Replay {
-            data, no_onboard, ..
-        } => scenarios::replay(&common, progress, data, !no_onboard).await,
+            data,
+            no_onboard,
+            restart,
+            ..
+        } => scenarios::replay(&common, progress, data, !no_onboard, restart.as_deref()).await,
         Scenario::FlashSale { orders, .. } => {
             scenarios::flash_sale(&common, progress, *orders).await
         }

@@ -14,15 +14,16 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use vouch_engine::catalog::SETTLEMENTS_PAGE_ITEMS_MAX;
 use vouch_engine::catalog::{
     Actor, CatalogCommand as C, CatalogOutcome, CatalogQuery as Q, CatalogView, PayoutState,
     SettlementView, STATEMENT_PAGE_LINES_MAX,
 };
 use vouch_engine::command::{
     ListTransfers, OrderShow, Refund, RefundAction, RequestId, TransferAction, TransferState,
-    TransferStep, TRANSFERS_PAGE_ITEMS_MAX,
+    TransferStep, Unavailable, TRANSFERS_PAGE_ITEMS_MAX,
 };
-use vouch_engine::{Command, ErrorCode, Fen, Outcome, SellerId};
+use vouch_engine::{Bps, Command, ErrorCode, Fen, Outcome, SellerId};
 use vouch_protocol::Client;
 
 /// The code fee (REF-1).
@@ -52,6 +53,59 @@ pub struct OrderBook {
     pub code_fee: Fen,
     /// The rest of a refund the seller got.
     pub refund_rest: Fen,
+    /// Unused units' money the seller got at expiry without expiry
+    /// refund (SET-1 end).
+    pub expired: Fen,
+    /// The product's refund ratio (PUB-7; REF-1 and REF-6 use it), 100 %
+    /// when it has none.
+    pub ratio: Bps,
+}
+
+/// MON-2 as the client works it out: round(`g` × `ratio` / 10,000), half
+/// away from zero (amounts here are never negative).
+pub fn share(g: Fen, ratio: Bps) -> Fen {
+    let x = i128::from(g.fen()) * i128::from(ratio.get());
+    Fen::positive(((x + 5_000) / 10_000) as i64).unwrap_or(Fen::ZERO)
+}
+
+/// REF-1 and REF-6 as the client works them out: R = round(G × r), the
+/// fee min(1.00, R); (buyer R − fee, fee, the seller G − R).
+pub fn automatic_split(g: Fen, ratio: Bps) -> (Fen, Fen, Fen) {
+    let r = share(g, ratio);
+    let fee = CODE_FEE.min(r);
+    (r - fee, fee, g - r)
+}
+
+/// Request ids of one source, serial after serial, so that no step of
+/// the run reuses one (a reused id would answer the earlier step).
+#[derive(Clone, Copy, Debug)]
+pub struct Serials {
+    /// The request-id source.
+    pub source: u64,
+    /// The next serial.
+    pub next: u64,
+}
+
+impl Serials {
+    /// The next request id.
+    pub fn take(&mut self) -> RequestId {
+        self.next += 1;
+        RequestId {
+            source: self.source,
+            serial: self.next - 1,
+        }
+    }
+}
+
+/// The payment system as the run acts for it (MON-7): its token (to
+/// connect again after a server restart), a connection, its request ids.
+pub struct PaymentSystem {
+    /// Its token.
+    pub token: String,
+    /// A connection with that token.
+    pub client: Arc<Client>,
+    /// Its request ids.
+    pub serials: Serials,
 }
 
 /// Every order's books, by order id.
@@ -74,13 +128,12 @@ pub struct PlannedRefund {
 }
 
 /// The refund of a cancellation of `cancelled` units of an order with
-/// `left` units unredeemed at `price` (see the module docs); None when
-/// nothing is left.
+/// `left` units unredeemed at `price` and refund ratio `ratio` (see the
+/// module docs); None when nothing is left.
 pub fn plan(
     order_id: &str,
     request_id: RequestId,
-    left: u32,
-    price: Fen,
+    (left, price, ratio): (u32, Fen, Bps),
     cancelled: u32,
 ) -> Option<PlannedRefund> {
     if left == 0 {
@@ -88,11 +141,11 @@ pub fn plan(
     }
     let g = price.times(left).expect("bounded");
     let (action, expect) = if cancelled >= left {
-        let fee = CODE_FEE.min(g);
-        let expect = if g == fee {
+        let split = automatic_split(g, ratio);
+        let expect = if split.0.is_zero() {
             Err(ErrorCode::RefundAmountZero)
         } else {
-            Ok((g - fee, fee, Fen::ZERO))
+            Ok(split)
         };
         (RefundAction::Automatic, expect)
     } else {
@@ -255,26 +308,50 @@ pub async fn wait_payable(
     }
 }
 
+/// Every settlement after id `after` (all sellers), in id order.
+///
+/// Errors: the connection failed or the page was refused.
+async fn settlements_after(client: &Client, mut after: u64) -> anyhow::Result<Vec<SettlementView>> {
+    let mut out = Vec::new();
+    loop {
+        let q = Q::Settlements {
+            seller: None,
+            after: Some(after),
+            limit: SETTLEMENTS_PAGE_ITEMS_MAX,
+        };
+        let page = match client.catalog_read(Some(Actor::Staff), q).await? {
+            Ok(CatalogView::Settlements(page)) => page,
+            other => anyhow::bail!("settlements after {after}: {other:?}"),
+        };
+        let Some(last) = page.last().map(|s| s.id) else {
+            return Ok(out);
+        };
+        out.extend(page);
+        after = last;
+    }
+}
+
 /// Runs settlement for every seller at `cutoff_ms` (staff) and confirms
-/// every payout in transit (as the payment system). Returns the
-/// settlements as confirmed.
+/// every payout in transit (as the payment system), also those the
+/// server's daily run (SET-3) made meanwhile. Returns every settlement of
+/// these sellers made since the call began, as confirmed.
+///
+/// Errors: the connection failed.
 pub async fn settle_all(
     client: &Client,
     sellers: &[SellerId],
     cutoff_ms: i64,
-    source: u64,
+    serials: &mut Serials,
     findings: &mut Findings,
 ) -> anyhow::Result<Vec<SettlementView>> {
-    let mut serial = 0;
-    let mut rid = || {
-        serial += 1;
-        RequestId { source, serial }
-    };
-    let mut out = Vec::new();
+    let before = settlements_after(client, 0)
+        .await?
+        .last()
+        .map_or(0, |s| s.id);
     for seller in sellers {
         let run = client
             .catalog(
-                rid(),
+                serials.take(),
                 Some(Actor::Staff),
                 C::RunSettlement {
                     seller: *seller,
@@ -282,16 +359,27 @@ pub async fn settle_all(
                 },
             )
             .await?;
-        let Ok(CatalogOutcome::Settlement(s)) = run else {
+        if !matches!(run, Ok(CatalogOutcome::Settlement(_))) {
             findings.check(false, || format!("settlement of seller {seller}: {run:?}"));
-            continue;
-        };
-        if s.state != PayoutState::InTransit {
-            continue;
+        }
+    }
+    let ours: std::collections::HashSet<SellerId> = sellers.iter().copied().collect();
+    let mut out = Vec::new();
+    for s in settlements_after(client, before).await? {
+        if !ours.contains(&s.seller) {
+            continue; // another run's seller
+        }
+        match s.state {
+            PayoutState::InTransit => {}
+            PayoutState::NothingToPay => continue,
+            other => {
+                findings.check(false, || format!("payout {}: {other}", s.id));
+                continue;
+            }
         }
         let confirm = client
             .catalog(
-                rid(),
+                serials.take(),
                 Some(Actor::PaymentSystem),
                 C::ConfirmPayout { settlement: s.id },
             )
@@ -313,12 +401,12 @@ pub async fn settle_all(
 /// this run's orders (others may share the server), shard by shard; each
 /// must be for the amount booked. Returns the fen confirmed.
 pub async fn confirm_refunds(
-    payment: &(Arc<Client>, u64),
+    payment: &mut PaymentSystem,
     books: &Books,
     findings: &mut Findings,
 ) -> anyhow::Result<Fen> {
-    let (client, source) = payment;
-    let (mut serial, mut confirmed) = (0, Fen::ZERO);
+    let client = payment.client.clone();
+    let mut confirmed = Fen::ZERO;
     for shard in 0..client.shards() {
         let mut after = 0;
         loop {
@@ -344,12 +432,8 @@ pub async fn confirm_refunds(
                 findings.check(booked == t.amount, || {
                     format!("{t}: the books say {booked} yuan")
                 });
-                serial += 1;
                 let step = TransferStep {
-                    request_id: RequestId {
-                        source: *source,
-                        serial,
-                    },
+                    request_id: payment.serials.take(),
                     order_id: t.order_id.clone(),
                     transfer: t.transfer,
                     action: TransferAction::Confirm,
@@ -404,20 +488,25 @@ pub async fn check_statements(
 
 /// REF-7 per order, from the server's order view against the books: paid
 /// = units × price; refunded as booked; paid = refunded + to the seller +
-/// held; held = the unredeemed units' value (`left` from the model).
+/// held; held = the unredeemed units' value (`left` from the model); the
+/// orders in `expired` read `unavailable` because they expired (REF-6).
 pub async fn check_orders(
     pool: &Pool,
     books: &Books,
-    left: HashMap<String, u32>,
+    left: &HashMap<String, u32>,
+    expired: &std::collections::HashSet<String>,
 ) -> anyhow::Result<(Stats, Findings)> {
     let shared = Arc::new(Mutex::new(Findings::default()));
-    let items: Vec<(String, OrderBook, u32)> = books
+    let items: Vec<(String, OrderBook, u32, bool)> = books
         .iter()
-        .map(|(id, b)| (id.clone(), b.clone(), left.get(id).copied().unwrap_or(0)))
+        .map(|(id, b)| {
+            let units = left.get(id).copied().unwrap_or(0);
+            (id.clone(), b.clone(), units, expired.contains(id))
+        })
         .collect();
     let s2 = shared.clone();
     let stats = pool
-        .run("order", &["order"], items, move |client, (id, b, left)| {
+        .run("order", &["order"], items, move |client, (id, b, left, expired)| {
             let shared = s2.clone();
             async move {
                 let c = Command::Order(OrderShow { order_id: id.clone(), seller_id: None });
@@ -431,6 +520,11 @@ pub async fn check_orders(
                             o.paid == paid && o.refunded == b.refunded && o.paid == o.refunded + o.to_seller + o.escrow && o.escrow == held,
                             || format!("order {id}: paid {} refunded {} to seller {} held {}; books: paid {paid} refunded {} held {held}", o.paid, o.refunded, o.to_seller, o.escrow, b.refunded),
                         );
+                        if expired {
+                            f.check(o.unavailable == Some(Unavailable::Expired), || {
+                                format!("order {id}: {} instead of expired", o.state)
+                            });
+                        }
                         true
                     }
                     other => {
@@ -455,6 +549,7 @@ pub fn totals(books: &Books, earned: Fen, settled: &[SettlementView]) -> Value {
         .sum();
     let refunded: Fen = books.values().map(|b| b.refunded).sum();
     let fees: Fen = books.values().map(|b| b.code_fee).sum();
+    let expired: Fen = books.values().map(|b| b.expired).sum();
     let refunds = books.values().filter(|b| !b.refunded.is_zero()).count();
     let by_seller: BTreeMap<SellerId, Fen> = settled.iter().fold(BTreeMap::new(), |mut m, s| {
         *m.entry(s.seller).or_default() += s.total;
@@ -463,6 +558,7 @@ pub fn totals(books: &Books, earned: Fen, settled: &[SettlementView]) -> Value {
     let settled_total: Fen = by_seller.values().copied().sum();
     json!({
         "paid": paid, "refunded": refunded, "refunds": refunds, "code_fees": fees,
+        "expired_to_sellers": expired,
         "earned_by_sellers": earned, "settled": settled_total, "payouts": settled.len(),
         "sellers_paid": by_seller.len(),
     })
@@ -479,14 +575,14 @@ pub struct Inputs {
     pub left: HashMap<String, u32>,
     /// Units redeemed and not reversed per order (the client's model).
     pub redeemed: HashMap<String, u32>,
-    /// Request-id source of the run's refunds and catalog commands.
-    pub source: u64,
-    /// A connection with the payment system's token, and its request-id
-    /// source: it confirms the refunds in transit (MON-7).
-    pub payment: (Arc<Client>, u64),
+    /// Request ids of the run's refunds and catalog commands.
+    pub serials: Serials,
+    /// The payment system: it confirms the refunds in transit (MON-7).
+    pub payment: PaymentSystem,
 }
 
-/// The outcome of the money steps.
+/// The outcome of the money steps, and what a later money step (the
+/// expiry after a restart) goes on from.
 pub struct Outputs {
     /// Statistics of the refunds and order reads.
     pub stats: Stats,
@@ -496,6 +592,18 @@ pub struct Outputs {
     pub refunded: Vec<String>,
     /// The totals for the report.
     pub totals: Value,
+    /// The books as they stand.
+    pub books: Books,
+    /// Units left per order as they stand.
+    pub left: HashMap<String, u32>,
+    /// Every settlement made and confirmed.
+    pub settled: Vec<SettlementView>,
+    /// What the sellers earned (redeemed, refund shares, expiry).
+    pub earned: Fen,
+    /// The run's request ids, from where they stand.
+    pub serials: Serials,
+    /// The payment system.
+    pub payment: PaymentSystem,
 }
 
 /// Refunds the cancellations, waits for the sellers' money, settles and
@@ -505,24 +613,8 @@ pub struct Outputs {
 pub async fn run(pool: &Pool, mut inputs: Inputs) -> anyhow::Result<Outputs> {
     let mut findings = Findings::default();
     let mut left = inputs.left.clone();
-    let mut plans = Vec::new();
-    for (i, (order_id, units)) in inputs.cancellations.iter().enumerate() {
-        let Some(b) = inputs.books.get(order_id) else {
-            continue;
-        };
-        let rid = RequestId {
-            source: inputs.source,
-            serial: 1_000_000 + i as u64,
-        };
-        let units_left = left.get(order_id).copied().unwrap_or(0);
-        if let Some(p) = plan(order_id, rid, units_left, b.price, *units) {
-            if p.expect.is_ok() {
-                left.insert(order_id.clone(), 0);
-            }
-            plans.push(p);
-        }
-    }
-    let (mut stats, refunded) = refund_all(pool, &mut inputs.books, &mut findings, plans).await?;
+    let plans = plan_all(&inputs, &mut left);
+    let (stats, refunded) = refund_all(pool, &mut inputs.books, &mut findings, plans).await?;
     let shares: Fen = inputs
         .books
         .values()
@@ -539,14 +631,70 @@ pub async fn run(pool: &Pool, mut inputs: Inputs) -> anyhow::Result<Outputs> {
     let earned = shares + redeemed;
     // With a long reversal window only the refunds' shares are payable by
     // the end of the run; the redemptions' money is still pending.
-    let client = pool.first();
-    let window_ms = reversal_window_ms(&client).await?;
+    let window_ms = reversal_window_ms(&pool.first()).await?;
     let payable = if window_ms <= WAIT_FOR_WINDOW_MS_MAX {
         earned
     } else {
         shares
     };
-    let mut sellers: Vec<SellerId> = inputs.books.values().map(|b| b.seller).collect();
+    let mut out = Outputs {
+        stats,
+        findings,
+        refunded,
+        totals: Value::Null,
+        books: inputs.books,
+        left,
+        settled: Vec::new(),
+        earned,
+        serials: inputs.serials,
+        payment: inputs.payment,
+    };
+    let booked: Fen = out.books.values().map(|b| b.refunded).sum();
+    settle_and_audit(pool, &mut out, payable, booked, &Default::default()).await?;
+    Ok(out)
+}
+
+/// The refunds of the cancellations (see [`plan`]); `left` loses the
+/// units each refund voids.
+fn plan_all(inputs: &Inputs, left: &mut HashMap<String, u32>) -> Vec<PlannedRefund> {
+    let mut plans = Vec::new();
+    for (i, (order_id, units)) in inputs.cancellations.iter().enumerate() {
+        let Some(b) = inputs.books.get(order_id) else {
+            continue;
+        };
+        let rid = RequestId {
+            source: inputs.serials.source,
+            serial: 1_000_000 + i as u64,
+        };
+        let units_left = left.get(order_id).copied().unwrap_or(0);
+        if let Some(p) = plan(order_id, rid, (units_left, b.price, b.ratio), *units) {
+            if p.expect.is_ok() {
+                left.insert(order_id.clone(), 0);
+            }
+            plans.push(p);
+        }
+    }
+    plans
+}
+
+/// Waits until the sellers' money reaches `payable`, settles every seller
+/// at the server's now and confirms the payouts, checks the statements,
+/// confirms the refunds in transit (they must add up to `refunds`), reads
+/// every order back (`expired` must read expired), and updates the
+/// totals.
+///
+/// Errors: the connection failed.
+pub async fn settle_and_audit(
+    pool: &Pool,
+    out: &mut Outputs,
+    payable: Fen,
+    refunds: Fen,
+    expired: &std::collections::HashSet<String>,
+) -> anyhow::Result<()> {
+    let client = pool.first();
+    let findings = &mut out.findings;
+    let window_ms = reversal_window_ms(&client).await?;
+    let mut sellers: Vec<SellerId> = out.books.values().map(|b| b.seller).collect();
     sellers.sort_unstable();
     sellers.dedup();
     let seen = wait_payable(&client, &sellers, payable.fen(), window_ms).await?;
@@ -554,8 +702,8 @@ pub async fn run(pool: &Pool, mut inputs: Inputs) -> anyhow::Result<Outputs> {
         format!("sellers' payable money {seen} fen, books say {payable} yuan")
     });
     tokio::time::sleep(Duration::from_millis(5)).await;
-    let cutoff = jiff::Timestamp::now().as_millisecond();
-    let settled = settle_all(&client, &sellers, cutoff, inputs.source, &mut findings).await?;
+    let cutoff = server_now_ms(&client).await?;
+    let settled = settle_all(&client, &sellers, cutoff, &mut out.serials, findings).await?;
     let total: Fen = settled.iter().map(|s| s.total).sum();
     findings.check(total == payable, || {
         format!("settled {total} yuan, sellers' payable money {payable}")
@@ -564,24 +712,30 @@ pub async fn run(pool: &Pool, mut inputs: Inputs) -> anyhow::Result<Outputs> {
     findings.check(after == 0, || {
         format!("{after} fen still payable or in transit after every payout")
     });
-    check_statements(&client, &settled, &mut findings).await?;
-    let confirmed = confirm_refunds(&inputs.payment, &inputs.books, &mut findings).await?;
-    let booked: Fen = inputs.books.values().map(|b| b.refunded).sum();
-    findings.check(confirmed == booked, || {
-        format!("refunds confirmed {confirmed} yuan, the books refunded {booked}")
+    check_statements(&client, &settled, findings).await?;
+    let confirmed = confirm_refunds(&mut out.payment, &out.books, findings).await?;
+    findings.check(confirmed == refunds, || {
+        format!("refunds confirmed {confirmed} yuan, the books refunded {refunds}")
     });
-    let (order_stats, f) = check_orders(pool, &inputs.books, left).await?;
-    stats.merge_with_active(order_stats);
-    findings.checked += f.checked;
-    findings.violations += f.violations;
-    findings.samples.extend(f.samples);
-    let totals = totals(&inputs.books, earned, &settled);
-    Ok(Outputs {
-        stats,
-        findings,
-        refunded,
-        totals,
-    })
+    let (order_stats, f) = check_orders(pool, &out.books, &out.left, expired).await?;
+    out.stats.merge_with_active(order_stats);
+    out.findings.checked += f.checked;
+    out.findings.violations += f.violations;
+    out.findings.samples.extend(f.samples);
+    out.settled.extend(settled);
+    out.totals = totals(&out.books, out.earned, &out.settled);
+    Ok(())
+}
+
+/// The server's clock (`Info`), unix ms: settlement cutoffs must not be
+/// after it, and a rehearsal clock runs ahead of this machine's.
+///
+/// Errors: the request failed or the answer is not `Info`.
+pub async fn server_now_ms(client: &Client) -> anyhow::Result<i64> {
+    match client.call(vouch_protocol::Request::Info).await? {
+        vouch_protocol::Response::Info { now_ms, .. } => Ok(now_ms),
+        other => anyhow::bail!("Info answered {other:?}"),
+    }
 }
 
 /// The server's reversal window, ms (`Info`).

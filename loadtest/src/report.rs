@@ -211,6 +211,12 @@ pub fn summary(report: &Value) -> String {
             y("paid"), y("refunded"), money["refunds"], y("code_fees"), y("earned_by_sellers"),
             y("settled"), money["payouts"], money["sellers_paid"]
         ));
+        if money["expired_orders"].is_number() {
+            out.push_str(&format!(
+                "  expiry (yuan): {} orders expired after the restart, {} refunded to buyers, {} to sellers without expiry refund\n",
+                money["expired_orders"], y("expiry_refunded"), y("expired_to_sellers")
+            ));
+        }
     }
     out.push_str(&format!(
         "audit: {} checks, {} violations\n",

@@ -2,6 +2,7 @@
 //! (redeem storm, Zipf over vouchers, multi-unit).
 
 use crate::data::{self, Source};
+use crate::expiry::{self, AtExpiry};
 use crate::model::{self, Model, ModelRedemption, ModelVoucher};
 use crate::money;
 use crate::report::{self, Stats};
@@ -18,7 +19,7 @@ use std::time::Instant;
 use vouch_engine::command::{Issue, Lookup, Redeem, RequestId, Reverse};
 use vouch_engine::validity::Validity;
 use vouch_engine::{
-    CategoryId, Code, Command, Fen, Outcome, OutletId, PosId, ProductId, ProviderId, SellerId,
+    Bps, CategoryId, Code, Command, Fen, Outcome, OutletId, PosId, ProductId, ProviderId, SellerId,
     VerifierId,
 };
 
@@ -67,7 +68,7 @@ impl Common {
         ProductId((u64::from(self.run_id) << 32) | (local.0 & 0xffff_ffff))
     }
 
-    async fn pool(&self) -> anyhow::Result<Pool> {
+    pub(crate) async fn pool(&self) -> anyhow::Result<Pool> {
         Pool::connect(
             &self.target,
             &self.token,
@@ -559,13 +560,15 @@ pub async fn replay(
     progress: &Progress,
     data_dir: &std::path::Path,
     onboard: bool,
+    restart: Option<&str>,
 ) -> anyhow::Result<Value> {
     let loaded = data::load(data_dir)?;
     let started = Instant::now();
-    let pool = common.pool().await?;
+    let mut pool = common.pool().await?;
     let shared = progress.0.clone();
     let prefix = common.prefix();
     let mut seller_of = HashMap::new();
+    let mut expiring = HashMap::new();
     let mut books = money::Books::new();
     let mut multi = Vec::new();
     let mut single = Vec::new();
@@ -601,6 +604,9 @@ pub async fn replay(
                 (o.seller_id, o.product_id)
             };
             seller_of.insert(order_id.clone(), seller);
+            if let Some(at) = expiry::short_product(o.product_id).filter(|_| onboard) {
+                expiring.insert(order_id.clone(), at);
+            }
             let price = Fen::from_yuan(o.unit_price).expect("admitted prices are whole fen");
             let book = money::OrderBook {
                 seller,
@@ -609,6 +615,11 @@ pub async fn replay(
                 refunded: Fen::ZERO,
                 code_fee: Fen::ZERO,
                 refund_rest: Fen::ZERO,
+                expired: Fen::ZERO,
+                ratio: match expiring.get(&order_id) {
+                    Some(AtExpiry::Refund(r)) => *r,
+                    _ => Bps::FULL,
+                },
             };
             books.insert(order_id.clone(), book);
             if o.units > 1 {
@@ -673,18 +684,21 @@ pub async fn replay(
             .iter()
             .map(|c| (format!("{prefix}{}", c.order_key), c.units))
             .collect();
-        let source = (u64::from(common.run_id) << 32) | 0xffff_fffd;
+        let serials = money::Serials {
+            source: (u64::from(common.run_id) << 32) | 0xffff_fffd,
+            next: 1,
+        };
         let payment = payment_system(common, &pool).await?;
-        let inputs = money_inputs(&shared, books, cancellations, source, payment);
-        let out = money::run(&pool, inputs).await?;
-        stats.merge_with_active(out.stats);
-        let mut s = lock(&shared);
-        for id in &out.refunded {
-            if let Some(v) = s.model.vouchers.get_mut(id) {
-                v.units_remaining = 0;
-                v.code = None;
-            }
+        let inputs = money_inputs(&shared, books, cancellations, serials, payment);
+        let mut out = money::run(&pool, inputs).await?;
+        void_in_model(&shared, &out.refunded);
+        if let Some(command) = restart {
+            pool = expiry::restart(common, command).await?;
+            let expired = expiry::run(common, &pool, &expiring, &mut out).await?;
+            void_in_model(&shared, expired.iter());
         }
+        stats.merge_with_active(std::mem::take(&mut out.stats));
+        let mut s = lock(&shared);
         s.checks += out.findings.checked;
         s.violations += out.findings.violations;
         s.samples.extend(out.findings.samples);
@@ -717,14 +731,26 @@ pub async fn replay(
     .await
 }
 
+/// In the model: the orders' unredeemed units are void (refunded or
+/// expired), their codes dead.
+fn void_in_model<'a>(shared: &SharedRef, orders: impl IntoIterator<Item = &'a String>) {
+    let mut s = lock(shared);
+    for id in orders {
+        if let Some(v) = s.model.vouchers.get_mut(id) {
+            v.units_remaining = 0;
+            v.code = None;
+        }
+    }
+}
+
 /// The money steps' inputs from the model: the books of acknowledged
 /// orders, units left and redeemed (not reversed) per order.
 fn money_inputs(
     shared: &SharedRef,
     mut books: money::Books,
     cancellations: Vec<(String, u32)>,
-    source: u64,
-    payment: (Arc<vouch_protocol::Client>, u64),
+    serials: money::Serials,
+    payment: money::PaymentSystem,
 ) -> money::Inputs {
     let s = lock(shared);
     books.retain(|id, _| s.model.vouchers.contains_key(id));
@@ -743,7 +769,7 @@ fn money_inputs(
         cancellations,
         left,
         redeemed,
-        source,
+        serials,
         payment,
     }
 }
@@ -753,10 +779,7 @@ fn money_inputs(
 /// only it may confirm refunds to buyers (MON-7).
 ///
 /// Errors: the token was refused or the connection failed.
-async fn payment_system(
-    common: &Common,
-    pool: &Pool,
-) -> anyhow::Result<(Arc<vouch_protocol::Client>, u64)> {
+async fn payment_system(common: &Common, pool: &Pool) -> anyhow::Result<money::PaymentSystem> {
     use rand::RngCore;
     use sha2::Digest;
     let mut raw = [0u8; 24];
@@ -781,7 +804,11 @@ async fn payment_system(
     let client =
         vouch_protocol::Client::connect(&common.target, &token, common.ca.as_deref()).await?;
     let source = vouch_engine::catalog::token_source(&token_hash);
-    Ok((Arc::new(client), source))
+    Ok(money::PaymentSystem {
+        token,
+        client: Arc::new(client),
+        serials: money::Serials { source, next: 1 },
+    })
 }
 
 /// Sellers the synthetic scenarios onboard, and products per seller.
@@ -1173,6 +1200,7 @@ async fn onboard_and_publish(
         .await?;
     let shared2 = shared.clone();
     let rid = next_rid.clone();
+    let now_ms = money::server_now_ms(&client).await?;
     stats.merge_with_active(
         pool.run(
             "publish",
@@ -1181,15 +1209,23 @@ async fn onboard_and_publish(
             move |client, (seller, product, key)| {
                 let (shared, rid) = (shared2.clone(), rid.clone());
                 async move {
+                    // A few products expire in the run (see `expiry`).
+                    let short = expiry::short_product(product);
                     let spec = ProductSpec {
                         id: product,
                         category,
                         delivery: Delivery::EVoucher,
-                        validity: Validity::DaysFromIssue(365),
+                        validity: match short {
+                            Some(_) => expiry::short_validity(now_ms),
+                            None => Validity::DaysFromIssue(365),
+                        },
                         provider: Some(provider),
                         outlets: vec![outlet_of(seller)],
                         settlement: Settlement::PayOnRedemption,
-                        expiry_refund_ratio: None,
+                        expiry_refund_ratio: match short {
+                            Some(AtExpiry::Refund(r)) => Some(r),
+                            _ => None,
+                        },
                         merchant_code: key.chars().take(64).collect(),
                         group_buying: false,
                     };

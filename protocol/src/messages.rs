@@ -181,6 +181,11 @@ pub enum Response {
         /// The data directory's reversal window, ms (SET-1): redeemed
         /// money is payable to sellers this long after the redemption.
         reversal_window_ms: i64,
+        /// The server's clock when it answered, unix ms: what its
+        /// deadlines and settlement cutoffs are compared with (ahead of
+        /// the wall clock in a rehearsal, `vouch serve
+        /// --rehearsal-clock-ahead-s`).
+        now_ms: i64,
     },
     /// Reply to a catalog command.
     Catalog(Result<CatalogOutcome, WireError>),

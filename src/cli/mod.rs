@@ -253,6 +253,15 @@ struct ServeArgs {
     /// Plain TCP also off loopback (without it, TCP off loopback is TLS).
     #[arg(long)]
     plain_tcp: bool,
+    /// For rehearsals only, never on real money: run the server's clock
+    /// this many seconds ahead of the wall clock (0..=31622400, a leap
+    /// year), so that validity ends, T+3, REF-2 deadlines and daily
+    /// settlement runs are reached in minutes. Deadlines pass early, and
+    /// a data directory's time never runs back, even on a later start
+    /// without it.
+    #[arg(long, default_value_t = 0,
+          value_parser = clap::value_parser!(i64).range(0..=31_622_400))]
+    rehearsal_clock_ahead_s: i64,
 }
 
 /// Parses a lockout limit `FAILURES:WINDOW_S:LOCKOUT_S`, e.g.
@@ -592,6 +601,7 @@ pub fn main() -> ExitCode {
                     _ => TcpSecurity::Auto,
                 },
                 settlement_time: a.settlement_time,
+                clock_ahead_ms: a.rehearsal_clock_ahead_s * 1000,
             };
             match rt.block_on(serve(opts)) {
                 Ok(()) => ExitCode::SUCCESS,

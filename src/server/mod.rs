@@ -104,6 +104,9 @@ pub struct ServeOptions {
     /// Local time of day (platform time zone) of the daily settlement run
     /// (SET-3); its cutoff is that instant.
     pub settlement_time: jiff::civil::Time,
+    /// For rehearsals only: the server's clock runs this many ms ahead of
+    /// the wall clock ([`crate::clock`]); 0 in production.
+    pub clock_ahead_ms: i64,
 }
 
 /// A tenant principal's share of the server: its connections and its
@@ -203,13 +206,9 @@ pub(crate) static REFUSED_LOG: Throttled = Throttled::new();
 /// Warnings of refused logins (unknown tokens).
 pub(crate) static LOGIN_LOG: Throttled = Throttled::new();
 
-/// The wall clock in unix ms, for the guard (the engine never reads it).
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+/// The server's clock in unix ms, for the guard and the ticks (the engine
+/// never reads it).
+use crate::clock::now_ms;
 
 fn limits() -> Limits {
     Limits {
@@ -239,6 +238,13 @@ struct Workers {
 pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     opts.guard.validate().map_err(anyhow::Error::msg)?;
     opts.new_config.validate().map_err(anyhow::Error::msg)?;
+    if opts.clock_ahead_ms > 0 {
+        crate::clock::set_ahead_ms(opts.clock_ahead_ms);
+        eprintln!(
+            "warning: rehearsal clock: the server's clock runs {} s ahead of the wall clock; deadlines pass early, never use this on real money",
+            opts.clock_ahead_ms / 1000
+        );
+    }
     let started = std::time::Instant::now();
     // CONNECTIONS_MAX sockets need more descriptors than a default soft
     // limit of 1,024; raise it towards the hard limit.

@@ -92,6 +92,7 @@ pub(super) fn dispatch(
                 shards: ctx.shards,
                 limits: limits(),
                 reversal_window_ms: ctx.reversal_window_ms,
+                now_ms: super::now_ms(),
             },
             permit,
         ),
