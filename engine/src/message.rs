@@ -131,6 +131,43 @@ pub enum ShardMessageBody {
         /// Fen, > 0.
         amount: crate::money::Fen,
     },
+    /// What this build sends instead of [`ShardMessageBody::TakeBack`]
+    /// (which earlier builds logged, and recovery still reads): the same
+    /// with the number of the buyer's refund transfer in the order's
+    /// shard, so that the catalog's entries of it show that transfer's
+    /// state in the export (RPT-5).
+    TakeBackNumbered {
+        /// The seller.
+        seller: SellerId,
+        /// The order's category (its voucher deposit, ONB-4).
+        category: CategoryId,
+        /// A group-buying order (its group-buying deposit, ONB-5).
+        group_buying: bool,
+        /// Fen to the buyer, > 0.
+        amount: crate::money::Fen,
+        /// The order.
+        order_id: String,
+        /// The buyer's refund transfer, numbered per order from 1.
+        transfer: u16,
+    },
+    /// What this build sends instead of [`ShardMessageBody::Transfer`]
+    /// (read for recovery of earlier logs): the same with the transfer's
+    /// number — for `refund_retried` the new transfer's, with the failed
+    /// one it retries.
+    TransferNumbered {
+        /// The order's seller.
+        seller: SellerId,
+        /// The order.
+        order_id: String,
+        /// `refund_confirmed`, `refund_failed` or `refund_retried`.
+        reason: crate::ledger::Reason,
+        /// Fen, > 0.
+        amount: crate::money::Fen,
+        /// The transfer answered, or the new one a retry sent.
+        transfer: u16,
+        /// For `refund_retried`: the failed transfer it retries.
+        retry_of: Option<u16>,
+    },
 }
 
 /// The money terms of a product that its vouchers keep from the moment

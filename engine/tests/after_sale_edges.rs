@@ -949,7 +949,7 @@ fn mon_5_duplicate_and_out_of_order_takebacks() {
     assert_eq!(msgs.len(), 2);
     assert!(msgs
         .iter()
-        .all(|m| matches!(m.body, ShardMessageBody::TakeBack { .. })));
+        .all(|m| matches!(m.body, ShardMessageBody::TakeBackNumbered { .. })));
     let second = msgs.pop().unwrap();
     let first = msgs.pop().unwrap();
     let before = w.catalog.ledger().to_vec();

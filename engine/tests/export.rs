@@ -324,3 +324,60 @@ fn rpt_5_bad_pages_and_ranges_are_refused() {
         "a cursor past the end"
     );
 }
+
+/// RPT-5 with REF-5 and MON-7: the catalog's rows of money taken back
+/// from a seller (15.00 after sale: 10.00 from the deposit, 5.00 owed)
+/// show the state of the buyer's transfer in the order's shard — pending
+/// in transit, voided once the payment system failed it, the retry
+/// pending and then posted once confirmed.
+#[test]
+fn rpt_5_taken_back_refunds_show_their_transfers_state() {
+    let mut w = World::new();
+    w.sold_and_redeemed("o-1", 3);
+    w.deliver(NOW + HOUR);
+    let after_sale = RefundAction::AfterSale {
+        amount: Fen::new(1_500),
+        reason: "stale bread".into(),
+    };
+    w.step(NOW + HOUR, "o-1", after_sale, 1).unwrap();
+    w.step(NOW + HOUR, "o-1", RefundAction::ConfirmAfterSale, 2)
+        .unwrap();
+    w.deliver(NOW + HOUR + 1);
+    let rows = |w: &World| {
+        let rows = catalog_rows(w, Actor::Staff, Some(SELLER), ALL).unwrap();
+        let of_order = rows
+            .into_iter()
+            .filter(|r| r.order_id.as_deref() == Some("o-1"));
+        of_order
+            .map(|r| (r.reason, r.amount.fen(), r.state))
+            .collect::<Vec<_>>()
+    };
+    use EntryState::*;
+    let taken = [
+        (Reason::AfterSaleRefund, 1_000, Pending),
+        (Reason::ReceivableBooked, 500, Pending),
+    ];
+    assert_eq!(rows(&w), taken);
+    let step = |w: &mut World, n, action, serial| {
+        let c = transfer_step_cmd("o-1", n, action, serial);
+        assert!(w.engine.apply(NOW + HOUR + 2, &c, &mut Vec::new()).is_ok());
+        w.deliver(NOW + HOUR + 2);
+    };
+    step(&mut w, 1, TransferAction::Fail, 50_101);
+    let failed = [
+        (Reason::AfterSaleRefund, 1_000, Voided),
+        (Reason::ReceivableBooked, 500, Voided),
+        (Reason::RefundFailed, 1_500, Posted),
+    ];
+    assert_eq!(rows(&w), failed);
+    step(&mut w, 1, TransferAction::Retry, 50_102);
+    assert_eq!(rows(&w)[3], (Reason::RefundRetried, 1_500, Pending));
+    step(&mut w, 2, TransferAction::Confirm, 50_103);
+    assert_eq!(
+        rows(&w)[3..],
+        [
+            (Reason::RefundRetried, 1_500, Posted),
+            (Reason::RefundConfirmed, 1_500, Posted)
+        ]
+    );
+}

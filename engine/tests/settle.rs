@@ -430,8 +430,10 @@ fn set_3_the_daily_run_settles_every_seller_once() {
     w.catalog.check_invariants().unwrap();
     let message_body = |m: &ShardMessage| match &m.body {
         ShardMessageBody::Payable { seller, .. } => *seller,
-        ShardMessageBody::TakeBack { seller, .. } => *seller,
-        ShardMessageBody::Transfer { seller, .. } => *seller,
+        ShardMessageBody::TakeBack { seller, .. }
+        | ShardMessageBody::TakeBackNumbered { seller, .. } => *seller,
+        ShardMessageBody::Transfer { seller, .. }
+        | ShardMessageBody::TransferNumbered { seller, .. } => *seller,
     };
     w.sale("o-2", 1, NOW + 2 * HOUR);
     let later = w.tick_and_deliver(NOW + 4 * HOUR);

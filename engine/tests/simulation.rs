@@ -1274,6 +1274,18 @@ fn check_export(shards: &mut [Shard], catalog: &Catalog) {
         in_transit,
         "RPT-5: payouts in transit"
     );
+    let taken_back = [
+        Reason::AfterSaleRefund,
+        Reason::ReceivableBooked,
+        Reason::RefundRetried,
+    ];
+    assert_eq!(
+        pending_fen(&rows, &taken_back),
+        catalog
+            .balance(vouch_engine::catalog::Account::RefundsInTransit)
+            .fen(),
+        "RPT-5: refunds taken back in transit"
+    );
 }
 
 /// Every transfer of `shard` in transit, then every failed one.

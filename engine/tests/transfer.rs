@@ -232,7 +232,7 @@ fn mon_7_taken_back_refunds_move_in_the_catalog() {
     assert!(matches!(
         sent[..],
         [vouch_engine::message::ShardMessage {
-            body: ShardMessageBody::Transfer { .. },
+            body: ShardMessageBody::TransferNumbered { .. },
             ..
         }]
     ));

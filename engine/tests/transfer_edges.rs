@@ -585,7 +585,7 @@ fn mon_7_catalog_transfer_messages_twice_and_out_of_order() {
     let messages = e.shard_mut(0).take_messages();
     let transfers = messages
         .iter()
-        .filter(|m| matches!(m.body, ShardMessageBody::Transfer { .. }))
+        .filter(|m| matches!(m.body, ShardMessageBody::TransferNumbered { .. }))
         .count();
     assert_eq!(transfers, 3, "fail, retry, confirm: {messages:?}");
     let mut catalog = Catalog::new(jiff::tz::TimeZone::get("Asia/Shanghai").unwrap());

@@ -6,7 +6,8 @@
 use super::check::reject;
 use super::{Account, Catalog, PayoutState};
 use crate::command::{
-    check_entries_request, EntryPage, EntryRow, EntryState, LedgerName, ENTRIES_SCAN_MAX,
+    check_entries_request, EntryPage, EntryRow, EntryState, LedgerName, TransferState,
+    ENTRIES_SCAN_MAX,
 };
 use crate::error::{ErrorCode, Rejection};
 use crate::ids::SellerId;
@@ -22,8 +23,12 @@ pub enum CatalogLink {
     Line(u32),
     /// This settlement (its netting, payout and the payout's answer).
     Settlement(u64),
-    /// Money taken back from `seller` for order `.1` (REF-5, MON-7).
+    /// Money taken back from `seller` for order `.1` (REF-5, MON-7), as
+    /// logged by earlier builds (without the transfer's number).
     Order(SellerId, Arc<str>),
+    /// Money taken back from `seller` for order `.1`, its refund transfer
+    /// `.2` (numbered per order in the order's shard).
+    Transfer(SellerId, Arc<str>, u16),
 }
 
 /// One entry of the catalog's ledger (MON-3).
@@ -112,6 +117,15 @@ impl Catalog {
                 }
             }
             CatalogLink::Order(s, id) => (seller, order) = (Some(*s), Some(id.to_string())),
+            CatalogLink::Transfer(s, id, n) => {
+                (seller, order) = (Some(*s), Some(id.to_string()));
+                if matches!(
+                    e.reason,
+                    Reason::AfterSaleRefund | Reason::ReceivableBooked | Reason::RefundRetried
+                ) {
+                    state = transfer_state(self.taken_back_state(*s, id, *n));
+                }
+            }
         }
         EntryRow {
             ledger: LedgerName::Catalog,
@@ -127,6 +141,16 @@ impl Catalog {
             state,
             settlement,
         }
+    }
+}
+
+/// Money on its way to a buyer waits for the payment system, and is undone
+/// when it fails the transfer (the same as a shard's refund rows).
+fn transfer_state(state: Option<TransferState>) -> EntryState {
+    match state {
+        Some(TransferState::InTransit) => EntryState::Pending,
+        Some(TransferState::Failed | TransferState::Retried) => EntryState::Voided,
+        Some(TransferState::Confirmed) | None => EntryState::Posted,
     }
 }
 

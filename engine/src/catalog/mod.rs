@@ -672,6 +672,10 @@ pub struct Catalog {
     settlement_keys: BTreeMap<(SellerId, i64), u64>,
     /// Cutoff of the latest daily run, unix ms.
     daily_cutoff_ms: i64,
+    /// (seller, order, transfer) → the state of a buyer's refund transfer
+    /// whose money the catalog holds (taken back, REF-5), as the shard's
+    /// messages said: what the export shows for its entries (RPT-5).
+    taken_back: BTreeMap<(SellerId, std::sync::Arc<str>, u16), crate::command::TransferState>,
 }
 
 impl Catalog {
@@ -704,6 +708,7 @@ impl Catalog {
             settlements: Vec::new(),
             settlement_keys: BTreeMap::new(),
             daily_cutoff_ms: i64::MIN,
+            taken_back: BTreeMap::new(),
         }
     }
 

@@ -17,12 +17,14 @@
 
 use super::check::reject;
 use super::{Account, Catalog, CatalogLink, CatalogOutcome, CatalogReply};
+use crate::command::TransferState;
 use crate::error::{ErrorCode, Rejection};
 use crate::ids::SellerId;
 use crate::ledger::Reason;
 use crate::message::{ShardMessage, ShardMessageBody};
 use crate::money::Fen;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// Most lines one statement page shows.
 pub const STATEMENT_PAGE_LINES_MAX: u32 = 1_000;
@@ -174,9 +176,70 @@ impl Catalog {
                 let link = CatalogLink::Order(*seller, order_id.as_str().into());
                 self.refund_transfer(now_ms, *reason, *amount, link)?
             }
+            ShardMessageBody::TakeBackNumbered {
+                seller,
+                category,
+                group_buying,
+                amount,
+                order_id,
+                transfer,
+            } => {
+                let key = (*seller, Arc::<str>::from(order_id.as_str()), *transfer);
+                let link = CatalogLink::Transfer(key.0, key.1.clone(), key.2);
+                let deposit = (*category, *group_buying);
+                self.take_back(now_ms, *seller, deposit, *amount, link, events)?;
+                self.taken_back.insert(key, TransferState::InTransit);
+            }
+            ShardMessageBody::TransferNumbered {
+                seller,
+                order_id,
+                reason,
+                amount,
+                transfer,
+                retry_of,
+            } => {
+                let order = Arc::<str>::from(order_id.as_str());
+                let link = CatalogLink::Transfer(*seller, order.clone(), *transfer);
+                self.refund_transfer(now_ms, *reason, *amount, link)?;
+                self.note_transfer((*seller, order, *transfer), *reason, *retry_of);
+            }
         }
         self.shard_marks.insert(m.shard, m.seq);
         Ok(true)
+    }
+
+    /// The state a taken-back transfer's answer or retry leaves (RPT-5):
+    /// confirmed, failed, or — for a retry — the new transfer in transit
+    /// and the failed one retried.
+    fn note_transfer(
+        &mut self,
+        key: (SellerId, Arc<str>, u16),
+        reason: Reason,
+        retry_of: Option<u16>,
+    ) {
+        let state = match reason {
+            Reason::RefundConfirmed => TransferState::Confirmed,
+            Reason::RefundFailed => TransferState::Failed,
+            _ => TransferState::InTransit,
+        };
+        if let Some(old) = retry_of.filter(|_| reason == Reason::RefundRetried) {
+            let old = (key.0, key.1.clone(), old);
+            self.taken_back.insert(old, TransferState::Retried);
+        }
+        self.taken_back.insert(key, state);
+    }
+
+    /// The state of a taken-back refund transfer, as its messages said;
+    /// None for one this catalog never heard of.
+    pub(super) fn taken_back_state(
+        &self,
+        seller: SellerId,
+        order: &Arc<str>,
+        transfer: u16,
+    ) -> Option<TransferState> {
+        self.taken_back
+            .get(&(seller, order.clone(), transfer))
+            .copied()
     }
 
     /// MON-7 for money taken back from sellers: a refund transfer's answer

@@ -2,7 +2,7 @@
 //! seller, the buyer asks for an amount with a reason; when the seller
 //! confirms, the amount is taken back from the seller through the catalog
 //! (the order's deposit, else a receivable netted from the next
-//! settlements) by a [`ShardMessageBody::TakeBack`] message, applied
+//! settlements) by a [`ShardMessageBody::TakeBackNumbered`] message, applied
 //! exactly once like every shard message. The total taken back never
 //! exceeds what the seller received for the order.
 
@@ -114,21 +114,22 @@ impl Shard {
     }
 
     /// Takes `amount` (> 0) back from the seller of voucher `slot` for its
-    /// buyer through the catalog: a [`ShardMessageBody::TakeBack`]
+    /// buyer through the catalog: a [`ShardMessageBody::TakeBackNumbered`]
     /// message (REF-5; also REF-1 and REF-6 after a T+3 payout).
     pub(super) fn take_back(&mut self, now_ms: i64, slot: u32, amount: Fen) {
         if amount.is_zero() {
             return;
         }
-        self.send_transfer(now_ms, slot, amount, TransferSource::TakenBack, None);
+        let transfer = self.send_transfer(now_ms, slot, amount, TransferSource::TakenBack, None);
         let v = &mut self.vouchers[slot as usize];
         v.taken_back += amount;
-        let body = ShardMessageBody::TakeBack {
+        let body = ShardMessageBody::TakeBackNumbered {
             seller: v.seller_id,
             category: v.terms.category,
             group_buying: v.terms.group_buying,
             amount,
             order_id: v.order_id.to_string(),
+            transfer,
         };
         self.messages_sent += 1;
         self.outbox.push(ShardMessage {

@@ -12,7 +12,7 @@
 //! ```
 //! Money taken back from the seller is held by the catalog, so for those
 //! transfers the shard keeps the record and sends each answer to the
-//! catalog as a [`ShardMessageBody::Transfer`] message, applied exactly
+//! catalog as a [`ShardMessageBody::TransferNumbered`] message, applied exactly
 //! once like every shard message. None of these steps changes what counts
 //! as refunded: the money left the order when the refund was made.
 
@@ -206,11 +206,14 @@ impl Shard {
             }
             TransferSource::TakenBack => {
                 let v = &self.vouchers[key.0 as usize];
-                let body = ShardMessageBody::Transfer {
+                let retry_of = self.transfers.get(&key).and_then(|t| t.retry_of);
+                let body = ShardMessageBody::TransferNumbered {
                     seller: v.seller_id,
                     order_id: v.order_id.to_string(),
                     reason,
                     amount,
+                    transfer: key.1,
+                    retry_of: retry_of.filter(|_| reason == Reason::RefundRetried),
                 };
                 self.messages_sent += 1;
                 self.outbox.push(ShardMessage {
