@@ -22,7 +22,8 @@ if $restart; then
   quic=$(cat "$work/addr.quic")
 fi
 log="$work/serve.log"
-start=$(wc -l <"$log" 2>/dev/null || echo 0)
+start=0
+[ -f "$log" ] && start=$(wc -l <"$log")
 ./target/release/vouch serve --data-dir "$work/data" --listen-tcp "$tcp" --listen-quic "$quic" \
   "$@" >>"$log" 2>&1 &
 echo $! >"$work/serve.pid"

@@ -78,7 +78,7 @@ async fn ref_6_a_restart_with_the_rehearsal_clock_ahead_expires_vouchers() {
     drop(client);
     assert!(server.terminate(), "clean stop");
     let ahead_s: i64 = 4 * 86_400;
-    let server = common::Server::start_with(
+    let mut server = common::Server::start_with(
         dir.path(),
         &["--rehearsal-clock-ahead-s", &ahead_s.to_string()],
     );
@@ -128,6 +128,13 @@ async fn ref_6_a_restart_with_the_rehearsal_clock_ahead_expires_vouchers() {
         })
     };
     let expired = client.command(lookup(i.code)).await.unwrap();
+    // Staff (the admin token) are told why: the validity ended.
+    let why = expired
+        .as_ref()
+        .err()
+        .map(|e| e.message.clone())
+        .unwrap_or_default();
+    assert!(why.contains("validity has ended"), "{why}");
     let other = vouch_engine::Code::new(i.code.digits(), i.code.value() ^ 1).unwrap();
     let unknown = client.command(lookup(other)).await.unwrap();
     let name = |r: Result<Outcome, vouch_protocol::WireError>| r.map_err(|e| e.name);
@@ -136,6 +143,48 @@ async fn ref_6_a_restart_with_the_rehearsal_clock_ahead_expires_vouchers() {
         name(expired),
         name(unknown),
         "an expired code answers like an unknown one"
+    );
+    drop(client);
+    assert!(server.terminate(), "clean stop");
+    refuses_a_start_without_the_clock_ahead(dir.path());
+}
+
+/// After a run with the rehearsal clock ahead, a start without it is
+/// refused with what to do: the data directory's time would otherwise
+/// stand still (reversal windows never closing) until the wall clock
+/// caught up.
+fn refuses_a_start_without_the_clock_ahead(data_dir: &std::path::Path) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vouch"))
+        .args([
+            "serve",
+            "--listen-tcp",
+            "127.0.0.1:0",
+            "--listen-quic",
+            "off",
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the server started instead of refusing");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("start it with --rehearsal-clock-ahead-s 345"),
+        "{err}"
     );
 }
 

@@ -47,6 +47,7 @@ pub mod message;
 pub mod money;
 pub mod shard;
 pub mod validity;
+pub mod words;
 
 pub use code::Code;
 pub use command::{Command, Effect, Outcome, Reply, RequestId};

@@ -335,14 +335,7 @@ fn rpt_5_taken_back_refunds_show_their_transfers_state() {
     let mut w = World::new();
     w.sold_and_redeemed("o-1", 3);
     w.deliver(NOW + HOUR);
-    let after_sale = RefundAction::AfterSale {
-        amount: Fen::new(1_500),
-        reason: "stale bread".into(),
-    };
-    w.step(NOW + HOUR, "o-1", after_sale, 1).unwrap();
-    w.step(NOW + HOUR, "o-1", RefundAction::ConfirmAfterSale, 2)
-        .unwrap();
-    w.deliver(NOW + HOUR + 1);
+    w.take_back(NOW + HOUR, "o-1", 1_500, 1);
     let rows = |w: &World| {
         let rows = catalog_rows(w, Actor::Staff, Some(SELLER), ALL).unwrap();
         let of_order = rows

@@ -184,7 +184,7 @@ impl Findings {
         self.checked += 1;
         if !ok {
             self.violations += 1;
-            if self.samples.len() < 20 {
+            if self.samples.len() < crate::report::VIOLATION_SAMPLES_MAX {
                 self.samples.push(what());
             }
         }

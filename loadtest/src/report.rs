@@ -6,6 +6,9 @@ use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
+/// Most violation samples a report keeps (loadtest/README.md).
+pub const VIOLATION_SAMPLES_MAX: usize = 20;
+
 /// Highest latency tracked, in µs (1 minute); higher values are clamped.
 pub const LATENCY_US_MAX: u64 = 60_000_000;
 

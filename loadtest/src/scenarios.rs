@@ -529,6 +529,7 @@ async fn finish(
     let audit = model::audit(&pool.first(), &s.model, &common.prefix(), &HashSet::new()).await?;
     let mut samples = s.samples.clone();
     samples.extend(audit.samples.iter().cloned());
+    samples.truncate(report::VIOLATION_SAMPLES_MAX);
     let mut extra = extra;
     extra["violation_samples"] = json!(samples);
     extra["run_id"] = json!(format!("{:x}", common.run_id));
@@ -693,8 +694,9 @@ pub async fn replay(
         let mut out = money::run(&pool, inputs).await?;
         void_in_model(&shared, &out.refunded);
         if let Some(command) = restart {
+            let before = money::server_now_ms(&pool.first()).await?;
             pool = expiry::restart(common, command).await?;
-            let expired = expiry::run(common, &pool, &expiring, &mut out).await?;
+            let expired = expiry::run(common, &pool, (&expiring, before), &mut out).await?;
             void_in_model(&shared, expired.iter());
         }
         stats.merge_with_active(std::mem::take(&mut out.stats));

@@ -630,7 +630,8 @@ fn seller_lines(s: &vouch_engine::catalog::SellerView) -> Vec<String> {
         format!("seller {} ({}), onboarding {}", s.id, s.kind, s.onboarding),
         format!(
             "  self-issuing {}, group-buying operator {}",
-            s.self_issuing, s.group_buying_operator
+            yes(s.self_issuing),
+            yes(s.group_buying_operator)
         ),
         format!(
             "  payment account {}, balance {} yuan; service phone {}",

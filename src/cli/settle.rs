@@ -10,7 +10,18 @@ use vouch_engine::catalog::{
     Actor, CatalogCommand as C, CatalogQuery as Q, PayableLine, SettlementView, StatementView,
     SETTLEMENTS_PAGE_ITEMS_MAX, STATEMENT_PAGE_LINES_MAX,
 };
+use vouch_engine::words::count;
 use vouch_engine::SellerId;
+
+/// An instant as the CLI shows it, to the millisecond when it has one, so
+/// that a cutoff can be given back exactly as shown.
+fn exact_instant(zone: &Zone, ms: i64) -> String {
+    if ms.rem_euclid(1_000) == 0 {
+        zone.instant(ms)
+    } else {
+        zone.instant_ms(ms)
+    }
+}
 
 /// `vouch settlement …` (staff runs; everyone entitled lists).
 #[derive(Subcommand)]
@@ -25,7 +36,8 @@ pub enum SettlementCmd {
         #[arg(long)]
         seller: SellerId,
         /// Cutoff: RFC 3339 with its offset, e.g. 2026-12-01T02:00:00+08:00,
-        /// or `now`; not in the future.
+        /// or `now` (this machine's clock, to the second; a server with a
+        /// rehearsal clock needs its own instant); not in the future.
         #[arg(long, value_parser = parse_cutoff)]
         cutoff: i64,
     },
@@ -65,12 +77,14 @@ pub enum StatementCmd {
     },
 }
 
-/// Reads `now` or an RFC 3339 instant with its offset as unix ms.
+/// Reads `now` (this second: the instant the run prints, so a retry can
+/// name it) or an RFC 3339 instant with its offset as unix ms.
 ///
 /// Errors: any other text, with the accepted forms.
 pub fn parse_cutoff(s: &str) -> Result<i64, String> {
     if s == "now" {
-        return Ok(jiff::Timestamp::now().as_millisecond());
+        let now = jiff::Timestamp::now().as_millisecond();
+        return Ok(now - now.rem_euclid(1_000));
     }
     s.parse::<jiff::Timestamp>()
         .map(|t| t.as_millisecond())
@@ -167,12 +181,12 @@ pub fn statement_json(st: &StatementView, zone: &Zone) -> Value {
 /// A settlement as one line of text.
 pub fn settlement_line(s: &SettlementView, zone: &Zone) -> String {
     let mut line = format!(
-        "settlement {} of seller {}: {} yuan over {} payable lines booked before {}",
+        "settlement {} of seller {}: {} yuan over {} booked before {}",
         s.id,
         s.seller,
         s.total,
-        s.lines,
-        zone.instant(s.cutoff_ms),
+        count(u64::from(s.lines), "payable line", "payable lines"),
+        exact_instant(zone, s.cutoff_ms),
     );
     if !s.netted.is_zero() {
         line.push_str(&format!(", {} yuan owed back netted", s.netted));
@@ -190,10 +204,10 @@ pub fn statement_lines(st: &StatementView, zone: &Zone) -> Vec<String> {
     let mut out = vec![settlement_line(&st.settlement, zone)];
     for l in &st.lines {
         out.push(format!(
-            "  {} {} yuan ({} entries, shard {} message {}), booked {}",
+            "  {} {} yuan ({}, shard {} message {}), booked {}",
             l.reason,
             l.amount,
-            l.entries,
+            count(u64::from(l.entries), "entry", "entries"),
             l.shard,
             l.seq,
             zone.instant(l.booked_at_ms)

@@ -262,6 +262,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         .await
         .context("recovery task")??;
     recovering.stop().await;
+    check_time(&opened)?;
     report_opened(&opts, &opened, started);
     let paths = data_dir::Paths::new(&opts.data_dir);
     let tls = match tls {
@@ -306,6 +307,33 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     workers.gc.shutdown().context("final sync")?;
     println!("stopped cleanly");
     Ok(())
+}
+
+/// How far the server's clock may be behind the data directory's latest
+/// logged instant at start (a small step back of the machine's clock), ms.
+pub const CLOCK_BEHIND_MS_MAX: i64 = 5 * 60_000;
+
+/// Refuses to serve a data directory whose time is ahead of the server's
+/// clock by more than [`CLOCK_BEHIND_MS_MAX`]: it was run with
+/// `--rehearsal-clock-ahead-s` (or this machine's clock went back), and
+/// its shards would stand still until the clock catches up — reversal
+/// windows never closing, money never becoming payable, lockouts longer.
+///
+/// Errors: the directory's time and what to do, in words.
+fn check_time(opened: &data_dir::Opened) -> anyhow::Result<()> {
+    let latest = opened.shards.iter().map(|s| s.clock_floor_ms()).max();
+    let now = now_ms();
+    match latest {
+        Some(latest) if latest > now + CLOCK_BEHIND_MS_MAX => {
+            let ahead_s = (latest - now + 999) / 1000 + crate::clock::ahead_ms() / 1000;
+            anyhow::bail!(
+                "this data directory's time is {} s ahead of the server's clock (it was run with --rehearsal-clock-ahead-s, or this machine's clock went back); start it with --rehearsal-clock-ahead-s {} or more, or once the clock has passed its latest instant",
+                (latest - now) / 1000,
+                ahead_s
+            )
+        }
+        _ => Ok(()),
+    }
 }
 
 fn report_opened(opts: &ServeOptions, opened: &data_dir::Opened, started: std::time::Instant) {

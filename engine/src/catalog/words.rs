@@ -164,8 +164,14 @@ impl fmt::Display for CatalogOutcome {
             }
             CatalogOutcome::Settlement(s) => write!(
                 f,
-                "settlement {} of seller {}: {} yuan over {} payable lines, {} netted, payout of {} {}",
-                s.id, s.seller, s.total, s.lines, s.netted, s.payout, s.state
+                "settlement {} of seller {}: {} yuan over {}, {} netted, payout of {} {}",
+                s.id,
+                s.seller,
+                s.total,
+                crate::words::count(u64::from(s.lines), "payable line", "payable lines"),
+                s.netted,
+                s.payout,
+                s.state
             ),
             CatalogOutcome::Settled(ids) => write!(f, "done; {} settlements created", ids.len()),
         }

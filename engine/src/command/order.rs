@@ -342,13 +342,13 @@ impl std::fmt::Display for Refunded {
             ),
             RefundState::Done => write!(
                 f,
-                "{} of order {}: {} yuan to the buyer, the code fee of {} yuan and {} yuan more to the seller; {} units void; {} yuan still refundable",
+                "{} of order {}: {} yuan to the buyer, the code fee of {} yuan and {} yuan more to the seller; {} void; {} yuan still refundable",
                 self.kind,
                 self.order_id,
                 self.buyer_amount,
                 self.code_fee,
                 self.seller_amount,
-                self.units_voided,
+                crate::words::count(u64::from(self.units_voided), "unit", "units"),
                 self.refundable
             )
             .and_then(|()| match self.transfer {

@@ -31,16 +31,20 @@ impl Shard {
         // code costs the same memory access as a known one.
         let decoy = (code.value() % self.vouchers.len().max(1) as u64) as u32;
         let read = live.or(retired).unwrap_or(decoy);
-        let (digits, until_ms) = self
+        let (digits, until_ms, closed) = self
             .vouchers
             .get(read as usize)
-            .map_or((&NO_VOUCHER_LAST4, i64::MIN), |v| {
-                (&v.last4, v.valid_until_ms)
+            .map_or((&NO_VOUCHER_LAST4, i64::MIN, None), |v| {
+                (&v.last4, v.valid_until_ms, v.closed)
             });
         let digits_match = last4_equal(digits, last4.as_bytes());
         let in_window = now_ms < until_ms;
         let reason = match (live, digits_match, in_window) {
             (Some(slot), true, true) => return Ok(slot),
+            // A code retired by its voucher's expiry (REF-6) says so.
+            (None, _, _) if retired.is_some() && closed == Some(Unavailable::Expired) => {
+                InvalidCodeReason::Expired
+            }
             (None, _, _) if retired.is_some() => InvalidCodeReason::Replaced,
             (None, _, _) => InvalidCodeReason::Unknown,
             (Some(_), false, _) => InvalidCodeReason::WrongPhoneDigits,

@@ -163,6 +163,20 @@ impl World {
         }
     }
 
+    /// REF-5: an after-sale refund of `fen` for `order` requested and
+    /// confirmed at `now` (request ids `serial` and `serial + 1`), its
+    /// take-back delivered to the catalog at `now + 1`.
+    pub fn take_back(&mut self, now: i64, order: &str, fen: i64, serial: u64) {
+        let after_sale = RefundAction::AfterSale {
+            amount: Fen::new(fen),
+            reason: "stale bread".into(),
+        };
+        self.step(now, order, after_sale, serial).unwrap();
+        self.step(now, order, RefundAction::ConfirmAfterSale, serial + 1)
+            .unwrap();
+        self.deliver(now + 1);
+    }
+
     pub fn sold_and_redeemed(&mut self, order: &str, units: u32) -> Code {
         let Ok(Outcome::Issued(i)) =
             self.engine
