@@ -76,6 +76,23 @@ pub fn automatic_split(g: Fen, ratio: Bps) -> (Fen, Fen, Fen) {
     (r - fee, fee, g - r)
 }
 
+impl OrderBook {
+    /// The books of an order of `units` at `price` of `seller`, its
+    /// product's refund ratio `ratio`: nothing refunded or expired yet.
+    pub fn new(seller: SellerId, price: Fen, units: u32, ratio: Bps) -> OrderBook {
+        OrderBook {
+            seller,
+            price,
+            units,
+            refunded: Fen::ZERO,
+            code_fee: Fen::ZERO,
+            refund_rest: Fen::ZERO,
+            expired: Fen::ZERO,
+            ratio,
+        }
+    }
+}
+
 /// Request ids of one source, serial after serial, so that no step of
 /// the run reuses one (a reused id would answer the earlier step).
 #[derive(Clone, Copy, Debug)]

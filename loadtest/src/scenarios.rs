@@ -567,144 +567,38 @@ pub async fn replay(
     let started = Instant::now();
     let mut pool = common.pool().await?;
     let shared = progress.0.clone();
-    let prefix = common.prefix();
-    let mut seller_of = HashMap::new();
-    let mut expiring = HashMap::new();
-    let mut books = money::Books::new();
-    let mut multi = Vec::new();
-    let mut single = Vec::new();
-    // Seller and product ids of this run (the data's ids in the low bits),
-    // so that several runs can share one server.
-    let seller_id = |s: SellerId| common.seller_id(s);
-    let product_id = |p: ProductId| common.product_id(p);
     let mut stats = Stats::default();
     if onboard {
-        let mut products: Vec<(SellerId, ProductId, String)> = loaded
-            .orders
-            .iter()
-            .map(|o| {
-                (
-                    seller_id(o.seller_id),
-                    product_id(o.product_id),
-                    o.key.clone(),
-                )
-            })
-            .collect();
-        products.sort_by_key(|p| (p.0, p.1));
-        products.dedup_by_key(|p| (p.0, p.1));
+        let products = products_of(common, &loaded);
         stats.merge_with_active(onboard_and_publish(common, &pool, &shared, products).await?);
     }
-    let issues: Vec<Issue> = loaded
-        .orders
-        .iter()
-        .map(|o| {
-            let order_id = format!("{prefix}{}", o.key);
-            let (seller, product) = if onboard {
-                (seller_id(o.seller_id), product_id(o.product_id))
-            } else {
-                (o.seller_id, o.product_id)
-            };
-            seller_of.insert(order_id.clone(), seller);
-            if let Some(at) = expiry::short_product(o.product_id).filter(|_| onboard) {
-                expiring.insert(order_id.clone(), at);
-            }
-            let price = Fen::from_yuan(o.unit_price).expect("admitted prices are whole fen");
-            let book = money::OrderBook {
-                seller,
-                price,
-                units: o.units,
-                refunded: Fen::ZERO,
-                code_fee: Fen::ZERO,
-                refund_rest: Fen::ZERO,
-                expired: Fen::ZERO,
-                ratio: match expiring.get(&order_id) {
-                    Some(AtExpiry::Refund(r)) => *r,
-                    _ => Bps::FULL,
-                },
-            };
-            books.insert(order_id.clone(), book);
-            if o.units > 1 {
-                multi.push(order_id.clone());
-            } else {
-                single.push(order_id.clone());
-            }
-            Issue {
-                order_id,
-                seller_id: seller,
-                product_id: product,
-                units: o.units,
-                unit_price: price,
-                mobile: o.mobile.clone(),
-                validity: Validity::DaysFromIssue(30),
-                code_digits: match o.source {
-                    Source::O2o => 8,
-                    Source::Cdnow => 9,
-                    Source::Retail => 10,
-                },
-            }
-        })
-        .collect();
-    let mut rng = ChaCha8Rng::seed_from_u64(common.seed);
-    let retry_sample: Vec<Issue> = issues.iter().step_by(50).cloned().collect();
-    stats.merge_with_active(issue_all(&pool, &shared, issues, false).await?);
+    let orders = orders_of(common, &loaded, onboard);
+    let retry_sample: Vec<Issue> = orders.issues.iter().step_by(50).cloned().collect();
+    stats.merge_with_active(issue_all(&pool, &shared, orders.issues, false).await?);
     stats.merge_with_active(issue_all(&pool, &shared, retry_sample, true).await?);
-    // Wave 1: 60 % of single-unit vouchers; multi-unit vouchers lose part.
-    let all: Vec<String> = single.iter().chain(multi.iter()).cloned().collect();
-    for wave in 0..3 {
-        let plan = plan_wave(
-            common,
-            &shared,
-            if wave == 0 { &all } else { &multi },
-            |_, left| {
-                if left == 1 {
-                    return rng.random_bool(0.6).then_some(1);
-                }
-                if !rng.random_bool(0.7) {
-                    return None;
-                }
-                // Last wave: half of the redeemers take everything left.
-                if wave == 2 && rng.random_bool(0.5) {
-                    return Some(left);
-                }
-                Some(rng.random_range(1..=left.div_ceil(2)))
-            },
-            &seller_of,
-        );
-        let (st, acked) = redeem_all(&pool, &shared, plan, None).await?;
-        stats.merge_with_active(st);
-        stats.merge_with_active(
-            retry_and_reverse(&pool, &shared, acked, &mut rng, 0.05, 0.03).await?,
-        );
-    }
+    let all: Vec<String> = orders
+        .single
+        .iter()
+        .chain(orders.multi.iter())
+        .cloned()
+        .collect();
+    let waves = (&all[..], &orders.multi[..], &orders.seller_of);
+    stats.merge_with_active(redeem_waves(common, &pool, &shared, waves).await?);
     let looked: Vec<String> = all.iter().step_by(40).cloned().collect();
     stats.merge_with_active(lookup_all(&pool, &shared, looked).await?);
     let mut money_totals = Value::Null;
     if onboard {
+        let prefix = common.prefix();
         let cancellations = loaded
             .cancellations
             .iter()
             .map(|c| (format!("{prefix}{}", c.order_key), c.units))
             .collect();
-        let serials = money::Serials {
-            source: (u64::from(common.run_id) << 32) | 0xffff_fffd,
-            next: 1,
-        };
-        let payment = payment_system(common, &pool).await?;
-        let inputs = money_inputs(&shared, books, cancellations, serials, payment);
-        let mut out = money::run(&pool, inputs).await?;
-        void_in_model(&shared, &out.refunded);
-        if let Some(command) = restart {
-            let before = money::server_now_ms(&pool.first()).await?;
-            pool = expiry::restart(common, command).await?;
-            let expired = expiry::run(common, &pool, (&expiring, before), &mut out).await?;
-            void_in_model(&shared, expired.iter());
-        }
-        stats.merge_with_active(std::mem::take(&mut out.stats));
-        let mut s = lock(&shared);
-        s.checks += out.findings.checked;
-        s.violations += out.findings.violations;
-        s.samples.extend(out.findings.samples);
-        money_totals = out.totals;
+        let books = (orders.books, &orders.expiring);
+        let (st, totals) =
+            money_phase(common, &mut pool, &shared, books, cancellations, restart).await?;
+        stats.merge_with_active(st);
+        money_totals = totals;
     }
     let files: serde_json::Map<String, Value> = loaded
         .files
@@ -731,6 +625,174 @@ pub async fn replay(
         extra,
     )
     .await
+}
+
+/// The replay's products: (seller, product, merchant key) of this run,
+/// one per seller and product of the data.
+fn products_of(common: &Common, loaded: &data::Loaded) -> Vec<(SellerId, ProductId, String)> {
+    let mut products: Vec<(SellerId, ProductId, String)> = loaded
+        .orders
+        .iter()
+        .map(|o| {
+            (
+                common.seller_id(o.seller_id),
+                common.product_id(o.product_id),
+                o.key.clone(),
+            )
+        })
+        .collect();
+    products.sort_by_key(|p| (p.0, p.1));
+    products.dedup_by_key(|p| (p.0, p.1));
+    products
+}
+
+/// The replay's orders and what the later steps need of them.
+struct Orders {
+    /// One issue per order, in data order.
+    issues: Vec<Issue>,
+    /// Order id → seller.
+    seller_of: HashMap<String, SellerId>,
+    /// Orders of the short-validity products (see `expiry`).
+    expiring: HashMap<String, AtExpiry>,
+    /// The client's books of every order.
+    books: money::Books,
+    /// Order ids of single-unit and of multi-unit orders.
+    single: Vec<String>,
+    multi: Vec<String>,
+}
+
+/// Every row of the data as an order of this run (with the data's raw
+/// seller and product ids when the catalog is not used).
+fn orders_of(common: &Common, loaded: &data::Loaded, onboard: bool) -> Orders {
+    let prefix = common.prefix();
+    let mut out = Orders {
+        issues: Vec::new(),
+        seller_of: HashMap::new(),
+        expiring: HashMap::new(),
+        books: money::Books::new(),
+        single: Vec::new(),
+        multi: Vec::new(),
+    };
+    for o in &loaded.orders {
+        let order_id = format!("{prefix}{}", o.key);
+        let (seller, product) = if onboard {
+            (
+                common.seller_id(o.seller_id),
+                common.product_id(o.product_id),
+            )
+        } else {
+            (o.seller_id, o.product_id)
+        };
+        out.seller_of.insert(order_id.clone(), seller);
+        let at = expiry::short_product(o.product_id).filter(|_| onboard);
+        if let Some(at) = at {
+            out.expiring.insert(order_id.clone(), at);
+        }
+        let price = Fen::from_yuan(o.unit_price).expect("admitted prices are whole fen");
+        let ratio = match at {
+            Some(AtExpiry::Refund(r)) => r,
+            _ => Bps::FULL,
+        };
+        out.books.insert(
+            order_id.clone(),
+            money::OrderBook::new(seller, price, o.units, ratio),
+        );
+        if o.units > 1 {
+            out.multi.push(order_id.clone());
+        } else {
+            out.single.push(order_id.clone());
+        }
+        out.issues.push(Issue {
+            order_id,
+            seller_id: seller,
+            product_id: product,
+            units: o.units,
+            unit_price: price,
+            mobile: o.mobile.clone(),
+            validity: Validity::DaysFromIssue(30),
+            code_digits: match o.source {
+                Source::O2o => 8,
+                Source::Cdnow => 9,
+                Source::Retail => 10,
+            },
+        });
+    }
+    out
+}
+
+/// Three waves of redemptions (seeded): 60 % of single-unit vouchers and
+/// part of every multi-unit one in the first, more of the multi-unit ones
+/// after, half of the last redeemers taking everything left; some retried
+/// with the same request id, some reversed.
+async fn redeem_waves(
+    common: &Common,
+    pool: &Pool,
+    shared: &SharedRef,
+    (all, multi, seller_of): (&[String], &[String], &HashMap<String, SellerId>),
+) -> anyhow::Result<Stats> {
+    let mut rng = ChaCha8Rng::seed_from_u64(common.seed);
+    let mut stats = Stats::default();
+    for wave in 0..3 {
+        let plan = plan_wave(
+            common,
+            shared,
+            if wave == 0 { all } else { multi },
+            |_, left| {
+                if left == 1 {
+                    return rng.random_bool(0.6).then_some(1);
+                }
+                if !rng.random_bool(0.7) {
+                    return None;
+                }
+                // Last wave: half of the redeemers take everything left.
+                if wave == 2 && rng.random_bool(0.5) {
+                    return Some(left);
+                }
+                Some(rng.random_range(1..=left.div_ceil(2)))
+            },
+            seller_of,
+        );
+        let (st, acked) = redeem_all(pool, shared, plan, None).await?;
+        stats.merge_with_active(st);
+        stats
+            .merge_with_active(retry_and_reverse(pool, shared, acked, &mut rng, 0.05, 0.03).await?);
+    }
+    Ok(stats)
+}
+
+/// The replay's money (see `money` and `expiry`): refunds, settlement and
+/// payouts; then, with a restart command, the restart, the expiry and a
+/// second settlement (the pool is connected again). Returns the
+/// statistics and the money totals.
+///
+/// Errors: the connection failed or the restart did.
+async fn money_phase(
+    common: &Common,
+    pool: &mut Pool,
+    shared: &SharedRef,
+    (books, expiring): (money::Books, &HashMap<String, AtExpiry>),
+    cancellations: Vec<(String, u32)>,
+    restart: Option<&str>,
+) -> anyhow::Result<(Stats, Value)> {
+    let serials = money::Serials {
+        source: (u64::from(common.run_id) << 32) | 0xffff_fffd,
+        next: 1,
+    };
+    let payment = payment_system(common, pool).await?;
+    let inputs = money_inputs(shared, books, cancellations, serials, payment);
+    let mut out = money::run(pool, inputs).await?;
+    void_in_model(shared, &out.refunded);
+    if let Some(command) = restart {
+        let before = money::server_now_ms(&pool.first()).await?;
+        *pool = expiry::restart(common, command).await?;
+        let expired = expiry::run(common, pool, (expiring, before), &mut out).await?;
+        void_in_model(shared, expired.iter());
+    }
+    let mut s = lock(shared);
+    s.checks += out.findings.checked;
+    s.violations += out.findings.violations;
+    s.samples.extend(out.findings.samples);
+    Ok((out.stats, out.totals))
 }
 
 /// In the model: the orders' unredeemed units are void (refunded or
@@ -1067,9 +1129,7 @@ async fn onboard_and_publish(
     shared: &SharedRef,
     products: Vec<(SellerId, ProductId, String)>,
 ) -> anyhow::Result<Stats> {
-    use vouch_engine::catalog::{
-        Actor, CatalogCommand as C, CheckMethod, Delivery, ProductSpec, SellerKind, Settlement,
-    };
+    use vouch_engine::catalog::{Actor, CatalogCommand as C};
     let run = u64::from(common.run_id);
     // High ids that hand-made catalog entries do not use: PutCategory
     // replaces a category of the same id.
@@ -1119,64 +1179,7 @@ async fn onboard_and_publish(
         .run("onboard", &["onboard"], sellers, move |client, seller| {
             let (shared, rid, common) = (shared2.clone(), rid.clone(), common2.clone());
             async move {
-                let me = Some(Actor::Seller(seller));
-                let outlet = outlet_of(seller);
-                let mut steps = vec![
-                    (
-                        None,
-                        C::CreateSeller {
-                            id: seller,
-                            kind: SellerKind::Marketplace,
-                            self_issuing: false,
-                            group_buying_operator: false,
-                        },
-                    ),
-                    (me, C::AcceptAgreement),
-                    (
-                        me,
-                        C::BindPaymentAccount {
-                            account: format!("pay:{seller}"),
-                            supports_freezing: true,
-                            accept_payment_agreement: true,
-                        },
-                    ),
-                    (
-                        me,
-                        C::ConfirmOnboarding {
-                            service_phone: "400-000-0000".into(),
-                            categories: vec![category],
-                        },
-                    ),
-                    (None, C::GrantPublishPermission { seller, category }),
-                    (
-                        me,
-                        C::AddOutlet {
-                            id: outlet,
-                            name: format!("outlet of {seller}"),
-                            address: "replay".into(),
-                            latitude: Decimal::ZERO,
-                            longitude: Decimal::ZERO,
-                        },
-                    ),
-                    (
-                        me,
-                        C::AddVerifier {
-                            id: verifier_of(seller),
-                            real_name: true,
-                            parent: None,
-                            outlets: vec![outlet],
-                        },
-                    ),
-                    (Some(Actor::Provider(provider)), C::LinkSeller { seller }),
-                ];
-                for k in 0..POS_PER_SELLER {
-                    let device = C::RegisterDevice {
-                        pos_id: pos_for(&common, seller, k),
-                        outlet,
-                        check_method: CheckMethod::Code,
-                    };
-                    steps.push((Some(Actor::Provider(provider)), device));
-                }
+                let steps = onboarding_steps(&common, seller, category, provider);
                 let mut ok = true;
                 for (actor, c) in steps {
                     let reply = client.catalog(rid(), actor, c.clone()).await?;
@@ -1211,26 +1214,7 @@ async fn onboard_and_publish(
             move |client, (seller, product, key)| {
                 let (shared, rid) = (shared2.clone(), rid.clone());
                 async move {
-                    // A few products expire in the run (see `expiry`).
-                    let short = expiry::short_product(product);
-                    let spec = ProductSpec {
-                        id: product,
-                        category,
-                        delivery: Delivery::EVoucher,
-                        validity: match short {
-                            Some(_) => expiry::short_validity(now_ms),
-                            None => Validity::DaysFromIssue(365),
-                        },
-                        provider: Some(provider),
-                        outlets: vec![outlet_of(seller)],
-                        settlement: Settlement::PayOnRedemption,
-                        expiry_refund_ratio: match short {
-                            Some(AtExpiry::Refund(r)) => Some(r),
-                            _ => None,
-                        },
-                        merchant_code: key.chars().take(64).collect(),
-                        group_buying: false,
-                    };
+                    let spec = replay_product((seller, product, &key), category, provider, now_ms);
                     let reply = client
                         .catalog(rid(), Some(Actor::Seller(seller)), C::PublishProduct(spec))
                         .await?;
@@ -1249,4 +1233,110 @@ async fn onboard_and_publish(
         .await?,
     );
     Ok(stats)
+}
+
+/// The catalog steps that onboard replay seller `seller` (as staff, the
+/// seller itself and the run's code provider): account, agreement,
+/// payment account, onboarding, publish permission, an outlet, a verifier,
+/// the provider link and its POS devices.
+fn onboarding_steps(
+    common: &Common,
+    seller: SellerId,
+    category: CategoryId,
+    provider: ProviderId,
+) -> Vec<(
+    Option<vouch_engine::catalog::Actor>,
+    vouch_engine::catalog::CatalogCommand,
+)> {
+    use vouch_engine::catalog::{Actor, CatalogCommand as C, CheckMethod, SellerKind};
+    let me = Some(Actor::Seller(seller));
+    let outlet = outlet_of(seller);
+    let mut steps = vec![
+        (
+            None,
+            C::CreateSeller {
+                id: seller,
+                kind: SellerKind::Marketplace,
+                self_issuing: false,
+                group_buying_operator: false,
+            },
+        ),
+        (me, C::AcceptAgreement),
+        (
+            me,
+            C::BindPaymentAccount {
+                account: format!("pay:{seller}"),
+                supports_freezing: true,
+                accept_payment_agreement: true,
+            },
+        ),
+        (
+            me,
+            C::ConfirmOnboarding {
+                service_phone: "400-000-0000".into(),
+                categories: vec![category],
+            },
+        ),
+        (None, C::GrantPublishPermission { seller, category }),
+        (
+            me,
+            C::AddOutlet {
+                id: outlet,
+                name: format!("outlet of {seller}"),
+                address: "replay".into(),
+                latitude: Decimal::ZERO,
+                longitude: Decimal::ZERO,
+            },
+        ),
+        (
+            me,
+            C::AddVerifier {
+                id: verifier_of(seller),
+                real_name: true,
+                parent: None,
+                outlets: vec![outlet],
+            },
+        ),
+        (Some(Actor::Provider(provider)), C::LinkSeller { seller }),
+    ];
+    for k in 0..POS_PER_SELLER {
+        let device = C::RegisterDevice {
+            pos_id: pos_for(common, seller, k),
+            outlet,
+            check_method: CheckMethod::Code,
+        };
+        steps.push((Some(Actor::Provider(provider)), device));
+    }
+    steps
+}
+
+/// Replay product `product` of `seller` with merchant key `key`: a
+/// year's validity, or (one product in eight, see `expiry`) a validity
+/// ending tomorrow, half of those with an expiry refund ratio.
+fn replay_product(
+    (seller, product, key): (SellerId, ProductId, &str),
+    category: CategoryId,
+    provider: ProviderId,
+    now_ms: i64,
+) -> vouch_engine::catalog::ProductSpec {
+    use vouch_engine::catalog::{Delivery, ProductSpec, Settlement};
+    let short = expiry::short_product(product);
+    ProductSpec {
+        id: product,
+        category,
+        delivery: Delivery::EVoucher,
+        validity: match short {
+            Some(_) => expiry::short_validity(now_ms),
+            None => Validity::DaysFromIssue(365),
+        },
+        provider: Some(provider),
+        outlets: vec![outlet_of(seller)],
+        settlement: Settlement::PayOnRedemption,
+        expiry_refund_ratio: match short {
+            Some(AtExpiry::Refund(r)) => Some(r),
+            _ => None,
+        },
+        merchant_code: key.chars().take(64).collect(),
+        group_buying: false,
+    }
 }

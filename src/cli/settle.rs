@@ -36,8 +36,8 @@ pub enum SettlementCmd {
         #[arg(long)]
         seller: SellerId,
         /// Cutoff: RFC 3339 with its offset, e.g. 2026-12-01T02:00:00+08:00,
-        /// or `now` (this machine's clock, to the second; a server with a
-        /// rehearsal clock needs its own instant); not in the future.
+        /// or `now` (this machine's clock; a server with a rehearsal clock
+        /// needs its own instant); not in the future.
         #[arg(long, value_parser = parse_cutoff)]
         cutoff: i64,
     },
@@ -77,14 +77,14 @@ pub enum StatementCmd {
     },
 }
 
-/// Reads `now` (this second: the instant the run prints, so a retry can
-/// name it) or an RFC 3339 instant with its offset as unix ms.
+/// Reads `now` (this machine's clock, to the millisecond: the run prints
+/// it exactly, so a retry can name it) or an RFC 3339 instant with its
+/// offset as unix ms.
 ///
 /// Errors: any other text, with the accepted forms.
 pub fn parse_cutoff(s: &str) -> Result<i64, String> {
     if s == "now" {
-        let now = jiff::Timestamp::now().as_millisecond();
-        return Ok(now - now.rem_euclid(1_000));
+        return Ok(jiff::Timestamp::now().as_millisecond());
     }
     s.parse::<jiff::Timestamp>()
         .map(|t| t.as_millisecond())
@@ -156,7 +156,7 @@ pub fn next_page(query: &Q, len: usize, last_id: Option<u64>) -> Option<Q> {
 pub fn settlement_json(s: &SettlementView, zone: &Zone) -> Value {
     json!({
         "id": s.id, "seller": s.seller, "cutoff_ms": s.cutoff_ms,
-        "cutoff": zone.instant(s.cutoff_ms), "created_at_ms": s.created_at_ms,
+        "cutoff": exact_instant(zone, s.cutoff_ms), "created_at_ms": s.created_at_ms,
         "created_at": zone.instant(s.created_at_ms), "total": s.total, "netted": s.netted,
         "payout": s.payout, "lines": s.lines,
         "state": s.state, "decided_at_ms": s.decided_at_ms,
