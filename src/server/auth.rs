@@ -479,6 +479,42 @@ mod tests {
     /// engine's tests). Identity-bound fields must name the principal.
     #[test]
     fn role_matrix_every_principal_by_every_request() {
+        let rows = matrix_rows();
+        let principals = [
+            Actor::Staff,
+            Actor::System,
+            Actor::FrontEnd,
+            Actor::Seller(SellerId(5)),
+            Actor::Seller(SellerId(6)),
+            Actor::Provider(ProviderId(5)),
+            Actor::Verifier(VerifierId(9)),
+            Actor::Verifier(VerifierId(8)),
+            Actor::Device(PosId(7)),
+            Actor::Device(PosId(8)),
+        ];
+        for (name, request, allowed) in &rows {
+            for actor in principals {
+                let mut r = request.clone();
+                let got = authorize(Principal::Token(actor, OWN_HASH), &mut r);
+                assert_eq!(got.is_ok(), allowed(actor), "{name} by {actor:?}: {got:?}");
+                assert_bound_to_itself(name, actor, &got, &r);
+            }
+            // The admin may send everything except a redemption that names
+            // no verifier.
+            let mut r = request.clone();
+            assert_eq!(
+                authorize(Principal::Admin, &mut r).is_ok(),
+                *name != "redeem naming no verifier",
+                "{name} by admin"
+            );
+        }
+    }
+
+    /// Who may send what: (name, request, who may send it).
+    type Rule = fn(Actor) -> bool;
+
+    /// The rows of the request-level role matrix.
+    fn matrix_rows() -> Vec<(&'static str, Request, Rule)> {
         let lookup_by = |verifier_id, pos_id| {
             Request::Command(Command::Lookup(Lookup {
                 code: Code::new(8, 1).unwrap(),
@@ -492,9 +528,7 @@ mod tests {
             from: 0,
             limit: 1,
         }));
-        // (name, request, who may send it)
-        type Rule = fn(Actor) -> bool;
-        let rows: Vec<(&str, Request, Rule)> = vec![
+        vec![
             ("info", Request::Info, |_| true),
             ("issue", Request::Command(Command::Issue(issue())), |a| {
                 matches!(a, Actor::Staff | Actor::FrontEnd)
@@ -616,87 +650,65 @@ mod tests {
                 read(Some(Actor::Seller(SellerId(5)))),
                 |a| a == Actor::Seller(SellerId(5)),
             ),
-        ];
-        let principals = [
-            Actor::Staff,
-            Actor::System,
-            Actor::FrontEnd,
-            Actor::Seller(SellerId(5)),
-            Actor::Seller(SellerId(6)),
-            Actor::Provider(ProviderId(5)),
-            Actor::Verifier(VerifierId(9)),
-            Actor::Verifier(VerifierId(8)),
-            Actor::Device(PosId(7)),
-            Actor::Device(PosId(8)),
-        ];
-        for (name, request, allowed) in &rows {
-            for actor in principals {
-                let mut r = request.clone();
-                let got = authorize(Principal::Token(actor, OWN_HASH), &mut r);
-                assert_eq!(got.is_ok(), allowed(actor), "{name} by {actor:?}: {got:?}");
-                if let (
-                    Ok(()),
-                    Request::Catalog { act_as, .. } | Request::CatalogRead { act_as, .. },
-                ) = (&got, &r)
-                {
-                    assert_eq!(
-                        *act_as,
-                        Some(actor),
-                        "a token runs catalog commands as itself"
-                    );
-                }
-                // Tokens redeem, reverse and read history as themselves.
-                match (&got, &r) {
-                    (Ok(()), Request::Command(Command::Redeem(x))) => match actor {
-                        Actor::Device(d) => assert_eq!(x.pos_id, Some(d), "{name}"),
-                        Actor::Verifier(v) => assert_eq!(x.verifier_id, v, "{name}"),
-                        _ => {}
-                    },
-                    (Ok(()), Request::Command(Command::Reverse(x))) => {
-                        let who = match actor {
-                            Actor::Device(d) => (Some(d), None, None),
-                            Actor::Verifier(v) => (None, Some(v), None),
-                            Actor::Seller(s) => (None, None, Some(s)),
-                            _ => (x.pos_id, x.verifier_id, x.seller_id),
-                        };
-                        assert_eq!((x.pos_id, x.verifier_id, x.seller_id), who, "{name}");
-                    }
-                    (Ok(()), Request::Command(Command::History(h))) => {
-                        let seller = match actor {
-                            Actor::Staff => Some(SellerId(5)),
-                            Actor::Seller(s) => Some(s),
-                            _ => None,
-                        };
-                        assert_eq!(h.seller_id, seller, "{name} by {actor}");
-                    }
-                    _ => {}
-                }
-                // A verifier or POS always looks up as itself (ORD-9).
-                if let (Ok(()), Request::Command(Command::Lookup(l))) = (&got, &r) {
-                    let who = match actor {
-                        Actor::Verifier(v) => (Some(v), None),
-                        Actor::Device(d) => (None, Some(d)),
-                        _ => (l.verifier_id, l.pos_id),
-                    };
-                    assert_eq!((l.verifier_id, l.pos_id), who, "{name} by {actor:?}");
-                }
-                if let Err(e) = got {
-                    let code = if *name == "redeem naming no verifier" {
-                        ErrorCode::BadRequest
-                    } else {
-                        ErrorCode::NotPermitted
-                    };
-                    assert_eq!(e.code, code.number(), "{name} by {actor}: {e}");
-                }
-            }
-            // The admin may send everything except a redemption that names
-            // no verifier.
-            let mut r = request.clone();
+        ]
+    }
+
+    /// An allowed request of a token is bound to the token itself: catalog
+    /// commands run as it, redemptions, reversals, history and lookups name
+    /// it; a refusal is `not_permitted` (`bad_request` for a redemption
+    /// naming no verifier).
+    fn assert_bound_to_itself(name: &str, actor: Actor, got: &Result<(), WireError>, r: &Request) {
+        if let (Ok(()), Request::Catalog { act_as, .. } | Request::CatalogRead { act_as, .. }) =
+            (&got, &r)
+        {
             assert_eq!(
-                authorize(Principal::Admin, &mut r).is_ok(),
-                *name != "redeem naming no verifier",
-                "{name} by admin"
+                *act_as,
+                Some(actor),
+                "a token runs catalog commands as itself"
             );
+        }
+        // Tokens redeem, reverse and read history as themselves.
+        match (&got, &r) {
+            (Ok(()), Request::Command(Command::Redeem(x))) => match actor {
+                Actor::Device(d) => assert_eq!(x.pos_id, Some(d), "{name}"),
+                Actor::Verifier(v) => assert_eq!(x.verifier_id, v, "{name}"),
+                _ => {}
+            },
+            (Ok(()), Request::Command(Command::Reverse(x))) => {
+                let who = match actor {
+                    Actor::Device(d) => (Some(d), None, None),
+                    Actor::Verifier(v) => (None, Some(v), None),
+                    Actor::Seller(s) => (None, None, Some(s)),
+                    _ => (x.pos_id, x.verifier_id, x.seller_id),
+                };
+                assert_eq!((x.pos_id, x.verifier_id, x.seller_id), who, "{name}");
+            }
+            (Ok(()), Request::Command(Command::History(h))) => {
+                let seller = match actor {
+                    Actor::Staff => Some(SellerId(5)),
+                    Actor::Seller(s) => Some(s),
+                    _ => None,
+                };
+                assert_eq!(h.seller_id, seller, "{name} by {actor}");
+            }
+            _ => {}
+        }
+        // A verifier or POS always looks up as itself (ORD-9).
+        if let (Ok(()), Request::Command(Command::Lookup(l))) = (&got, &r) {
+            let who = match actor {
+                Actor::Verifier(v) => (Some(v), None),
+                Actor::Device(d) => (None, Some(d)),
+                _ => (l.verifier_id, l.pos_id),
+            };
+            assert_eq!((l.verifier_id, l.pos_id), who, "{name} by {actor:?}");
+        }
+        if let Err(e) = got {
+            let code = if name == "redeem naming no verifier" {
+                ErrorCode::BadRequest
+            } else {
+                ErrorCode::NotPermitted
+            };
+            assert_eq!(e.code, code.number(), "{name} by {actor}: {e}");
         }
     }
 }

@@ -112,6 +112,25 @@ struct Conn {
     pending_catalog: Vec<CatalogOp>,
 }
 
+impl Conn {
+    /// A connection not logged in yet, replying through `tx`.
+    fn new(ctx: Arc<Ctx>, tx: ConnTx, peer: Peer) -> Conn {
+        Conn {
+            pending: (0..ctx.shards).map(|_| Vec::new()).collect(),
+            pending_catalog: Vec::new(),
+            ctx,
+            tx,
+            peer,
+            principal: None,
+            budget: Arc::new(Semaphore::new(CONN_INFLIGHT_UNITS_MAX as usize)),
+            principal_budget: None,
+            _principal_slot: None,
+            _slot: None,
+            partial: None,
+        }
+    }
+}
+
 /// Serves one connection until it closes.
 pub(super) async fn handle_conn<R, W>(mut reader: R, writer: W, ctx: Arc<Ctx>, peer: Peer)
 where
@@ -123,19 +142,7 @@ where
     let mut writer_task = tokio::spawn(vouch_protocol::io::write_loop(writer, rx, stall));
     let handshake_deadline = peer.deadline;
     let idle = Duration::from_millis(ctx.idle_timeout_ms);
-    let mut conn = Conn {
-        pending: (0..ctx.shards).map(|_| Vec::new()).collect(),
-        pending_catalog: Vec::new(),
-        ctx,
-        tx,
-        peer,
-        principal: None,
-        budget: Arc::new(Semaphore::new(CONN_INFLIGHT_UNITS_MAX as usize)),
-        principal_budget: None,
-        _principal_slot: None,
-        _slot: None,
-        partial: None,
-    };
+    let mut conn = Conn::new(ctx, tx, peer);
     let mut buf = BytesMut::with_capacity(READ_BUFFER_BYTES);
     let mut stop = conn.ctx.stop.clone();
     let mut revoked = conn.ctx.revoked.subscribe();
