@@ -744,25 +744,32 @@ pub async fn settle_and_audit(
     Ok(())
 }
 
-/// The server's clock (`Info`), unix ms: settlement cutoffs must not be
-/// after it, and a rehearsal clock runs ahead of this machine's.
+/// The server's reversal window and clock (`Info`), ms: redeemed money
+/// is payable that long after a redemption; settlement cutoffs must not
+/// be after the clock, which a rehearsal runs ahead of this machine's.
 ///
 /// Errors: the request failed or the answer is not `Info`.
-pub async fn server_now_ms(client: &Client) -> anyhow::Result<i64> {
+async fn info_ms(client: &Client) -> anyhow::Result<(i64, i64)> {
     match client.call(vouch_protocol::Request::Info).await? {
-        vouch_protocol::Response::Info { now_ms, .. } => Ok(now_ms),
+        vouch_protocol::Response::Info {
+            reversal_window_ms,
+            now_ms,
+            ..
+        } => Ok((reversal_window_ms, now_ms)),
         other => anyhow::bail!("Info answered {other:?}"),
     }
 }
 
-/// The server's reversal window, ms (`Info`).
+/// The server's clock, unix ms (see [`info_ms`]).
+///
+/// Errors: the request failed or the answer is not `Info`.
+pub async fn server_now_ms(client: &Client) -> anyhow::Result<i64> {
+    Ok(info_ms(client).await?.1)
+}
+
+/// The server's reversal window, ms (see [`info_ms`]).
 ///
 /// Errors: the request failed or the answer is not `Info`.
 async fn reversal_window_ms(client: &Client) -> anyhow::Result<i64> {
-    match client.call(vouch_protocol::Request::Info).await? {
-        vouch_protocol::Response::Info {
-            reversal_window_ms, ..
-        } => Ok(reversal_window_ms),
-        other => anyhow::bail!("Info answered {other:?}"),
-    }
+    Ok(info_ms(client).await?.0)
 }
