@@ -17,5 +17,6 @@ pub mod cli;
 pub mod clock;
 pub mod data_dir;
 pub mod guard;
+pub mod outbox;
 pub mod pipeline;
 pub mod server;

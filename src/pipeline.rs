@@ -324,6 +324,7 @@ pub fn run_worker(
     claims: Arc<Claims>,
     guard: Arc<Guard>,
     to_catalog: ToCatalog,
+    wake: crate::outbox::send::Wake,
 ) {
     let mut clock = Clock {
         last_ms: shard.clock_floor_ms(),
@@ -331,6 +332,8 @@ pub fn run_worker(
     let mut effects: Vec<Effect> = Vec::new();
     while let Some(ops) = next_batch(&mut rx) {
         let mut batch = ShardBatch::new(clock.now_ms());
+        // The batch's effects are numbered from here (their message ids).
+        let first_effect = shard.effects_made();
         let mut replies = Vec::with_capacity(ops.len());
         // Catalog facts first (already durable in the catalog's log): the
         // batch's redemptions are checked against them (ORD-7).
@@ -365,15 +368,21 @@ pub fn run_worker(
         }
         stats.commands.fetch_add(replies.len(), Ordering::Relaxed);
         stats.effects.fetch_add(effects.len(), Ordering::Relaxed);
-        effects.clear();
+        let now_ms = batch.now_ms();
+        let outbox = crate::outbox::rows_of(shard.index(), first_effect, now_ms, effects.drain(..));
         let record = batch
             .record(shard.index())
             .map(|r| r.encode())
             .unwrap_or_default();
         let (messages, to_catalog) = (shard.take_messages(), to_catalog.clone());
+        let (wake, sends) = (wake.clone(), !outbox.is_empty());
         let job = Job {
             record,
+            outbox,
             done: Box::new(move || {
+                if sends {
+                    wake.kind(crate::outbox::rows::Kind::Sms);
+                }
                 // Messages first: a client that got a reply and then asks
                 // the catalog (a settlement run) finds their money there.
                 to_catalog.send(messages);
@@ -461,6 +470,7 @@ pub fn run_catalog_worker(
         let links = links.clone();
         let job = Job {
             record,
+            outbox: Vec::new(),
             done: Box::new(move || after.release(&links)),
         };
         if commit.send(job).is_err() {

@@ -115,6 +115,9 @@ pub enum ErrorCode {
     /// A retry names a refund transfer that did not fail, or was retried
     /// already (MON-7).
     RefundNotFailed = 50,
+    /// Staff asked to re-queue an outbox message that is not in the
+    /// failed-task list (it is queued or was delivered, ORD-2).
+    MessageNotFailed = 51,
     /// The client speaks a protocol version the server does not.
     UnsupportedVersion = 100,
     /// The handshake token is unknown, or a request came before the handshake.
@@ -182,6 +185,7 @@ impl ErrorCode {
             ErrorCode::VoucherRefunded => "voucher_refunded",
             ErrorCode::RefundNotInTransit => "refund_not_in_transit",
             ErrorCode::RefundNotFailed => "refund_not_failed",
+            ErrorCode::MessageNotFailed => "message_not_failed",
             ErrorCode::UnsupportedVersion => "unsupported_version",
             ErrorCode::Unauthenticated => "unauthenticated",
             ErrorCode::MalformedFrame => "malformed_frame",

@@ -210,10 +210,16 @@ impl ShardBatch {
         effects: &mut Vec<Effect>,
     ) -> Applied {
         let repeat = shard.is_repeat(command);
+        let before = effects.len();
         let reply = shard.apply_as(self.now_ms, caller, command, effects);
         let logged = command.is_mutation() && changed_state(&reply) && !repeat;
         if logged {
             self.inputs.push(ShardInput::Command(command.clone()));
+            shard.count_effects(effects.len() - before);
+        } else {
+            // Only what the log rebuilds may reach the outbox.
+            debug_assert_eq!(effects.len(), before, "an unlogged command made effects");
+            effects.truncate(before);
         }
         Applied {
             reply,

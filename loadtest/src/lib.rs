@@ -11,6 +11,9 @@
 //! - [`money`]: the replay's refunds, settlement and payouts, and the
 //!   money audit; [`expiry`]: the replay's expiry after a restart with
 //!   the server's clock ahead.
+//! - [`receiver`]: a loopback webhook receiver (the `vouch-receiver`
+//!   binary) that verifies signatures, records attempts and fails on
+//!   purpose, for the outbox tests and the main job.
 //! - [`report`]: the JSON report and the printed summary.
 //! - [`scenarios`]: `replay`, `flash-sale`, `pos`.
 #![deny(unsafe_code)]
@@ -20,6 +23,7 @@ pub mod data;
 pub mod expiry;
 pub mod model;
 pub mod money;
+pub mod receiver;
 pub mod report;
 pub mod runner;
 pub mod scenarios;

@@ -11,6 +11,7 @@
 //! - [`io`]: encoding messages into frames and the coalescing writer.
 //! - [`messages`]: request and response types (the engine's own command and
 //!   reply types, so client and server share them).
+//! - [`outbox`]: staff's outbox requests and views (ORD-2).
 //! - [`client`]: the async pipelined client over TCP or QUIC.
 //! - [`tls`]: certificate loading and rustls/quinn configuration.
 //! - [`target`]: `tcp://host:port` / `quic://host:port` parsing.
@@ -21,6 +22,7 @@ pub mod client;
 pub mod frame;
 pub mod io;
 pub mod messages;
+pub mod outbox;
 pub mod target;
 pub mod tls;
 
@@ -34,5 +36,6 @@ pub use target::Target;
 /// and the payment system's principal. 5: refund transfers to buyers
 /// (MON-7: opcode 18 answers or retries one, 19 lists them), and the
 /// refund reply and order view carry them; 20 lists orders by state
-/// (ORD-12).
+/// (ORD-12). Staff's outbox requests (opcode 22) came later within 5: an
+/// older server refuses the opcode as malformed, nothing else changed.
 pub const PROTOCOL_VERSION: u8 = 5;

@@ -43,6 +43,8 @@ pub enum Request {
         /// The read.
         query: CatalogQuery,
     },
+    /// A staff request about the outbox (ORD-2).
+    Outbox(crate::outbox::OutboxRequest),
 }
 
 impl Request {
@@ -70,6 +72,7 @@ impl Request {
             Request::Command(Command::Transfers(_)) => 19,
             Request::Command(Command::Orders(_)) => 20,
             Request::Command(Command::Entries(_)) => 21,
+            Request::Outbox(_) => 22,
         }
     }
 
@@ -194,6 +197,8 @@ pub enum Response {
     /// Reply to a retried catalog command (a request id already applied):
     /// its original outcome; nothing was applied again (issue 8 item 6).
     CatalogReplayed(CatalogOutcome),
+    /// Reply to an outbox request.
+    Outbox(Result<crate::outbox::OutboxView, WireError>),
     /// The request failed as a whole. After a frame-level error
     /// (`malformed_frame`, `frame_too_large`, `unsupported_version`,
     /// `unauthenticated`) the server closes the connection; after
@@ -213,6 +218,7 @@ impl Response {
             Response::Catalog(_) => 6,
             Response::CatalogView(_) => 7,
             Response::CatalogReplayed(_) => 8,
+            Response::Outbox(_) => 9,
         }
     }
 }

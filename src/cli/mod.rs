@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod ledger;
 pub mod money;
 pub mod order;
+pub mod outbox;
 pub mod outcome;
 pub mod settle;
 pub mod time;
@@ -108,6 +109,9 @@ enum Cmd {
     /// The reconciliation export (RPT-5): every ledger entry of a seller,
     /// or for staff of the platform, in a time range, as CSV.
     Ledger(ledger::LedgerArgs),
+    /// The outbox (staff, ORD-2): messages that ran out of attempts, one
+    /// message, a re-queue, the counts.
+    Outbox(outbox::OutboxArgs),
 }
 
 /// One catalog family's subcommand with the flags every catalog command
@@ -262,6 +266,8 @@ struct ServeArgs {
     #[arg(long, default_value_t = 0,
           value_parser = clap::value_parser!(i64).range(0..=31_622_400))]
     rehearsal_clock_ahead_s: i64,
+    #[command(flatten)]
+    webhooks: outbox::WebhookArgs,
 }
 
 /// Parses a lockout limit `FAILURES:WINDOW_S:LOCKOUT_S`, e.g.
@@ -602,6 +608,13 @@ pub fn main() -> ExitCode {
                 },
                 settlement_time: a.settlement_time,
                 clock_ahead_ms: a.rehearsal_clock_ahead_s * 1000,
+                outbox: match a.webhooks.config() {
+                    Ok(c) => c,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::from(2);
+                    }
+                },
             };
             match rt.block_on(serve(opts)) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -653,6 +666,7 @@ fn wants_json(cmd: &Cmd) -> bool {
         Cmd::Order(a) => a.json(),
         Cmd::RefundTransfer(a) => a.json(),
         Cmd::Ledger(a) => a.json(),
+        Cmd::Outbox(a) => a.client.json,
         Cmd::Payout(a) => a.client.json,
         Cmd::Statement(a) => a.client.json,
         Cmd::Token(a) => match &a.action {
@@ -759,6 +773,7 @@ async fn run_client(cmd: Cmd) -> ExitCode {
                 Err(ledger::ExportError::Client(e)) => fail("connection", e.to_string()),
             }
         }
+        ClientRequest::Outbox(r) => return outbox::run(&client, r, json, &zone).await,
         other => other,
     };
     // A redemption's request id is what a later reversal names.
@@ -816,6 +831,7 @@ async fn send(
             .await
             .map(|r| r.map(|_| Shown::Token(token))),
         ClientRequest::Export(_) => unreachable!("an export is written while it is read"),
+        ClientRequest::Outbox(_) => unreachable!("outbox requests print their own answers"),
     }
 }
 
@@ -873,6 +889,8 @@ enum ClientRequest {
     NewToken(RequestId, String, CatalogCommand),
     /// The RPT-5 export, written as it is read.
     Export(ledger::ExportSpec),
+    /// A staff outbox request.
+    Outbox(vouch_protocol::outbox::OutboxRequest),
 }
 
 /// What a client command got back.
@@ -986,6 +1004,10 @@ fn build_request(cmd: Cmd) -> Result<(ClientArgs, ClientRequest), String> {
         let (client, spec) = a.build();
         return Ok((client, ClientRequest::Export(spec)));
     }
+    if let Cmd::Outbox(a) = cmd {
+        let (client, r) = a.build();
+        return Ok((client, ClientRequest::Outbox(r)));
+    }
     if let Cmd::Catalog(a) = cmd {
         let command: CatalogCommand = serde_json::from_str(&a.command)
             .map_err(|e| format!("catalog command is not valid JSON for a catalog command: {e}"))?;
@@ -1094,7 +1116,8 @@ fn build_command(cmd: Cmd) -> Result<(ClientArgs, Command), String> {
         | Cmd::Settlement(_)
         | Cmd::Payout(_)
         | Cmd::Statement(_)
-        | Cmd::Ledger(_) => return Err("internal: this command is not an engine command".into()),
+        | Cmd::Ledger(_)
+        | Cmd::Outbox(_) => return Err("internal: this command is not an engine command".into()),
         Cmd::Issue(a) => {
             let validity = a.validity.validity();
             let c = Issue {

@@ -103,6 +103,10 @@ pub(super) fn authorize(principal: Principal, request: &mut Request) -> Result<(
             *act_as = Some(actor);
             Ok(())
         }
+        Request::Outbox(_) => match actor {
+            Actor::Staff => Ok(()),
+            _ => refuse("read or re-queue outbox messages"),
+        },
         Request::IssueBatch(_) | Request::Command(Command::Issue(_)) => match actor {
             Actor::Staff | Actor::FrontEnd => Ok(()),
             _ => refuse("issue vouchers"),

@@ -431,7 +431,7 @@ impl Conn {
             Request::IssueBatch(items) => request_units(header.body_bytes, items.len()),
             Request::RedeemBatch(items) => request_units(header.body_bytes, items.len()),
             // A catalog page may be as large as a frame.
-            Request::CatalogRead { .. } => request_units(FRAME_BYTES_MAX, 0),
+            Request::CatalogRead { .. } | Request::Outbox(_) => request_units(FRAME_BYTES_MAX, 0),
             _ => request_units(header.body_bytes, 1),
         };
         let Some(permit) = self.acquire(units).await else {

@@ -107,6 +107,8 @@ pub struct ServeOptions {
     /// For rehearsals only: the server's clock runs this many ms ahead of
     /// the wall clock ([`crate::clock`]); 0 in production.
     pub clock_ahead_ms: i64,
+    /// The outbox's webhooks and retry policy (ORD-2).
+    pub outbox: crate::outbox::OutboxConfig,
 }
 
 /// A tenant principal's share of the server: its connections and its
@@ -128,6 +130,8 @@ struct Ctx {
     /// Request id → the shard of its first use (see `Engine`'s docs).
     claims: Arc<pipeline::Claims>,
     shards: u32,
+    /// The outbox column family, for staff's outbox requests.
+    outbox: vouch_storage::OutboxStore,
     admin_token: String,
     /// SHA-256 of the admin token (never registrable for a principal).
     admin_token_hash: [u8; 32],
@@ -238,6 +242,7 @@ struct Workers {
 pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     opts.guard.validate().map_err(anyhow::Error::msg)?;
     opts.new_config.validate().map_err(anyhow::Error::msg)?;
+    opts.outbox.validate().map_err(anyhow::Error::msg)?;
     if opts.clock_ahead_ms > 0 {
         crate::clock::set_ahead_ms(opts.clock_ahead_ms);
         eprintln!(
@@ -368,6 +373,7 @@ fn start_workers(
     opts: &ServeOptions,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<(Arc<Ctx>, Workers)> {
+    let outbox = opened.storage.outbox();
     let gc = GroupCommit::start(opened.storage, |e| {
         eprintln!("FATAL: storage write failed, stopping without acknowledging: {e}");
         std::process::exit(70);
@@ -386,6 +392,15 @@ fn start_workers(
     let mut threads = Vec::new();
     let mut shard_txs = Vec::new();
     let mut fact_txs = Vec::new();
+    let wake = crate::outbox::send::Wake::default();
+    let time_zone = opened.config.validate().map_err(anyhow::Error::msg)?;
+    crate::outbox::send::start(
+        outbox.clone(),
+        Arc::new(opts.outbox.clone()),
+        time_zone.clone(),
+        wake.clone(),
+        stop.clone(),
+    );
     let (catalog_tx, catalog_rx) = mpsc::channel(pipeline::SHARD_QUEUE_MESSAGES_MAX);
     // Shard messages: at most one per seller and reason per shard batch,
     // applied by the catalog's next batch, which each send wakes.
@@ -402,13 +417,13 @@ fn start_workers(
         fact_txs.push(fact_tx);
         let (commit, stats, claims, guard) =
             (gc.sender(), stats.clone(), claims.clone(), guard.clone());
-        let to_catalog = to_catalog.clone();
+        let (to_catalog, wake) = (to_catalog.clone(), wake.clone());
         threads.push(
             std::thread::Builder::new()
                 .name(format!("vouch-shard-{}", shard.index()))
                 .spawn(move || {
                     pipeline::run_worker(
-                        shard, rx, fact_rx, commit, stats, claims, guard, to_catalog,
+                        shard, rx, fact_rx, commit, stats, claims, guard, to_catalog, wake,
                     )
                 })?,
         );
@@ -449,7 +464,8 @@ fn start_workers(
         guard,
         idle_timeout_ms: opts.idle_timeout_ms,
         stop,
-        time_zone: opened.config.validate().map_err(anyhow::Error::msg)?,
+        time_zone,
+        outbox,
         settlement_time: opts.settlement_time,
         reversal_window_ms: opened.config.reversal_window_ms,
     });

@@ -151,6 +151,15 @@ pub(super) fn dispatch(
                 permit: Some(permit),
             });
         }
+        Request::Outbox(request) => {
+            // A scan may read every message row: off the async threads.
+            let (store, tx) = (ctx.outbox.clone(), tx.clone());
+            tokio::task::spawn_blocking(move || {
+                let now = crate::clock::now_ms();
+                let view = crate::outbox::staff::answer(&store, now, request);
+                let _ = tx.send((corr, Response::Outbox(view), Some(permit)));
+            });
+        }
         Request::IssueBatch(items) => {
             let commands = items.into_iter().map(Command::Issue).collect();
             dispatch_batch(ctx, commands, from, permit, pending)

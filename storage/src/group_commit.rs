@@ -25,6 +25,9 @@ pub struct Job {
     /// The record to append; empty means "nothing to write, but complete
     /// after everything submitted earlier is durable" (a batch of reads).
     pub record: Vec<u8>,
+    /// Outbox rows written in the same synced batch as `record` (the
+    /// messages the record's effects ask for, ORD-2).
+    pub outbox: Vec<crate::OutboxPut>,
     /// Runs after the record (and every earlier one) is synced.
     pub done: Completion,
 }
@@ -88,7 +91,8 @@ fn run(
             .iter()
             .filter(|j| !j.record.is_empty())
             .map(|j| j.record.as_slice());
-        if let Err(e) = storage.append_sync(records) {
+        let outbox = jobs.iter().flat_map(|j| j.outbox.iter());
+        if let Err(e) = storage.append_with_outbox_sync(records, outbox) {
             on_failure(&e);
             return Err(e);
         }
@@ -120,6 +124,7 @@ mod tests {
             };
             tx.send(Job {
                 record,
+                outbox: Vec::new(),
                 done: Box::new(move || order.lock().unwrap().push(i)),
             })
             .unwrap();

@@ -8,9 +8,12 @@
 //! engine.
 //!
 //! Layout:
-//! - [`Storage`]: the RocksDB handle with column families `log` and `meta`.
-//!   Guarantee: [`Storage::append_sync`] returns only after every record
-//!   is synced to disk, or fails and writes none of them.
+//! - [`Storage`]: the RocksDB handle with column families `log`, `meta`
+//!   and `outbox`. Guarantee: [`Storage::append_sync`] returns only after
+//!   every record, and every outbox row written with them, is synced to
+//!   disk, or fails and writes none of them.
+//! - [`OutboxStore`]: a shared handle on the `outbox` column family for the
+//!   server's sender (reads, and its own writes off the commit path).
 //! - [`group_commit`]: the committer thread: collect jobs, one synced
 //!   `WriteBatch`, then run every job's completion in submission order.
 //!
@@ -24,9 +27,11 @@ use rocksdb::{
     ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
 };
 use std::path::Path;
+use std::sync::Arc;
 
 const CF_LOG: &str = "log";
 const CF_META: &str = "meta";
+const CF_OUTBOX: &str = "outbox";
 
 /// RocksDB memtable size for the log column family, in bytes. Sequential
 /// appends fill it quickly; 64 MiB keeps flushes infrequent at ~100 MB/s.
@@ -43,10 +48,21 @@ pub enum StorageError {
     CorruptKey(usize),
 }
 
-/// The on-disk store: a sequential log and a small meta map.
+/// The on-disk store: a sequential log, a small meta map and the outbox.
 pub struct Storage {
-    db: DB,
+    db: Arc<DB>,
     next_seq: u64,
+}
+
+/// One row for the `outbox` column family, written in the same synced
+/// `WriteBatch` as the log records of its job (ORD-2: a message exists
+/// exactly when the change that asked for it is durable).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboxPut {
+    /// Row key (the server's layout).
+    pub key: Vec<u8>,
+    /// Row value.
+    pub value: Vec<u8>,
 }
 
 impl Storage {
@@ -63,8 +79,9 @@ impl Storage {
         let cfs = vec![
             ColumnFamilyDescriptor::new(CF_LOG, log_opts),
             ColumnFamilyDescriptor::new(CF_META, Options::default()),
+            ColumnFamilyDescriptor::new(CF_OUTBOX, Options::default()),
         ];
-        let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
+        let db = Arc::new(DB::open_cf_descriptors(&opts, dir, cfs)?);
         let mut storage = Storage { db, next_seq: 0 };
         storage.next_seq = match storage.last_log_seq()? {
             Some(s) => s + 1,
@@ -74,9 +91,15 @@ impl Storage {
     }
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
-        self.db
-            .cf_handle(name)
-            .expect("column family is created at open")
+        cf(&self.db, name)
+    }
+
+    /// A handle on the outbox column family that outlives moving the
+    /// storage into the committer.
+    pub fn outbox(&self) -> OutboxStore {
+        OutboxStore {
+            db: self.db.clone(),
+        }
     }
 
     fn last_log_seq(&self) -> Result<Option<u64>, StorageError> {
@@ -123,6 +146,18 @@ impl Storage {
         &mut self,
         records: impl IntoIterator<Item = &'a [u8]>,
     ) -> Result<(), StorageError> {
+        self.append_with_outbox_sync(records, std::iter::empty())
+    }
+
+    /// [`Storage::append_sync`] with `outbox` rows in the same synced
+    /// `WriteBatch`: all of them are durable together, or none.
+    ///
+    /// Errors: as [`Storage::append_sync`].
+    pub fn append_with_outbox_sync<'a>(
+        &mut self,
+        records: impl IntoIterator<Item = &'a [u8]>,
+        outbox: impl IntoIterator<Item = &'a OutboxPut>,
+    ) -> Result<(), StorageError> {
         let mut batch = WriteBatch::default();
         let mut seq = self.next_seq;
         let cf = self.cf(CF_LOG);
@@ -130,7 +165,11 @@ impl Storage {
             batch.put_cf(cf, seq.to_be_bytes(), r);
             seq += 1;
         }
-        if seq == self.next_seq {
+        let cf = self.cf(CF_OUTBOX);
+        for row in outbox {
+            batch.put_cf(cf, &row.key, &row.value);
+        }
+        if batch.is_empty() {
             return Ok(());
         }
         let mut wo = WriteOptions::default();
@@ -159,6 +198,89 @@ impl Storage {
             count += 1;
         }
         Ok(count)
+    }
+}
+
+fn cf<'a>(db: &'a DB, name: &str) -> &'a rocksdb::ColumnFamily {
+    db.cf_handle(name)
+        .expect("column family is created at open")
+}
+
+/// An outbox row as read: (key, value).
+pub type OutboxRow = (Vec<u8>, Vec<u8>);
+
+/// One change of an outbox row by the sender.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OutboxChange {
+    /// Write the row.
+    Put(OutboxPut),
+    /// Remove the row with this key.
+    Delete(Vec<u8>),
+}
+
+/// The sender's handle on the `outbox` column family. Rows are opaque
+/// bytes in the server's layout; this handle shares the database with the
+/// committer (RocksDB is safe to use from several threads).
+#[derive(Clone)]
+pub struct OutboxStore {
+    db: Arc<DB>,
+}
+
+impl OutboxStore {
+    /// Reads one row.
+    ///
+    /// Errors: [`StorageError::Rocks`] on a read failure.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.db.get_cf(cf(&self.db, CF_OUTBOX), key)?)
+    }
+
+    /// Up to `limit` rows whose keys start with `prefix`, from the first key
+    /// `>= from` (which must start with `prefix`), in key order.
+    ///
+    /// Errors: [`StorageError::Rocks`] on a read failure.
+    pub fn scan(
+        &self,
+        prefix: &[u8],
+        from: &[u8],
+        limit: usize,
+    ) -> Result<Vec<OutboxRow>, StorageError> {
+        let it = self.db.iterator_cf(
+            cf(&self.db, CF_OUTBOX),
+            IteratorMode::From(from, Direction::Forward),
+        );
+        let mut rows = Vec::new();
+        for item in it {
+            if rows.len() >= limit {
+                break;
+            }
+            let (k, v) = item?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            rows.push((k.into_vec(), v.into_vec()));
+        }
+        Ok(rows)
+    }
+
+    /// Applies `changes` as one `WriteBatch`; synced when `sync`. The
+    /// sender's own bookkeeping (attempts, delivered marks) is written
+    /// without a sync: a crash may forget a delivery, which is then sent
+    /// again (at least once), never lost.
+    ///
+    /// Errors: [`StorageError::Rocks`] on a write failure.
+    pub fn write(&self, changes: &[OutboxChange], sync: bool) -> Result<(), StorageError> {
+        let cf = cf(&self.db, CF_OUTBOX);
+        let mut batch = WriteBatch::default();
+        for c in changes {
+            match c {
+                OutboxChange::Put(p) => batch.put_cf(cf, &p.key, &p.value),
+                OutboxChange::Delete(k) => batch.delete_cf(cf, k),
+            }
+        }
+        let mut wo = WriteOptions::default();
+        wo.set_sync(sync);
+        self.db.write_opt(batch, &wo)?;
+        Ok(())
     }
 }
 
@@ -209,6 +331,32 @@ mod tests {
         );
         assert_eq!(s.meta_get("seed").unwrap(), Some(b"xyz".to_vec()));
         assert_eq!(s.meta_get("none").unwrap(), None);
+    }
+
+    #[test]
+    fn ord_2_outbox_rows_are_durable_with_their_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let put = |k: &[u8], v: &[u8]| OutboxPut {
+            key: k.to_vec(),
+            value: v.to_vec(),
+        };
+        {
+            let mut s = Storage::open(dir.path()).unwrap();
+            let rows = [put(b"m1", b"a"), put(b"m2", b"b"), put(b"x", b"c")];
+            s.append_with_outbox_sync([&b"r"[..]], rows.iter()).unwrap();
+            let o = s.outbox();
+            o.write(&[OutboxChange::Delete(b"m1".to_vec())], false)
+                .unwrap();
+        }
+        let s = Storage::open(dir.path()).unwrap();
+        assert_eq!(s.next_seq(), 1);
+        let o = s.outbox();
+        assert_eq!(o.get(b"m1").unwrap(), None);
+        assert_eq!(
+            o.scan(b"m", b"m", 10).unwrap(),
+            vec![(b"m2".to_vec(), b"b".to_vec())]
+        );
+        assert_eq!(o.get(b"x").unwrap(), Some(b"c".to_vec()));
     }
 
     #[test]

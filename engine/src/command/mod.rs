@@ -469,8 +469,6 @@ pub type Reply = Result<Outcome, Rejection>;
 pub enum SendReason {
     /// First issue of the order (ORD-2).
     Issued,
-    /// Replacement code after a partial redemption (ORD-8).
-    Replaced,
     /// New code after a reversal gave units back to a used-up voucher.
     Reversal,
     /// New code after the seller rejected a refund request: the units are
@@ -478,29 +476,61 @@ pub enum SendReason {
     Unlocked,
 }
 
-/// Work the layers around the engine must do after the batch is durable.
+/// Whom an effect is about: the voucher's order and buyer, and whose
+/// product it is (the SMS names the seller's customer-service phone,
+/// ONB-2; a provider's product tells its provider, PRV).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recipient {
+    /// Order id (shared with the engine's voucher, no copy).
+    pub order_id: Arc<str>,
+    /// Buyer mobile.
+    pub mobile: Arc<str>,
+    /// The product's seller.
+    pub seller_id: SellerId,
+    /// The product.
+    pub product_id: ProductId,
+}
+
+/// Work the layers around the engine must do after the batch is durable:
+/// each becomes one outbox message (ORD-2). Effects made by a shard are
+/// numbered in order ([`crate::Shard::effects_made`]), so a message's id
+/// is the same live and after recovery. Stored in the outbox as postcard:
+/// new variants go at the end.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Effect {
-    /// Send `code` to `mobile` by SMS (through the outbox).
+    /// Send `code` to the buyer's phone by SMS (ORD-2 issue, and a new
+    /// code after a reversal or a rejected refund request).
     SendCode {
-        /// Order id (shared with the engine's voucher, no copy).
-        order_id: Arc<str>,
-        /// Buyer mobile.
-        mobile: Arc<str>,
+        /// The voucher.
+        to: Recipient,
         /// The code to send.
         code: Code,
+        /// Units on the code.
+        units: u32,
         /// Why.
         reason: SendReason,
     },
-    /// Tell the buyer that `units` were redeemed (ORD-8 success SMS).
+    /// Tell the buyer that `units` were redeemed (ORD-8 success SMS), with
+    /// the units left and the new code that now carries them.
     RedemptionNotice {
-        /// Order id.
-        order_id: Arc<str>,
-        /// Buyer mobile.
-        mobile: Arc<str>,
+        /// The voucher.
+        to: Recipient,
         /// Units redeemed.
         units: u32,
+        /// Units left on the voucher.
+        units_remaining: u32,
+        /// The code for the units left (ORD-8); None when none are left.
+        new_code: Option<Code>,
     },
+}
+
+impl Effect {
+    /// The voucher the effect is about.
+    pub fn recipient(&self) -> &Recipient {
+        match self {
+            Effect::SendCode { to, .. } | Effect::RedemptionNotice { to, .. } => to,
+        }
+    }
 }
 
 impl std::fmt::Display for RequestId {

@@ -76,9 +76,9 @@ impl Shard {
         assert!(fresh, "a drawn code was already live");
         self.codes_used[usize::from(code.digits())] += 1;
         effects.push(crate::command::Effect::SendCode {
-            order_id: v.order_id.clone(),
-            mobile: v.mobile.clone(),
+            to: v.recipient(),
             code,
+            units: v.units_remaining,
             reason,
         });
     }

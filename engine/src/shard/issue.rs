@@ -171,9 +171,9 @@ impl Shard {
         assert!(fresh, "drawn code was already live");
         self.codes_used[usize::from(code.digits())] += 1;
         effects.push(Effect::SendCode {
-            order_id,
-            mobile,
+            to: self.vouchers[slot as usize].recipient(),
             code,
+            units: c.units,
             reason: SendReason::Issued,
         });
         Outcome::Issued(Issued {

@@ -157,6 +157,18 @@ struct Voucher {
     taken_back: Fen,
 }
 
+impl Voucher {
+    /// Whom its effects are about.
+    fn recipient(&self) -> crate::command::Recipient {
+        crate::command::Recipient {
+            order_id: self.order_id.clone(),
+            mobile: self.mobile.clone(),
+            seller_id: self.seller_id,
+            product_id: self.product_id,
+        }
+    }
+}
+
 /// No redemption: the end of a voucher's chain of redemptions.
 const NO_REDEMPTION: u32 = u32::MAX;
 
@@ -256,6 +268,9 @@ pub struct Shard {
     t3_due: BTreeSet<(i64, u32)>,
     /// Messages made so far: the `seq` of the latest.
     messages_sent: u64,
+    /// Effects made by logged inputs so far; the next one's number
+    /// (its outbox message id, ORD-2) is this.
+    effects_made: u64,
     /// Refund transfers (MON-7) by (voucher slot, number).
     transfers: BTreeMap<transfer::TransferKey, transfer::Transfer>,
     /// Transfers awaiting an answer (false) or a retry (true), for paging.
@@ -378,6 +393,7 @@ impl Shard {
             clock_floor_ms: i64::MIN,
             outbox: Vec::new(),
             messages_sent: 0,
+            effects_made: 0,
             transfers: BTreeMap::new(),
             transfers_open: BTreeSet::new(),
             payable: Default::default(),
@@ -513,6 +529,18 @@ impl Shard {
     /// backwards in a shard across a restart with a clock behind the log.
     pub fn clock_floor_ms(&self) -> i64 {
         self.clock_floor_ms
+    }
+
+    /// Effects made by logged inputs so far: the next effect's number. The
+    /// outbox names a message by (shard, number), the same live and after
+    /// recovery, since only logged inputs count (ORD-2).
+    pub fn effects_made(&self) -> u64 {
+        self.effects_made
+    }
+
+    /// Counts `n` effects a logged input made ([`crate::log::ShardBatch`]).
+    pub(crate) fn count_effects(&mut self, n: usize) {
+        self.effects_made += n as u64;
     }
 
     /// Notes a catalog fact (ORD-7): later redemptions and issues are

@@ -118,7 +118,7 @@ impl Shard {
         }
         assert!(v.units_remaining <= v.units_total);
         let order_id = v.order_id.clone();
-        let mobile = v.mobile.clone();
+        let to = v.recipient();
         let prev = v.last_redemption;
         if let Some(code) = new_code {
             let fresh = self.live.insert(code, slot).is_none();
@@ -149,19 +149,13 @@ impl Shard {
         });
         self.redemptions.insert(c.request_id, pos);
         self.hold_redeemed(now_ms, pos);
+        // One SMS: what was redeemed, what is left and its new code (ORD-8).
         effects.push(Effect::RedemptionNotice {
-            order_id: order_id.clone(),
-            mobile: mobile.clone(),
+            to,
             units: c.units,
+            units_remaining: remaining,
+            new_code,
         });
-        if let Some(code) = new_code {
-            effects.push(Effect::SendCode {
-                order_id: order_id.clone(),
-                mobile,
-                code,
-                reason: SendReason::Replaced,
-            });
-        }
         Outcome::Redeemed(Redeemed {
             order_id: order_id.to_string(),
             units: c.units,

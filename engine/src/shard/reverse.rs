@@ -154,9 +154,9 @@ impl Shard {
         };
         if let Some(code) = new_code {
             effects.push(Effect::SendCode {
-                order_id: v.order_id.clone(),
-                mobile: v.mobile.clone(),
+                to: v.recipient(),
                 code,
+                units: v.units_remaining,
                 reason: SendReason::Reversal,
             });
             let fresh = self.live.insert(code, slot).is_none();
