@@ -310,6 +310,44 @@ impl ToCatalog {
     }
 }
 
+/// The outbox's report that the SMS gateway accepted a code message
+/// (ORD-2), for the order's shard; `done` fires once the shard's record of
+/// it is durable, and only then does the outbox mark the message delivered
+/// (a crash in between sends the message again, never loses the state).
+pub struct DeliveryReport {
+    /// What was delivered.
+    pub delivered: vouch_engine::message::CodeDelivered,
+    /// Fired when durable.
+    pub done: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Where a shard's delivery reports come from, and the shard's op queue to
+/// wake it.
+#[derive(Clone)]
+pub struct ToShard {
+    /// Reports, in any order.
+    pub reports: crossbeam_channel::Sender<DeliveryReport>,
+    /// Wakes the worker with an empty batch.
+    pub wake: mpsc::WeakSender<Vec<Op>>,
+}
+
+impl ToShard {
+    /// Hands a report to the shard and wakes it; false when it stopped.
+    pub fn send(&self, report: DeliveryReport) -> bool {
+        if self.reports.send(report).is_err() {
+            return false;
+        }
+        match self.wake.upgrade() {
+            // A full queue wakes the worker anyway.
+            Some(tx) => {
+                let _ = tx.try_send(Vec::new());
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 /// Runs one shard worker until its queue closes. Time never runs backwards
 /// inside a shard: each batch's `now` is at least the previous one's.
 /// What the batch makes payable reaches the catalog once its record is
@@ -319,6 +357,7 @@ pub fn run_worker(
     mut shard: Shard,
     mut rx: mpsc::Receiver<Vec<Op>>,
     facts: crossbeam_channel::Receiver<CatalogFact>,
+    reports: crossbeam_channel::Receiver<DeliveryReport>,
     commit: crossbeam_channel::Sender<Job>,
     stats: Arc<Stats>,
     claims: Arc<Claims>,
@@ -339,6 +378,13 @@ pub fn run_worker(
         // batch's redemptions are checked against them (ORD-7).
         while let Ok(fact) = facts.try_recv() {
             batch.fact(&mut shard, fact);
+        }
+        // Deliveries the outbox saw accepted (ORD-2), acknowledged to it
+        // once this batch's record is durable.
+        let mut reported = Vec::new();
+        while let Ok(r) = reports.try_recv() {
+            batch.delivered(&mut shard, r.delivered);
+            reported.push(r.done);
         }
         // Then the time input (MON-6): deadlines due by the batch's `now`
         // apply before its commands, so a reversal at the window's end sees
@@ -382,6 +428,9 @@ pub fn run_worker(
             done: Box::new(move || {
                 if sends {
                     wake.kind(crate::outbox::rows::Kind::Sms);
+                }
+                for done in reported {
+                    let _ = done.send(());
                 }
                 // Messages first: a client that got a reply and then asks
                 // the catalog (a settlement run) finds their money there.

@@ -370,3 +370,68 @@ async fn ord_2_a_receiver_that_never_answers_does_not_hold_back_redemptions() {
     assert_eq!((s.queued_total, s.delivered), (400, 0));
     assert_eq!(s.queued, 400);
 }
+
+async fn order_delivered(client: &Client, order: &str) -> bool {
+    let c = Command::Order(vouch_engine::command::OrderShow {
+        order_id: order.into(),
+        seller_id: None,
+    });
+    match run(client, c).await {
+        Ok(vouch_engine::Outcome::Order(o)) => o.delivered,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn ord_2_an_order_is_delivered_once_the_gateway_accepts_its_code_and_ref_3_is_then_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    // Messages with an even SEQ never get through.
+    let receiver = Receiver::start(dir.path(), &["--fail-always-every", "2"]);
+    let flags = ["--webhook-attempts-max", "1"];
+    let data = dir.path().join("data");
+    let mut server = serve(&data, &receiver.url, &flags);
+    let client = server.client(&server.tcp_target()).await;
+    for i in 0..8u64 {
+        let order = format!("d-{i}");
+        as_issued(run(&client, Command::Issue(issue_cmd(&order, 2, "13600001234"))).await);
+    }
+    wait_until_settled(&client, "deliveries").await;
+    let all = all_messages(&client, 2).await;
+    let delivered: BTreeMap<String, bool> = all
+        .values()
+        .map(|m| (m.order_id.clone(), m.state == "delivered"))
+        .collect();
+    assert_eq!(delivered.len(), 8);
+    assert!(delivered.values().any(|d| *d) && delivered.values().any(|d| !*d));
+    // The delivered state is logged: it survives a SIGKILL.
+    drop(client);
+    server.kill();
+    let server = serve(&data, &receiver.url, &flags);
+    let client = server.client(&server.tcp_target()).await;
+    let token = tenants::token_for(&client, 1, Actor::FrontEnd).await;
+    let front = Client::connect(&server.tcp_target(), &token, Some(&server.ca()))
+        .await
+        .unwrap();
+    for (serial, (order, was_delivered)) in delivered.iter().enumerate() {
+        assert_eq!(
+            order_delivered(&client, order).await,
+            *was_delivered,
+            "{order}"
+        );
+        // REF-3 by the front end: only for an order whose code never arrived.
+        let refund = Command::Refund(vouch_engine::command::Refund {
+            request_id: tenants::rid_of(&token, serial as u64 + 1),
+            order_id: order.clone(),
+            action: vouch_engine::command::RefundAction::NotDelivered,
+            seller_id: None,
+        });
+        let reply = run(&front, refund).await;
+        match (was_delivered, reply) {
+            (false, Ok(vouch_engine::Outcome::Refunded(r))) => {
+                assert_eq!(r.buyer_amount, vouch_engine::Fen::new(2 * 1250), "{order}")
+            }
+            (true, Err(e)) => assert_eq!(e.code, ErrorCode::RefundNotAllowed.number(), "{order}"),
+            (d, other) => panic!("{order} delivered={d}: {other:?}"),
+        }
+    }
+}

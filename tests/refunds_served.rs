@@ -93,7 +93,8 @@ async fn ref_role_matrix_and_races_over_a_real_server() {
     let rid = |source: u64, serial: u64| RequestId { source, serial };
     issue(&admin, issue_cmd("m-1", 3, "13800001234")).await;
     let not_permitted = Some(ErrorCode::NotPermitted.number());
-    // The front end takes the buyer's steps only; REF-3 is staff's.
+    // The front end takes the buyer's steps only (REF-3 among them since
+    // deliveries are recorded, ORD-2: an unknown order is not found).
     let agreed = RefundAction::Agreed {
         amount: Fen::new(100),
     };
@@ -105,11 +106,11 @@ async fn ref_role_matrix_and_races_over_a_real_server() {
         code_of(
             &send(
                 &front,
-                refund("m-1", RefundAction::NotDelivered, rid(fs, 2))
+                refund("no-such", RefundAction::NotDelivered, rid(fs, 2))
             )
             .await
         ),
-        not_permitted
+        Some(ErrorCode::NotFound.number())
     );
     // A seller decides, for its own orders only: another seller's order
     // answers like an unknown one.

@@ -35,6 +35,8 @@ pub enum ShardInput {
     /// The shard's time input at the batch's `now` (MON-6): it applied
     /// deadlines (reversal-window ends).
     Tick,
+    /// The first accepted delivery of a code to an order's buyer (ORD-2).
+    Delivered(crate::message::CodeDelivered),
 }
 
 /// A catalog command as applied: who asked, with which request id.
@@ -190,6 +192,17 @@ impl ShardBatch {
         self.inputs.push(ShardInput::Fact(fact));
     }
 
+    /// Notes that a code reached the buyer of `d.order_id` (ORD-2); logged
+    /// when it changed state (the order's first delivery). Returns whether
+    /// it did.
+    pub fn delivered(&mut self, shard: &mut Shard, d: crate::message::CodeDelivered) -> bool {
+        let changed = shard.note_delivered(&d.order_id);
+        if changed {
+            self.inputs.push(ShardInput::Delivered(d));
+        }
+        changed
+    }
+
     /// Applies the shard's due deadlines at the batch's time, logged when
     /// it applied any; returns how many it applied.
     pub fn tick(&mut self, shard: &mut Shard) -> usize {
@@ -257,6 +270,14 @@ impl ShardBatch {
                         return Err(LogError::Diverged {
                             index,
                             reply: "a tick with no deadline due".into(),
+                        });
+                    }
+                }
+                ShardInput::Delivered(d) => {
+                    if !batch.delivered(shard, d.clone()) {
+                        return Err(LogError::Diverged {
+                            index,
+                            reply: format!("order {} was delivered already", d.order_id),
                         });
                     }
                 }

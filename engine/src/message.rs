@@ -10,6 +10,19 @@ use crate::money::Bps;
 use crate::validity::Validity;
 use serde::{Deserialize, Serialize};
 
+/// The SMS gateway accepted a message carrying a code to the buyer of
+/// `order_id` (ORD-2): the order is `issued` (delivered), and REF-3's
+/// not-delivered refund is no longer possible. The server's outbox sends it
+/// to the order's shard; the shard logs it when it changed state
+/// ([`crate::log::ShardInput::Delivered`]).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct CodeDelivered {
+    /// The order.
+    pub order_id: String,
+    /// The message's number in the shard (its outbox id's SEQ).
+    pub message_seq: u64,
+}
+
 /// A catalog fact a voucher shard needs to check redemptions (ORD-7). The
 /// catalog emits one when a product is published, a verifier added or a POS
 /// registered; the server gives it to every shard once the catalog's record

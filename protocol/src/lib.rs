@@ -36,6 +36,6 @@ pub use target::Target;
 /// and the payment system's principal. 5: refund transfers to buyers
 /// (MON-7: opcode 18 answers or retries one, 19 lists them), and the
 /// refund reply and order view carry them; 20 lists orders by state
-/// (ORD-12). Staff's outbox requests (opcode 22) came later within 5: an
-/// older server refuses the opcode as malformed, nothing else changed.
-pub const PROTOCOL_VERSION: u8 = 5;
+/// (ORD-12). 6: staff's outbox requests (opcode 22) and the order view
+/// says whether a code was delivered (ORD-2).
+pub const PROTOCOL_VERSION: u8 = 6;

@@ -91,7 +91,8 @@ enum Cmd {
     Lockout(Family<catalog::LockoutCmd>),
     /// Refund steps of an order (REF-1..5): automatic, request and
     /// after-sale for the buyer (front end); agree, approve, reject and
-    /// confirm-after-sale for the seller; not-delivered for staff.
+    /// confirm-after-sale for the seller; not-delivered for the front end
+    /// (refused once a code was delivered).
     Refund(order::RefundArgs),
     /// Move an order's validity end later (ORD-6, seller).
     Extend(order::ExtendArgs),

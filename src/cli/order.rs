@@ -34,9 +34,9 @@ enum RefundStep {
         /// Order id.
         order: String,
     },
-    /// REF-3 (staff, until code deliveries are recorded): no code ever
-    /// reached the buyer and nothing was redeemed: the whole order amount
-    /// back.
+    /// REF-3 (front end or staff): no code ever reached the buyer (the SMS
+    /// gateway never accepted one, ORD-2) and nothing was redeemed: the
+    /// whole order amount back.
     NotDelivered {
         /// Order id.
         order: String,
@@ -327,10 +327,11 @@ pub fn order(o: &OrderView, zone: &Zone) -> (Value, String) {
         None => o.state.to_string(),
     };
     let mut text = format!(
-        "order {} of seller {}, product {}: {state}; {} of {} units left, {} redeemed, {} void{}\n  {}\n  paid {} yuan, refunded {}, to the seller {} (redemptions inside their reversal window included), held {}; {} yuan still refundable",
+        "order {} of seller {}, product {}: {state}, {}; {} of {} units left, {} redeemed, {} void{}\n  {}\n  paid {} yuan, refunded {}, to the seller {} (redemptions inside their reversal window included), held {}; {} yuan still refundable",
         o.order_id,
         o.seller_id,
         o.product_id,
+        if o.delivered { "code delivered" } else { "code not delivered yet" },
         o.units_remaining,
         o.units_total,
         o.units_redeemed,

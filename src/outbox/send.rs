@@ -12,6 +12,7 @@
 use super::compose;
 use super::rows::{self, Entry, Kind, MessageId, State};
 use super::{Endpoint, OutboxConfig};
+use crate::pipeline::{DeliveryReport, ToShard};
 use hmac::{Hmac, Mac};
 use jiff::tz::TimeZone;
 use rand::Rng;
@@ -85,6 +86,7 @@ pub fn start(
     store: OutboxStore,
     cfg: Arc<OutboxConfig>,
     tz: TimeZone,
+    shards: Arc<Vec<ToShard>>,
     wake: Wake,
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -102,6 +104,7 @@ pub fn start(
                 endpoint: Arc::new(endpoint),
                 client: client.clone(),
                 tz: tz.clone(),
+                shards: shards.clone(),
             };
             tokio::spawn(d.run(wake.clone(), stop.clone()));
         }
@@ -115,6 +118,8 @@ struct Dispatcher {
     endpoint: Arc<Endpoint>,
     client: reqwest::Client,
     tz: TimeZone,
+    /// Where deliveries of codes are reported (ORD-2), by shard.
+    shards: Arc<Vec<ToShard>>,
 }
 
 impl Dispatcher {
@@ -204,7 +209,13 @@ impl Dispatcher {
         let mut new = old.clone();
         new.attempts = attempt;
         match outcome {
-            Ok(()) => new.state = State::Delivered { at_ms: now },
+            Ok(()) => {
+                if !self.report_delivery(id, &old).await {
+                    // Stopping: it stays queued and is sent again later.
+                    return Ok(());
+                }
+                new.state = State::Delivered { at_ms: now };
+            }
             Err(why) => {
                 tracing::debug!(message = %id, attempt, "delivery failed: {why}");
                 new.last_error = Some(why);
@@ -220,6 +231,28 @@ impl Dispatcher {
             }
         }
         self.store.write(&rows::transition(id, &old, &new), false)
+    }
+
+    /// Tells the order's shard that a code reached its buyer (ORD-2) and
+    /// waits until that is durable; true at once for a message without a
+    /// code. False when the server is stopping.
+    async fn report_delivery(&self, id: MessageId, entry: &Entry) -> bool {
+        let carries_code = match &entry.effect {
+            vouch_engine::Effect::SendCode { .. } => true,
+            vouch_engine::Effect::RedemptionNotice { new_code, .. } => new_code.is_some(),
+        };
+        if !carries_code {
+            return true;
+        }
+        let Some(shard) = self.shards.get(id.shard as usize) else {
+            return true;
+        };
+        let (done, durable) = tokio::sync::oneshot::channel();
+        let delivered = vouch_engine::message::CodeDelivered {
+            order_id: entry.effect.recipient().order_id.to_string(),
+            message_seq: id.seq,
+        };
+        shard.send(DeliveryReport { delivered, done }) && durable.await.is_ok()
     }
 
     /// Posts `body`; Ok on a 2xx answer, else the failure in words.

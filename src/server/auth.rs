@@ -254,12 +254,11 @@ fn bind_seller(
 /// orders only; staff may take every step. False when the token may not.
 fn bind_refund(actor: Actor, r: &mut vouch_engine::command::Refund) -> bool {
     use vouch_engine::command::RefundAction as A;
-    // REF-3 is staff's until deliveries are recorded (the outbox, issue
-    // 10): the front end cannot tell a delivered code from one that never
-    // arrived, and REF-3 pays back everything without the code fee.
+    // REF-3 is the buyer's too now that deliveries are recorded (ORD-2):
+    // the shard refuses it once the SMS gateway accepted a code.
     let buyer_step = matches!(
         r.action,
-        A::Automatic | A::Request { .. } | A::AfterSale { .. }
+        A::Automatic | A::Request { .. } | A::AfterSale { .. } | A::NotDelivered
     );
     let seller_step = matches!(
         r.action,

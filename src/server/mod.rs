@@ -392,15 +392,9 @@ fn start_workers(
     let mut threads = Vec::new();
     let mut shard_txs = Vec::new();
     let mut fact_txs = Vec::new();
+    let mut to_shards = Vec::new();
     let wake = crate::outbox::send::Wake::default();
     let time_zone = opened.config.validate().map_err(anyhow::Error::msg)?;
-    crate::outbox::send::start(
-        outbox.clone(),
-        Arc::new(opts.outbox.clone()),
-        time_zone.clone(),
-        wake.clone(),
-        stop.clone(),
-    );
     let (catalog_tx, catalog_rx) = mpsc::channel(pipeline::SHARD_QUEUE_MESSAGES_MAX);
     // Shard messages: at most one per seller and reason per shard batch,
     // applied by the catalog's next batch, which each send wakes.
@@ -411,10 +405,17 @@ fn start_workers(
     };
     for shard in opened.shards {
         let (tx, rx) = mpsc::channel(pipeline::SHARD_QUEUE_MESSAGES_MAX);
+        let shard_wake = tx.downgrade();
         shard_txs.push(tx);
         // Catalog facts: a few per catalog change, so unbounded is safe.
         let (fact_tx, fact_rx) = crossbeam_channel::unbounded();
         fact_txs.push(fact_tx);
+        // Delivery reports: at most one per attempt in flight.
+        let (report_tx, report_rx) = crossbeam_channel::unbounded();
+        to_shards.push(pipeline::ToShard {
+            reports: report_tx,
+            wake: shard_wake,
+        });
         let (commit, stats, claims, guard) =
             (gc.sender(), stats.clone(), claims.clone(), guard.clone());
         let (to_catalog, wake) = (to_catalog.clone(), wake.clone());
@@ -423,12 +424,21 @@ fn start_workers(
                 .name(format!("vouch-shard-{}", shard.index()))
                 .spawn(move || {
                     pipeline::run_worker(
-                        shard, rx, fact_rx, commit, stats, claims, guard, to_catalog, wake,
+                        shard, rx, fact_rx, report_rx, commit, stats, claims, guard, to_catalog,
+                        wake,
                     )
                 })?,
         );
     }
     drop(to_catalog);
+    crate::outbox::send::start(
+        outbox.clone(),
+        Arc::new(opts.outbox.clone()),
+        time_zone.clone(),
+        Arc::new(to_shards),
+        wake.clone(),
+        stop.clone(),
+    );
     let tokens: Arc<TokenMap> = Arc::new(opened.catalog.tokens().map(|(h, a)| (*h, *a)).collect());
     let revoked = Arc::new(watch::channel(0u64).0);
     {

@@ -15,9 +15,9 @@ pub const REFUND_REASON_BYTES_MAX: usize = 512;
 
 /// A refund step for one order (REF-1..5). Who may send which step is the
 /// server's role matrix: the front end acts for the buyer (automatic,
-/// request), the seller decides (agreed, approve, reject); staff may do
-/// all, and alone take the not-delivered refund until code deliveries are
-/// recorded (the outbox).
+/// request, after-sale, and the not-delivered refund, which the shard
+/// refuses once a code was delivered, ORD-2), the seller decides (agreed,
+/// approve, reject); staff may do all.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Refund {
     /// Client request id.
@@ -279,6 +279,9 @@ pub struct OrderView {
     pub taken_back: Fen,
     /// A REF-2 request is open (units locked).
     pub refund_requested: bool,
+    /// A code reached the buyer: the SMS gateway accepted a message
+    /// carrying one (ORD-2 `issued`). REF-3 needs it false.
+    pub delivered: bool,
     /// Validity start and end, unix ms.
     pub valid_from_ms: i64,
     /// Validity end, unix ms (exclusive).

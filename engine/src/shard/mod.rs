@@ -538,6 +538,17 @@ impl Shard {
         self.effects_made
     }
 
+    /// Marks the order `order_id` delivered (ORD-2): a code reached its
+    /// buyer. Returns whether that changed state (false for an unknown
+    /// order or one delivered before).
+    pub fn note_delivered(&mut self, order_id: &str) -> bool {
+        let Some(&slot) = self.by_order.get(order_id) else {
+            return false;
+        };
+        let v = &mut self.vouchers[slot as usize];
+        !std::mem::replace(&mut v.delivered, true)
+    }
+
     /// Counts `n` effects a logged input made ([`crate::log::ShardBatch`]).
     pub(crate) fn count_effects(&mut self, n: usize) {
         self.effects_made += n as u64;

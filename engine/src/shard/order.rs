@@ -105,6 +105,7 @@ impl Shard {
             after_sale_requested: v.after_sale.is_some(),
             taken_back: v.taken_back,
             refund_requested: v.request.is_some(),
+            delivered: v.delivered,
             valid_from_ms: v.valid_from_ms,
             valid_until_ms: v.valid_until_ms,
             paid,
