@@ -22,9 +22,15 @@ pub fn ahead_ms() -> i64 {
 
 /// The server's clock now, unix ms (0 before 1970).
 pub fn now_ms() -> i64 {
-    let wall = std::time::SystemTime::now()
+    wall_ms().saturating_add(ahead_ms())
+}
+
+/// The wall clock now, unix ms (0 before 1970), without the rehearsal
+/// offset: for what other machines compare with their own clocks (a
+/// webhook signature's timestamp), never for deadlines.
+pub fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
-    wall.saturating_add(ahead_ms())
+        .unwrap_or(0)
 }

@@ -4,6 +4,8 @@
 //! Layout:
 //! - [`data`]: the real input files of `../shared/data` turned into paid
 //!   orders (mapping and skip reasons documented there).
+//! - [`delivery`]: the delivery audit: what the webhook receiver accepted
+//!   against the engine's live codes and redemptions (ORD-2, ORD-8).
 //! - [`model`]: the client's own model of every acknowledged operation and
 //!   the audit that compares it with the server's state.
 //! - [`runner`]: closed-loop execution over connections × pipeline depth,
@@ -20,6 +22,7 @@
 #![warn(missing_docs)]
 
 pub mod data;
+pub mod delivery;
 pub mod expiry;
 pub mod model;
 pub mod money;

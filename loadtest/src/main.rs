@@ -125,6 +125,11 @@ struct CommonArgs {
     /// Write the JSON report here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// The record file of the `vouch-receiver` the server's webhooks post
+    /// to: at the end, wait for the outbox to drain and audit deliveries
+    /// (every live code reached its phone, every redemption its SMS).
+    #[arg(long)]
+    delivery_record: Option<PathBuf>,
 }
 
 /// A finite number above 0.
@@ -169,6 +174,7 @@ impl CommonArgs {
             rate: self.rate,
             seed: self.seed,
             run_id,
+            delivery_record: self.delivery_record.clone(),
         })
     }
 }

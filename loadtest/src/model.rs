@@ -57,7 +57,8 @@ pub struct Audit {
 }
 
 impl Audit {
-    fn check(&mut self, ok: bool, what: impl FnOnce() -> String) {
+    /// Counts one check; a failed one is a violation, described by `what`.
+    pub fn check(&mut self, ok: bool, what: impl FnOnce() -> String) {
         self.checked += 1;
         if !ok {
             self.violations += 1;

@@ -10,7 +10,9 @@
 //!   get HTTP 500;
 //! - `stall_first` N: the first N attempts of every message get no answer
 //!   for `stall_ms` (longer than the server's timeout: a timed-out attempt);
-//! - `delay_ms`: every answer waits this long (a slow receiver).
+//! - `delay_ms`: every answer waits this long (a slow receiver);
+//! - `flaky_every` K: messages whose SEQ is 1 more than a multiple of K get
+//!   their first attempt answered 503 (a flaky gateway).
 //!
 //! `GET /stats` answers the counts as JSON.
 
@@ -44,6 +46,9 @@ pub struct Faults {
     pub stall_ms: u64,
     /// Every answer waits this long, ms.
     pub delay_ms: u64,
+    /// Messages whose SEQ is 1 more than a multiple of K (K ≥ 2) get their
+    /// first attempt answered 503: a flaky gateway.
+    pub flaky_every: Option<u64>,
 }
 
 /// Counts, as `GET /stats` answers them.
@@ -207,6 +212,11 @@ fn decide(state: &State, id: &str, verified: bool) -> (u32, StatusCode) {
     } else if attempt <= f.stall_first {
         StatusCode::GATEWAY_TIMEOUT
     } else if attempt <= f.stall_first + f.fail_first {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else if attempt == 1
+        && f.flaky_every
+            .is_some_and(|k| seq.is_some_and(|s| s % k.max(2) == 1))
+    {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
         StatusCode::OK

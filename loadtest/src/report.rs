@@ -221,6 +221,13 @@ pub fn summary(report: &Value) -> String {
             ));
         }
     }
+    let d = &run["delivery"];
+    if d.is_object() {
+        out.push_str(&format!(
+            "  delivery: {} messages written, {} delivered, {} retried, {} failed; the receiver saw {} attempts, {} repeats\n",
+            d["written"], d["delivered"], d["retried"], d["failed"], d["receiver_attempts"], d["receiver_duplicates"]
+        ));
+    }
     out.push_str(&format!(
         "audit: {} checks, {} violations\n",
         report["invariants"]["checked"], report["invariants"]["violations"]

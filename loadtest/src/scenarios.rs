@@ -45,6 +45,8 @@ pub struct Common {
     /// Prefix of this run's order ids and POS ids; lets several runs share
     /// one server without colliding.
     pub run_id: u32,
+    /// The webhook receiver's record file: audit deliveries at the end.
+    pub delivery_record: Option<PathBuf>,
 }
 
 impl Common {
@@ -526,11 +528,19 @@ async fn finish(
     let acknowledged = Progress(shared.clone()).acknowledged();
     let s = std::mem::take(&mut *lock(shared));
     lock(shared).acknowledged = Some(acknowledged);
-    let audit = model::audit(&pool.first(), &s.model, &common.prefix(), &HashSet::new()).await?;
+    let mut audit =
+        model::audit(&pool.first(), &s.model, &common.prefix(), &HashSet::new()).await?;
+    let mut extra = extra;
+    if let Some(record) = &common.delivery_record {
+        let (d, summary) = crate::delivery::audit(&pool.first(), &s.model, record).await?;
+        audit.checked += d.checked;
+        audit.violations += d.violations;
+        audit.samples.extend(d.samples);
+        extra["delivery"] = summary;
+    }
     let mut samples = s.samples.clone();
     samples.extend(audit.samples.iter().cloned());
     samples.truncate(report::VIOLATION_SAMPLES_MAX);
-    let mut extra = extra;
     extra["violation_samples"] = json!(samples);
     extra["run_id"] = json!(format!("{:x}", common.run_id));
     extra["seed"] = json!(common.seed);

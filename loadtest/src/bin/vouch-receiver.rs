@@ -37,6 +37,10 @@ struct Cli {
     /// Every answer waits this long, ms (a slow receiver).
     #[arg(long, default_value_t = 0)]
     delay_ms: u64,
+    /// Messages whose SEQ is 1 more than a multiple of K (K ≥ 2) get their
+    /// first attempt answered 503 (a flaky gateway).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(2..))]
+    flaky_every: Option<u64>,
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -63,6 +67,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         stall_first: cli.stall_first,
         stall_ms: cli.stall_ms,
         delay_ms: cli.delay_ms,
+        flaky_every: cli.flaky_every,
     };
     receiver::serve(listener, secret.into_bytes(), faults, record).await?;
     Ok(())
