@@ -211,11 +211,10 @@ fn decide(state: &State, id: &str, verified: bool) -> (u32, StatusCode) {
         StatusCode::INTERNAL_SERVER_ERROR
     } else if attempt <= f.stall_first {
         StatusCode::GATEWAY_TIMEOUT
-    } else if attempt <= f.stall_first + f.fail_first {
-        StatusCode::SERVICE_UNAVAILABLE
-    } else if attempt == 1
-        && f.flaky_every
-            .is_some_and(|k| seq.is_some_and(|s| s % k.max(2) == 1))
+    } else if attempt <= f.stall_first + f.fail_first
+        || (attempt == 1
+            && f.flaky_every
+                .is_some_and(|k| seq.is_some_and(|s| s % k.max(2) == 1)))
     {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
