@@ -27,11 +27,14 @@ start=0
 ./target/release/vouch serve --data-dir "$work/data" --listen-tcp "$tcp" --listen-quic "$quic" \
   "$@" >>"$log" 2>&1 &
 echo $! >"$work/serve.pid"
-for _ in $(seq 1 600); do
+# Recovery replays the log: allow 3 minutes on a busy 2-core machine.
+for _ in $(seq 1 1800); do
   tail -n +"$((start + 1))" "$log" | grep -q '^ready$' && break
   kill -0 "$!" 2>/dev/null || { cat "$log"; echo "error: server did not start" >&2; exit 2; }
   sleep 0.1
 done
-tail -n +"$((start + 1))" "$log" | grep -q '^ready$' || { echo "error: server not ready in 60 s" >&2; exit 2; }
+tail -n +"$((start + 1))" "$log" | grep -q '^ready$' || {
+  tail -n +"$((start + 1))" "$log" | grep -v ' delisted: ' | tail -n 20 >&2
+  echo "error: server not ready in 180 s (its last lines above)" >&2; exit 2; }
 tail -n +"$((start + 1))" "$log" | sed -n 's/^listening tcp //p' >"$work/addr.tcp"
 tail -n +"$((start + 1))" "$log" | sed -n 's/^listening quic //p' >"$work/addr.quic"
