@@ -435,3 +435,61 @@ async fn ord_2_an_order_is_delivered_once_the_gateway_accepts_its_code_and_ref_3
         }
     }
 }
+
+#[tokio::test]
+async fn ref_3_a_not_delivered_refund_withdraws_the_unsent_code_message() {
+    let dir = tempfile::tempdir().unwrap();
+    // The first attempt of every message times out; the next comes 2 s
+    // later, after the refund.
+    let receiver = Receiver::start(dir.path(), &["--stall-first", "1", "--stall-ms", "3000"]);
+    let flags = [
+        "--webhook-timeout-ms",
+        "200",
+        "--webhook-backoff-ms",
+        "4000",
+        "--webhook-backoff-max-ms",
+        "4000",
+    ];
+    let server = serve(&dir.path().join("data"), &receiver.url, &flags);
+    let client = server.client(&server.tcp_target()).await;
+    as_issued(run(&client, Command::Issue(issue_cmd("w-1", 2, "13500001234"))).await);
+    let refund = Command::Refund(vouch_engine::command::Refund {
+        request_id: vouch_engine::RequestId {
+            source: 1,
+            serial: 1,
+        },
+        order_id: "w-1".into(),
+        action: vouch_engine::command::RefundAction::NotDelivered,
+        seller_id: None,
+    });
+    let Ok(vouch_engine::Outcome::Refunded(_)) = run(&client, refund).await else {
+        panic!("REF-3 refused")
+    };
+    let s = wait_until_settled(&client, "withdrawal").await;
+    assert_eq!(
+        (s.queued_total, s.withdrawn, s.delivered),
+        (2, 1, 1),
+        "{s:?}"
+    );
+    let all = all_messages(&client, 2).await;
+    let states: BTreeSet<(String, String)> = all
+        .values()
+        .map(|m| (m.event.clone(), m.state.clone()))
+        .collect();
+    let want: BTreeSet<(String, String)> =
+        [("code_issued", "withdrawn"), ("refunded", "delivered")]
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+    assert_eq!(states, want);
+    // The buyer never got the code; REF-3 stays true.
+    let accepted: Vec<Value> = receiver
+        .attempts()
+        .into_iter()
+        .filter(|a| a["status"] == 200)
+        .collect();
+    assert_eq!(accepted.len(), 1);
+    assert_eq!(accepted[0]["body"]["event"], "refunded");
+    assert_eq!(accepted[0]["body"]["amount"], "25.00");
+    assert!(!order_delivered(&client, "w-1").await);
+}

@@ -138,8 +138,14 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> 
         Ok(b) => b.to_bytes(),
         Err(_) => return reply(StatusCode::PAYLOAD_TOO_LARGE, "body too large"),
     };
-    let verified = verify(&state.secret, ts.as_deref(), sig.as_deref(), &body);
+    // The signature covers the body, and with it the body's message id:
+    // a header naming another id is a replay under a new name.
     let id = id.unwrap_or_default();
+    let body_id = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v["message_id"].as_str().map(str::to_owned));
+    let verified = verify(&state.secret, ts.as_deref(), sig.as_deref(), &body)
+        && body_id.as_deref() == Some(id.as_str());
     let (attempt, status) = decide(state, &id, verified);
     record(state, &id, attempt, status, verified, &body);
     let wait = if status == StatusCode::GATEWAY_TIMEOUT {

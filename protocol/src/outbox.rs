@@ -46,7 +46,8 @@ pub struct OutboxMessageView {
     pub created_ms: i64,
     /// Attempts made so far (all rounds).
     pub attempts: u32,
-    /// `queued`, `delivered` or `failed`.
+    /// `queued`, `delivered`, `failed` or `withdrawn` (not sent: a later
+    /// refund voided its code).
     pub state: String,
     /// For `queued`: the next attempt's time; otherwise when it was
     /// delivered or parked; unix ms.
@@ -66,6 +67,8 @@ pub struct OutboxStats {
     pub delivered: u64,
     /// Parked in the failed-task list.
     pub failed: u64,
+    /// Not sent: a later refund voided the code they carry (REF-3).
+    pub withdrawn: u64,
     /// Messages that needed more than one attempt.
     pub retried: u64,
     /// Attempts made, all messages.

@@ -4,7 +4,7 @@
 use super::outcome::print_refusal;
 use super::time::Zone;
 use super::ClientArgs;
-use crate::outbox::{Endpoint, OutboxConfig};
+use crate::outbox::{Endpoint, EndpointError, OutboxConfig};
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 use std::process::ExitCode;
@@ -183,8 +183,8 @@ fn stats(s: &OutboxStats) -> (Value, String) {
     v["ok"] = json!(true);
     v["outcome"] = json!("outbox_stats");
     let text = format!(
-        "messages: {} written, {} queued, {} delivered, {} failed; {} needed more than one attempt ({} attempts in all)",
-        s.queued_total, s.queued, s.delivered, s.failed, s.retried, s.attempts
+        "messages: {} written, {} queued, {} delivered, {} failed, {} withdrawn; {} needed more than one attempt ({} attempts in all)",
+        s.queued_total, s.queued, s.delivered, s.failed, s.withdrawn, s.retried, s.attempts
     );
     (v, text)
 }
@@ -241,9 +241,10 @@ impl WebhookArgs {
             let secret = std::env::var(var).map_err(|_| {
                 format!("webhook {url}: set its secret in {var} (16 bytes or more)")
             })?;
-            Endpoint::new(url, &secret)
-                .map(Some)
-                .map_err(|e| format!("{e} ({var})"))
+            Endpoint::new(url, &secret).map(Some).map_err(|e| match e {
+                EndpointError::Secret(m) => format!("{m} ({var})"),
+                EndpointError::Url(m) => m,
+            })
         };
         let cfg = OutboxConfig {
             sms: endpoint(&self.sms_webhook, "VOUCH_SMS_WEBHOOK_SECRET")?,

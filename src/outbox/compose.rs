@@ -21,6 +21,7 @@ pub fn event(effect: &Effect) -> &'static str {
             SendReason::Unlocked => "code_after_refund_rejected",
         },
         Effect::RedemptionNotice { .. } => "redeemed",
+        Effect::RefundNotice { .. } => "refunded",
     }
 }
 
@@ -52,6 +53,19 @@ pub fn sms_text(effect: &Effect) -> String {
                 to.order_id
             ),
         },
+        Effect::RefundNotice {
+            to,
+            amount,
+            code_void,
+        } => format!(
+            "A refund of {amount} yuan for order {} is on its way to you.{}",
+            to.order_id,
+            if *code_void {
+                " Its code no longer works."
+            } else {
+                ""
+            }
+        ),
     }
 }
 
@@ -76,8 +90,9 @@ pub fn body(id: MessageId, entry: &Entry, tz: &TimeZone) -> Vec<u8> {
         "created_at": created_at,
         "order_id": &*to.order_id,
         "mobile": &*to.mobile,
-        "seller_id": to.seller_id.0,
-        "product_id": to.product_id.0,
+        // As strings: ids above 2^53 lose digits as JSON numbers.
+        "seller_id": to.seller_id.0.to_string(),
+        "product_id": to.product_id.0.to_string(),
     });
     let fields = &mut v;
     match &entry.effect {
@@ -96,6 +111,12 @@ pub fn body(id: MessageId, entry: &Entry, tz: &TimeZone) -> Vec<u8> {
             fields["code"] = new_code
                 .map(|c| Value::from(c.to_string()))
                 .unwrap_or(Value::Null);
+        }
+        Effect::RefundNotice {
+            amount, code_void, ..
+        } => {
+            fields["amount"] = Value::from(amount.to_string());
+            fields["code_void"] = Value::from(*code_void);
         }
     }
     fields["text"] = Value::from(sms_text(&entry.effect));

@@ -52,21 +52,40 @@ impl std::fmt::Debug for Endpoint {
 impl Endpoint {
     /// An endpoint from a URL and its secret.
     ///
-    /// Errors (in words): the URL does not parse or is not http(s), or the
-    /// secret is shorter than 16 bytes.
-    pub fn new(url: &str, secret: &str) -> Result<Endpoint, String> {
-        let parsed = reqwest::Url::parse(url).map_err(|e| format!("webhook URL {url:?}: {e}"))?;
+    /// Errors: [`EndpointError::Url`] when the URL does not parse, is not
+    /// http(s) or names no host or port 0; [`EndpointError::Secret`] when
+    /// the secret is shorter than 16 bytes.
+    pub fn new(url: &str, secret: &str) -> Result<Endpoint, EndpointError> {
+        let bad = |why: String| EndpointError::Url(format!("webhook URL {url:?}: {why}"));
+        let parsed = reqwest::Url::parse(url).map_err(|e| bad(e.to_string()))?;
         if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(format!("webhook URL {url:?} is not http:// or https://"));
+            return Err(bad("not http:// or https://".into()));
+        }
+        if url.contains(":///") || parsed.host_str().is_none_or(str::is_empty) {
+            return Err(bad("no host".into()));
+        }
+        if parsed.port() == Some(0) {
+            return Err(bad("port 0".into()));
         }
         if secret.len() < 16 {
-            return Err("a webhook secret must be at least 16 bytes".into());
+            return Err(EndpointError::Secret(
+                "a webhook secret must be at least 16 bytes".into(),
+            ));
         }
         Ok(Endpoint {
             url: parsed,
             secret: secret.as_bytes().to_vec(),
         })
     }
+}
+
+/// Why an endpoint was refused, in words.
+#[derive(Debug, PartialEq, Eq)]
+pub enum EndpointError {
+    /// The URL.
+    Url(String),
+    /// The secret.
+    Secret(String),
 }
 
 /// How the sender runs (`vouch serve --sms-webhook …`).
@@ -145,6 +164,17 @@ pub fn rows_of(
             shard,
             seq: first_seq + i as u64,
         };
+        if let Effect::RefundNotice {
+            to,
+            code_void: true,
+            ..
+        } = &effect
+        {
+            rows.push(OutboxPut {
+                key: rows::withdrawal_key(&to.order_id),
+                value: id.seq.to_be_bytes().to_vec(),
+            });
+        }
         rows.extend(rows::new_message(id, now_ms, effect));
     }
     rows

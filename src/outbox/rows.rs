@@ -114,6 +114,11 @@ pub enum State {
         /// Unix ms.
         at_ms: i64,
     },
+    /// Not sent: a later refund voided the code it carries (REF-3).
+    Withdrawn {
+        /// Unix ms.
+        at_ms: i64,
+    },
 }
 
 /// One message row.
@@ -179,8 +184,20 @@ pub fn failed_key(id: MessageId) -> Vec<u8> {
 /// Which endpoint an effect's message goes to.
 pub fn kind_of(effect: &Effect) -> Kind {
     match effect {
-        Effect::SendCode { .. } | Effect::RedemptionNotice { .. } => Kind::Sms,
+        Effect::SendCode { .. } | Effect::RedemptionNotice { .. } | Effect::RefundNotice { .. } => {
+            Kind::Sms
+        }
     }
+}
+
+/// Key of an order's withdrawal row: its value is the SEQ (8 bytes,
+/// big-endian) of the refund message that voided the order's code; code
+/// messages of the order with a lower SEQ are not sent any more. An order
+/// lives in one shard, so SEQs of its messages are in apply order.
+pub fn withdrawal_key(order_id: &str) -> Vec<u8> {
+    let mut k = vec![b'x'];
+    k.extend_from_slice(order_id.as_bytes());
+    k
 }
 
 impl Entry {
@@ -235,7 +252,7 @@ pub fn transition(id: MessageId, old: &Entry, new: &Entry) -> Vec<OutboxChange> 
             changes.push(OutboxChange::Delete(queue_key(old.kind, due_ms, id)))
         }
         State::Failed { .. } => changes.push(OutboxChange::Delete(failed_key(id))),
-        State::Delivered { .. } => {}
+        State::Delivered { .. } | State::Withdrawn { .. } => {}
     }
     match new.state {
         State::Queued { due_ms } => changes.push(OutboxChange::Put(OutboxPut {
@@ -246,7 +263,7 @@ pub fn transition(id: MessageId, old: &Entry, new: &Entry) -> Vec<OutboxChange> 
             key: failed_key(id),
             value: Vec::new(),
         })),
-        State::Delivered { .. } => {}
+        State::Delivered { .. } | State::Withdrawn { .. } => {}
     }
     changes
 }

@@ -202,6 +202,15 @@ impl Dispatcher {
         if !matches!(old.state, State::Queued { .. }) {
             return Ok(());
         }
+        if self.withdrawn(id, &old)? {
+            let new = Entry {
+                state: State::Withdrawn {
+                    at_ms: crate::clock::now_ms(),
+                },
+                ..old.clone()
+            };
+            return self.store.write(&rows::transition(id, &old, &new), false);
+        }
         let body = compose::body(id, &old, &self.tz);
         let attempt = old.attempts + 1;
         let outcome = self.post(id, attempt, body).await;
@@ -233,15 +242,23 @@ impl Dispatcher {
         self.store.write(&rows::transition(id, &old, &new), false)
     }
 
+    /// Whether a later refund voided the code this message carries.
+    fn withdrawn(&self, id: MessageId, e: &Entry) -> Result<bool, vouch_storage::StorageError> {
+        if e.effect.code().is_none() {
+            return Ok(false);
+        }
+        let key = rows::withdrawal_key(&e.effect.recipient().order_id);
+        Ok(self.store.get(&key)?.is_some_and(|v| {
+            let seq = v.try_into().map(u64::from_be_bytes).unwrap_or(0);
+            seq > id.seq
+        }))
+    }
+
     /// Tells the order's shard that a code reached its buyer (ORD-2) and
     /// waits until that is durable; true at once for a message without a
     /// code. False when the server is stopping.
     async fn report_delivery(&self, id: MessageId, entry: &Entry) -> bool {
-        let carries_code = match &entry.effect {
-            vouch_engine::Effect::SendCode { .. } => true,
-            vouch_engine::Effect::RedemptionNotice { new_code, .. } => new_code.is_some(),
-        };
-        if !carries_code {
+        if entry.effect.code().is_none() {
             return true;
         }
         let Some(shard) = self.shards.get(id.shard as usize) else {
@@ -279,8 +296,14 @@ impl Dispatcher {
                 r.status().as_u16()
             )),
             Err(e) if e.is_timeout() => Err(format!("no answer within {} ms", self.cfg.timeout_ms)),
-            Err(e) if e.is_connect() => Err("could not connect to the endpoint".into()),
-            Err(e) => Err(format!("the request failed: {e}")),
+            Err(e) if e.is_connect() => Err(format!(
+                "could not connect to the endpoint ({})",
+                std::error::Error::source(&e)
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "no detail".into())
+            )),
+            // Without the URL: its query may hold a credential.
+            Err(e) => Err(format!("the request failed: {}", e.without_url())),
         }
     }
 }

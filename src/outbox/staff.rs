@@ -56,6 +56,7 @@ pub fn view(id: MessageId, e: &Entry) -> OutboxMessageView {
         State::Queued { due_ms } => ("queued", due_ms),
         State::Delivered { at_ms } => ("delivered", at_ms),
         State::Failed { at_ms } => ("failed", at_ms),
+        State::Withdrawn { at_ms } => ("withdrawn", at_ms),
     };
     OutboxMessageView {
         id: id.to_string(),
@@ -96,7 +97,12 @@ fn failed(store: &OutboxStore, after: Option<&str>, limit: u32) -> Result<Outbox
     Ok(OutboxView::Failed { items, next })
 }
 
+/// One re-queue at a time: two staff retries of one message must not both
+/// read it failed.
+static RETRY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn retry(store: &OutboxStore, id: MessageId, now_ms: i64) -> Result<OutboxView, WireError> {
+    let _one = RETRY.lock().unwrap_or_else(|p| p.into_inner());
     let old = read(store, id)?;
     if !matches!(old.state, State::Failed { .. }) {
         let msg = format!(
@@ -140,6 +146,7 @@ fn stats(store: &OutboxStore) -> Result<OutboxView, WireError> {
                 State::Queued { .. } => s.queued += 1,
                 State::Delivered { .. } => s.delivered += 1,
                 State::Failed { .. } => s.failed += 1,
+                State::Withdrawn { .. } => s.withdrawn += 1,
             }
         }
     }

@@ -243,6 +243,11 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     opts.guard.validate().map_err(anyhow::Error::msg)?;
     opts.new_config.validate().map_err(anyhow::Error::msg)?;
     opts.outbox.validate().map_err(anyhow::Error::msg)?;
+    if opts.outbox.sms.is_none() {
+        eprintln!(
+            "warning: no --sms-webhook: buyer SMS messages (codes, redemptions, refunds) stay queued in the outbox until a start with one"
+        );
+    }
     if opts.clock_ahead_ms > 0 {
         crate::clock::set_ahead_ms(opts.clock_ahead_ms);
         eprintln!(

@@ -522,13 +522,35 @@ pub enum Effect {
         /// The code for the units left (ORD-8); None when none are left.
         new_code: Option<Code>,
     },
+    /// Tell the buyer that `amount` is refunded (REF); `code_void`: the
+    /// refund voided the code, so no code message of the order that is
+    /// still unsent may go out any more.
+    RefundNotice {
+        /// The voucher.
+        to: Recipient,
+        /// Refunded to the buyer, fen.
+        amount: crate::money::Fen,
+        /// The refund voided the voucher's code.
+        code_void: bool,
+    },
 }
 
 impl Effect {
+    /// The code the message gives the buyer, if any.
+    pub fn code(&self) -> Option<Code> {
+        match self {
+            Effect::SendCode { code, .. } => Some(*code),
+            Effect::RedemptionNotice { new_code, .. } => *new_code,
+            Effect::RefundNotice { .. } => None,
+        }
+    }
+
     /// The voucher the effect is about.
     pub fn recipient(&self) -> &Recipient {
         match self {
-            Effect::SendCode { to, .. } | Effect::RedemptionNotice { to, .. } => to,
+            Effect::SendCode { to, .. }
+            | Effect::RedemptionNotice { to, .. }
+            | Effect::RefundNotice { to, .. } => to,
         }
     }
 }

@@ -74,6 +74,7 @@ impl Shard {
             return reply;
         }
         let slot = self.order_slot(&c.order_id, c.seller_id)?;
+        let was_open = self.vouchers[slot as usize].closed.is_none();
         let refunded = match &c.action {
             RefundAction::Automatic => self.refund_automatic(now_ms, slot)?,
             RefundAction::NotDelivered => self.refund_not_delivered(now_ms, slot)?,
@@ -86,6 +87,17 @@ impl Shard {
             }
             RefundAction::ConfirmAfterSale => self.after_sale_confirm(now_ms, slot)?,
         };
+        // The buyer's refund SMS; a refund that voided the code also
+        // withdraws any code message not sent yet (REF-3's "never delivered"
+        // must stay true).
+        let v = &self.vouchers[slot as usize];
+        if refunded.buyer_amount > Fen::ZERO {
+            effects.push(Effect::RefundNotice {
+                to: v.recipient(),
+                amount: refunded.buyer_amount,
+                code_void: was_open && v.closed.is_some(),
+            });
+        }
         let reply = Outcome::Refunded(refunded);
         Ok(self.remember_step(c.request_id, fp, reply))
     }

@@ -46,6 +46,19 @@ struct Cli {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let secret = std::env::var(&cli.secret_env)
         .map_err(|_| anyhow::anyhow!("set the webhook secret in {}", cli.secret_env))?;
+    if secret.len() < 16 {
+        anyhow::bail!("the secret in {} must be at least 16 bytes", cli.secret_env);
+    }
+    let addr: std::net::SocketAddr = cli
+        .listen
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--listen {}: {e}", cli.listen))?;
+    if !addr.ip().is_loopback() {
+        anyhow::bail!(
+            "--listen {}: a test receiver listens on loopback only",
+            cli.listen
+        );
+    }
     let record = match &cli.record {
         Some(p) => Some(
             std::fs::OpenOptions::new()
