@@ -162,6 +162,7 @@ pub async fn audit(
         "delivered": stats.delivered,
         "retried": stats.retried,
         "failed": stats.failed,
+        "withdrawn": stats.withdrawn,
         "attempts": stats.attempts,
         "receiver_attempts": r.attempts,
         "receiver_duplicates": r.duplicates,

@@ -224,8 +224,8 @@ pub fn summary(report: &Value) -> String {
     let d = &run["delivery"];
     if d.is_object() {
         out.push_str(&format!(
-            "  delivery: {} messages written, {} delivered, {} retried, {} failed; the receiver saw {} attempts, {} repeats\n",
-            d["written"], d["delivered"], d["retried"], d["failed"], d["receiver_attempts"], d["receiver_duplicates"]
+            "  delivery: {} messages written, {} delivered, {} retried, {} failed, {} withdrawn by refunds; the receiver saw {} attempts, {} repeats\n",
+            d["written"], d["delivered"], d["retried"], d["failed"], d["withdrawn"], d["receiver_attempts"], d["receiver_duplicates"]
         ));
     }
     out.push_str(&format!(

@@ -242,9 +242,11 @@ impl Dispatcher {
         self.store.write(&rows::transition(id, &old, &new), false)
     }
 
-    /// Whether a later refund voided the code this message carries.
+    /// Whether a later refund voided the code this code message sends.
+    /// A redemption's success SMS always goes (ORD-8: one per redemption);
+    /// the refund SMS after it says the code no longer works.
     fn withdrawn(&self, id: MessageId, e: &Entry) -> Result<bool, vouch_storage::StorageError> {
-        if e.effect.code().is_none() {
+        if !matches!(e.effect, vouch_engine::Effect::SendCode { .. }) {
             return Ok(false);
         }
         let key = rows::withdrawal_key(&e.effect.recipient().order_id);
